@@ -1,0 +1,69 @@
+//! The `taskhost` command line.
+//!
+//! Each subcommand lives in its own module; this one parses arguments, sets up
+//! logging and the async runtime, and maps results to exit codes:
+//! 0 success, 1 the task did not succeed, 2 a usage or environment error.
+
+mod run;
+
+use clap::{Parser, Subcommand};
+use std::process::ExitCode;
+
+/// taskhost: a task host for WebAssembly plugins.
+///
+/// Teams upload sandboxed task plugins (WebAssembly components built with the
+/// taskhost SDK), schedule them, and host nodes run them under hard fuel,
+/// memory, time and output limits.
+#[derive(Debug, Parser)]
+#[command(name = "taskhost", version, propagate_version = true)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    Run(run::RunArgs),
+}
+
+/// Exit code for a usage or environment error (bad flag, unreadable file).
+pub(crate) const EXIT_USAGE: u8 = 2;
+
+/// Parses the command line and runs the chosen command.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    init_logging();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: could not start the async runtime: {e}");
+            return ExitCode::from(EXIT_USAGE);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Run(args) => run::run(args).await,
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::from(EXIT_USAGE)
+        }
+    }
+}
+
+/// Logs go to stderr (stdout is for results); `TASKHOST_LOG` or `RUST_LOG` set the filter.
+fn init_logging() {
+    let filter = std::env::var("TASKHOST_LOG")
+        .or_else(|_| std::env::var("RUST_LOG"))
+        .unwrap_or_else(|_| "warn".into());
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+        .with_writer(std::io::stderr)
+        .try_init();
+}

@@ -1,0 +1,79 @@
+//! The one `wasmtime::Engine` of a process, and its epoch ticker.
+//!
+//! The engine is set up once for everything a run needs: the component model,
+//! fuel metering (deterministic compute limits), epoch interruption (wall-clock
+//! limits and cooperative yielding) and the pooling instance allocator (slots
+//! for memories, tables and stacks are reserved up front, so instantiation is a
+//! few microseconds).
+
+use super::RuntimeConfig;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::thread::JoinHandle;
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
+
+/// Core instances, memories and tables a typical Rust component needs per
+/// component instance, with headroom.
+const CORE_INSTANCES_PER_RUN: u32 = 16;
+const MEMORIES_PER_RUN: u32 = 2;
+const TABLES_PER_RUN: u32 = 4;
+
+pub(crate) fn build(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
+    let slots = config.max_concurrent_runs.max(1);
+    let mut pool = PoolingAllocationConfig::default();
+    pool.total_component_instances(slots)
+        .total_core_instances(slots.saturating_mul(CORE_INSTANCES_PER_RUN))
+        .total_memories(slots.saturating_mul(MEMORIES_PER_RUN))
+        .total_tables(slots.saturating_mul(TABLES_PER_RUN))
+        .total_stacks(slots)
+        .max_core_instances_per_component(CORE_INSTANCES_PER_RUN)
+        .max_memories_per_component(MEMORIES_PER_RUN)
+        .max_tables_per_component(TABLES_PER_RUN)
+        .max_memory_size(usize::try_from(config.max_memory_bytes).unwrap_or(usize::MAX));
+
+    let mut wasm = Config::new();
+    wasm.wasm_component_model(true)
+        .consume_fuel(true)
+        .epoch_interruption(true)
+        .max_wasm_stack(config.max_wasm_stack)
+        .async_stack_size(config.max_wasm_stack + (256 << 10))
+        .allocation_strategy(InstanceAllocationStrategy::Pooling(pool));
+    Engine::new(&wasm)
+}
+
+/// Advances the engine's epoch on a dedicated OS thread.
+///
+/// It must not run on the tokio runtime: a busy runtime would delay the ticks
+/// that interrupt busy guests (a deadlock when all workers run guests).
+pub(crate) struct EpochTicker {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl EpochTicker {
+    pub(crate) fn start(engine: Engine, tick: std::time::Duration) -> std::io::Result<Self> {
+        let stop = Arc::new(AtomicBool::new(false));
+        let flag = stop.clone();
+        let thread = std::thread::Builder::new()
+            .name("taskhost-epoch".into())
+            .spawn(move || {
+                while !flag.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    engine.increment_epoch();
+                }
+            })?;
+        Ok(EpochTicker {
+            stop,
+            thread: Some(thread),
+        })
+    }
+}
+
+impl Drop for EpochTicker {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(thread) = self.thread.take() {
+            let _ = thread.join();
+        }
+    }
+}

@@ -1,0 +1,132 @@
+//! Per-run limits, and the memory limiter that enforces one of them.
+//!
+//! Every run gets hard limits. Fuel and wall-clock time are enforced by the
+//! engine (fuel metering and epoch interruption); memory by [`MemoryLimiter`],
+//! which wasmtime consults before each memory or table growth; output and log
+//! bytes by the runtime and the capture pipes. Hitting any of them ends the run
+//! with its own status, never the process.
+
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// Hard limits for one run. Defaults are sane for small tasks; a schedule may
+/// raise them up to what the node allows ([`crate::runtime::RuntimeConfig`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Limits {
+    /// Fuel units (roughly, WebAssembly instructions) a run may burn.
+    pub fuel: u64,
+    /// Bytes of linear memory a run may use, over all its memories.
+    pub memory_bytes: u64,
+    /// Wall-clock time a run may take, including instantiation.
+    #[serde(with = "humantime_serde_compat")]
+    pub timeout: Duration,
+    /// Bytes the plugin may return as output.
+    pub output_bytes: u64,
+    /// Bytes the plugin may write to stdout, to stderr, and through `log` (each).
+    pub log_bytes: u64,
+}
+
+impl Limits {
+    /// 1 billion fuel: about a second of busy compute.
+    pub const DEFAULT_FUEL: u64 = 1_000_000_000;
+    /// 64 MiB of linear memory.
+    pub const DEFAULT_MEMORY_BYTES: u64 = 64 << 20;
+    /// 5 seconds of wall-clock time.
+    pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(5);
+    /// 1 MiB of output.
+    pub const DEFAULT_OUTPUT_BYTES: u64 = 1 << 20;
+    /// 1 MiB each of stdout, stderr and structured logs.
+    pub const DEFAULT_LOG_BYTES: u64 = 1 << 20;
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            fuel: Self::DEFAULT_FUEL,
+            memory_bytes: Self::DEFAULT_MEMORY_BYTES,
+            timeout: Self::DEFAULT_TIMEOUT,
+            output_bytes: Self::DEFAULT_OUTPUT_BYTES,
+            log_bytes: Self::DEFAULT_LOG_BYTES,
+        }
+    }
+}
+
+/// Durations in limits read and write as humantime strings ("5s", "250ms").
+mod humantime_serde_compat {
+    use serde::{Deserialize, Deserializer, Serializer, de::Error};
+    use std::time::Duration;
+
+    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        let text = String::deserialize(d)?;
+        humantime::parse_duration(&text)
+            .map_err(|e| D::Error::custom(format!("invalid duration {text:?}: {e}")))
+    }
+}
+
+/// Enforces the memory limit of one run and records its peak memory.
+///
+/// Growth beyond the limit is refused with a trap (rather than a failed
+/// `memory.grow`), so the run ends at once with `memory_limit` instead of the
+/// guest's allocator aborting with an unrelated-looking trap.
+#[derive(Debug)]
+pub(crate) struct MemoryLimiter {
+    limit: usize,
+    /// Bytes of linear memory now in use, over all memories of the run.
+    current: usize,
+    pub(crate) peak: usize,
+    pub(crate) exceeded: bool,
+}
+
+/// The error a run traps with when it asks for more memory than its limit.
+#[derive(Debug, thiserror::Error)]
+#[error("the plugin tried to grow its memory to {wanted} bytes, over its limit of {limit} bytes")]
+pub(crate) struct MemoryLimitExceeded {
+    pub wanted: usize,
+    pub limit: usize,
+}
+
+impl MemoryLimiter {
+    pub(crate) fn new(limit: u64) -> Self {
+        MemoryLimiter {
+            limit: usize::try_from(limit).unwrap_or(usize::MAX),
+            current: 0,
+            peak: 0,
+            exceeded: false,
+        }
+    }
+}
+
+impl wasmtime::ResourceLimiter for MemoryLimiter {
+    fn memory_growing(
+        &mut self,
+        current: usize,
+        desired: usize,
+        _maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        let total = self.current - current.min(self.current) + desired;
+        if total > self.limit {
+            self.exceeded = true;
+            return Err(wasmtime::Error::new(MemoryLimitExceeded {
+                wanted: total,
+                limit: self.limit,
+            }));
+        }
+        self.current = total;
+        self.peak = self.peak.max(total);
+        Ok(true)
+    }
+
+    fn table_growing(
+        &mut self,
+        _current: usize,
+        desired: usize,
+        maximum: Option<usize>,
+    ) -> wasmtime::Result<bool> {
+        Ok(maximum.is_none_or(|max| desired <= max))
+    }
+}

@@ -1,0 +1,267 @@
+//! The sandboxed plugin runtime: validate, compile, cache and run plugins
+//! under hard limits.
+//!
+//! ```text
+//!  wasm bytes ──prepare()──▶ header check ─▶ artifact cache ─(miss)─▶ compile
+//!                                                 │
+//!                             check imports/exports, link ─▶ Plugin (InstancePre)
+//!  Plugin + RunRequest ──run()──▶ fresh Store ─▶ instantiate ─▶ call `run` ─▶ Outcome
+//! ```
+//!
+//! One [`Runtime`] per process owns the wasmtime `Engine`, the `Linker` with
+//! the host's imports, the caches, and a semaphore sized to the instance pool so
+//! that runs beyond its capacity wait instead of failing. Module map:
+//!
+//! - [`engine`]: engine configuration and the epoch ticker thread;
+//! - [`validate`]: what a plugin may import and must export;
+//! - [`cache`]: precompiled artifacts keyed by wasm sha256 + engine fingerprint;
+//! - [`host`]: bindings for `wit/task.wit` and the host interface;
+//! - [`limits`], [`capture`]: per-run limits and bounded stdout/stderr;
+//! - [`run`]: one run from instantiation to [`Outcome`];
+//! - [`kv`]: the key-value trait that stores implement.
+
+mod cache;
+mod capture;
+mod engine;
+mod host;
+mod kv;
+mod limits;
+mod outcome;
+mod run;
+mod validate;
+
+pub use cache::{ArtifactCache, DirArtifacts, MemoryArtifacts, sha256_hex};
+pub use kv::{KvError, KvNamespace, KvStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryKv};
+pub use limits::Limits;
+pub use outcome::{LogLevel, LogLine, Outcome, Progress, RunError, Status};
+pub use run::RunRequest;
+pub use validate::{InvalidPlugin, WORLD};
+
+use host::{RunState, TaskPre};
+use lru::LruCache;
+use std::num::NonZeroUsize;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+use tokio::sync::Semaphore;
+use wasmtime::Engine;
+use wasmtime::component::{Component, Linker};
+
+/// Node-wide runtime settings. Per-run limits are in [`Limits`].
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// Runs that may be instantiated at once (the size of the instance pool);
+    /// further runs wait for a slot.
+    pub max_concurrent_runs: u32,
+    /// The largest memory limit any run may have (each pool slot reserves it).
+    pub max_memory_bytes: u64,
+    /// WebAssembly stack size; deeper recursion traps with a stack overflow.
+    pub max_wasm_stack: usize,
+    /// Epoch tick: the granularity of timeouts and of yielding between runs.
+    pub epoch_tick: Duration,
+    /// Compiled plugins kept ready to instantiate.
+    pub instance_cache_size: usize,
+}
+
+impl Default for RuntimeConfig {
+    fn default() -> Self {
+        RuntimeConfig {
+            max_concurrent_runs: 1000,
+            max_memory_bytes: 1 << 30,
+            max_wasm_stack: 512 << 10,
+            epoch_tick: Duration::from_millis(10),
+            instance_cache_size: 256,
+        }
+    }
+}
+
+/// Setting up the runtime failed (not a plugin's fault).
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("could not create the WebAssembly engine: {0}")]
+    Engine(String),
+    #[error("could not start the epoch ticker thread: {0}")]
+    Ticker(#[from] std::io::Error),
+}
+
+/// A validated, compiled plugin, ready to instantiate in microseconds.
+/// Cheap to clone.
+#[derive(Clone)]
+pub struct Plugin {
+    inner: Arc<PluginInner>,
+}
+
+struct PluginInner {
+    sha256: String,
+    pre: TaskPre<RunState>,
+}
+
+impl Plugin {
+    /// Hex sha256 of the plugin's wasm bytes.
+    pub fn sha256(&self) -> &str {
+        &self.inner.sha256
+    }
+}
+
+/// How a plugin was made ready, for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Prepared {
+    /// It was already in the in-memory instance cache.
+    Cached,
+    /// Its precompiled artifact was loaded.
+    Loaded,
+    /// It was compiled now.
+    Compiled,
+}
+
+/// The plugin runtime of one process. Cheap to clone.
+#[derive(Clone)]
+pub struct Runtime {
+    inner: Arc<RuntimeInner>,
+}
+
+struct RuntimeInner {
+    engine: Engine,
+    linker: Linker<RunState>,
+    fingerprint: String,
+    artifacts: Arc<dyn ArtifactCache>,
+    plugins: Mutex<LruCache<String, Plugin>>,
+    kv: Arc<dyn KvStore>,
+    slots: Arc<Semaphore>,
+    config: RuntimeConfig,
+    _ticker: engine::EpochTicker,
+}
+
+impl Runtime {
+    /// A runtime with in-memory artifact and kv stores.
+    pub fn new(config: RuntimeConfig) -> Result<Self, RuntimeError> {
+        Self::with_stores(
+            config,
+            Arc::new(MemoryArtifacts::default()),
+            Arc::new(MemoryKv::default()),
+        )
+    }
+
+    /// A runtime whose compiled artifacts and plugin kv state live in the given stores.
+    pub fn with_stores(
+        config: RuntimeConfig,
+        artifacts: Arc<dyn ArtifactCache>,
+        kv: Arc<dyn KvStore>,
+    ) -> Result<Self, RuntimeError> {
+        let engine = engine::build(&config).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let mut linker = Linker::new(&engine);
+        let link = |l: &mut Linker<RunState>| -> wasmtime::Result<()> {
+            wasmtime_wasi::p2::add_to_linker_async(l)?;
+            host::Task::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+        };
+        link(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
+        let ticker = engine::EpochTicker::start(engine.clone(), config.epoch_tick)?;
+        let cache_size = NonZeroUsize::new(config.instance_cache_size).unwrap_or(NonZeroUsize::MIN);
+        Ok(Runtime {
+            inner: Arc::new(RuntimeInner {
+                fingerprint: cache::engine_fingerprint(&engine),
+                engine,
+                linker,
+                artifacts,
+                plugins: Mutex::new(LruCache::new(cache_size)),
+                kv,
+                slots: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1) as usize)),
+                config,
+                _ticker: ticker,
+            }),
+        })
+    }
+
+    /// The node-wide settings this runtime was built with.
+    pub fn config(&self) -> &RuntimeConfig {
+        &self.inner.config
+    }
+
+    /// Validates and compiles (or loads) a plugin, ready to run.
+    ///
+    /// CPU-bound on a cache miss (compiling takes ~100s of ms): call it from a
+    /// blocking thread in async code.
+    pub fn prepare(&self, wasm: &[u8]) -> Result<Plugin, InvalidPlugin> {
+        self.prepare_traced(wasm).map(|(plugin, _)| plugin)
+    }
+
+    /// Like [`Runtime::prepare`], and says whether it compiled, loaded or hit the cache.
+    pub fn prepare_traced(&self, wasm: &[u8]) -> Result<(Plugin, Prepared), InvalidPlugin> {
+        let sha256 = sha256_hex(wasm);
+        if let Some(plugin) = self.plugins().get(&sha256) {
+            return Ok((plugin.clone(), Prepared::Cached));
+        }
+        validate::check_header(wasm)?;
+        let (component, how) = self.load_or_compile(&sha256, wasm)?;
+        validate::check_component(&self.inner.engine, &component)?;
+        let pre = self
+            .inner
+            .linker
+            .instantiate_pre(&component)
+            .and_then(TaskPre::new)
+            .map_err(|e| InvalidPlugin::Mismatch(format!("{e:#}")))?;
+        let plugin = Plugin {
+            inner: Arc::new(PluginInner {
+                sha256: sha256.clone(),
+                pre,
+            }),
+        };
+        self.plugins().put(sha256, plugin.clone());
+        Ok((plugin, how))
+    }
+
+    fn plugins(&self) -> std::sync::MutexGuard<'_, LruCache<String, Plugin>> {
+        self.inner.plugins.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn load_or_compile(
+        &self,
+        sha256: &str,
+        wasm: &[u8],
+    ) -> Result<(Component, Prepared), InvalidPlugin> {
+        let key = format!("{sha256}-{}", self.inner.fingerprint);
+        if let Some(artifact) = self.inner.artifacts.get(&key) {
+            // SAFETY: the key carries this engine's fingerprint, and artifact
+            // caches hold only what `compile` below wrote (see `cache`).
+            match unsafe { Component::deserialize(&self.inner.engine, &artifact) } {
+                Ok(component) => return Ok((component, Prepared::Loaded)),
+                Err(e) => tracing::warn!(%key, error = %e, "discarding an unloadable artifact"),
+            }
+        }
+        let component = Component::new(&self.inner.engine, wasm)
+            .map_err(|e| InvalidPlugin::Malformed(format!("{e:#}")))?;
+        match component.serialize() {
+            Ok(artifact) => self.inner.artifacts.put(&key, &artifact),
+            Err(e) => tracing::warn!(%key, error = %e, "could not serialize a compiled plugin"),
+        }
+        Ok((component, Prepared::Compiled))
+    }
+
+    /// Runs a prepared plugin once, under `request.limits`. Never fails: every
+    /// way a run can end is an [`Outcome`]. Waits for a free instance slot first.
+    pub async fn run(&self, plugin: &Plugin, request: RunRequest) -> Outcome {
+        let Ok(_slot) = self.inner.slots.clone().acquire_owned().await else {
+            return Outcome::not_run(Status::Trapped, "the runtime is shutting down");
+        };
+        run::execute(
+            &self.inner.engine,
+            &plugin.inner.pre,
+            &self.inner.kv,
+            &self.inner.config,
+            request,
+        )
+        .await
+    }
+
+    /// Prepares and runs in one step; an invalid plugin is an `invalid_plugin` outcome.
+    pub async fn run_wasm(&self, wasm: &[u8], request: RunRequest) -> Outcome {
+        let started = Instant::now();
+        match self.prepare(wasm) {
+            Ok(plugin) => self.run(&plugin, request).await,
+            Err(e) => {
+                let mut outcome = Outcome::not_run(Status::InvalidPlugin, e.to_string());
+                outcome.duration_us = started.elapsed().as_micros() as u64;
+                outcome
+            }
+        }
+    }
+}

@@ -1,0 +1,174 @@
+//! What a run produced: its status, output or error, metrics and logs.
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// How a run ended. Every run ends with exactly one of these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    /// `run` returned `ok` within every limit.
+    Succeeded,
+    /// `run` returned a task error (see [`RunError::retryable`]).
+    Failed,
+    /// The run burned all its fuel.
+    OutOfFuel,
+    /// The run asked for more memory than its limit.
+    MemoryLimit,
+    /// The run took longer than its timeout.
+    TimedOut,
+    /// The plugin trapped: a panic, a stack overflow, an illegal operation.
+    Trapped,
+    /// The output, stdout or stderr was larger than its limit.
+    OutputTooLarge,
+    /// The plugin could not be loaded: not a component, wrong world, or it
+    /// imports something it is not granted.
+    InvalidPlugin,
+}
+
+impl Status {
+    /// The name used in JSON, the CLI and the API.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::OutOfFuel => "out_of_fuel",
+            Status::MemoryLimit => "memory_limit",
+            Status::TimedOut => "timed_out",
+            Status::Trapped => "trapped",
+            Status::OutputTooLarge => "output_too_large",
+            Status::InvalidPlugin => "invalid_plugin",
+        }
+    }
+}
+
+impl std::fmt::Display for Status {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why a run did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RunError {
+    /// A readable explanation, e.g. the plugin's error message, the panic
+    /// message, or which limit was hit.
+    pub message: String,
+    /// Whether trying again may help: a retryable task error, a timeout or a
+    /// trap. Deterministic limits and fatal errors are not retryable.
+    pub retryable: bool,
+    /// The WebAssembly backtrace of a trap, when there is one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub backtrace: Option<String>,
+}
+
+/// Severity of a log line written through the host's `log` import.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogLevel {
+    Trace,
+    Debug,
+    Info,
+    Warn,
+    Error,
+}
+
+/// One structured log line.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct LogLine {
+    /// Milliseconds since the run started.
+    pub at_ms: u64,
+    pub level: LogLevel,
+    pub message: String,
+}
+
+/// The last progress the plugin reported.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Progress {
+    pub percent: u8,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub note: Option<String>,
+}
+
+/// Everything a run produced.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    pub status: Status,
+    /// The output of a successful run. Serialized as the JSON value itself when
+    /// the bytes are JSON (the convention), otherwise as a string.
+    #[serde(default, with = "output_repr", skip_serializing_if = "Option::is_none")]
+    pub output: Option<Vec<u8>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<RunError>,
+    /// Fuel burned by the run.
+    pub fuel_used: u64,
+    /// Largest linear memory the run had, in bytes.
+    pub peak_memory_bytes: u64,
+    /// Wall-clock time of instantiation and the call, in microseconds.
+    pub duration_us: u64,
+    /// Structured log lines, up to the log limit.
+    #[serde(default)]
+    pub logs: Vec<LogLine>,
+    /// Whether log lines were dropped at the log limit.
+    #[serde(default)]
+    pub logs_truncated: bool,
+    /// Captured stdout, up to the log limit.
+    #[serde(default)]
+    pub stdout: String,
+    /// Captured stderr, up to the log limit.
+    #[serde(default)]
+    pub stderr: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub progress: Option<Progress>,
+}
+
+impl Outcome {
+    /// An outcome for a run that never started, e.g. an invalid plugin.
+    pub fn not_run(status: Status, message: impl Into<String>) -> Self {
+        Outcome {
+            status,
+            output: None,
+            error: Some(RunError {
+                message: message.into(),
+                retryable: false,
+                backtrace: None,
+            }),
+            fuel_used: 0,
+            peak_memory_bytes: 0,
+            duration_us: 0,
+            logs: Vec::new(),
+            logs_truncated: false,
+            stdout: String::new(),
+            stderr: String::new(),
+            progress: None,
+        }
+    }
+
+    /// The output parsed as JSON, if it is JSON.
+    pub fn output_json(&self) -> Option<serde_json::Value> {
+        self.output
+            .as_deref()
+            .and_then(|b| serde_json::from_slice(b).ok())
+    }
+}
+
+/// Output bytes are shown as the JSON they (by convention) contain.
+mod output_repr {
+    use super::*;
+
+    pub fn serialize<S: Serializer>(output: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        let Some(bytes) = output else {
+            return s.serialize_none();
+        };
+        match serde_json::from_slice::<serde_json::Value>(bytes) {
+            Ok(value) => value.serialize(s),
+            Err(_) => String::from_utf8_lossy(bytes).serialize(s),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        let value = Option::<serde_json::Value>::deserialize(d)?;
+        value
+            .map(|v| serde_json::to_vec(&v).map_err(serde::de::Error::custom))
+            .transpose()
+    }
+}

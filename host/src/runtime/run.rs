@@ -1,0 +1,277 @@
+//! One run: a fresh store, instantiate, call `run`, and turn whatever happened
+//! into an [`Outcome`].
+//!
+//! A run never reuses a store (a trapped instance is poisoned) and never fails
+//! the caller: limits, traps and plugin errors all become statuses.
+
+use super::RuntimeConfig;
+use super::capture::CaptureOverflow;
+use super::host::{Invocation, RunState, RunStateInit, TaskError, TaskPre};
+use super::kv::{KvNamespace, KvStore};
+use super::limits::{Limits, MemoryLimitExceeded};
+use super::outcome::{Outcome, RunError, Status};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
+
+/// Extra time the outer timer gives a run beyond its timeout. Epoch
+/// interruption normally ends a busy run on time; this catches a guest blocked
+/// in a host call, where epochs cannot reach it.
+const BACKSTOP_GRACE: Duration = Duration::from_millis(250);
+/// Longest backtrace kept in an outcome.
+const MAX_BACKTRACE_BYTES: usize = 4096;
+
+/// What to run and under which limits.
+#[derive(Debug, Clone)]
+pub struct RunRequest {
+    pub execution_id: String,
+    pub schedule_id: Option<String>,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    /// When the run was due, milliseconds since the Unix epoch.
+    pub scheduled_at_ms: i64,
+    /// The input bytes; JSON by convention.
+    pub input: Vec<u8>,
+    /// Limits for this run. A memory limit above the node's cap
+    /// ([`RuntimeConfig::max_memory_bytes`]) is lowered to the cap.
+    pub limits: Limits,
+    /// Read-only configuration the plugin can look up.
+    pub config: Arc<BTreeMap<String, String>>,
+    /// Whose key-value state the run sees.
+    pub namespace: KvNamespace,
+}
+
+impl RunRequest {
+    /// A request with default limits, no config, and the `local` namespace.
+    pub fn new(input: impl Into<Vec<u8>>) -> Self {
+        RunRequest {
+            execution_id: "local".into(),
+            schedule_id: None,
+            attempt: 1,
+            scheduled_at_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as i64),
+            input: input.into(),
+            limits: Limits::default(),
+            config: Arc::default(),
+            namespace: KvNamespace::new("local", "local"),
+        }
+    }
+}
+
+/// The error a run traps with at its deadline.
+#[derive(Debug, thiserror::Error)]
+#[error("the run took longer than its timeout")]
+struct TimedOut;
+
+pub(crate) async fn execute(
+    engine: &Engine,
+    pre: &TaskPre<RunState>,
+    kv: &Arc<dyn KvStore>,
+    config: &RuntimeConfig,
+    request: RunRequest,
+) -> Outcome {
+    let started = Instant::now();
+    let limits = request.limits;
+    let mut store = Store::new(
+        engine,
+        RunState::new(RunStateInit {
+            memory_bytes: limits.memory_bytes.min(config.max_memory_bytes),
+            log_bytes: limits.log_bytes,
+            config: request.config,
+            kv: kv.clone(),
+            namespace: request.namespace,
+        }),
+    );
+    store.limiter(|state| &mut state.limiter);
+    // Fuel is always enabled on our engine, so this cannot fail.
+    let _ = store.set_fuel(limits.fuel);
+    let deadline = started + limits.timeout;
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Err(wasmtime::Error::new(TimedOut))
+        } else {
+            // Yield to the executor at every tick so busy runs share threads.
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+
+    let invocation = Invocation {
+        execution_id: request.execution_id,
+        schedule_id: request.schedule_id,
+        attempt: request.attempt,
+        scheduled_at_ms: request.scheduled_at_ms,
+        input: request.input,
+    };
+    let call = async {
+        let task = pre.instantiate_async(&mut store).await?;
+        task.call_run(&mut store, &invocation).await
+    };
+    let result = tokio::time::timeout(limits.timeout + BACKSTOP_GRACE, call)
+        .await
+        .unwrap_or_else(|_| Err(wasmtime::Error::new(TimedOut)));
+
+    let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
+    let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
+    let state = store.into_data();
+    let (status, output, error) = classify(result, &state, &limits);
+    Outcome {
+        status,
+        output,
+        error,
+        fuel_used,
+        peak_memory_bytes: state.limiter.peak as u64,
+        duration_us,
+        logs_truncated: state.logs.dropped > 0,
+        logs: state.logs.lines,
+        stdout: state.stdout.text(),
+        stderr: state.stderr.text(),
+        progress: state.progress,
+    }
+}
+
+type Classified = (Status, Option<Vec<u8>>, Option<RunError>);
+
+fn classify(
+    result: wasmtime::Result<Result<Vec<u8>, TaskError>>,
+    state: &RunState,
+    limits: &Limits,
+) -> Classified {
+    let fail = |status, message: String, retryable| {
+        (
+            status,
+            None,
+            Some(RunError {
+                message,
+                retryable,
+                backtrace: None,
+            }),
+        )
+    };
+    match result {
+        Ok(Ok(output)) if output.len() as u64 > limits.output_bytes => fail(
+            Status::OutputTooLarge,
+            format!(
+                "the plugin returned {} bytes of output; the limit is {} bytes",
+                output.len(),
+                limits.output_bytes
+            ),
+            false,
+        ),
+        Ok(Ok(output)) => (Status::Succeeded, Some(output), None),
+        Ok(Err(TaskError::Retryable(message))) => fail(Status::Failed, message, true),
+        Ok(Err(TaskError::Fatal(message))) => fail(Status::Failed, message, false),
+        Err(error) => classify_trap(&error, state, limits),
+    }
+}
+
+fn classify_trap(error: &wasmtime::Error, state: &RunState, limits: &Limits) -> Classified {
+    let (status, message, retryable) =
+        if let Some(overflow) = error.downcast_ref::<CaptureOverflow>() {
+            (Status::OutputTooLarge, overflow.to_string(), false)
+        } else if state.stdout.overflowed() || state.stderr.overflowed() {
+            let stream = if state.stdout.overflowed() {
+                "stdout"
+            } else {
+                "stderr"
+            };
+            let message = format!(
+                "the plugin wrote more than {} bytes to {stream}",
+                limits.log_bytes
+            );
+            (Status::OutputTooLarge, message, false)
+        } else if let Some(e) = error.downcast_ref::<MemoryLimitExceeded>() {
+            (Status::MemoryLimit, e.to_string(), false)
+        } else if state.limiter.exceeded {
+            let message = format!(
+                "the plugin exceeded its memory limit of {} bytes",
+                limits.memory_bytes
+            );
+            (Status::MemoryLimit, message, false)
+        } else if error.is::<TimedOut>() {
+            let message = format!(
+                "the run took longer than its timeout of {}",
+                humantime::format_duration(limits.timeout)
+            );
+            (Status::TimedOut, message, true)
+        } else if let Some(trap) = error.downcast_ref::<Trap>() {
+            match trap {
+                Trap::OutOfFuel => {
+                    let message = format!("the run used all of its fuel ({} units)", limits.fuel);
+                    (Status::OutOfFuel, message, false)
+                }
+                Trap::StackOverflow => (
+                    Status::Trapped,
+                    "stack overflow: the plugin recursed too deeply".to_owned(),
+                    false,
+                ),
+                other => match panic_message(&state.stderr.text()) {
+                    Some(panic) => (
+                        Status::Trapped,
+                        format!("the plugin panicked: {panic}"),
+                        true,
+                    ),
+                    None => (
+                        Status::Trapped,
+                        format!("the plugin trapped: {other}"),
+                        true,
+                    ),
+                },
+            }
+        } else {
+            (Status::Trapped, format!("{error:#}"), true)
+        };
+    let backtrace = error.downcast_ref::<WasmBacktrace>().map(|bt| {
+        let mut text = bt.to_string();
+        if text.len() > MAX_BACKTRACE_BYTES {
+            let cut = text.floor_char_boundary(MAX_BACKTRACE_BYTES);
+            text.truncate(cut);
+            text.push_str("\n…");
+        }
+        text
+    });
+    (
+        status,
+        None,
+        Some(RunError {
+            message,
+            retryable,
+            backtrace,
+        }),
+    )
+}
+
+/// Finds the message of a Rust panic in a plugin's stderr, e.g.
+/// `thread '<unnamed>' panicked at src/lib.rs:5:5:\nboom` → `boom (at src/lib.rs:5:5)`.
+fn panic_message(stderr: &str) -> Option<String> {
+    const MARK: &str = "panicked at ";
+    let rest = &stderr[stderr.rfind(MARK)? + MARK.len()..];
+    let (location, after) = rest.split_once('\n')?;
+    let message: Vec<&str> = after
+        .lines()
+        .take_while(|l| !l.starts_with("note: "))
+        .collect();
+    let message = message.join("\n");
+    Some(format!(
+        "{} (at {})",
+        message.trim(),
+        location.trim_end_matches(':')
+    ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::panic_message;
+
+    #[test]
+    fn finds_panic_messages() {
+        let stderr = "thread '<unnamed>' panicked at src/lib.rs:5:5:\nboom\nnote: run with `RUST_BACKTRACE=1`\n";
+        assert_eq!(
+            panic_message(stderr).as_deref(),
+            Some("boom (at src/lib.rs:5:5)")
+        );
+        assert_eq!(panic_message("no panic here"), None);
+    }
+}

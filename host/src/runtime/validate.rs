@@ -1,0 +1,198 @@
+//! Checks a plugin before it ever runs, and says precisely what is wrong.
+//!
+//! A plugin must be a WebAssembly *component* (not a core module), must export
+//! this host's `run`, and may import only what the host provides and grants:
+//! the `taskhost:plugin` interfaces of the version we speak, and the sandboxed
+//! part of WASI p2 (clocks, random, stdio, I/O streams). Filesystem and socket
+//! access are refused: a plugin that imports them is rejected at upload, not
+//! left to fail at run time.
+
+use wasmtime::Engine;
+use wasmtime::component::Component;
+use wasmtime::component::types::ComponentItem;
+
+/// The contract version this host implements (see `wit/task.wit`).
+pub const WORLD: &str = "taskhost:plugin/task@0.1.0";
+const PACKAGE: &str = "taskhost:plugin";
+const PACKAGE_VERSION: &str = "0.1.0";
+
+/// WASI p2 interfaces a plugin may import, by `namespace:package/interface`.
+const GRANTED_WASI: &[&str] = &[
+    "wasi:cli/environment",
+    "wasi:cli/exit",
+    "wasi:cli/stdin",
+    "wasi:cli/stdout",
+    "wasi:cli/stderr",
+    "wasi:cli/terminal-input",
+    "wasi:cli/terminal-output",
+    "wasi:cli/terminal-stdin",
+    "wasi:cli/terminal-stdout",
+    "wasi:cli/terminal-stderr",
+    "wasi:clocks/monotonic-clock",
+    "wasi:clocks/wall-clock",
+    "wasi:io/error",
+    "wasi:io/poll",
+    "wasi:io/streams",
+    "wasi:random/random",
+    "wasi:random/insecure",
+    "wasi:random/insecure-seed",
+];
+
+/// Why a plugin was refused. The message names the problem and, where it can,
+/// what to do about it.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InvalidPlugin {
+    #[error("not a WebAssembly binary (it does not start with the `\\0asm` magic bytes)")]
+    NotWasm,
+    #[error(
+        "this is a core WebAssembly module, not a component; build the plugin for the \
+         `wasm32-wasip2` target (or wrap it with `wasm-tools component new`)"
+    )]
+    CoreModule,
+    #[error("not a valid WebAssembly component: {0}")]
+    Malformed(String),
+    #[error(
+        "the component does not export `run` of world `{WORLD}`{exports}; \
+         build it with the taskhost SDK (`taskhost_sdk::export_task!`)",
+        exports = describe_list(" (it exports ", .0, ")")
+    )]
+    MissingRun(Vec<String>),
+    #[error("the component targets `{0}`, but this host implements `{WORLD}`")]
+    WrongVersion(String),
+    #[error("the component imports `{0}`: {1}")]
+    DeniedImport(String, &'static str),
+    #[error("the component imports `{0}`, which this host does not provide")]
+    UnknownImport(String),
+    #[error("the component's `run` or imports do not match `{WORLD}`: {0}")]
+    Mismatch(String),
+}
+
+impl InvalidPlugin {
+    /// A stable machine-readable code for APIs.
+    pub fn code(&self) -> &'static str {
+        match self {
+            InvalidPlugin::NotWasm => "not_wasm",
+            InvalidPlugin::CoreModule => "core_module",
+            InvalidPlugin::Malformed(_) => "malformed_component",
+            InvalidPlugin::MissingRun(_) => "wrong_world",
+            InvalidPlugin::WrongVersion(_) => "wrong_world_version",
+            InvalidPlugin::DeniedImport(..) => "import_denied",
+            InvalidPlugin::UnknownImport(_) => "import_unknown",
+            InvalidPlugin::Mismatch(_) => "wrong_world",
+        }
+    }
+}
+
+fn describe_list(prefix: &str, items: &[String], suffix: &str) -> String {
+    if items.is_empty() {
+        String::new()
+    } else {
+        format!("{prefix}{}{suffix}", items.join(", "))
+    }
+}
+
+/// Cheap checks on the raw bytes, before spending time compiling.
+pub(crate) fn check_header(wasm: &[u8]) -> Result<(), InvalidPlugin> {
+    if wasm.len() < 8 || &wasm[..4] != b"\0asm" {
+        return Err(InvalidPlugin::NotWasm);
+    }
+    // Bytes 4..8: version 1, layer 0 is a core module; layer 1 a component.
+    match wasm[4..8] {
+        [1, 0, 0, 0] => Err(InvalidPlugin::CoreModule),
+        [_, _, 1, 0] => Ok(()),
+        _ => Err(InvalidPlugin::Malformed(
+            "unknown binary version or layer".into(),
+        )),
+    }
+}
+
+/// Checks a compiled component's exports and imports against the contract.
+pub(crate) fn check_component(engine: &Engine, component: &Component) -> Result<(), InvalidPlugin> {
+    let ty = component.component_type();
+    for (name, _) in ty.imports(engine) {
+        check_import(name)?;
+    }
+    let exports: Vec<(String, ComponentItem)> = ty
+        .exports(engine)
+        .map(|(name, item)| (name.to_owned(), item.ty))
+        .collect();
+    let has_run = exports
+        .iter()
+        .any(|(name, item)| name == "run" && matches!(item, ComponentItem::ComponentFunc(_)));
+    if !has_run {
+        return Err(InvalidPlugin::MissingRun(
+            exports.into_iter().map(|(n, _)| n).collect(),
+        ));
+    }
+    Ok(())
+}
+
+fn check_import(name: &str) -> Result<(), InvalidPlugin> {
+    let (interface, version) = name.split_once('@').unwrap_or((name, ""));
+    if let Some(rest) = interface.strip_prefix(PACKAGE) {
+        if !matches!(rest, "/types" | "/host") {
+            return Err(InvalidPlugin::UnknownImport(name.to_owned()));
+        }
+        if version != PACKAGE_VERSION {
+            return Err(InvalidPlugin::WrongVersion(format!("{PACKAGE}@{version}")));
+        }
+        return Ok(());
+    }
+    if GRANTED_WASI.contains(&interface) {
+        return Ok(());
+    }
+    let denied = if interface.starts_with("wasi:filesystem/") {
+        Some("filesystem access is not granted to plugins; keep state in the kv store")
+    } else if interface.starts_with("wasi:sockets/") {
+        Some("network sockets are not granted to plugins")
+    } else if interface.starts_with("wasi:http/") {
+        Some("outbound HTTP is not granted to plugins")
+    } else {
+        None
+    };
+    Err(match denied {
+        Some(reason) => InvalidPlugin::DeniedImport(name.to_owned(), reason),
+        None => InvalidPlugin::UnknownImport(name.to_owned()),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn headers() {
+        assert_eq!(check_header(b"hello world"), Err(InvalidPlugin::NotWasm));
+        assert_eq!(
+            check_header(b"\0asm\x01\0\0\0"),
+            Err(InvalidPlugin::CoreModule)
+        );
+        assert_eq!(check_header(b"\0asm\x0d\0\x01\0"), Ok(()));
+        assert!(matches!(
+            check_header(b"\0asm\x02\0\x02\0"),
+            Err(InvalidPlugin::Malformed(_))
+        ));
+    }
+
+    #[test]
+    fn imports() {
+        assert!(check_import("wasi:io/streams@0.2.6").is_ok());
+        assert!(check_import("taskhost:plugin/host@0.1.0").is_ok());
+        assert!(matches!(
+            check_import("taskhost:plugin/host@0.2.0"),
+            Err(InvalidPlugin::WrongVersion(_))
+        ));
+        assert!(matches!(
+            check_import("wasi:filesystem/types@0.2.6"),
+            Err(InvalidPlugin::DeniedImport(..))
+        ));
+        assert!(matches!(
+            check_import("wasi:sockets/tcp@0.2.0"),
+            Err(InvalidPlugin::DeniedImport(..))
+        ));
+        assert!(matches!(
+            check_import("acme:evil/thing"),
+            Err(InvalidPlugin::UnknownImport(_))
+        ));
+    }
+}

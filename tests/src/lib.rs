@@ -1,0 +1,61 @@
+//! Helpers shared by the black-box tests: where the built plugins are, and the
+//! real `taskhost` binary.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+/// Folder with the plugins built by `build.rs`.
+pub fn plugin_dir() -> &'static Path {
+    Path::new(env!("TASKHOST_PLUGIN_DIR"))
+}
+
+/// Path of a built plugin by crate name (`hello`, `test-spin`, …).
+pub fn plugin_path(name: &str) -> PathBuf {
+    let exact = plugin_dir().join(format!("{name}.wasm"));
+    if exact.exists() {
+        return exact;
+    }
+    // Library crates' artifacts use underscores.
+    plugin_dir().join(format!("{}.wasm", name.replace('-', "_")))
+}
+
+/// The bytes of a built plugin.
+pub fn plugin(name: &str) -> Vec<u8> {
+    let path = plugin_path(name);
+    std::fs::read(&path).unwrap_or_else(|e| panic!("plugin {name} at {}: {e}", path.display()))
+}
+
+/// The repository root.
+pub fn repo_root() -> &'static Path {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ is in the repository root")
+}
+
+/// The real `taskhost` binary, built once per test process with the same
+/// profile as the tests (cargo does not build other packages' binaries for a
+/// test crate).
+pub fn taskhost_bin() -> &'static Path {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test executable path");
+        // target/<profile>/deps/<test> → target/<profile>
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps");
+        let release = profile_dir.file_name().is_some_and(|n| n == "release");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "--quiet", "-p", "taskhost", "--bin", "taskhost"])
+            .current_dir(repo_root());
+        if release {
+            cmd.arg("--release");
+        }
+        let status = cmd
+            .status()
+            .expect("run cargo build for the taskhost binary");
+        assert!(status.success(), "building the taskhost binary failed");
+        profile_dir.join("taskhost")
+    })
+}

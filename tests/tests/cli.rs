@@ -1,0 +1,169 @@
+//! `taskhost run` as a plugin author uses it: the real binary, real plugins.
+
+use std::process::{Command, Output};
+use taskhost_tests::{plugin_path, taskhost_bin};
+
+fn taskhost(args: &[&str]) -> Output {
+    Command::new(taskhost_bin())
+        .args(args)
+        .output()
+        .expect("run taskhost")
+}
+
+fn outcome(output: &Output) -> serde_json::Value {
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "stdout is not one JSON object ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+#[test]
+fn run_hello_prints_the_outcome_and_exits_zero() {
+    let hello = plugin_path("hello");
+    let output = taskhost(&[
+        "run",
+        hello.to_str().expect("utf-8 path"),
+        "--input",
+        r#"{"name":"Ada"}"#,
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let json = outcome(&output);
+    assert_eq!(json["status"], "succeeded");
+    assert_eq!(json["output"], "Hello, Ada!");
+    assert_eq!(json["logs"][0]["message"], "greeting Ada");
+}
+
+#[test]
+fn input_from_a_file_and_config_flags() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let input = dir.path().join("input.json");
+    std::fs::write(&input, r#"{"readings":[2,4]}"#).expect("write input");
+    let rollup = plugin_path("rollup");
+    let output = taskhost(&[
+        "run",
+        rollup.to_str().expect("utf-8"),
+        "--input",
+        &format!("@{}", input.display()),
+        "--config",
+        "series=temps",
+        "--compact",
+    ]);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert_eq!(
+        String::from_utf8_lossy(&output.stdout)
+            .trim()
+            .lines()
+            .count(),
+        1
+    );
+    let json = outcome(&output);
+    assert_eq!(json["output"]["series"], "temps");
+    assert_eq!(json["output"]["mean"], 3.0);
+}
+
+#[test]
+fn limits_from_flags_end_runs_with_their_status_and_exit_one() {
+    let spin = plugin_path("test-spin");
+    let spin = spin.to_str().expect("utf-8");
+    let output = taskhost(&["run", spin, "--fuel", "1000000"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(outcome(&output)["status"], "out_of_fuel");
+
+    let output = taskhost(&[
+        "run",
+        spin,
+        "--fuel",
+        "18446744073709551615",
+        "--timeout",
+        "200ms",
+    ]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(outcome(&output)["status"], "timed_out");
+
+    let memhog = plugin_path("test-memhog");
+    let output = taskhost(&["run", memhog.to_str().expect("utf-8"), "--memory", "16MiB"]);
+    assert_eq!(output.status.code(), Some(1));
+    assert_eq!(outcome(&output)["status"], "memory_limit");
+}
+
+#[test]
+fn an_invalid_plugin_is_an_outcome_too() {
+    let fs = plugin_path("test-fs");
+    let output = taskhost(&["run", fs.to_str().expect("utf-8")]);
+    assert_eq!(output.status.code(), Some(1));
+    let json = outcome(&output);
+    assert_eq!(json["status"], "invalid_plugin");
+    assert!(
+        json["error"]["message"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("wasi:filesystem")
+    );
+}
+
+#[test]
+fn usage_errors_exit_two_with_a_message() {
+    let hello = plugin_path("hello");
+    let hello = hello.to_str().expect("utf-8");
+    for (args, needle) in [
+        (
+            vec!["run", hello, "--input", "{not json"],
+            "--input is not valid JSON",
+        ),
+        (
+            vec!["run", hello, "--memory", "lots"],
+            "invalid value 'lots'",
+        ),
+        (
+            vec!["run", hello, "--timeout", "soon"],
+            "invalid value 'soon'",
+        ),
+        (
+            vec!["run", hello, "--config", "novalue"],
+            "expected KEY=VALUE",
+        ),
+        (
+            vec!["run", "/no/such/plugin.wasm"],
+            "could not read the plugin",
+        ),
+    ] {
+        let output = taskhost(&args);
+        assert_eq!(output.status.code(), Some(2), "{args:?}");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(needle), "{args:?}: {stderr}");
+        assert!(output.stdout.is_empty());
+    }
+}
+
+#[test]
+fn help_explains_every_flag() {
+    let output = taskhost(&["run", "--help"]);
+    assert!(output.status.success());
+    let help = String::from_utf8_lossy(&output.stdout);
+    for flag in [
+        "--input",
+        "--fuel",
+        "--memory",
+        "--timeout",
+        "--output-limit",
+        "--log-limit",
+        "--config",
+        "--compact",
+    ] {
+        assert!(help.contains(flag), "run --help lacks {flag}");
+    }
+    let output = taskhost(&["--help"]);
+    assert!(String::from_utf8_lossy(&output.stdout).contains("run"));
+}
