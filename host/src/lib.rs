@@ -6,7 +6,14 @@
 //! the whole picture.
 //!
 //! - [`runtime`]: validate, compile, cache and run plugins under limits;
+//! - [`model`]: plugins, schedules, executions — the records everything shares;
+//! - [`store`]: durable state behind one API, on SQLite or MongoDB;
+//! - [`clock`]: injectable time;
 //! - [`cli`]: the `taskhost` command line.
 
 pub mod cli;
+pub mod clock;
+pub mod model;
 pub mod runtime;
+mod serde_util;
+pub mod store;

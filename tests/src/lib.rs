@@ -1,5 +1,7 @@
 //! Helpers shared by the black-box tests: where the built plugins are, and the
-//! real `taskhost` binary.
+//! real `taskhost` binary, and stores to test against.
+
+pub mod stores;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -35,7 +37,8 @@ pub fn repo_root() -> &'static Path {
 
 /// The real `taskhost` binary, built once per test process with the same
 /// profile as the tests (cargo does not build other packages' binaries for a
-/// test crate).
+/// test crate). It builds all workspace binaries so that features unify as in
+/// `cargo test --workspace` and nothing is recompiled.
 pub fn taskhost_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
@@ -47,7 +50,7 @@ pub fn taskhost_bin() -> &'static Path {
             .expect("target/<profile>/deps");
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "-p", "taskhost", "--bin", "taskhost"])
+        cmd.args(["build", "--quiet", "--workspace", "--bins"])
             .current_dir(repo_root());
         if release {
             cmd.arg("--release");

@@ -19,7 +19,7 @@ pub struct Limits {
     /// Bytes of linear memory a run may use, over all its memories.
     pub memory_bytes: u64,
     /// Wall-clock time a run may take, including instantiation.
-    #[serde(with = "humantime_serde_compat")]
+    #[serde(with = "crate::serde_util::duration")]
     pub timeout: Duration,
     /// Bytes the plugin may return as output.
     pub output_bytes: u64,
@@ -49,22 +49,6 @@ impl Default for Limits {
             output_bytes: Self::DEFAULT_OUTPUT_BYTES,
             log_bytes: Self::DEFAULT_LOG_BYTES,
         }
-    }
-}
-
-/// Durations in limits read and write as humantime strings ("5s", "250ms").
-mod humantime_serde_compat {
-    use serde::{Deserialize, Deserializer, Serializer, de::Error};
-    use std::time::Duration;
-
-    pub fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
-        s.serialize_str(&humantime::format_duration(*d).to_string())
-    }
-
-    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
-        let text = String::deserialize(d)?;
-        humantime::parse_duration(&text)
-            .map_err(|e| D::Error::custom(format!("invalid duration {text:?}: {e}")))
     }
 }
 

@@ -1,0 +1,317 @@
+//! The data model shared by the stores, the scheduler and the API.
+//!
+//! Every record belongs to a tenant. Ids are UUIDv7 strings, so they sort by
+//! creation time; lists page by id. Times are UTC with millisecond precision.
+//! Records that change after creation carry a `version`, bumped on every write,
+//! so that stores can update them with compare-and-swap (see `store`).
+
+use crate::runtime::{Limits, Outcome};
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+/// A new time-ordered id.
+pub fn new_id() -> String {
+    uuid::Uuid::now_v7().to_string()
+}
+
+/// An uploaded plugin version. Its wasm bytes are stored beside it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PluginRecord {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub version: String,
+    /// Hex sha256 of the wasm bytes.
+    pub sha256: String,
+    /// Size of the wasm bytes.
+    pub size: u64,
+    /// The world it targets, e.g. `taskhost:plugin/task@0.1.0`.
+    pub world: String,
+    #[serde(with = "crate::serde_util::time")]
+    pub created_at: DateTime<Utc>,
+    /// Who uploaded it (the token's subject).
+    pub created_by: String,
+}
+
+/// When a schedule fires.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Trigger {
+    /// A cron expression (5 fields, or 6 with seconds first) in an IANA time zone.
+    Cron {
+        expr: String,
+        #[serde(default = "utc")]
+        timezone: String,
+    },
+    /// Every fixed interval, counted from `start_at` (or from creation).
+    Interval {
+        #[serde(with = "crate::serde_util::duration")]
+        every: Duration,
+        #[serde(
+            default,
+            with = "crate::serde_util::option_time",
+            skip_serializing_if = "Option::is_none"
+        )]
+        start_at: Option<DateTime<Utc>>,
+    },
+    /// Once, at a time.
+    Once {
+        #[serde(with = "crate::serde_util::time")]
+        at: DateTime<Utc>,
+    },
+    /// Only when triggered by hand.
+    Manual,
+}
+
+fn utc() -> String {
+    "UTC".into()
+}
+
+/// How failed runs are retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetryPolicy {
+    /// Attempts in all, the first included; 1 means no retry.
+    pub max_attempts: u32,
+    /// Delay before the first retry; doubled for each further one.
+    #[serde(with = "crate::serde_util::duration")]
+    pub initial_backoff: Duration,
+    /// The longest delay between attempts.
+    #[serde(with = "crate::serde_util::duration")]
+    pub max_backoff: Duration,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            max_attempts: 3,
+            initial_backoff: Duration::from_secs(1),
+            max_backoff: Duration::from_secs(300),
+        }
+    }
+}
+
+/// What to do when a schedule fires while its previous run is still going.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OverlapPolicy {
+    /// Run both.
+    #[default]
+    Allow,
+    /// Drop the new fire.
+    Skip,
+    /// Keep at most one fire waiting behind the running one.
+    BufferOne,
+    /// Cancel the running one, then run the new one.
+    CancelPrevious,
+}
+
+/// What to do with fires missed while no node was running.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CatchUp {
+    pub mode: CatchUpMode,
+    /// Fires older than this are never caught up.
+    #[serde(with = "crate::serde_util::duration")]
+    pub window: Duration,
+}
+
+impl Default for CatchUp {
+    fn default() -> Self {
+        CatchUp {
+            mode: CatchUpMode::Once,
+            window: Duration::from_secs(3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum CatchUpMode {
+    /// Skip every missed fire.
+    Skip,
+    /// Run once for all the missed fires in the window.
+    #[default]
+    Once,
+    /// Run every missed fire in the window.
+    All,
+}
+
+/// A plugin run on a trigger.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Schedule {
+    pub id: String,
+    pub tenant: String,
+    pub name: String,
+    pub plugin_id: String,
+    pub trigger: Trigger,
+    /// Input given to every run (JSON).
+    #[serde(default)]
+    pub input: serde_json::Value,
+    /// Higher runs first when several are due.
+    #[serde(default)]
+    pub priority: i32,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub retry: RetryPolicy,
+    #[serde(default)]
+    pub overlap: OverlapPolicy,
+    #[serde(default)]
+    pub catch_up: CatchUp,
+    /// Random delay added to each fire, up to this much.
+    #[serde(default, with = "crate::serde_util::duration")]
+    pub jitter: Duration,
+    /// Read-only config given to every run.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    #[serde(default)]
+    pub paused: bool,
+    #[serde(default, with = "crate::serde_util::option_time")]
+    pub next_fire_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "crate::serde_util::option_time")]
+    pub last_fire_at: Option<DateTime<Utc>>,
+    #[serde(with = "crate::serde_util::time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::serde_util::time")]
+    pub updated_at: DateTime<Utc>,
+    #[serde(default)]
+    pub version: u64,
+}
+
+/// Where an execution is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ExecutionStatus {
+    /// Waiting until it is due and a node claims it.
+    Queued,
+    /// Claimed by a node, which holds a lease on it.
+    Running,
+    /// The last attempt succeeded.
+    Succeeded,
+    /// The last attempt failed and is not retried (see the outcome).
+    Failed,
+    /// Cancelled before it finished.
+    Cancelled,
+    /// Every attempt failed.
+    Dead,
+}
+
+impl ExecutionStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExecutionStatus::Queued => "queued",
+            ExecutionStatus::Running => "running",
+            ExecutionStatus::Succeeded => "succeeded",
+            ExecutionStatus::Failed => "failed",
+            ExecutionStatus::Cancelled => "cancelled",
+            ExecutionStatus::Dead => "dead",
+        }
+    }
+
+    /// Whether the execution is over.
+    pub fn is_final(self) -> bool {
+        !matches!(self, ExecutionStatus::Queued | ExecutionStatus::Running)
+    }
+}
+
+/// One run of a plugin, with its retries.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Execution {
+    pub id: String,
+    pub tenant: String,
+    /// The schedule that fired it; none for ad hoc runs.
+    #[serde(default)]
+    pub schedule_id: Option<String>,
+    pub plugin_id: String,
+    /// The schedule's fire time this execution is for; with the schedule id it
+    /// is unique, so a fire materializes at most once.
+    #[serde(default, with = "crate::serde_util::option_time")]
+    pub fire_time: Option<DateTime<Utc>>,
+    /// When it may run (later than the fire time for jitter and retries).
+    #[serde(with = "crate::serde_util::time")]
+    pub due_at: DateTime<Utc>,
+    #[serde(default)]
+    pub priority: i32,
+    pub status: ExecutionStatus,
+    /// 1 for the first attempt.
+    pub attempt: u32,
+    pub max_attempts: u32,
+    #[serde(default)]
+    pub input: serde_json::Value,
+    #[serde(default)]
+    pub limits: Limits,
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+    /// The node holding the lease while running.
+    #[serde(default)]
+    pub lease_owner: Option<String>,
+    #[serde(default, with = "crate::serde_util::option_time")]
+    pub lease_expires_at: Option<DateTime<Utc>>,
+    /// Set when a cancel arrives while it runs; the running node stops it.
+    #[serde(default)]
+    pub cancel_requested: bool,
+    #[serde(with = "crate::serde_util::time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(default, with = "crate::serde_util::option_time")]
+    pub started_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "crate::serde_util::option_time")]
+    pub finished_at: Option<DateTime<Utc>>,
+    /// The outcome of the last finished attempt.
+    #[serde(default)]
+    pub outcome: Option<Outcome>,
+    #[serde(default)]
+    pub version: u64,
+}
+
+impl Execution {
+    /// A queued execution of `plugin_id`, due at `due_at`.
+    pub fn queued(
+        tenant: &str,
+        plugin_id: &str,
+        due_at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Self {
+        Execution {
+            id: new_id(),
+            tenant: tenant.to_owned(),
+            schedule_id: None,
+            plugin_id: plugin_id.to_owned(),
+            fire_time: None,
+            due_at,
+            priority: 0,
+            status: ExecutionStatus::Queued,
+            attempt: 1,
+            max_attempts: RetryPolicy::default().max_attempts,
+            input: serde_json::Value::Null,
+            limits: Limits::default(),
+            config: BTreeMap::new(),
+            lease_owner: None,
+            lease_expires_at: None,
+            cancel_requested: false,
+            created_at: now,
+            started_at: None,
+            finished_at: None,
+            outcome: None,
+            version: 0,
+        }
+    }
+}
+
+/// A host node's heartbeat.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct NodeInfo {
+    pub id: String,
+    /// Free-form description: host name, version, worker limit.
+    #[serde(default)]
+    pub description: String,
+    #[serde(with = "crate::serde_util::time")]
+    pub started_at: DateTime<Utc>,
+    #[serde(with = "crate::serde_util::time")]
+    pub last_seen: DateTime<Utc>,
+    /// The node counts as dead after this.
+    #[serde(with = "crate::serde_util::time")]
+    pub expires_at: DateTime<Utc>,
+}

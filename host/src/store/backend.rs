@@ -1,0 +1,231 @@
+//! The queries a storage backend answers. Everything else — tenancy checks,
+//! state transitions, leases, pagination — is in [`super::Store`], written once.
+//!
+//! A backend keeps records as documents with a few indexed fields and answers
+//! simple queries. Changing a record is a compare-and-swap on its `version`:
+//! `*_replace(record, expected)` writes only if the stored version is still
+//! `expected`, so of several racing writers exactly one wins, on any backend.
+
+use super::StoreError;
+use crate::model::{Execution, ExecutionStatus, NodeInfo, PluginRecord, Schedule};
+use chrono::{DateTime, Utc};
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A page request: records with ids before `before` (newest first), at most `limit`.
+#[derive(Debug, Clone, Default)]
+pub struct PageQuery {
+    pub before: Option<String>,
+    pub limit: u32,
+}
+
+/// Filters for listing executions.
+#[derive(Debug, Clone, Default)]
+pub struct ExecutionFilter {
+    pub schedule_id: Option<String>,
+    pub plugin_id: Option<String>,
+    pub status: Option<ExecutionStatus>,
+    /// Created at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Created before.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// Filters for listing schedules.
+#[derive(Debug, Clone, Default)]
+pub struct ScheduleFilter {
+    pub plugin_id: Option<String>,
+    pub paused: Option<bool>,
+}
+
+/// Filters for listing plugins.
+#[derive(Debug, Clone, Default)]
+pub struct PluginFilter {
+    pub name: Option<String>,
+}
+
+/// Storage queries. Implemented by `sqlite` and `mongo`; checked by one
+/// conformance suite (`tests/tests/store.rs`).
+#[async_trait::async_trait]
+pub trait Backend: Send + Sync + 'static {
+    /// Short name for logs: "sqlite" or "mongodb".
+    fn kind(&self) -> &'static str;
+
+    /// Checks that the store answers (for readiness probes).
+    async fn ping(&self) -> Result<()>;
+
+    // Plugins. `plugin_insert` fails with `Conflict` on a duplicate
+    // (tenant, name, version).
+    async fn plugin_insert(&self, plugin: &PluginRecord, wasm: &[u8]) -> Result<()>;
+    async fn plugin_get(&self, id: &str) -> Result<Option<PluginRecord>>;
+    async fn plugin_wasm(&self, id: &str) -> Result<Option<Vec<u8>>>;
+    async fn plugin_list(
+        &self,
+        tenant: &str,
+        filter: &PluginFilter,
+        page: &PageQuery,
+    ) -> Result<Vec<PluginRecord>>;
+    /// Deletes the plugin unless a schedule uses it (`InUse`). False if absent.
+    async fn plugin_delete(&self, id: &str) -> Result<bool>;
+
+    // Schedules. `schedule_insert` fails with `Conflict` on a duplicate (tenant, name).
+    async fn schedule_insert(&self, schedule: &Schedule) -> Result<()>;
+    async fn schedule_get(&self, id: &str) -> Result<Option<Schedule>>;
+    async fn schedule_replace(&self, schedule: &Schedule, expected_version: u64) -> Result<bool>;
+    async fn schedule_list(
+        &self,
+        tenant: &str,
+        filter: &ScheduleFilter,
+        page: &PageQuery,
+    ) -> Result<Vec<Schedule>>;
+    async fn schedule_delete(&self, id: &str) -> Result<bool>;
+    /// Unpaused schedules with `next_fire_at <= now`, soonest first.
+    async fn schedules_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Schedule>>;
+
+    // Executions. `execution_insert` returns false (and writes nothing) when
+    // an execution with the same (schedule_id, fire_time) exists.
+    async fn execution_insert(&self, execution: &Execution) -> Result<bool>;
+    async fn execution_get(&self, id: &str) -> Result<Option<Execution>>;
+    async fn execution_replace(&self, execution: &Execution, expected_version: u64)
+    -> Result<bool>;
+    async fn execution_list(
+        &self,
+        tenant: &str,
+        filter: &ExecutionFilter,
+        page: &PageQuery,
+    ) -> Result<Vec<Execution>>;
+    /// Queued executions due at or before `before`: highest priority first,
+    /// then earliest due.
+    async fn executions_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<Execution>>;
+    /// Running executions whose lease expired before `now`.
+    async fn executions_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Execution>>;
+
+    // Locks: a named lock held by one owner until `expires_at`.
+    /// Takes the lock if it is free, expired, or already `owner`'s.
+    async fn lock_acquire(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Extends the lock if `owner` still holds it.
+    async fn lock_renew(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Releases the lock if `owner` holds it.
+    async fn lock_release(&self, name: &str, owner: &str) -> Result<bool>;
+
+    // Plugin key-value state.
+    async fn kv_get(&self, tenant: &str, plugin: &str, key: &str) -> Result<Option<Vec<u8>>>;
+    async fn kv_set(&self, tenant: &str, plugin: &str, key: &str, value: &[u8]) -> Result<()>;
+    async fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool>;
+
+    // Node heartbeats.
+    async fn node_upsert(&self, node: &NodeInfo) -> Result<()>;
+    /// Nodes whose heartbeat has not expired at `now`.
+    async fn nodes_alive(&self, now: DateTime<Utc>) -> Result<Vec<NodeInfo>>;
+    async fn node_remove(&self, id: &str) -> Result<bool>;
+}
+
+/// The unique key of an execution's fire: `schedule-id@fire-time` for a
+/// scheduled fire, the execution's own id otherwise (never a conflict).
+pub(crate) fn fire_key(e: &Execution) -> String {
+    match (&e.schedule_id, e.fire_time) {
+        (Some(schedule), Some(fire)) => format!("{schedule}@{}", fire.timestamp_millis()),
+        _ => e.id.clone(),
+    }
+}
+
+/// A record as every backend stores it: the fields queries filter and sort
+/// on (times as Unix milliseconds), and the whole record as a JSON document.
+/// Both backends build their rows here, so they index exactly the same data.
+pub(crate) struct Row {
+    pub id: String,
+    pub doc: String,
+    pub fields: Vec<(&'static str, Field)>,
+}
+
+/// One indexed field's value.
+#[derive(Debug, Clone)]
+pub(crate) enum Field {
+    Text(String),
+    Int(i64),
+    Null,
+}
+
+impl Field {
+    fn time(t: Option<DateTime<Utc>>) -> Field {
+        t.map_or(Field::Null, |t| Field::Int(t.timestamp_millis()))
+    }
+    fn text(t: Option<&str>) -> Field {
+        t.map_or(Field::Null, |t| Field::Text(t.to_owned()))
+    }
+}
+
+fn json<T: serde::Serialize>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+/// Reads a record back from its JSON document.
+pub(crate) fn from_doc<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T> {
+    serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
+}
+
+pub(crate) fn plugin_row(p: &PluginRecord) -> Result<Row> {
+    Ok(Row {
+        id: p.id.clone(),
+        doc: json(p)?,
+        fields: vec![
+            ("tenant", Field::Text(p.tenant.clone())),
+            ("name", Field::Text(p.name.clone())),
+            ("version", Field::Text(p.version.clone())),
+        ],
+    })
+}
+
+pub(crate) fn schedule_row(s: &Schedule) -> Result<Row> {
+    Ok(Row {
+        id: s.id.clone(),
+        doc: json(s)?,
+        fields: vec![
+            ("tenant", Field::Text(s.tenant.clone())),
+            ("name", Field::Text(s.name.clone())),
+            ("plugin_id", Field::Text(s.plugin_id.clone())),
+            ("paused", Field::Int(s.paused as i64)),
+            ("next_fire_at", Field::time(s.next_fire_at)),
+            ("version", Field::Int(s.version as i64)),
+        ],
+    })
+}
+
+pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
+    Ok(Row {
+        id: e.id.clone(),
+        doc: json(e)?,
+        fields: vec![
+            ("tenant", Field::Text(e.tenant.clone())),
+            ("fire_key", Field::Text(fire_key(e))),
+            ("schedule_id", Field::text(e.schedule_id.as_deref())),
+            ("plugin_id", Field::Text(e.plugin_id.clone())),
+            ("status", Field::Text(e.status.as_str().to_owned())),
+            ("priority", Field::Int(e.priority.into())),
+            ("due_at", Field::time(Some(e.due_at))),
+            ("lease_expires_at", Field::time(e.lease_expires_at)),
+            ("created_at", Field::time(Some(e.created_at))),
+            ("version", Field::Int(e.version as i64)),
+        ],
+    })
+}
+
+pub(crate) fn node_row(n: &NodeInfo) -> Result<Row> {
+    Ok(Row {
+        id: n.id.clone(),
+        doc: json(n)?,
+        fields: vec![("expires_at", Field::time(Some(n.expires_at)))],
+    })
+}

@@ -1,0 +1,290 @@
+//! The life of an execution, as state transitions on [`Store`]:
+//!
+//! ```text
+//!            claim              complete(Finished)
+//!  queued ─────────▶ running ─────────────────────▶ succeeded | failed
+//!    ▲                 │  │      complete(Dead)  ─▶ dead
+//!    └─ complete(Retry)┘  └─ lease expired ─▶ requeue_expired ─▶ queued (attempt + 1)
+//!  queued ── cancel ─▶ cancelled      running ── cancel ─▶ cancel_requested
+//! ```
+//!
+//! Each transition is a compare-and-swap on the execution's version
+//! ([`Store::modify_execution`]); only the lease owner may renew or complete.
+
+use super::{CAS_ATTEMPTS, ExecutionFilter, Page, PageRequest, Store, StoreError, after, page};
+use crate::model::{Execution, ExecutionStatus};
+use crate::runtime::{Outcome, Status};
+use chrono::{DateTime, Utc};
+use std::time::Duration;
+
+/// How a running execution ended, as decided by the node that ran it.
+#[derive(Debug, Clone)]
+pub enum Completion {
+    /// The attempt is the last one: `succeeded` or `failed` by its outcome.
+    Finished(Outcome),
+    /// Try again at the given time (attempt + 1).
+    RetryAt(DateTime<Utc>, Outcome),
+    /// No attempts left.
+    Dead(Outcome),
+    /// Stopped because of a cancel request.
+    Cancelled(Option<Outcome>),
+}
+
+/// The answer to a lease renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseRenewal {
+    /// Still ours, until the given time.
+    Renewed(DateTime<Utc>),
+    /// Still ours, but a cancel was requested: stop the run.
+    CancelRequested,
+    /// No longer ours (expired and taken over, or finished): stop and drop it.
+    Lost,
+}
+
+impl Store {
+    /// Applies `change` to an execution with compare-and-swap, retrying while
+    /// concurrent writers win. `change` may refuse (return false): then nothing
+    /// is written and the result is `None`, as it is for an unknown id.
+    pub async fn modify_execution(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut Execution) -> bool + Send,
+    ) -> Result<Option<Execution>, StoreError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(mut execution) = self.backend.execution_get(id).await? else {
+                return Ok(None);
+            };
+            if !change(&mut execution) {
+                return Ok(None);
+            }
+            let expected = execution.version;
+            execution.version += 1;
+            if self.backend.execution_replace(&execution, expected).await? {
+                return Ok(Some(execution));
+            }
+        }
+        Err(StoreError::Contention(format!("execution {id}")))
+    }
+
+    /// Stores a new (ad hoc or triggered) execution and wakes the dispatchers.
+    pub async fn create_execution(&self, execution: &Execution) -> Result<(), StoreError> {
+        if !self.backend.execution_insert(execution).await? {
+            return Err(StoreError::Conflict(format!(
+                "an execution for fire {:?}",
+                execution.fire_time
+            )));
+        }
+        self.wake.notify_waiters();
+        Ok(())
+    }
+
+    /// Stores the execution for one fire of a schedule, unless that fire
+    /// (schedule id + fire time) already has one. Returns whether it was new.
+    /// However many nodes race, exactly one execution exists per fire.
+    pub async fn materialize_fire(&self, execution: &Execution) -> Result<bool, StoreError> {
+        let inserted = self.backend.execution_insert(execution).await?;
+        if inserted {
+            self.wake.notify_waiters();
+        }
+        Ok(inserted)
+    }
+
+    pub async fn get_execution(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<Execution>, StoreError> {
+        Ok(self
+            .backend
+            .execution_get(id)
+            .await?
+            .filter(|e| e.tenant == tenant))
+    }
+
+    pub async fn list_executions(
+        &self,
+        tenant: &str,
+        filter: &ExecutionFilter,
+        request: &PageRequest,
+    ) -> Result<Page<Execution>, StoreError> {
+        let query = request.query();
+        let items = self.backend.execution_list(tenant, filter, &query).await?;
+        Ok(page(items, &query, |e| &e.id))
+    }
+
+    /// Queued executions due within `horizon` from now, in dispatch order
+    /// (priority, then due time): what a node's in-memory heap holds.
+    pub async fn due_soon(
+        &self,
+        horizon: Duration,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.backend
+            .executions_due(after(self.now(), horizon), limit)
+            .await
+    }
+
+    /// Claims a queued, due execution for `owner` with a lease of `lease`.
+    /// Of any number of racing claimants exactly one gets `Some`.
+    pub async fn claim(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Execution>, StoreError> {
+        let now = self.now();
+        self.modify_execution(id, |e| {
+            if e.status != ExecutionStatus::Queued || e.due_at > now {
+                return false;
+            }
+            e.status = ExecutionStatus::Running;
+            e.lease_owner = Some(owner.to_owned());
+            e.lease_expires_at = Some(after(now, lease));
+            e.started_at = Some(now);
+            true
+        })
+        .await
+    }
+
+    /// Extends `owner`'s lease on a running execution.
+    pub async fn renew_lease(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<LeaseRenewal, StoreError> {
+        let now = self.now();
+        let until = after(now, lease);
+        let mut cancel = false;
+        let renewed = self
+            .modify_execution(id, |e| {
+                if !holds_lease(e, owner) {
+                    return false;
+                }
+                cancel = e.cancel_requested;
+                e.lease_expires_at = Some(until);
+                true
+            })
+            .await?;
+        Ok(match renewed {
+            Some(_) if cancel => LeaseRenewal::CancelRequested,
+            Some(_) => LeaseRenewal::Renewed(until),
+            None => LeaseRenewal::Lost,
+        })
+    }
+
+    /// Records how `owner`'s run ended. `None` if `owner` no longer holds the
+    /// lease (another node took the execution over): the result is dropped, so
+    /// an execution never completes twice.
+    pub async fn complete(
+        &self,
+        id: &str,
+        owner: &str,
+        completion: Completion,
+    ) -> Result<Option<Execution>, StoreError> {
+        let now = self.now();
+        let done = self
+            .modify_execution(id, |e| {
+                if !holds_lease(e, owner) {
+                    return false;
+                }
+                e.lease_owner = None;
+                e.lease_expires_at = None;
+                match completion.clone() {
+                    Completion::Finished(outcome) => {
+                        e.status = if outcome.status == Status::Succeeded {
+                            ExecutionStatus::Succeeded
+                        } else {
+                            ExecutionStatus::Failed
+                        };
+                        e.outcome = Some(outcome);
+                        e.finished_at = Some(now);
+                    }
+                    Completion::RetryAt(at, outcome) => {
+                        e.status = ExecutionStatus::Queued;
+                        e.attempt += 1;
+                        e.due_at = at;
+                        e.outcome = Some(outcome);
+                    }
+                    Completion::Dead(outcome) => {
+                        e.status = ExecutionStatus::Dead;
+                        e.outcome = Some(outcome);
+                        e.finished_at = Some(now);
+                    }
+                    Completion::Cancelled(outcome) => {
+                        e.status = ExecutionStatus::Cancelled;
+                        e.outcome = outcome.or(e.outcome.take());
+                        e.finished_at = Some(now);
+                    }
+                }
+                true
+            })
+            .await?;
+        if done
+            .as_ref()
+            .is_some_and(|e| e.status == ExecutionStatus::Queued)
+        {
+            self.wake.notify_waiters();
+        }
+        Ok(done)
+    }
+
+    /// Puts running executions whose lease expired (their node died) back in
+    /// the queue with attempt + 1, or marks them `dead` when no attempt is
+    /// left. Returns the executions it changed.
+    pub async fn requeue_expired(&self, limit: u32) -> Result<Vec<Execution>, StoreError> {
+        let now = self.now();
+        let mut changed = Vec::new();
+        for expired in self.backend.executions_expired(now, limit).await? {
+            let requeued = self
+                .modify_execution(&expired.id, |e| {
+                    if e.status != ExecutionStatus::Running
+                        || e.lease_expires_at.is_none_or(|t| t >= now)
+                    {
+                        return false;
+                    }
+                    e.lease_owner = None;
+                    e.lease_expires_at = None;
+                    if e.attempt >= e.max_attempts {
+                        e.status = ExecutionStatus::Dead;
+                        e.finished_at = Some(now);
+                    } else {
+                        e.status = ExecutionStatus::Queued;
+                        e.attempt += 1;
+                        e.due_at = now;
+                    }
+                    true
+                })
+                .await?;
+            changed.extend(requeued);
+        }
+        if changed.iter().any(|e| e.status == ExecutionStatus::Queued) {
+            self.wake.notify_waiters();
+        }
+        Ok(changed)
+    }
+
+    /// Cancels an execution of `tenant`: a queued one at once, a running one by
+    /// request (its node stops it at the next lease renewal). `None` if the
+    /// execution is unknown, another tenant's, or already finished.
+    pub async fn cancel(&self, tenant: &str, id: &str) -> Result<Option<Execution>, StoreError> {
+        let now = self.now();
+        self.modify_execution(id, |e| {
+            if e.tenant != tenant || e.status.is_final() {
+                return false;
+            }
+            if e.status == ExecutionStatus::Queued {
+                e.status = ExecutionStatus::Cancelled;
+                e.finished_at = Some(now);
+            } else {
+                e.cancel_requested = true;
+            }
+            true
+        })
+        .await
+    }
+}
+
+fn holds_lease(e: &Execution, owner: &str) -> bool {
+    e.status == ExecutionStatus::Running && e.lease_owner.as_deref() == Some(owner)
+}

@@ -1,0 +1,350 @@
+//! Durable state: one [`Store`], two backends.
+//!
+//! [`Store`] holds every rule about state — tenant scoping, execution state
+//! transitions, leases, locks, pagination — and speaks to a [`Backend`] that
+//! only stores documents and answers queries:
+//!
+//! - [`sqlite`]: the default. One file, WAL mode, for one node (or several
+//!   processes on one machine). `sqlite://PATH`.
+//! - [`mongo`]: for a cluster of nodes. `mongodb://…`.
+//!
+//! Every change to a schedule or an execution is a compare-and-swap on its
+//! `version` ([`Store::modify_execution`]), so racing nodes cannot both claim,
+//! complete or requeue the same execution, on either backend. A fire of a
+//! schedule is materialized at most once through a unique (schedule, fire time)
+//! key. Time comes from the injected [`Clock`](crate::clock::Clock).
+
+mod backend;
+mod executions;
+pub mod mongo;
+pub mod sqlite;
+
+pub use backend::{Backend, ExecutionFilter, PageQuery, PluginFilter, ScheduleFilter};
+pub use executions::{Completion, LeaseRenewal};
+
+use crate::clock::SharedClock;
+use crate::model::{NodeInfo, PluginRecord, Schedule};
+use crate::runtime::{KvError, KvNamespace, KvStore};
+use chrono::{DateTime, Utc};
+use std::sync::Arc;
+use std::time::Duration;
+use tokio::sync::Notify;
+
+/// The store used when none is configured.
+pub const DEFAULT_URL: &str = "sqlite://./taskhost-data/taskhost.db";
+/// Page size when a caller does not ask for one.
+pub const DEFAULT_PAGE: u32 = 50;
+/// The largest page a caller may ask for.
+pub const MAX_PAGE: u32 = 1000;
+/// How often a compare-and-swap is retried when other writers keep winning.
+const CAS_ATTEMPTS: usize = 32;
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A unique key is taken (plugin name + version, schedule name).
+    #[error("{0} already exists")]
+    Conflict(String),
+    /// The record is still referenced (a plugin used by schedules).
+    #[error("{0}")]
+    InUse(String),
+    /// Other writers kept changing the record; the caller may try again.
+    #[error("too many concurrent updates to {0}; try again")]
+    Contention(String),
+    #[error("invalid store URL {url:?}: {reason}")]
+    BadUrl { url: String, reason: String },
+    /// The database failed or could not be reached.
+    #[error("store error: {0}")]
+    Backend(String),
+    /// A stored document could not be read back.
+    #[error("stored data is unreadable: {0}")]
+    Corrupt(String),
+}
+
+/// A page of records, newest first, and the cursor for the next page.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass as `cursor` to get the next page; none on the last page.
+    pub next: Option<String>,
+}
+
+/// Which page to read: `limit` records after `cursor` (from a previous page).
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub cursor: Option<String>,
+    pub limit: Option<u32>,
+}
+
+impl PageRequest {
+    fn query(&self) -> PageQuery {
+        PageQuery {
+            before: self.cursor.clone(),
+            limit: self.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE),
+        }
+    }
+}
+
+fn page<T>(items: Vec<T>, query: &PageQuery, id: impl Fn(&T) -> &str) -> Page<T> {
+    let next = (items.len() as u32 == query.limit)
+        .then(|| items.last().map(|t| id(t).to_owned()))
+        .flatten();
+    Page { items, next }
+}
+
+/// Durable state behind one API. Cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    backend: Arc<dyn Backend>,
+    clock: SharedClock,
+    wake: Arc<Notify>,
+}
+
+impl Store {
+    /// Opens the store at `url`: `sqlite://PATH` or `mongodb://…`.
+    pub async fn open(url: &str, clock: SharedClock) -> Result<Store, StoreError> {
+        let backend: Arc<dyn Backend> = if let Some(path) = url.strip_prefix("sqlite://") {
+            Arc::new(sqlite::SqliteBackend::open(path).await?)
+        } else if url.starts_with("mongodb://") || url.starts_with("mongodb+srv://") {
+            Arc::new(mongo::MongoBackend::connect(url).await?)
+        } else {
+            return Err(StoreError::BadUrl {
+                url: url.to_owned(),
+                reason: "expected sqlite://PATH or mongodb://HOST[:PORT]/[DATABASE]".into(),
+            });
+        };
+        Ok(Store::new(backend, clock))
+    }
+
+    pub fn new(backend: Arc<dyn Backend>, clock: SharedClock) -> Store {
+        Store {
+            backend,
+            clock,
+            wake: Arc::new(Notify::new()),
+        }
+    }
+
+    /// "sqlite" or "mongodb".
+    pub fn kind(&self) -> &'static str {
+        self.backend.kind()
+    }
+
+    pub fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    pub fn clock(&self) -> &SharedClock {
+        &self.clock
+    }
+
+    /// Notified when executions are created or re-queued through this store.
+    pub fn wakeups(&self) -> Arc<Notify> {
+        self.wake.clone()
+    }
+
+    /// Checks that the store answers.
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        self.backend.ping().await
+    }
+
+    // ---- plugins ----
+
+    /// Stores a plugin and its wasm. `Conflict` if the name and version exist.
+    pub async fn create_plugin(
+        &self,
+        plugin: &PluginRecord,
+        wasm: &[u8],
+    ) -> Result<(), StoreError> {
+        self.backend.plugin_insert(plugin, wasm).await
+    }
+
+    pub async fn get_plugin(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<PluginRecord>, StoreError> {
+        Ok(self
+            .backend
+            .plugin_get(id)
+            .await?
+            .filter(|p| p.tenant == tenant))
+    }
+
+    pub async fn plugin_wasm(&self, tenant: &str, id: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        match self.get_plugin(tenant, id).await? {
+            Some(_) => self.backend.plugin_wasm(id).await,
+            None => Ok(None),
+        }
+    }
+
+    pub async fn list_plugins(
+        &self,
+        tenant: &str,
+        filter: &PluginFilter,
+        request: &PageRequest,
+    ) -> Result<Page<PluginRecord>, StoreError> {
+        let query = request.query();
+        let items = self.backend.plugin_list(tenant, filter, &query).await?;
+        Ok(page(items, &query, |p| &p.id))
+    }
+
+    /// Deletes a plugin; `InUse` while a schedule uses it; false if absent.
+    pub async fn delete_plugin(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        match self.get_plugin(tenant, id).await? {
+            Some(_) => self.backend.plugin_delete(id).await,
+            None => Ok(false),
+        }
+    }
+
+    // ---- schedules ----
+
+    /// Stores a new schedule. `Conflict` if its name exists in the tenant.
+    pub async fn create_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
+        self.backend.schedule_insert(schedule).await
+    }
+
+    pub async fn get_schedule(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<Schedule>, StoreError> {
+        Ok(self
+            .backend
+            .schedule_get(id)
+            .await?
+            .filter(|s| s.tenant == tenant))
+    }
+
+    pub async fn list_schedules(
+        &self,
+        tenant: &str,
+        filter: &ScheduleFilter,
+        request: &PageRequest,
+    ) -> Result<Page<Schedule>, StoreError> {
+        let query = request.query();
+        let items = self.backend.schedule_list(tenant, filter, &query).await?;
+        Ok(page(items, &query, |s| &s.id))
+    }
+
+    /// Changes a schedule with `change`, which may refuse by returning false.
+    /// Retries when a concurrent writer got there first. `None` if the schedule
+    /// does not exist (in `tenant`, when given) or `change` refused.
+    pub async fn modify_schedule(
+        &self,
+        tenant: Option<&str>,
+        id: &str,
+        mut change: impl FnMut(&mut Schedule) -> bool + Send,
+    ) -> Result<Option<Schedule>, StoreError> {
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(mut schedule) = self.backend.schedule_get(id).await? else {
+                return Ok(None);
+            };
+            if tenant.is_some_and(|t| t != schedule.tenant) || !change(&mut schedule) {
+                return Ok(None);
+            }
+            let expected = schedule.version;
+            schedule.version += 1;
+            schedule.updated_at = self.now();
+            if self.backend.schedule_replace(&schedule, expected).await? {
+                return Ok(Some(schedule));
+            }
+        }
+        Err(StoreError::Contention(format!("schedule {id}")))
+    }
+
+    pub async fn delete_schedule(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
+        match self.get_schedule(tenant, id).await? {
+            Some(_) => self.backend.schedule_delete(id).await,
+            None => Ok(false),
+        }
+    }
+
+    /// Unpaused schedules due to fire now, across tenants (for the materializer).
+    pub async fn due_schedules(&self, limit: u32) -> Result<Vec<Schedule>, StoreError> {
+        self.backend.schedules_due(self.now(), limit).await
+    }
+
+    // ---- locks ----
+
+    /// Takes the named lock for `ttl` unless another owner holds an unexpired one.
+    pub async fn acquire_lock(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        self.backend
+            .lock_acquire(name, owner, now, after(now, ttl))
+            .await
+    }
+
+    /// Extends a lock `owner` still holds.
+    pub async fn renew_lock(
+        &self,
+        name: &str,
+        owner: &str,
+        ttl: Duration,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        self.backend
+            .lock_renew(name, owner, now, after(now, ttl))
+            .await
+    }
+
+    pub async fn release_lock(&self, name: &str, owner: &str) -> Result<bool, StoreError> {
+        self.backend.lock_release(name, owner).await
+    }
+
+    // ---- nodes ----
+
+    /// Records that `node` is alive for another `ttl`.
+    pub async fn heartbeat(&self, node: &NodeInfo, ttl: Duration) -> Result<NodeInfo, StoreError> {
+        let now = self.now();
+        let node = NodeInfo {
+            last_seen: now,
+            expires_at: after(now, ttl),
+            ..node.clone()
+        };
+        self.backend.node_upsert(&node).await?;
+        Ok(node)
+    }
+
+    pub async fn live_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {
+        self.backend.nodes_alive(self.now()).await
+    }
+
+    pub async fn remove_node(&self, id: &str) -> Result<bool, StoreError> {
+        self.backend.node_remove(id).await
+    }
+}
+
+/// `now + ttl`, saturating.
+pub(crate) fn after(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+    now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
+}
+
+/// Plugins' key-value state lives in the store, scoped to tenant + plugin.
+#[async_trait::async_trait]
+impl KvStore for Store {
+    async fn kv_get(&self, ns: &KvNamespace, key: &str) -> Result<Option<Vec<u8>>, KvError> {
+        self.backend
+            .kv_get(&ns.tenant, &ns.plugin, key)
+            .await
+            .map_err(|e| KvError::Backend(e.to_string()))
+    }
+
+    async fn kv_set(&self, ns: &KvNamespace, key: &str, value: &[u8]) -> Result<(), KvError> {
+        self.backend
+            .kv_set(&ns.tenant, &ns.plugin, key, value)
+            .await
+            .map_err(|e| KvError::Backend(e.to_string()))
+    }
+
+    async fn kv_delete(&self, ns: &KvNamespace, key: &str) -> Result<bool, KvError> {
+        self.backend
+            .kv_delete(&ns.tenant, &ns.plugin, key)
+            .await
+            .map_err(|e| KvError::Backend(e.to_string()))
+    }
+}

@@ -1,0 +1,562 @@
+//! The cluster store: MongoDB, through the official driver.
+//!
+//! Documents mirror the SQLite rows ([`super::backend::Row`]): `_id`, the
+//! indexed fields (times as Unix milliseconds), and the record as JSON in
+//! `doc`. Indexes are made at start-up: a unique `fire_key` (a schedule fire
+//! materializes once however many nodes race), TTL indexes that garbage-collect
+//! expired locks and heartbeats, and the query indexes.
+//!
+//! Claims and every other execution change are a conditional `replace_one` by
+//! `_id` and version, never a sorted `findAndModify` across the collection.
+//! Lock correctness never waits for the TTL monitor: every acquire compares
+//! `expires_at` with now. Writes are journaled unless the URL says otherwise.
+//! Plugin wasm is kept in 1 MiB chunks, so the 16 MB document limit does not
+//! cap plugin size.
+
+use super::StoreError;
+use super::backend::{
+    Backend, ExecutionFilter, Field, PageQuery, PluginFilter, Result, Row, ScheduleFilter,
+    execution_row, from_doc, node_row, plugin_row, schedule_row,
+};
+use crate::model::{Execution, NodeInfo, PluginRecord, Schedule};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use mongodb::bson::{self, Bson, Document, doc};
+use mongodb::options::{ClientOptions, IndexOptions, WriteConcern};
+use mongodb::{Client, Collection, Database, IndexModel};
+use serde::de::DeserializeOwned;
+use std::time::Duration;
+
+/// Size of one stored chunk of plugin wasm.
+const CHUNK_BYTES: usize = 1 << 20;
+const DUPLICATE_KEY: i32 = 11000;
+
+/// The MongoDB backend.
+pub struct MongoBackend {
+    db: Database,
+}
+
+fn db_err(e: mongodb::error::Error) -> StoreError {
+    StoreError::Backend(e.to_string())
+}
+
+fn is_duplicate(e: &mongodb::error::Error) -> bool {
+    use mongodb::error::{ErrorKind, WriteFailure};
+    match e.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
+        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
+        _ => e.to_string().contains("E11000"),
+    }
+}
+
+fn ms(t: DateTime<Utc>) -> i64 {
+    t.timestamp_millis()
+}
+
+/// A row as a document: `_id`, its fields, and `doc`.
+fn document(row: &Row) -> Document {
+    let mut d = doc! { "_id": &row.id };
+    for (name, value) in &row.fields {
+        let value = match value {
+            Field::Text(t) => Bson::String(t.clone()),
+            Field::Int(i) => Bson::Int64(*i),
+            Field::Null => Bson::Null,
+        };
+        d.insert(*name, value);
+    }
+    d.insert("doc", &row.doc);
+    d
+}
+
+fn record<T: DeserializeOwned>(d: &Document) -> Result<T> {
+    from_doc(
+        d.get_str("doc")
+            .map_err(|e| StoreError::Corrupt(e.to_string()))?,
+    )
+}
+
+impl MongoBackend {
+    /// Connects, checks the server answers, and makes the indexes.
+    pub async fn connect(url: &str) -> Result<Self> {
+        let mut options = ClientOptions::parse(url)
+            .await
+            .map_err(|e| StoreError::BadUrl {
+                url: url.to_owned(),
+                reason: e.to_string(),
+            })?;
+        if options.write_concern.is_none() {
+            options.write_concern = Some(WriteConcern::builder().journal(true).build());
+        }
+        options.app_name.get_or_insert_with(|| "taskhost".into());
+        options
+            .server_selection_timeout
+            .get_or_insert(Duration::from_secs(10));
+        let client = Client::with_options(options).map_err(db_err)?;
+        let db = client
+            .default_database()
+            .unwrap_or_else(|| client.database("taskhost"));
+        let backend = MongoBackend { db };
+        backend.ping().await?;
+        backend.create_indexes().await?;
+        Ok(backend)
+    }
+
+    fn coll(&self, name: &str) -> Collection<Document> {
+        self.db.collection(name)
+    }
+
+    async fn create_indexes(&self) -> Result<()> {
+        let unique = || IndexOptions::builder().unique(true).build();
+        let ttl = || IndexOptions::builder().expire_after(Duration::ZERO).build();
+        let indexes: Vec<(&str, Document, Option<IndexOptions>)> = vec![
+            (
+                "plugins",
+                doc! { "tenant": 1, "name": 1, "version": 1 },
+                Some(unique()),
+            ),
+            ("plugins", doc! { "tenant": 1, "_id": -1 }, None),
+            (
+                "plugin_chunks",
+                doc! { "plugin_id": 1, "n": 1 },
+                Some(unique()),
+            ),
+            ("schedules", doc! { "tenant": 1, "name": 1 }, Some(unique())),
+            ("schedules", doc! { "tenant": 1, "_id": -1 }, None),
+            ("schedules", doc! { "paused": 1, "next_fire_at": 1 }, None),
+            ("schedules", doc! { "plugin_id": 1 }, None),
+            ("executions", doc! { "fire_key": 1 }, Some(unique())),
+            ("executions", doc! { "status": 1, "due_at": 1 }, None),
+            (
+                "executions",
+                doc! { "status": 1, "lease_expires_at": 1 },
+                None,
+            ),
+            ("executions", doc! { "tenant": 1, "_id": -1 }, None),
+            ("locks", doc! { "expires_at_date": 1 }, Some(ttl())),
+            ("nodes", doc! { "expires_at_date": 1 }, Some(ttl())),
+        ];
+        for (collection, keys, options) in indexes {
+            let model = IndexModel::builder().keys(keys).options(options).build();
+            self.coll(collection)
+                .create_index(model)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    async fn find<T: DeserializeOwned>(
+        &self,
+        coll: &str,
+        filter: Document,
+        sort: Document,
+        limit: u32,
+    ) -> Result<Vec<T>> {
+        let cursor = self
+            .coll(coll)
+            .find(filter)
+            .sort(sort)
+            .limit(i64::from(limit))
+            .await
+            .map_err(db_err)?;
+        let docs: Vec<Document> = cursor.try_collect().await.map_err(db_err)?;
+        docs.iter().map(record).collect()
+    }
+
+    async fn get<T: DeserializeOwned>(&self, coll: &str, id: &str) -> Result<Option<T>> {
+        let found = self
+            .coll(coll)
+            .find_one(doc! { "_id": id })
+            .await
+            .map_err(db_err)?;
+        found.as_ref().map(record).transpose()
+    }
+
+    async fn replace(&self, coll: &str, row: &Row, expected: u64) -> Result<bool> {
+        let filter = doc! { "_id": &row.id, "version": expected as i64 };
+        let result = self
+            .coll(coll)
+            .replace_one(filter, document(row))
+            .await
+            .map_err(db_err)?;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn delete(&self, coll: &str, filter: Document) -> Result<bool> {
+        Ok(self
+            .coll(coll)
+            .delete_one(filter)
+            .await
+            .map_err(db_err)?
+            .deleted_count
+            == 1)
+    }
+
+    async fn list<T: DeserializeOwned>(
+        &self,
+        coll: &str,
+        mut filter: Document,
+        page: &PageQuery,
+    ) -> Result<Vec<T>> {
+        if let Some(before) = &page.before {
+            filter.insert("_id", doc! { "$lt": before });
+        }
+        self.find(coll, filter, doc! { "_id": -1 }, page.limit)
+            .await
+    }
+}
+
+/// A `{ field: value }` filter entry only when the value is given.
+fn set_if<T: Into<Bson>>(filter: &mut Document, key: &str, value: Option<T>) {
+    if let Some(value) = value {
+        filter.insert(key, value.into());
+    }
+}
+
+fn kv_id(tenant: &str, plugin: &str, key: &str) -> Document {
+    doc! { "t": tenant, "p": plugin, "k": key }
+}
+
+#[async_trait::async_trait]
+impl Backend for MongoBackend {
+    fn kind(&self) -> &'static str {
+        "mongodb"
+    }
+
+    async fn ping(&self) -> Result<()> {
+        self.db
+            .run_command(doc! { "ping": 1 })
+            .await
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    async fn plugin_insert(&self, plugin: &PluginRecord, wasm: &[u8]) -> Result<()> {
+        let chunks: Vec<Document> = wasm
+            .chunks(CHUNK_BYTES)
+            .enumerate()
+            .map(|(n, bytes)| {
+                let data = bson::Binary {
+                    subtype: bson::spec::BinarySubtype::Generic,
+                    bytes: bytes.to_vec(),
+                };
+                doc! { "plugin_id": &plugin.id, "n": n as i64, "data": data }
+            })
+            .collect();
+        // Chunks first: a plugin document is visible only with all its bytes.
+        if !chunks.is_empty() {
+            self.coll("plugin_chunks")
+                .insert_many(chunks)
+                .await
+                .map_err(db_err)?;
+        }
+        match self
+            .coll("plugins")
+            .insert_one(document(&plugin_row(plugin)?))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) => {
+                let _ = self
+                    .coll("plugin_chunks")
+                    .delete_many(doc! { "plugin_id": &plugin.id })
+                    .await;
+                Err(if is_duplicate(&e) {
+                    StoreError::Conflict(format!(
+                        "plugin {} version {}",
+                        plugin.name, plugin.version
+                    ))
+                } else {
+                    db_err(e)
+                })
+            }
+        }
+    }
+
+    async fn plugin_get(&self, id: &str) -> Result<Option<PluginRecord>> {
+        self.get("plugins", id).await
+    }
+
+    async fn plugin_wasm(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        let cursor = self
+            .coll("plugin_chunks")
+            .find(doc! { "plugin_id": id })
+            .sort(doc! { "n": 1 })
+            .await
+            .map_err(db_err)?;
+        let chunks: Vec<Document> = cursor.try_collect().await.map_err(db_err)?;
+        if chunks.is_empty() {
+            return Ok(None);
+        }
+        let mut wasm = Vec::new();
+        for chunk in &chunks {
+            let data = chunk
+                .get_binary_generic("data")
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            wasm.extend_from_slice(data);
+        }
+        Ok(Some(wasm))
+    }
+
+    async fn plugin_list(
+        &self,
+        tenant: &str,
+        filter: &PluginFilter,
+        page: &PageQuery,
+    ) -> Result<Vec<PluginRecord>> {
+        let mut query = doc! { "tenant": tenant };
+        set_if(&mut query, "name", filter.name.clone());
+        self.list("plugins", query, page).await
+    }
+
+    async fn plugin_delete(&self, id: &str) -> Result<bool> {
+        if let Some(schedule) = self
+            .coll("schedules")
+            .find_one(doc! { "plugin_id": id })
+            .await
+            .map_err(db_err)?
+        {
+            let name = schedule.get_str("name").unwrap_or("?");
+            return Err(StoreError::InUse(format!(
+                "the plugin is used by schedule {name:?}"
+            )));
+        }
+        let deleted = self.delete("plugins", doc! { "_id": id }).await?;
+        self.coll("plugin_chunks")
+            .delete_many(doc! { "plugin_id": id })
+            .await
+            .map_err(db_err)?;
+        Ok(deleted)
+    }
+
+    async fn schedule_insert(&self, schedule: &Schedule) -> Result<()> {
+        match self
+            .coll("schedules")
+            .insert_one(document(&schedule_row(schedule)?))
+            .await
+        {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate(&e) => Err(StoreError::Conflict(format!(
+                "schedule {:?}",
+                schedule.name
+            ))),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn schedule_get(&self, id: &str) -> Result<Option<Schedule>> {
+        self.get("schedules", id).await
+    }
+
+    async fn schedule_replace(&self, schedule: &Schedule, expected_version: u64) -> Result<bool> {
+        match self
+            .replace("schedules", &schedule_row(schedule)?, expected_version)
+            .await
+        {
+            Err(StoreError::Backend(e)) if e.contains("E11000") => Err(StoreError::Conflict(
+                format!("schedule {:?}", schedule.name),
+            )),
+            other => other,
+        }
+    }
+
+    async fn schedule_list(
+        &self,
+        tenant: &str,
+        filter: &ScheduleFilter,
+        page: &PageQuery,
+    ) -> Result<Vec<Schedule>> {
+        let mut query = doc! { "tenant": tenant };
+        set_if(&mut query, "plugin_id", filter.plugin_id.clone());
+        set_if(&mut query, "paused", filter.paused.map(i64::from));
+        self.list("schedules", query, page).await
+    }
+
+    async fn schedule_delete(&self, id: &str) -> Result<bool> {
+        self.delete("schedules", doc! { "_id": id }).await
+    }
+
+    async fn schedules_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Schedule>> {
+        let filter =
+            doc! { "paused": 0i64, "next_fire_at": { "$ne": Bson::Null, "$lte": ms(now) } };
+        self.find("schedules", filter, doc! { "next_fire_at": 1 }, limit)
+            .await
+    }
+
+    async fn execution_insert(&self, execution: &Execution) -> Result<bool> {
+        match self
+            .coll("executions")
+            .insert_one(document(&execution_row(execution)?))
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate(&e) => Ok(false),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn execution_get(&self, id: &str) -> Result<Option<Execution>> {
+        self.get("executions", id).await
+    }
+
+    async fn execution_replace(
+        &self,
+        execution: &Execution,
+        expected_version: u64,
+    ) -> Result<bool> {
+        self.replace("executions", &execution_row(execution)?, expected_version)
+            .await
+    }
+
+    async fn execution_list(
+        &self,
+        tenant: &str,
+        filter: &ExecutionFilter,
+        page: &PageQuery,
+    ) -> Result<Vec<Execution>> {
+        let mut query = doc! { "tenant": tenant };
+        set_if(&mut query, "schedule_id", filter.schedule_id.clone());
+        set_if(&mut query, "plugin_id", filter.plugin_id.clone());
+        set_if(&mut query, "status", filter.status.map(|s| s.as_str()));
+        let mut created = Document::new();
+        set_if(&mut created, "$gte", filter.since.map(ms));
+        set_if(&mut created, "$lt", filter.until.map(ms));
+        if !created.is_empty() {
+            query.insert("created_at", created);
+        }
+        self.list("executions", query, page).await
+    }
+
+    async fn executions_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<Execution>> {
+        let filter = doc! { "status": "queued", "due_at": { "$lte": ms(before) } };
+        self.find(
+            "executions",
+            filter,
+            doc! { "priority": -1, "due_at": 1, "_id": 1 },
+            limit,
+        )
+        .await
+    }
+
+    async fn executions_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Execution>> {
+        let filter =
+            doc! { "status": "running", "lease_expires_at": { "$ne": Bson::Null, "$lt": ms(now) } };
+        self.find("executions", filter, doc! { "lease_expires_at": 1 }, limit)
+            .await
+    }
+
+    async fn lock_acquire(
+        &self,
+        name: &str,
+        owner: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool> {
+        // Matches a lock that is free to take; if none matches, the upsert
+        // inserts one, which fails on `_id` when someone else holds it.
+        let filter = doc! { "_id": name, "$or": [ { "expires_at": { "$lte": ms(now) } }, { "owner": owner } ] };
+        let update = doc! { "$set": {
+            "owner": owner,
+            "expires_at": ms(expires_at),
+            "expires_at_date": bson::DateTime::from_millis(ms(expires_at)),
+        } };
+        match self
+            .coll("locks")
+            .update_one(filter, update)
+            .upsert(true)
+            .await
+        {
+            Ok(_) => Ok(true),
+            Err(e) if is_duplicate(&e) => Ok(false),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+
+    async fn lock_renew(
+        &self,
+        name: &str,
+        owner: &str,
+        _now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool> {
+        let update = doc! { "$set": {
+            "expires_at": ms(expires_at),
+            "expires_at_date": bson::DateTime::from_millis(ms(expires_at)),
+        } };
+        let result = self
+            .coll("locks")
+            .update_one(doc! { "_id": name, "owner": owner }, update)
+            .await
+            .map_err(db_err)?;
+        Ok(result.matched_count == 1)
+    }
+
+    async fn lock_release(&self, name: &str, owner: &str) -> Result<bool> {
+        self.delete("locks", doc! { "_id": name, "owner": owner })
+            .await
+    }
+
+    async fn kv_get(&self, tenant: &str, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let found = self
+            .coll("kv")
+            .find_one(doc! { "_id": kv_id(tenant, plugin, key) })
+            .await
+            .map_err(db_err)?;
+        found
+            .map(|d| {
+                d.get_binary_generic("value")
+                    .cloned()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
+
+    async fn kv_set(&self, tenant: &str, plugin: &str, key: &str, value: &[u8]) -> Result<()> {
+        let data = bson::Binary {
+            subtype: bson::spec::BinarySubtype::Generic,
+            bytes: value.to_vec(),
+        };
+        self.coll("kv")
+            .update_one(
+                doc! { "_id": kv_id(tenant, plugin, key) },
+                doc! { "$set": { "value": data } },
+            )
+            .upsert(true)
+            .await
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    async fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool> {
+        self.delete("kv", doc! { "_id": kv_id(tenant, plugin, key) })
+            .await
+    }
+
+    async fn node_upsert(&self, node: &NodeInfo) -> Result<()> {
+        let mut d = document(&node_row(node)?);
+        d.insert(
+            "expires_at_date",
+            bson::DateTime::from_millis(ms(node.expires_at)),
+        );
+        self.coll("nodes")
+            .replace_one(doc! { "_id": &node.id }, d)
+            .upsert(true)
+            .await
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    async fn nodes_alive(&self, now: DateTime<Utc>) -> Result<Vec<NodeInfo>> {
+        self.find(
+            "nodes",
+            doc! { "expires_at": { "$gt": ms(now) } },
+            doc! { "_id": 1 },
+            10_000,
+        )
+        .await
+    }
+
+    async fn node_remove(&self, id: &str) -> Result<bool> {
+        self.delete("nodes", doc! { "_id": id }).await
+    }
+}

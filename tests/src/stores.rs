@@ -1,0 +1,92 @@
+//! Stores for tests: a fresh SQLite file, or a fresh database on the MongoDB
+//! server named by `TASKHOST_TEST_MONGODB_URI`.
+//!
+//! Without that variable the MongoDB leg is skipped with a notice — except
+//! under `CI=true`, where `.ci/run` provides the server and a skip is a failure.
+
+use chrono::{TimeZone, Utc};
+use std::sync::Arc;
+use taskhost::clock::ManualClock;
+use taskhost::store::Store;
+
+/// The environment variable naming the test MongoDB server.
+pub const MONGODB_URI_VAR: &str = "TASKHOST_TEST_MONGODB_URI";
+
+/// A store under test, its clock, and how to open it again.
+pub struct Harness {
+    pub store: Store,
+    pub clock: ManualClock,
+    pub url: String,
+    _dir: Option<tempfile::TempDir>,
+}
+
+impl Harness {
+    /// A store on a new SQLite file in a temporary folder.
+    pub async fn sqlite() -> Harness {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        let url = format!("sqlite://{}", dir.path().join("taskhost.db").display());
+        Harness::open(url, Some(dir)).await
+    }
+
+    /// A store on a new database of the test MongoDB server, or `None` (with
+    /// a notice) when there is none outside CI.
+    pub async fn mongodb() -> Option<Harness> {
+        let url = mongodb_url(&format!("taskhost_test_{}", uuid_like()))?;
+        Some(Harness::open(url, None).await)
+    }
+
+    async fn open(url: String, dir: Option<tempfile::TempDir>) -> Harness {
+        let clock = ManualClock::new(
+            Utc.with_ymd_and_hms(2026, 3, 1, 12, 0, 0)
+                .single()
+                .expect("valid time"),
+        );
+        let store = Store::open(&url, Arc::new(clock.clone()))
+            .await
+            .unwrap_or_else(|e| panic!("open {url}: {e}"));
+        Harness {
+            store,
+            clock,
+            url,
+            _dir: dir,
+        }
+    }
+
+    /// Drops the store and opens it again at the same place.
+    pub async fn reopen(&mut self) {
+        let fresh = Store::open(&self.url, Arc::new(self.clock.clone()))
+            .await
+            .expect("reopen");
+        self.store = fresh;
+    }
+}
+
+/// The test MongoDB URL with `database` in its path, if a server is configured.
+pub fn mongodb_url(database: &str) -> Option<String> {
+    let Ok(base) = std::env::var(MONGODB_URI_VAR) else {
+        if std::env::var("CI").is_ok_and(|v| v == "true") {
+            panic!(
+                "{MONGODB_URI_VAR} is not set under CI=true: the MongoDB leg must run in CI (see .ci/run)"
+            );
+        }
+        eprintln!(
+            "notice: {MONGODB_URI_VAR} is not set; skipping the MongoDB leg (scripts/mongo-test-server.sh starts one)"
+        );
+        return None;
+    };
+    // mongodb://host:port/[db][?options] → put our database name in the path.
+    let (head, query) = base
+        .split_once('?')
+        .map_or((base.as_str(), None), |(h, q)| (h, Some(q)));
+    let rest = head.strip_prefix("mongodb://").expect("a mongodb:// URL");
+    let hosts = rest.split('/').next().unwrap_or(rest);
+    Some(match query {
+        Some(q) => format!("mongodb://{hosts}/{database}?{q}"),
+        None => format!("mongodb://{hosts}/{database}"),
+    })
+}
+
+/// A unique-enough suffix for database names.
+fn uuid_like() -> String {
+    taskhost::model::new_id().replace('-', "")
+}

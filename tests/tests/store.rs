@@ -1,0 +1,978 @@
+//! The store conformance suite: every case runs against SQLite and against
+//! MongoDB (SecantusDB in CI). One suite, both backends.
+
+use chrono::{DateTime, Utc};
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+use taskhost::model::{
+    Execution, ExecutionStatus, NodeInfo, PluginRecord, Schedule, Trigger, new_id,
+};
+use taskhost::runtime::{
+    KvNamespace, KvStore, Outcome, RunRequest, Runtime, RuntimeConfig, Status,
+};
+use taskhost::store::{
+    Completion, ExecutionFilter, LeaseRenewal, PageRequest, PluginFilter, ScheduleFilter,
+    StoreError,
+};
+use taskhost_tests::stores::Harness;
+
+/// Defines each case once per backend: `sqlite::case` and `mongodb::case`.
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case(super::Harness::sqlite().await).await;
+                }
+            )*
+        }
+        mod mongodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    if let Some(harness) = super::Harness::mongodb().await {
+                        super::$case(harness).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+conformance!(
+    plugins,
+    schedules,
+    execution_lifecycle,
+    retries_and_cancel,
+    listing_and_pagination,
+    lease_expiry_follows_the_clock,
+    materialize_fire_once_under_races,
+    claim_race_each_claimed_once,
+    lock_race_never_two_holders,
+    lock_expiry,
+    kv_scoped_and_backing_the_runtime,
+    node_heartbeats,
+    reopen_loses_nothing,
+);
+
+const LEASE: Duration = Duration::from_secs(30);
+
+fn plugin(tenant: &str, name: &str, version: &str, now: DateTime<Utc>) -> PluginRecord {
+    PluginRecord {
+        id: new_id(),
+        tenant: tenant.into(),
+        name: name.into(),
+        version: version.into(),
+        sha256: "00".repeat(32),
+        size: 3,
+        world: taskhost::runtime::WORLD.into(),
+        created_at: now,
+        created_by: "tester".into(),
+    }
+}
+
+fn schedule(tenant: &str, name: &str, plugin_id: &str, now: DateTime<Utc>) -> Schedule {
+    Schedule {
+        id: new_id(),
+        tenant: tenant.into(),
+        name: name.into(),
+        plugin_id: plugin_id.into(),
+        trigger: Trigger::Cron {
+            expr: "*/5 * * * *".into(),
+            timezone: "Europe/London".into(),
+        },
+        input: serde_json::json!({"k": 1}),
+        priority: 0,
+        limits: Default::default(),
+        retry: Default::default(),
+        overlap: Default::default(),
+        catch_up: Default::default(),
+        jitter: Duration::ZERO,
+        config: Default::default(),
+        paused: false,
+        next_fire_at: Some(now),
+        last_fire_at: None,
+        created_at: now,
+        updated_at: now,
+        version: 0,
+    }
+}
+
+fn succeeded() -> Outcome {
+    let mut outcome = Outcome::not_run(Status::Succeeded, "");
+    outcome.error = None;
+    outcome.output = Some(b"\"ok\"".to_vec());
+    outcome
+}
+
+async fn queued(h: &Harness, tenant: &str) -> Execution {
+    let execution = Execution::queued(tenant, "plugin-1", h.store.now(), h.store.now());
+    h.store
+        .create_execution(&execution)
+        .await
+        .expect("create execution");
+    execution
+}
+
+async fn plugins(h: Harness) {
+    let store = &h.store;
+    let now = store.now();
+    let p = plugin("acme", "hello", "1.0.0", now);
+    let wasm: Vec<u8> = (0..2_500_000u32).map(|i| (i % 251) as u8).collect();
+    store.create_plugin(&p, &wasm).await.expect("create");
+    assert_eq!(
+        store.get_plugin("acme", &p.id).await.expect("get"),
+        Some(p.clone())
+    );
+    assert_eq!(
+        store.get_plugin("globex", &p.id).await.expect("get"),
+        None,
+        "another tenant sees nothing"
+    );
+    assert_eq!(
+        store.plugin_wasm("acme", &p.id).await.expect("wasm"),
+        Some(wasm)
+    );
+    assert_eq!(
+        store.plugin_wasm("globex", &p.id).await.expect("wasm"),
+        None
+    );
+
+    let dup = plugin("acme", "hello", "1.0.0", now);
+    assert!(matches!(
+        store.create_plugin(&dup, b"x").await,
+        Err(StoreError::Conflict(_))
+    ));
+    // The same name and version in another tenant is fine.
+    store
+        .create_plugin(&plugin("globex", "hello", "1.0.0", now), b"x")
+        .await
+        .expect("other tenant");
+
+    let s = schedule("acme", "uses-hello", &p.id, now);
+    store.create_schedule(&s).await.expect("schedule");
+    assert!(matches!(
+        store.delete_plugin("acme", &p.id).await,
+        Err(StoreError::InUse(_))
+    ));
+    assert!(
+        !store.delete_plugin("globex", &p.id).await.expect("delete"),
+        "another tenant cannot delete"
+    );
+    assert!(
+        store
+            .delete_schedule("acme", &s.id)
+            .await
+            .expect("delete schedule")
+    );
+    assert!(store.delete_plugin("acme", &p.id).await.expect("delete"));
+    assert_eq!(store.get_plugin("acme", &p.id).await.expect("get"), None);
+    assert_eq!(store.plugin_wasm("acme", &p.id).await.expect("wasm"), None);
+    assert!(
+        !store
+            .delete_plugin("acme", &p.id)
+            .await
+            .expect("delete again")
+    );
+}
+
+async fn schedules(h: Harness) {
+    let store = &h.store;
+    let now = store.now();
+    let s = schedule("acme", "nightly", "p1", now);
+    store.create_schedule(&s).await.expect("create");
+    assert_eq!(
+        store.get_schedule("acme", &s.id).await.expect("get"),
+        Some(s.clone())
+    );
+    assert_eq!(
+        store.get_schedule("globex", &s.id).await.expect("get"),
+        None
+    );
+    let dup = schedule("acme", "nightly", "p1", now);
+    assert!(matches!(
+        store.create_schedule(&dup).await,
+        Err(StoreError::Conflict(_))
+    ));
+
+    let paused = store
+        .modify_schedule(Some("acme"), &s.id, |s| {
+            s.paused = true;
+            true
+        })
+        .await
+        .expect("modify")
+        .expect("exists");
+    assert!(paused.paused);
+    assert_eq!(paused.version, 1);
+    assert_eq!(
+        store.get_schedule("acme", &s.id).await.expect("get"),
+        Some(paused.clone())
+    );
+    let other = store
+        .modify_schedule(Some("globex"), &s.id, |_| true)
+        .await
+        .expect("modify");
+    assert_eq!(other, None, "another tenant cannot modify");
+
+    // Due: unpaused with next_fire_at <= now.
+    let mut later = schedule("acme", "later", "p1", now);
+    later.next_fire_at = Some(now + chrono::Duration::minutes(5));
+    store.create_schedule(&later).await.expect("create");
+    let due_now = schedule("globex", "now", "p2", now);
+    store.create_schedule(&due_now).await.expect("create");
+    let due: Vec<String> = store
+        .due_schedules(10)
+        .await
+        .expect("due")
+        .into_iter()
+        .map(|s| s.id)
+        .collect();
+    assert_eq!(due, vec![due_now.id.clone()]);
+    h.clock.advance(Duration::from_secs(300));
+    let due = store.due_schedules(10).await.expect("due");
+    assert_eq!(due.len(), 2);
+
+    let filter = ScheduleFilter {
+        paused: Some(true),
+        ..Default::default()
+    };
+    let page = store
+        .list_schedules("acme", &filter, &PageRequest::default())
+        .await
+        .expect("list");
+    assert_eq!(
+        page.items.iter().map(|s| &s.id).collect::<Vec<_>>(),
+        vec![&s.id]
+    );
+    let filter = ScheduleFilter {
+        plugin_id: Some("p1".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_schedules("acme", &filter, &PageRequest::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        2
+    );
+    assert!(
+        !store
+            .delete_schedule("globex", &s.id)
+            .await
+            .expect("delete")
+    );
+    assert!(store.delete_schedule("acme", &s.id).await.expect("delete"));
+    assert_eq!(store.get_schedule("acme", &s.id).await.expect("get"), None);
+}
+
+async fn execution_lifecycle(h: Harness) {
+    let store = &h.store;
+    let mut future = Execution::queued(
+        "acme",
+        "p1",
+        store.now() + chrono::Duration::seconds(60),
+        store.now(),
+    );
+    future.priority = 5;
+    store.create_execution(&future).await.expect("create");
+    assert_eq!(
+        store
+            .claim(&future.id, "node-a", LEASE)
+            .await
+            .expect("claim"),
+        None,
+        "not due yet"
+    );
+
+    let e = queued(&h, "acme").await;
+    assert_eq!(
+        store.get_execution("acme", &e.id).await.expect("get"),
+        Some(e.clone())
+    );
+    assert_eq!(
+        store.get_execution("globex", &e.id).await.expect("get"),
+        None
+    );
+
+    let claimed = store
+        .claim(&e.id, "node-a", LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    assert_eq!(claimed.status, ExecutionStatus::Running);
+    assert_eq!(claimed.lease_owner.as_deref(), Some("node-a"));
+    assert_eq!(claimed.started_at, Some(store.now()));
+    assert_eq!(
+        store.claim(&e.id, "node-b", LEASE).await.expect("claim"),
+        None,
+        "claimed once"
+    );
+
+    h.clock.advance(Duration::from_secs(10));
+    let renewed = store
+        .renew_lease(&e.id, "node-a", LEASE)
+        .await
+        .expect("renew");
+    assert_eq!(
+        renewed,
+        LeaseRenewal::Renewed(store.now() + chrono::Duration::seconds(30))
+    );
+    assert_eq!(
+        store
+            .renew_lease(&e.id, "node-b", LEASE)
+            .await
+            .expect("renew"),
+        LeaseRenewal::Lost
+    );
+    assert_eq!(
+        store
+            .complete(&e.id, "node-b", Completion::Finished(succeeded()))
+            .await
+            .expect("complete"),
+        None
+    );
+
+    let done = store
+        .complete(&e.id, "node-a", Completion::Finished(succeeded()))
+        .await
+        .expect("complete");
+    let done = done.expect("completed");
+    assert_eq!(done.status, ExecutionStatus::Succeeded);
+    assert_eq!(done.finished_at, Some(store.now()));
+    assert_eq!(done.lease_owner, None);
+    assert_eq!(
+        done.outcome.as_ref().and_then(|o| o.output_json()),
+        Some(serde_json::json!("ok"))
+    );
+    assert_eq!(
+        store
+            .complete(&e.id, "node-a", Completion::Finished(succeeded()))
+            .await
+            .expect("again"),
+        None
+    );
+    assert_eq!(
+        store.get_execution("acme", &e.id).await.expect("get"),
+        Some(done)
+    );
+
+    // A failed outcome finishes as failed.
+    let f = queued(&h, "acme").await;
+    store
+        .claim(&f.id, "node-a", LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let failed = Outcome::not_run(Status::TimedOut, "too slow");
+    let f = store
+        .complete(&f.id, "node-a", Completion::Finished(failed))
+        .await
+        .expect("complete")
+        .expect("done");
+    assert_eq!(f.status, ExecutionStatus::Failed);
+    assert_eq!(f.outcome.map(|o| o.status), Some(Status::TimedOut));
+}
+
+async fn retries_and_cancel(h: Harness) {
+    let store = &h.store;
+    let e = queued(&h, "acme").await;
+    store
+        .claim(&e.id, "node-a", LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let retry_at = store.now() + chrono::Duration::seconds(4);
+    let failed = Outcome::not_run(Status::Failed, "flaky");
+    let retried = store
+        .complete(
+            &e.id,
+            "node-a",
+            Completion::RetryAt(retry_at, failed.clone()),
+        )
+        .await
+        .expect("complete")
+        .expect("owner");
+    assert_eq!(
+        (retried.status, retried.attempt, retried.due_at),
+        (ExecutionStatus::Queued, 2, retry_at)
+    );
+    assert_eq!(
+        store.claim(&e.id, "node-a", LEASE).await.expect("claim"),
+        None,
+        "backoff not over"
+    );
+    h.clock.advance(Duration::from_secs(4));
+    store
+        .claim(&e.id, "node-b", LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed after backoff");
+    let dead = store
+        .complete(&e.id, "node-b", Completion::Dead(failed))
+        .await
+        .expect("complete")
+        .expect("owner");
+    assert_eq!(dead.status, ExecutionStatus::Dead);
+
+    // Cancel: queued at once; running by request; finished not at all.
+    let q = queued(&h, "acme").await;
+    assert_eq!(
+        store.cancel("globex", &q.id).await.expect("cancel"),
+        None,
+        "another tenant cannot cancel"
+    );
+    let cancelled = store
+        .cancel("acme", &q.id)
+        .await
+        .expect("cancel")
+        .expect("queued");
+    assert_eq!(cancelled.status, ExecutionStatus::Cancelled);
+    assert_eq!(
+        store.claim(&q.id, "node-a", LEASE).await.expect("claim"),
+        None
+    );
+    let r = queued(&h, "acme").await;
+    store
+        .claim(&r.id, "node-a", LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let requested = store
+        .cancel("acme", &r.id)
+        .await
+        .expect("cancel")
+        .expect("running");
+    assert!(requested.cancel_requested);
+    assert_eq!(requested.status, ExecutionStatus::Running);
+    assert_eq!(
+        store
+            .renew_lease(&r.id, "node-a", LEASE)
+            .await
+            .expect("renew"),
+        LeaseRenewal::CancelRequested
+    );
+    let stopped = store
+        .complete(&r.id, "node-a", Completion::Cancelled(None))
+        .await
+        .expect("complete");
+    assert_eq!(stopped.map(|e| e.status), Some(ExecutionStatus::Cancelled));
+    assert_eq!(
+        store.cancel("acme", &r.id).await.expect("cancel"),
+        None,
+        "already finished"
+    );
+}
+
+async fn listing_and_pagination(h: Harness) {
+    let store = &h.store;
+    let start = store.now();
+    let mut ids = Vec::new();
+    for i in 0..7 {
+        let mut e = Execution::queued(
+            "acme",
+            if i % 2 == 0 { "even" } else { "odd" },
+            start,
+            store.now(),
+        );
+        e.schedule_id = Some("s1".into());
+        e.fire_time = Some(store.now());
+        store.create_execution(&e).await.expect("create");
+        ids.push(e.id);
+        h.clock.advance(Duration::from_secs(1));
+    }
+    queued(&h, "globex").await;
+    // Newest first, in pages of 3, each id once.
+    let mut seen = Vec::new();
+    let mut request = PageRequest {
+        cursor: None,
+        limit: Some(3),
+    };
+    loop {
+        let page = store
+            .list_executions("acme", &ExecutionFilter::default(), &request)
+            .await
+            .expect("list");
+        seen.extend(page.items.iter().map(|e| e.id.clone()));
+        match page.next {
+            Some(next) => request.cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut newest_first = ids.clone();
+    newest_first.reverse();
+    assert_eq!(seen, newest_first);
+
+    let by_plugin = ExecutionFilter {
+        plugin_id: Some("odd".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_executions("acme", &by_plugin, &PageRequest::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        3
+    );
+    let window = ExecutionFilter {
+        since: Some(start + chrono::Duration::seconds(2)),
+        until: Some(start + chrono::Duration::seconds(4)),
+        ..Default::default()
+    };
+    let in_window = store
+        .list_executions("acme", &window, &PageRequest::default())
+        .await
+        .expect("list");
+    assert_eq!(
+        in_window.items.iter().map(|e| &e.id).collect::<Vec<_>>(),
+        vec![&ids[3], &ids[2]]
+    );
+    store
+        .claim(&ids[0], "n", LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let running = ExecutionFilter {
+        status: Some(ExecutionStatus::Running),
+        ..Default::default()
+    };
+    let running = store
+        .list_executions("acme", &running, &PageRequest::default())
+        .await
+        .expect("list");
+    assert_eq!(running.items.len(), 1);
+    let by_schedule = ExecutionFilter {
+        schedule_id: Some("s1".into()),
+        ..Default::default()
+    };
+    assert_eq!(
+        store
+            .list_executions("globex", &by_schedule, &PageRequest::default())
+            .await
+            .expect("list")
+            .items
+            .len(),
+        0
+    );
+
+    // Due-soon order: priority first, then due time.
+    let base = store.now();
+    let mut expected = Vec::new();
+    for (priority, offset) in [(0, 1), (9, 3), (9, 2), (-1, 0)] {
+        let mut e = Execution::queued("acme", "p", base + chrono::Duration::seconds(offset), base);
+        e.priority = priority;
+        store.create_execution(&e).await.expect("create");
+        expected.push((priority, offset, e.id));
+    }
+    expected.sort_by_key(|(p, o, _)| (-p, *o));
+    let due = store
+        .due_soon(Duration::from_secs(10), 100)
+        .await
+        .expect("due");
+    let new_ones: Vec<&String> = due
+        .iter()
+        .map(|e| &e.id)
+        .filter(|id| expected.iter().any(|x| &x.2 == *id))
+        .collect();
+    assert_eq!(new_ones, expected.iter().map(|x| &x.2).collect::<Vec<_>>());
+    let soon = store
+        .due_soon(Duration::from_millis(1500), 100)
+        .await
+        .expect("due");
+    assert!(
+        !soon.iter().any(|e| e.id == expected[0].2),
+        "due in 2s is not within 1.5s"
+    );
+}
+
+async fn lease_expiry_follows_the_clock(h: Harness) {
+    let store = &h.store;
+    let mut e = Execution::queued("acme", "p", store.now(), store.now());
+    e.max_attempts = 2;
+    store.create_execution(&e).await.expect("create");
+    store
+        .claim(&e.id, "dead-node", LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    h.clock.advance(Duration::from_secs(29));
+    assert!(
+        store
+            .requeue_expired(100)
+            .await
+            .expect("requeue")
+            .is_empty(),
+        "lease still valid"
+    );
+    h.clock.advance(Duration::from_secs(2));
+    let requeued = store.requeue_expired(100).await.expect("requeue");
+    assert_eq!(requeued.len(), 1);
+    assert_eq!(
+        (requeued[0].status, requeued[0].attempt),
+        (ExecutionStatus::Queued, 2)
+    );
+    assert_eq!(
+        store
+            .renew_lease(&e.id, "dead-node", LEASE)
+            .await
+            .expect("renew"),
+        LeaseRenewal::Lost
+    );
+    assert_eq!(
+        store
+            .complete(&e.id, "dead-node", Completion::Finished(succeeded()))
+            .await
+            .expect("complete"),
+        None
+    );
+    store
+        .claim(&e.id, "survivor", LEASE)
+        .await
+        .expect("claim")
+        .expect("claimed by the survivor");
+    h.clock.advance(Duration::from_secs(31));
+    let dead = store.requeue_expired(100).await.expect("requeue");
+    assert_eq!(
+        dead.iter().map(|e| e.status).collect::<Vec<_>>(),
+        vec![ExecutionStatus::Dead],
+        "no attempts left"
+    );
+}
+
+async fn materialize_fire_once_under_races(h: Harness) {
+    let fire_base = h.store.now();
+    let inserted = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for racer in 0..8 {
+        let (store, inserted) = (h.store.clone(), inserted.clone());
+        tasks.spawn(async move {
+            for fire in 0..50i64 {
+                let fire_time = fire_base + chrono::Duration::seconds(fire);
+                let mut e = Execution::queued("acme", "p", fire_time, fire_time);
+                e.schedule_id = Some("racy".into());
+                e.fire_time = Some(fire_time);
+                e.config.insert("racer".into(), racer.to_string());
+                if store.materialize_fire(&e).await.expect("materialize") {
+                    inserted.fetch_add(1, Ordering::SeqCst);
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("racer");
+    }
+    assert_eq!(
+        inserted.load(Ordering::SeqCst),
+        50,
+        "exactly one execution per fire"
+    );
+    let filter = ExecutionFilter {
+        schedule_id: Some("racy".into()),
+        ..Default::default()
+    };
+    let all = h
+        .store
+        .list_executions(
+            "acme",
+            &filter,
+            &PageRequest {
+                cursor: None,
+                limit: Some(1000),
+            },
+        )
+        .await;
+    let mut fires: Vec<_> = all
+        .expect("list")
+        .items
+        .into_iter()
+        .map(|e| e.fire_time)
+        .collect();
+    fires.sort();
+    fires.dedup();
+    assert_eq!(fires.len(), 50);
+}
+
+async fn claim_race_each_claimed_once(h: Harness) {
+    let mut ids = Vec::new();
+    for _ in 0..1000 {
+        ids.push(queued(&h, "acme").await.id);
+    }
+    let ids = Arc::new(ids);
+    let mut tasks = tokio::task::JoinSet::new();
+    for claimant in 0..16 {
+        let (store, ids) = (h.store.clone(), ids.clone());
+        tasks.spawn(async move {
+            let owner = format!("node-{claimant}");
+            let mut won = Vec::new();
+            // Start at different offsets so claimants really collide.
+            for i in 0..ids.len() {
+                let id = &ids[(i + claimant * 61) % ids.len()];
+                if let Some(e) = store.claim(id, &owner, LEASE).await.expect("claim") {
+                    assert_eq!(e.lease_owner.as_deref(), Some(owner.as_str()));
+                    won.push(e.id);
+                }
+            }
+            won
+        });
+    }
+    let mut claims: HashMap<String, usize> = HashMap::new();
+    while let Some(won) = tasks.join_next().await {
+        for id in won.expect("claimant") {
+            *claims.entry(id).or_default() += 1;
+        }
+    }
+    assert_eq!(claims.len(), 1000, "every execution was claimed");
+    assert!(
+        claims.values().all(|&n| n == 1),
+        "no execution was claimed twice"
+    );
+}
+
+async fn lock_race_never_two_holders(h: Harness) {
+    let holders = Arc::new(AtomicUsize::new(0));
+    let acquired = Arc::new(AtomicUsize::new(0));
+    let mut tasks = tokio::task::JoinSet::new();
+    for racer in 0..8 {
+        let (store, holders, acquired) = (h.store.clone(), holders.clone(), acquired.clone());
+        tasks.spawn(async move {
+            let owner = format!("racer-{racer}");
+            for _ in 0..250 {
+                if store
+                    .acquire_lock("the-lock", &owner, Duration::from_secs(60))
+                    .await
+                    .expect("acquire")
+                {
+                    assert_eq!(
+                        holders.fetch_add(1, Ordering::SeqCst),
+                        0,
+                        "two holders at once"
+                    );
+                    acquired.fetch_add(1, Ordering::SeqCst);
+                    tokio::task::yield_now().await;
+                    holders.fetch_sub(1, Ordering::SeqCst);
+                    assert!(
+                        store
+                            .release_lock("the-lock", &owner)
+                            .await
+                            .expect("release")
+                    );
+                }
+            }
+        });
+    }
+    while let Some(r) = tasks.join_next().await {
+        r.expect("racer");
+    }
+    assert!(acquired.load(Ordering::SeqCst) > 0);
+}
+
+async fn lock_expiry(h: Harness) {
+    let store = &h.store;
+    let ttl = Duration::from_secs(10);
+    assert!(
+        store
+            .acquire_lock("leader", "a", ttl)
+            .await
+            .expect("acquire")
+    );
+    assert!(
+        store
+            .acquire_lock("leader", "a", ttl)
+            .await
+            .expect("re-entrant")
+    );
+    assert!(!store.acquire_lock("leader", "b", ttl).await.expect("held"));
+    h.clock.advance(Duration::from_secs(5));
+    assert!(store.renew_lock("leader", "a", ttl).await.expect("renew"));
+    h.clock.advance(Duration::from_secs(9));
+    assert!(
+        !store
+            .acquire_lock("leader", "b", ttl)
+            .await
+            .expect("renewed, still held")
+    );
+    h.clock.advance(Duration::from_secs(2));
+    assert!(
+        store
+            .acquire_lock("leader", "b", ttl)
+            .await
+            .expect("expired: free")
+    );
+    assert!(
+        !store
+            .renew_lock("leader", "a", ttl)
+            .await
+            .expect("a lost it")
+    );
+    assert!(
+        !store
+            .release_lock("leader", "a")
+            .await
+            .expect("a cannot release")
+    );
+    assert!(store.release_lock("leader", "b").await.expect("b releases"));
+    assert!(
+        store
+            .acquire_lock("leader", "a", ttl)
+            .await
+            .expect("free again")
+    );
+}
+
+async fn kv_scoped_and_backing_the_runtime(h: Harness) {
+    let store = &h.store;
+    let acme = KvNamespace::new("acme", "counter");
+    let globex = KvNamespace::new("globex", "counter");
+    let other_plugin = KvNamespace::new("acme", "other");
+    assert_eq!(store.kv_get(&acme, "k").await.expect("get"), None);
+    store.kv_set(&acme, "k", b"1").await.expect("set");
+    store.kv_set(&acme, "k", b"2").await.expect("overwrite");
+    assert_eq!(
+        store.kv_get(&acme, "k").await.expect("get"),
+        Some(b"2".to_vec())
+    );
+    assert_eq!(store.kv_get(&globex, "k").await.expect("get"), None);
+    assert_eq!(store.kv_get(&other_plugin, "k").await.expect("get"), None);
+    assert!(store.kv_delete(&acme, "k").await.expect("delete"));
+    assert!(!store.kv_delete(&acme, "k").await.expect("delete again"));
+
+    // The runtime's kv import is backed by the store.
+    let runtime = Runtime::with_stores(
+        RuntimeConfig {
+            max_concurrent_runs: 4,
+            ..RuntimeConfig::default()
+        },
+        Arc::new(taskhost::runtime::MemoryArtifacts::default()),
+        Arc::new(store.clone()),
+    )
+    .expect("runtime");
+    let plugin = runtime
+        .prepare(&taskhost_tests::plugin("test-kv"))
+        .expect("valid");
+    for expected in 1..=2 {
+        let mut request = RunRequest::new("{}");
+        request.namespace = KvNamespace::new("acme", "test-kv");
+        let outcome = runtime.run(&plugin, request).await;
+        assert_eq!(outcome.status, Status::Succeeded, "{outcome:?}");
+        assert_eq!(outcome.output_json().expect("json")["count"], expected);
+    }
+    let stored = store
+        .kv_get(&KvNamespace::new("acme", "test-kv"), "count")
+        .await
+        .expect("get");
+    assert_eq!(stored, Some(b"2".to_vec()));
+}
+
+async fn node_heartbeats(h: Harness) {
+    let store = &h.store;
+    let node = |id: &str| NodeInfo {
+        id: id.into(),
+        description: "test".into(),
+        started_at: store.now(),
+        last_seen: store.now(),
+        expires_at: store.now(),
+    };
+    store
+        .heartbeat(&node("n1"), Duration::from_secs(15))
+        .await
+        .expect("beat");
+    store
+        .heartbeat(&node("n2"), Duration::from_secs(5))
+        .await
+        .expect("beat");
+    let alive: Vec<String> = store
+        .live_nodes()
+        .await
+        .expect("live")
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(alive, vec!["n1", "n2"]);
+    h.clock.advance(Duration::from_secs(10));
+    let alive: Vec<String> = store
+        .live_nodes()
+        .await
+        .expect("live")
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(alive, vec!["n1"], "n2 stopped beating");
+    store
+        .heartbeat(&node("n2"), Duration::from_secs(5))
+        .await
+        .expect("beat");
+    assert!(store.remove_node("n1").await.expect("remove"));
+    let alive: Vec<String> = store
+        .live_nodes()
+        .await
+        .expect("live")
+        .into_iter()
+        .map(|n| n.id)
+        .collect();
+    assert_eq!(alive, vec!["n2"]);
+}
+
+async fn reopen_loses_nothing(mut h: Harness) {
+    let now = h.store.now();
+    let p = plugin("acme", "keep", "1", now);
+    h.store.create_plugin(&p, b"\0asm").await.expect("plugin");
+    let s = schedule("acme", "keep", &p.id, now);
+    h.store.create_schedule(&s).await.expect("schedule");
+    let e = queued(&h, "acme").await;
+    let ns = KvNamespace::new("acme", "keep");
+    h.store.kv_set(&ns, "k", b"v").await.expect("kv");
+    assert!(
+        h.store
+            .acquire_lock("l", "me", Duration::from_secs(60))
+            .await
+            .expect("lock")
+    );
+    h.reopen().await;
+    assert_eq!(
+        h.store.get_plugin("acme", &p.id).await.expect("plugin"),
+        Some(p.clone())
+    );
+    assert_eq!(
+        h.store.plugin_wasm("acme", &p.id).await.expect("wasm"),
+        Some(b"\0asm".to_vec())
+    );
+    assert_eq!(
+        h.store.get_schedule("acme", &s.id).await.expect("schedule"),
+        Some(s)
+    );
+    assert_eq!(
+        h.store
+            .get_execution("acme", &e.id)
+            .await
+            .expect("execution"),
+        Some(e)
+    );
+    assert_eq!(
+        h.store.kv_get(&ns, "k").await.expect("kv"),
+        Some(b"v".to_vec())
+    );
+    assert!(
+        !h.store
+            .acquire_lock("l", "other", Duration::from_secs(60))
+            .await
+            .expect("lock kept")
+    );
+    let filter = PluginFilter {
+        name: Some("keep".into()),
+    };
+    assert_eq!(
+        h.store
+            .list_plugins("acme", &filter, &PageRequest::default())
+            .await
+            .expect("list")
+            .items,
+        vec![p]
+    );
+}
