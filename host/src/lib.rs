@@ -8,6 +8,7 @@
 //! - [`runtime`]: validate, compile, cache and run plugins under limits;
 //! - [`model`]: plugins, schedules, executions — the records everything shares;
 //! - [`store`]: durable state behind one API, on SQLite or MongoDB;
+//! - [`scheduler`]: triggers, the hybrid queue, leases, retries, nodes;
 //! - [`clock`]: injectable time;
 //! - [`cli`]: the `taskhost` command line.
 
@@ -15,5 +16,6 @@ pub mod cli;
 pub mod clock;
 pub mod model;
 pub mod runtime;
+pub mod scheduler;
 mod serde_util;
 pub mod store;

@@ -238,7 +238,9 @@ pub struct Execution {
     pub status: ExecutionStatus,
     /// 1 for the first attempt.
     pub attempt: u32,
-    pub max_attempts: u32,
+    /// Attempts and backoff, copied from the schedule when the execution is made.
+    #[serde(default)]
+    pub retry: RetryPolicy,
     #[serde(default)]
     pub input: serde_json::Value,
     #[serde(default)]
@@ -284,7 +286,7 @@ impl Execution {
             priority: 0,
             status: ExecutionStatus::Queued,
             attempt: 1,
-            max_attempts: RetryPolicy::default().max_attempts,
+            retry: RetryPolicy::default(),
             input: serde_json::Value::Null,
             limits: Limits::default(),
             config: BTreeMap::new(),

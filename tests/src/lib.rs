@@ -1,6 +1,7 @@
 //! Helpers shared by the black-box tests: where the built plugins are, and the
 //! real `taskhost` binary, and stores to test against.
 
+pub mod cluster;
 pub mod stores;
 
 use std::path::{Path, PathBuf};

@@ -595,7 +595,7 @@ async fn listing_and_pagination(h: Harness) {
 async fn lease_expiry_follows_the_clock(h: Harness) {
     let store = &h.store;
     let mut e = Execution::queued("acme", "p", store.now(), store.now());
-    e.max_attempts = 2;
+    e.retry.max_attempts = 2;
     store.create_execution(&e).await.expect("create");
     store
         .claim(&e.id, "dead-node", LEASE)

@@ -229,6 +229,30 @@ impl Store {
         Ok(done)
     }
 
+    /// Gives a running execution back to the queue without using up an attempt
+    /// (a node shutting down before the run finished). `None` if `owner` no
+    /// longer holds it.
+    pub async fn release(&self, id: &str, owner: &str) -> Result<Option<Execution>, StoreError> {
+        let now = self.now();
+        let released = self
+            .modify_execution(id, |e| {
+                if !holds_lease(e, owner) {
+                    return false;
+                }
+                e.status = ExecutionStatus::Queued;
+                e.lease_owner = None;
+                e.lease_expires_at = None;
+                e.started_at = None;
+                e.due_at = now;
+                true
+            })
+            .await?;
+        if released.is_some() {
+            self.wake.notify_waiters();
+        }
+        Ok(released)
+    }
+
     /// Puts running executions whose lease expired (their node died) back in
     /// the queue with attempt + 1, or marks them `dead` when no attempt is
     /// left. Returns the executions it changed.
@@ -245,7 +269,7 @@ impl Store {
                     }
                     e.lease_owner = None;
                     e.lease_expires_at = None;
-                    if e.attempt >= e.max_attempts {
+                    if e.attempt >= e.retry.max_attempts {
                         e.status = ExecutionStatus::Dead;
                         e.finished_at = Some(now);
                     } else {
@@ -262,6 +286,29 @@ impl Store {
             self.wake.notify_waiters();
         }
         Ok(changed)
+    }
+
+    /// Runs a finished execution of `tenant` again, as a new execution due now
+    /// with the same plugin, input, limits and config. `None` if it is unknown
+    /// or not finished.
+    pub async fn rerun(&self, tenant: &str, id: &str) -> Result<Option<Execution>, StoreError> {
+        let Some(old) = self
+            .get_execution(tenant, id)
+            .await?
+            .filter(|e| e.status.is_final())
+        else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let mut new = Execution::queued(tenant, &old.plugin_id, now, now);
+        new.schedule_id = old.schedule_id;
+        new.priority = old.priority;
+        new.input = old.input;
+        new.limits = old.limits;
+        new.config = old.config;
+        new.retry = old.retry;
+        self.create_execution(&new).await?;
+        Ok(Some(new))
     }
 
     /// Cancels an execution of `tenant`: a queued one at once, a running one by

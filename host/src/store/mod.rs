@@ -320,7 +320,7 @@ impl Store {
 }
 
 /// `now + ttl`, saturating.
-pub(crate) fn after(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
+pub fn after(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
 }
 

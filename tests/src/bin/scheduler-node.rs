@@ -1,0 +1,39 @@
+//! Test helper for the node-crash test: runs one scheduler node on a store
+//! until killed. Prints `ready` once it runs.
+//!
+//! Usage: scheduler-node STORE_URL NODE_ID
+
+use std::sync::Arc;
+use std::time::Duration;
+use taskhost::clock::SystemClock;
+use taskhost::runtime::{Runtime, RuntimeConfig};
+use taskhost::scheduler::{Node, SchedulerConfig};
+use taskhost::store::Store;
+
+#[tokio::main]
+async fn main() {
+    let mut args = std::env::args().skip(1);
+    let url = args
+        .next()
+        .expect("usage: scheduler-node STORE_URL NODE_ID");
+    let node_id = args
+        .next()
+        .expect("usage: scheduler-node STORE_URL NODE_ID");
+    let store = Store::open(&url, Arc::new(SystemClock))
+        .await
+        .expect("open the store");
+    let runtime = Runtime::new(RuntimeConfig {
+        max_concurrent_runs: 64,
+        ..RuntimeConfig::default()
+    })
+    .expect("runtime");
+    let config = SchedulerConfig {
+        node_id,
+        lease: Duration::from_secs(30),
+        ..SchedulerConfig::default()
+    };
+    let node = Node::new(config, store, runtime);
+    println!("ready");
+    node.run(std::future::pending(), Duration::from_secs(1))
+        .await;
+}

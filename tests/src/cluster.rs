@@ -1,0 +1,117 @@
+//! Scheduler nodes for tests: several nodes sharing one store (each with its
+//! own connection, as separate processes would have), one manual clock, and a
+//! record of every run start.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
+use taskhost::clock::ManualClock;
+use taskhost::model::{PluginRecord, new_id};
+use taskhost::runtime::{Runtime, RuntimeConfig};
+use taskhost::scheduler::{Node, SchedulerConfig};
+use taskhost::store::Store;
+
+/// One runtime per test process, shared by its nodes (each pool is large).
+pub fn shared_runtime() -> Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME
+        .get_or_init(|| {
+            Runtime::new(RuntimeConfig {
+                max_concurrent_runs: 256,
+                ..RuntimeConfig::default()
+            })
+            .expect("runtime")
+        })
+        .clone()
+}
+
+/// Run starts seen by the nodes, per execution id.
+#[derive(Clone, Default)]
+pub struct Starts(Arc<Mutex<HashMap<String, usize>>>);
+
+impl Starts {
+    pub fn counts(&self) -> HashMap<String, usize> {
+        self.0.lock().expect("starts").clone()
+    }
+
+    pub fn total(&self) -> usize {
+        self.0.lock().expect("starts").values().sum()
+    }
+}
+
+/// Nodes sharing one store.
+pub struct Cluster {
+    pub nodes: Vec<Node>,
+    pub starts: Starts,
+}
+
+impl Cluster {
+    /// `n` nodes on the store at `url`, all on `clock`.
+    pub async fn new(url: &str, clock: &ManualClock, n: usize, config: SchedulerConfig) -> Cluster {
+        let starts = Starts::default();
+        let mut nodes = Vec::new();
+        for i in 0..n {
+            let store = Store::open(url, Arc::new(clock.clone()))
+                .await
+                .expect("open the store");
+            let seen = starts.clone();
+            let observer: taskhost::scheduler::RunObserver = Arc::new(move |e| {
+                *seen
+                    .0
+                    .lock()
+                    .expect("starts")
+                    .entry(e.id.clone())
+                    .or_default() += 1;
+            });
+            let config = SchedulerConfig {
+                node_id: format!("node-{i}"),
+                ..config.clone()
+            };
+            nodes.push(Node::with_observer(
+                config,
+                store,
+                shared_runtime(),
+                Some(observer),
+            ));
+        }
+        Cluster { nodes, starts }
+    }
+
+    /// One tick on every node at once (so they race), then wait for the runs.
+    pub async fn tick(&self) {
+        let ticks = self.nodes.iter().map(|n| n.tick());
+        for result in futures::future::join_all(ticks).await {
+            result.expect("tick");
+        }
+        for node in &self.nodes {
+            node.drain().await;
+        }
+    }
+}
+
+/// Stores a built plugin for `tenant` and returns its record.
+pub async fn upload(store: &Store, tenant: &str, name: &str) -> PluginRecord {
+    let wasm = crate::plugin(name);
+    let record = PluginRecord {
+        id: new_id(),
+        tenant: tenant.into(),
+        name: name.into(),
+        version: "1.0.0".into(),
+        sha256: taskhost::runtime::sha256_hex(&wasm),
+        size: wasm.len() as u64,
+        world: taskhost::runtime::WORLD.into(),
+        created_at: store.now(),
+        created_by: "test".into(),
+    };
+    store.create_plugin(&record, &wasm).await.expect("upload");
+    record
+}
+
+/// Scheduler settings for tests: short lease, everything else default.
+pub fn test_config() -> SchedulerConfig {
+    SchedulerConfig {
+        lease: Duration::from_secs(30),
+        workers: 64,
+        ..SchedulerConfig::default()
+    }
+}
