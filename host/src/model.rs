@@ -164,6 +164,20 @@ pub struct Schedule {
     /// Random delay added to each fire, up to this much.
     #[serde(default, with = "crate::serde_util::duration")]
     pub jitter: Duration,
+    /// No fires before this time.
+    #[serde(
+        default,
+        with = "crate::serde_util::option_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub starts_at: Option<DateTime<Utc>>,
+    /// No fires after this time.
+    #[serde(
+        default,
+        with = "crate::serde_util::option_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub ends_at: Option<DateTime<Utc>>,
     /// Read-only config given to every run.
     #[serde(default)]
     pub config: BTreeMap<String, String>,

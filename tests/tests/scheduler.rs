@@ -28,6 +28,8 @@ fn schedule(tenant: &str, plugin_id: &str, trigger: Trigger, now: DateTime<Utc>)
         overlap: Default::default(),
         catch_up: Default::default(),
         jitter: Duration::ZERO,
+        starts_at: None,
+        ends_at: None,
         config: Default::default(),
         paused: false,
         next_fire_at: None,
@@ -544,4 +546,103 @@ async fn per_tenant_limit_makes_work_wait_not_drop() {
     ]
     .concat();
     assert!(all.iter().all(|e| e.status == ExecutionStatus::Succeeded));
+}
+
+#[tokio::test]
+async fn start_and_end_bounds_and_jitter() {
+    let h = Harness::sqlite().await;
+    let cluster = Cluster::new(&h.url, &h.clock, 1, test_config()).await;
+    let start = h.store.now();
+    let mut s = schedule(
+        "acme",
+        "p",
+        Trigger::Cron {
+            expr: "*/10 * * * * *".into(),
+            timezone: "UTC".into(),
+        },
+        start,
+    );
+    s.starts_at = Some(start + Span::seconds(25));
+    s.ends_at = Some(start + Span::seconds(65));
+    s.jitter = Duration::from_secs(3);
+    s.next_fire_at = first_fire(&s, start).expect("valid");
+    assert_eq!(s.next_fire_at, Some(start + Span::seconds(30)));
+    h.store.create_schedule(&s).await.expect("schedule");
+    for _ in 0..20 {
+        h.clock.advance(Duration::from_secs(5));
+        cluster.nodes[0]
+            .materialize_due(10)
+            .await
+            .expect("materialize");
+    }
+    let executions = executions_of(&h.store, "acme", Some(&s.id)).await;
+    let expected: Vec<_> = [30, 40, 50, 60].map(|t| start + Span::seconds(t)).to_vec();
+    assert_eq!(fire_times(&executions), expected);
+    for e in &executions {
+        let delay = e.due_at - e.fire_time.expect("fire");
+        assert!(
+            delay >= Span::zero() && delay < Span::seconds(3),
+            "jitter {delay}"
+        );
+    }
+    let s = h
+        .store
+        .get_schedule("acme", &s.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(s.next_fire_at, None, "no fires after the end bound");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn graceful_shutdown_releases_unfinished_runs() {
+    let h = Harness::sqlite().await;
+    let cluster = Cluster::new(&h.url, &h.clock, 1, test_config()).await;
+    let node = cluster.nodes[0].clone();
+    let sleep = upload(&h.store, "acme", "test-sleep").await;
+    let now = h.store.now();
+    let mut quick = Execution::queued("acme", &sleep.id, now, now);
+    quick.input = serde_json::json!({"ms": 10});
+    let mut slow = Execution::queued("acme", &sleep.id, now, now);
+    slow.input = serde_json::json!({"ms": 30_000});
+    slow.limits.timeout = Duration::from_secs(60);
+    node.submit(&quick).await.expect("submit");
+    node.submit(&slow).await.expect("submit");
+    node.heartbeat().await.expect("beat");
+    assert_eq!(h.store.live_nodes().await.expect("nodes").len(), 1);
+    // Shut down as soon as both runs have started; give runs 500 ms to finish.
+    let starts = cluster.starts.clone();
+    let shutdown = async move {
+        while starts.total() < 2 {
+            tokio::task::yield_now().await;
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+    };
+    node.run(shutdown, Duration::from_millis(500)).await;
+    let quick = h
+        .store
+        .get_execution("acme", &quick.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        quick.status,
+        ExecutionStatus::Succeeded,
+        "finished within the grace period"
+    );
+    let slow = h
+        .store
+        .get_execution("acme", &slow.id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        (slow.status, slow.attempt, slow.lease_owner),
+        (ExecutionStatus::Queued, 1, None),
+        "released"
+    );
+    assert!(
+        h.store.live_nodes().await.expect("nodes").is_empty(),
+        "the node left"
+    );
 }

@@ -56,6 +56,7 @@ conformance!(
     kv_scoped_and_backing_the_runtime,
     node_heartbeats,
     reopen_loses_nothing,
+    wakeups_across_processes,
 );
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -91,6 +92,8 @@ fn schedule(tenant: &str, name: &str, plugin_id: &str, now: DateTime<Utc>) -> Sc
         overlap: Default::default(),
         catch_up: Default::default(),
         jitter: Duration::ZERO,
+        starts_at: None,
+        ends_at: None,
         config: Default::default(),
         paused: false,
         next_fire_at: Some(now),
@@ -975,4 +978,40 @@ async fn reopen_loses_nothing(mut h: Harness) {
             .items,
         vec![p]
     );
+}
+
+async fn wakeups_across_processes(h: Harness) {
+    // A second store on the same data, as another node would have.
+    let other = taskhost::store::Store::open(&h.url, Arc::new(h.clock.clone()))
+        .await
+        .expect("open");
+    let woken = other.wakeups();
+    let notified = woken.notified();
+    tokio::pin!(notified);
+    notified.as_mut().enable();
+    queued(&h, "acme").await;
+    let wait = if other.watches_others() {
+        Duration::from_secs(10)
+    } else {
+        Duration::ZERO
+    };
+    let heard = tokio::time::timeout(wait, notified).await.is_ok();
+    match other.kind() {
+        // MongoDB servers with change streams push the change to every node.
+        "mongodb" if other.watches_others() => {
+            assert!(heard, "the change stream did not wake the other store")
+        }
+        // Without them (and on SQLite) the other node finds it at its next refill.
+        _ => {
+            assert!(!other.watches_others());
+            assert_eq!(
+                other
+                    .due_soon(Duration::from_secs(1), 10)
+                    .await
+                    .expect("due")
+                    .len(),
+                1
+            );
+        }
+    }
 }

@@ -15,7 +15,7 @@ use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConf
 /// Core instances, memories and tables a typical Rust component needs per
 /// component instance, with headroom.
 const CORE_INSTANCES_PER_RUN: u32 = 16;
-const MEMORIES_PER_RUN: u32 = 2;
+const MEMORIES_PER_RUN: u32 = 1;
 const TABLES_PER_RUN: u32 = 4;
 
 pub(crate) fn build(config: &RuntimeConfig) -> wasmtime::Result<Engine> {

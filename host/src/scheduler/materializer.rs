@@ -94,8 +94,22 @@ impl Node {
                 }
             }
         };
+        let fires: Vec<DateTime<Utc>> = plan
+            .fires
+            .iter()
+            .copied()
+            .filter(|f| within_bounds(schedule, *f))
+            .collect();
+        let next_fire_at = match plan.next_fire_at {
+            Some(next) if schedule.starts_at.is_some_and(|start| next < start) => {
+                first_fire(schedule, schedule.starts_at.unwrap_or(next))
+                    .ok()
+                    .flatten()
+            }
+            next => next.filter(|t| within_bounds(schedule, *t)),
+        };
         let mut created = Vec::new();
-        for &fire in &plan.fires {
+        for &fire in &fires {
             if !self.overlap_allows(schedule).await? {
                 continue;
             }
@@ -105,14 +119,14 @@ impl Node {
                 created.push(execution);
             }
         }
-        let last = plan.fires.last().copied();
+        let last = fires.last().copied();
         store
             .modify_schedule(None, &schedule.id, |current| {
                 // Another node advanced it, or it was paused or edited: leave it.
                 if current.next_fire_at != Some(stored_next) || current.paused {
                     return false;
                 }
-                current.next_fire_at = plan.next_fire_at;
+                current.next_fire_at = next_fire_at;
                 current.last_fire_at = last.or(current.last_fire_at);
                 true
             })
@@ -157,14 +171,21 @@ impl Node {
     }
 }
 
-/// When a schedule created or resumed at `now` fires first.
+/// When a schedule created or resumed at `now` fires first, within its
+/// start/end bounds.
 pub fn first_fire(
     schedule: &Schedule,
     now: DateTime<Utc>,
 ) -> Result<Option<DateTime<Utc>>, trigger::TriggerError> {
-    // A fire exactly at `now` counts: `next_fire` is strictly after.
-    let just_before = now - chrono::Duration::milliseconds(1);
-    trigger::next_fire(&schedule.trigger, schedule.created_at, just_before)
+    let from = schedule.starts_at.map_or(now, |start| start.max(now));
+    // A fire exactly at `from` counts: `next_fire` is strictly after.
+    let just_before = from - chrono::Duration::milliseconds(1);
+    let next = trigger::next_fire(&schedule.trigger, schedule.created_at, just_before)?;
+    Ok(next.filter(|t| within_bounds(schedule, *t)))
+}
+
+fn within_bounds(schedule: &Schedule, t: DateTime<Utc>) -> bool {
+    schedule.starts_at.is_none_or(|start| t >= start) && schedule.ends_at.is_none_or(|end| t <= end)
 }
 
 /// Grace within which a due fire counts as on time rather than missed.

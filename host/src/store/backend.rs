@@ -12,6 +12,10 @@ use chrono::{DateTime, Utc};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// A change to an execution, applied by [`Backend::execution_update`]; false
+/// means "leave it as it is". It also bumps the version.
+pub type ExecutionChange = Box<dyn FnMut(&mut Execution) -> bool + Send>;
+
 /// A page request: records with ids before `before` (newest first), at most `limit`.
 #[derive(Debug, Clone, Default)]
 pub struct PageQuery {
@@ -88,6 +92,24 @@ pub trait Backend: Send + Sync + 'static {
     async fn execution_get(&self, id: &str) -> Result<Option<Execution>>;
     async fn execution_replace(&self, execution: &Execution, expected_version: u64)
     -> Result<bool>;
+    /// Whether [`Backend::execution_update`] is available: read, change and
+    /// write in one transaction (SQLite). Otherwise the store uses
+    /// `execution_get` + `execution_replace` (compare-and-swap).
+    fn atomic_updates(&self) -> bool {
+        false
+    }
+    /// Applies `change` to an execution atomically; `None` if it is unknown or
+    /// `change` refused. Only called when [`Backend::atomic_updates`].
+    async fn execution_update(
+        &self,
+        id: &str,
+        _change: ExecutionChange,
+    ) -> Result<Option<Execution>> {
+        Err(StoreError::Backend(format!(
+            "atomic update of {id} is not supported by {}",
+            self.kind()
+        )))
+    }
     async fn execution_list(
         &self,
         tenant: &str,
@@ -130,6 +152,13 @@ pub trait Backend: Send + Sync + 'static {
     /// Nodes whose heartbeat has not expired at `now`.
     async fn nodes_alive(&self, now: DateTime<Utc>) -> Result<Vec<NodeInfo>>;
     async fn node_remove(&self, id: &str) -> Result<bool>;
+
+    /// Starts notifying `wake` whenever executions change in the store, also
+    /// through other processes (MongoDB change streams). Returns false where
+    /// the backend or server cannot; nodes then rely on their refill interval.
+    async fn watch_executions(&self, _wake: std::sync::Arc<tokio::sync::Notify>) -> bool {
+        false
+    }
 }
 
 /// The unique key of an execution's fire: `schedule-id@fire-time` for a

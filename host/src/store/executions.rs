@@ -48,8 +48,24 @@ impl Store {
     pub async fn modify_execution(
         &self,
         id: &str,
-        mut change: impl FnMut(&mut Execution) -> bool + Send,
+        mut change: impl FnMut(&mut Execution) -> bool + Send + 'static,
     ) -> Result<Option<Execution>, StoreError> {
+        if self.backend.atomic_updates() {
+            // The backend runs read, change and write as one transaction.
+            return self
+                .backend
+                .execution_update(
+                    id,
+                    Box::new(move |e: &mut Execution| {
+                        let changed = change(e);
+                        if changed {
+                            e.version += 1;
+                        }
+                        changed
+                    }),
+                )
+                .await;
+        }
         for _ in 0..CAS_ATTEMPTS {
             let Some(mut execution) = self.backend.execution_get(id).await? else {
                 return Ok(None);
@@ -132,13 +148,13 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Option<Execution>, StoreError> {
-        let now = self.now();
-        self.modify_execution(id, |e| {
+        let (now, owner) = (self.now(), owner.to_owned());
+        self.modify_execution(id, move |e| {
             if e.status != ExecutionStatus::Queued || e.due_at > now {
                 return false;
             }
             e.status = ExecutionStatus::Running;
-            e.lease_owner = Some(owner.to_owned());
+            e.lease_owner = Some(owner.clone());
             e.lease_expires_at = Some(after(now, lease));
             e.started_at = Some(now);
             true
@@ -153,21 +169,19 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<LeaseRenewal, StoreError> {
-        let now = self.now();
-        let until = after(now, lease);
-        let mut cancel = false;
+        let until = after(self.now(), lease);
+        let owner = owner.to_owned();
         let renewed = self
-            .modify_execution(id, |e| {
-                if !holds_lease(e, owner) {
+            .modify_execution(id, move |e| {
+                if !holds_lease(e, &owner) {
                     return false;
                 }
-                cancel = e.cancel_requested;
                 e.lease_expires_at = Some(until);
                 true
             })
             .await?;
         Ok(match renewed {
-            Some(_) if cancel => LeaseRenewal::CancelRequested,
+            Some(e) if e.cancel_requested => LeaseRenewal::CancelRequested,
             Some(_) => LeaseRenewal::Renewed(until),
             None => LeaseRenewal::Lost,
         })
@@ -182,10 +196,10 @@ impl Store {
         owner: &str,
         completion: Completion,
     ) -> Result<Option<Execution>, StoreError> {
-        let now = self.now();
+        let (now, owner) = (self.now(), owner.to_owned());
         let done = self
-            .modify_execution(id, |e| {
-                if !holds_lease(e, owner) {
+            .modify_execution(id, move |e| {
+                if !holds_lease(e, &owner) {
                     return false;
                 }
                 e.lease_owner = None;
@@ -233,10 +247,10 @@ impl Store {
     /// (a node shutting down before the run finished). `None` if `owner` no
     /// longer holds it.
     pub async fn release(&self, id: &str, owner: &str) -> Result<Option<Execution>, StoreError> {
-        let now = self.now();
+        let (now, owner) = (self.now(), owner.to_owned());
         let released = self
-            .modify_execution(id, |e| {
-                if !holds_lease(e, owner) {
+            .modify_execution(id, move |e| {
+                if !holds_lease(e, &owner) {
                     return false;
                 }
                 e.status = ExecutionStatus::Queued;
@@ -261,7 +275,7 @@ impl Store {
         let mut changed = Vec::new();
         for expired in self.backend.executions_expired(now, limit).await? {
             let requeued = self
-                .modify_execution(&expired.id, |e| {
+                .modify_execution(&expired.id, move |e| {
                     if e.status != ExecutionStatus::Running
                         || e.lease_expires_at.is_none_or(|t| t >= now)
                     {
@@ -315,8 +329,8 @@ impl Store {
     /// request (its node stops it at the next lease renewal). `None` if the
     /// execution is unknown, another tenant's, or already finished.
     pub async fn cancel(&self, tenant: &str, id: &str) -> Result<Option<Execution>, StoreError> {
-        let now = self.now();
-        self.modify_execution(id, |e| {
+        let (now, tenant) = (self.now(), tenant.to_owned());
+        self.modify_execution(id, move |e| {
             if e.tenant != tenant || e.status.is_final() {
                 return false;
             }

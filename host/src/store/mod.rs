@@ -98,6 +98,8 @@ pub struct Store {
     backend: Arc<dyn Backend>,
     clock: SharedClock,
     wake: Arc<Notify>,
+    /// Whether `wake` also hears other processes' changes (change streams).
+    watching: bool,
 }
 
 impl Store {
@@ -113,7 +115,9 @@ impl Store {
                 reason: "expected sqlite://PATH or mongodb://HOST[:PORT]/[DATABASE]".into(),
             });
         };
-        Ok(Store::new(backend, clock))
+        let mut store = Store::new(backend, clock);
+        store.watching = store.backend.watch_executions(store.wake.clone()).await;
+        Ok(store)
     }
 
     pub fn new(backend: Arc<dyn Backend>, clock: SharedClock) -> Store {
@@ -121,6 +125,7 @@ impl Store {
             backend,
             clock,
             wake: Arc::new(Notify::new()),
+            watching: false,
         }
     }
 
@@ -137,9 +142,16 @@ impl Store {
         &self.clock
     }
 
-    /// Notified when executions are created or re-queued through this store.
+    /// Notified when executions are created or re-queued through this store,
+    /// and, where [`Store::watches_others`], through any other.
     pub fn wakeups(&self) -> Arc<Notify> {
         self.wake.clone()
+    }
+
+    /// Whether [`Store::wakeups`] also reports other processes' changes
+    /// (MongoDB change streams). Without them, nodes poll.
+    pub fn watches_others(&self) -> bool {
+        self.watching
     }
 
     /// Checks that the store answers.

@@ -559,4 +559,27 @@ impl Backend for MongoBackend {
     async fn node_remove(&self, id: &str) -> Result<bool> {
         self.delete("nodes", doc! { "_id": id }).await
     }
+
+    async fn watch_executions(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> bool {
+        let mut stream = match self.coll("executions").watch().await {
+            Ok(stream) => stream,
+            Err(e) => {
+                tracing::info!(error = %e, "change streams unavailable; idle nodes poll at their refill interval");
+                return false;
+            }
+        };
+        tokio::spawn(async move {
+            loop {
+                match stream.try_next().await {
+                    Ok(Some(_)) => wake.notify_waiters(),
+                    Ok(None) => break,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "change stream ended; idle nodes poll at their refill interval");
+                        break;
+                    }
+                }
+            }
+        });
+        true
+    }
 }

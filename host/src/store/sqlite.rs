@@ -11,8 +11,8 @@
 
 use super::StoreError;
 use super::backend::{
-    Backend, ExecutionFilter, Field, PageQuery, PluginFilter, Result, Row, ScheduleFilter,
-    execution_row, from_doc, node_row, plugin_row, schedule_row,
+    Backend, ExecutionChange, ExecutionFilter, Field, PageQuery, PluginFilter, Result, Row,
+    ScheduleFilter, execution_row, from_doc, node_row, plugin_row, schedule_row,
 };
 use crate::model::{Execution, NodeInfo, PluginRecord, Schedule};
 use chrono::{DateTime, Utc};
@@ -510,6 +510,36 @@ impl Backend for SqliteBackend {
         let row = execution_row(execution)?;
         self.call(move |c| replace_row(c, "executions", &row, expected_version).map_err(sql))
             .await
+    }
+
+    fn atomic_updates(&self) -> bool {
+        true
+    }
+
+    async fn execution_update(
+        &self,
+        id: &str,
+        mut change: ExecutionChange,
+    ) -> Result<Option<Execution>> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            // Inside the batch's IMMEDIATE transaction: no other writer, in this
+            // process or another, can come between the read and the write.
+            let Some(mut execution) =
+                doc::<Execution>(c, "SELECT doc FROM executions WHERE id = ?", &id)?
+            else {
+                return Ok(None);
+            };
+            let expected = execution.version;
+            if !change(&mut execution) {
+                return Ok(None);
+            }
+            let row = execution_row(&execution)?;
+            Ok(replace_row(c, "executions", &row, expected)
+                .map_err(sql)?
+                .then_some(execution))
+        })
+        .await
     }
 
     async fn execution_list(
