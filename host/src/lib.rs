@@ -10,8 +10,10 @@
 //! - [`store`]: durable state behind one API, on SQLite or MongoDB;
 //! - [`scheduler`]: triggers, the hybrid queue, leases, retries, nodes;
 //! - [`clock`]: injectable time;
+//! - [`api`]: the REST API and `taskhost serve`;
 //! - [`cli`]: the `taskhost` command line.
 
+pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod model;

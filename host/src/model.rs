@@ -17,7 +17,7 @@ pub fn new_id() -> String {
 }
 
 /// An uploaded plugin version. Its wasm bytes are stored beside it.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct PluginRecord {
     pub id: String,
     pub tenant: String,
@@ -36,7 +36,7 @@ pub struct PluginRecord {
 }
 
 /// When a schedule fires.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(tag = "kind", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Trigger {
     /// A cron expression (5 fields, or 6 with seconds first) in an IANA time zone.
@@ -48,6 +48,7 @@ pub enum Trigger {
     /// Every fixed interval, counted from `start_at` (or from creation).
     Interval {
         #[serde(with = "crate::serde_util::duration")]
+        #[schema(value_type = String, example = "5s")]
         every: Duration,
         #[serde(
             default,
@@ -70,16 +71,18 @@ fn utc() -> String {
 }
 
 /// How failed runs are retried.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct RetryPolicy {
     /// Attempts in all, the first included; 1 means no retry.
     pub max_attempts: u32,
     /// Delay before the first retry; doubled for each further one.
     #[serde(with = "crate::serde_util::duration")]
+    #[schema(value_type = String, example = "5s")]
     pub initial_backoff: Duration,
     /// The longest delay between attempts.
     #[serde(with = "crate::serde_util::duration")]
+    #[schema(value_type = String, example = "5s")]
     pub max_backoff: Duration,
 }
 
@@ -94,7 +97,7 @@ impl Default for RetryPolicy {
 }
 
 /// What to do when a schedule fires while its previous run is still going.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OverlapPolicy {
     /// Run both.
@@ -109,12 +112,13 @@ pub enum OverlapPolicy {
 }
 
 /// What to do with fires missed while no node was running.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct CatchUp {
     pub mode: CatchUpMode,
     /// Fires older than this are never caught up.
     #[serde(with = "crate::serde_util::duration")]
+    #[schema(value_type = String, example = "5s")]
     pub window: Duration,
 }
 
@@ -127,7 +131,7 @@ impl Default for CatchUp {
     }
 }
 
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum CatchUpMode {
     /// Skip every missed fire.
@@ -140,7 +144,7 @@ pub enum CatchUpMode {
 }
 
 /// A plugin run on a trigger.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Schedule {
     pub id: String,
     pub tenant: String,
@@ -163,6 +167,7 @@ pub struct Schedule {
     pub catch_up: CatchUp,
     /// Random delay added to each fire, up to this much.
     #[serde(default, with = "crate::serde_util::duration")]
+    #[schema(value_type = String, example = "0s")]
     pub jitter: Duration,
     /// No fires before this time.
     #[serde(
@@ -196,7 +201,7 @@ pub struct Schedule {
 }
 
 /// Where an execution is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum ExecutionStatus {
     /// Waiting until it is due and a node claims it.
@@ -232,7 +237,7 @@ impl ExecutionStatus {
 }
 
 /// One run of a plugin, with its retries.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Execution {
     pub id: String,
     pub tenant: String,
@@ -317,7 +322,7 @@ impl Execution {
 }
 
 /// A host node's heartbeat.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeInfo {
     pub id: String,
     /// Free-form description: host name, version, worker limit.

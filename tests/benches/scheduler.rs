@@ -109,6 +109,13 @@ async fn latency(quick: bool) {
     let b = bench(64, 256).await;
     let hello = upload(&b.store, "bench", "hello").await;
     let (stop, _) = start(&b.node);
+    // Warm up: the first run compiles the plugin (once per node).
+    let now = b.store.now();
+    b.node
+        .submit(&Execution::queued("bench", &hello.id, now, now))
+        .await
+        .expect("submit");
+    wait_for(&b.count, 1).await;
     let n = if quick { 200 } else { 2000 };
     let mut submitted = HashMap::new();
     for i in 0..n {
@@ -120,7 +127,7 @@ async fn latency(quick: bool) {
         submitted.insert(e.id, at);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
-    wait_for(&b.count, n).await;
+    wait_for(&b.count, n + 1).await;
     let started = b.started.lock().expect("lock").clone();
     let mut delays: Vec<Duration> = submitted
         .iter()

@@ -5,6 +5,8 @@
 //! 0 success, 1 the task did not succeed, 2 a usage or environment error.
 
 mod run;
+mod serve;
+mod token;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;
@@ -23,7 +25,10 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Serve the REST API and run schedules (embedded store by default).
+    Serve(serve::ServeConfig),
     Run(run::RunArgs),
+    Token(token::TokenArgs),
 }
 
 /// Exit code for a usage or environment error (bad flag, unreadable file).
@@ -45,7 +50,9 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
+            Command::Serve(config) => serve::serve(config).await.map(|()| ExitCode::SUCCESS),
             Command::Run(args) => run::run(args).await,
+            Command::Token(args) => token::token(args),
         }
     });
     match result {

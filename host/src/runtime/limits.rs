@@ -11,7 +11,7 @@ use std::time::Duration;
 
 /// Hard limits for one run. Defaults are sane for small tasks; a schedule may
 /// raise them up to what the node allows ([`crate::runtime::RuntimeConfig`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields, default)]
 pub struct Limits {
     /// Fuel units (roughly, WebAssembly instructions) a run may burn.
@@ -20,6 +20,7 @@ pub struct Limits {
     pub memory_bytes: u64,
     /// Wall-clock time a run may take, including instantiation.
     #[serde(with = "crate::serde_util::duration")]
+    #[schema(value_type = String, example = "5s")]
     pub timeout: Duration,
     /// Bytes the plugin may return as output.
     pub output_bytes: u64,

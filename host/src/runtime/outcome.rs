@@ -3,7 +3,7 @@
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 /// How a run ended. Every run ends with exactly one of these.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     /// `run` returned `ok` within every limit.
@@ -48,7 +48,7 @@ impl std::fmt::Display for Status {
 }
 
 /// Why a run did not succeed.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunError {
     /// A readable explanation, e.g. the plugin's error message, the panic
     /// message, or which limit was hit.
@@ -62,7 +62,7 @@ pub struct RunError {
 }
 
 /// Severity of a log line written through the host's `log` import.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "lowercase")]
 pub enum LogLevel {
     Trace,
@@ -73,7 +73,7 @@ pub enum LogLevel {
 }
 
 /// One structured log line.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct LogLine {
     /// Milliseconds since the run started.
     pub at_ms: u64,
@@ -82,7 +82,7 @@ pub struct LogLine {
 }
 
 /// The last progress the plugin reported.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Progress {
     pub percent: u8,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -90,12 +90,13 @@ pub struct Progress {
 }
 
 /// Everything a run produced.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Outcome {
     pub status: Status,
     /// The output of a successful run. Serialized as the JSON value itself when
     /// the bytes are JSON (the convention), otherwise as a string.
     #[serde(default, with = "output_repr", skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Object>)]
     pub output: Option<Vec<u8>>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub error: Option<RunError>,

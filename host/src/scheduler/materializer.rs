@@ -17,11 +17,7 @@ use std::time::Duration;
 const MAX_FIRES_PER_PASS: usize = 1000;
 
 /// The execution for one fire of a schedule.
-pub(crate) fn execution_for(
-    schedule: &Schedule,
-    fire: DateTime<Utc>,
-    now: DateTime<Utc>,
-) -> Execution {
+pub fn execution_for(schedule: &Schedule, fire: DateTime<Utc>, now: DateTime<Utc>) -> Execution {
     let mut e = Execution::queued(
         &schedule.tenant,
         &schedule.plugin_id,

@@ -18,11 +18,13 @@
 //! completions by compare-and-swap with the lease owner checked.
 
 mod materializer;
+mod metrics;
 mod queue;
 pub mod trigger;
 mod worker;
 
-pub use materializer::{DEFAULT_GRACE, first_fire};
+pub use materializer::{DEFAULT_GRACE, execution_for, first_fire};
+pub use metrics::Metrics;
 
 use crate::model::{Execution, NodeInfo, Schedule};
 use crate::runtime::{Plugin, Runtime};
@@ -78,6 +80,9 @@ impl Default for SchedulerConfig {
     }
 }
 
+/// A plugin prepared once for all runs: the plugin and its name.
+type PluginSlot = Arc<tokio::sync::OnceCell<(Plugin, String)>>;
+
 /// Called when a run starts (for metrics and tests).
 pub type RunObserver = Arc<dyn Fn(&Execution) + Send + Sync>;
 
@@ -96,11 +101,13 @@ struct NodeInner {
     tenants: Mutex<HashMap<String, usize>>,
     /// Executions this node runs now, for releasing their leases at shutdown.
     active: Mutex<std::collections::HashSet<String>>,
-    plugins: Mutex<HashMap<String, (Plugin, String)>>,
+    /// Prepared plugins by id, each loaded once (single flight).
+    plugins: Mutex<HashMap<String, PluginSlot>>,
     running: tokio::sync::Mutex<JoinSet<()>>,
     /// Wakes the dispatcher: new local work, or a worker freed.
     wake: Notify,
     observer: Option<RunObserver>,
+    metrics: Metrics,
     started_at: DateTime<Utc>,
 }
 
@@ -129,6 +136,7 @@ impl Node {
                 running: tokio::sync::Mutex::new(JoinSet::new()),
                 wake: Notify::new(),
                 observer,
+                metrics: Metrics::default(),
                 started_at,
             }),
         }
@@ -140,6 +148,11 @@ impl Node {
 
     pub fn store(&self) -> &Store {
         &self.inner.store
+    }
+
+    /// What this node has run.
+    pub fn metrics(&self) -> &Metrics {
+        &self.inner.metrics
     }
 
     fn queue(&self) -> MutexGuard<'_, Queue> {

@@ -21,6 +21,8 @@ impl Node {
         if let Some(observer) = &self.inner.observer {
             observer(&execution);
         }
+        let late = (self.inner.store.now() - execution.due_at).num_milliseconds() as f64 / 1e3;
+        self.inner.metrics.started(late);
         let outcome = match self.plugin_for(&execution).await {
             Ok((plugin, name)) => match self.run_with_lease(&execution, plugin, name).await {
                 Ok(outcome) => outcome,
@@ -35,6 +37,11 @@ impl Node {
             },
             Err(outcome) => outcome,
         };
+        self.inner.metrics.finished(
+            outcome.status.as_str(),
+            outcome.duration_us as f64 / 1e6,
+            outcome.fuel_used,
+        );
         let completion = decide(&execution, outcome, self.inner.store.now());
         self.finish(&execution, completion).await;
     }
@@ -60,17 +67,23 @@ impl Node {
         }
     }
 
-    /// The prepared plugin and its name, or an `invalid_plugin` outcome.
+    /// The prepared plugin and its name, or an `invalid_plugin` outcome. Loaded
+    /// and compiled once per plugin, however many runs ask at the same time.
     async fn plugin_for(&self, execution: &Execution) -> Result<(Plugin, String), Outcome> {
-        if let Some(found) = self
+        let slot = self
             .inner
             .plugins
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .get(&execution.plugin_id)
-        {
-            return Ok(found.clone());
-        }
+            .entry(execution.plugin_id.clone())
+            .or_default()
+            .clone();
+        slot.get_or_try_init(|| self.load_plugin(execution))
+            .await
+            .cloned()
+    }
+
+    async fn load_plugin(&self, execution: &Execution) -> Result<(Plugin, String), Outcome> {
         let store = &self.inner.store;
         let missing = || {
             Outcome::not_run(
@@ -118,13 +131,7 @@ impl Node {
                 ));
             }
         };
-        let entry = (plugin, record.name);
-        self.inner
-            .plugins
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(execution.plugin_id.clone(), entry.clone());
-        Ok(entry)
+        Ok((plugin, record.name))
     }
 
     /// Runs the plugin while renewing the lease; stops it when the lease is

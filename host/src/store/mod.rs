@@ -62,7 +62,7 @@ pub enum StoreError {
 }
 
 /// A page of records, newest first, and the cursor for the next page.
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, utoipa::ToSchema)]
 pub struct Page<T> {
     pub items: Vec<T>,
     /// Pass as `cursor` to get the next page; none on the last page.

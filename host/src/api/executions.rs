@@ -1,0 +1,227 @@
+//! `/v1/executions`: submit ad hoc (optionally waiting for the result), list
+//! with filters, get, cancel, re-run.
+
+use super::auth::{Principal, Scope};
+use super::error::{ApiError, ApiResult, Json};
+use super::{AppState, ErrorBody, check_limits};
+use crate::model::{Execution, ExecutionStatus, RetryPolicy};
+use crate::runtime::Limits;
+use crate::store::{ExecutionFilter, Page, PageRequest};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(submit, list))
+        .routes(routes!(get))
+        .routes(routes!(cancel))
+        .routes(routes!(rerun))
+}
+
+/// An ad hoc run of a plugin.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewExecution {
+    plugin_id: String,
+    #[serde(default)]
+    input: serde_json::Value,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    #[serde(default)]
+    priority: i32,
+    /// Defaults to a single attempt.
+    retry: Option<RetryPolicy>,
+    /// Wait up to this long (e.g. "10s") for the run to finish and return it.
+    #[schema(value_type = Option<String>, example = "10s")]
+    wait: Option<String>,
+}
+
+/// Submit an ad hoc execution. With `wait`, the response comes when it
+/// finishes (200) or when the wait is over (202, still queued or running).
+#[utoipa::path(post, path = "/v1/executions", tag = "executions", request_body = NewExecution,
+    responses((status = 200, body = Execution, description = "finished within `wait`"),
+        (status = 202, body = Execution, description = "queued (or still running after `wait`)"),
+        (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn submit(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(new): Json<NewExecution>,
+) -> ApiResult<(StatusCode, Json<Execution>)> {
+    principal.require(Scope::ExecutionsWrite)?;
+    let wait = match &new.wait {
+        Some(text) => {
+            let wait = humantime::parse_duration(text).map_err(|e| {
+                ApiError::bad_request(
+                    "invalid_json",
+                    format!("wait {text:?} is not a duration: {e}"),
+                )
+            })?;
+            let max = state
+                .limits
+                .request_timeout
+                .saturating_sub(Duration::from_secs(1));
+            if wait > max {
+                let max = humantime::format_duration(max);
+                return Err(ApiError::unprocessable(
+                    "invalid_wait",
+                    format!("wait may be at most {max}"),
+                ));
+            }
+            Some(wait)
+        }
+        None => None,
+    };
+    check_limits(&new.limits, &state.limits.tenant_cap)?;
+    if state
+        .store
+        .get_plugin(&principal.tenant, &new.plugin_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::unprocessable(
+            "unknown_plugin",
+            format!("no plugin {:?} in this tenant", new.plugin_id),
+        ));
+    }
+    let now = state.store.now();
+    let mut execution = Execution::queued(&principal.tenant, &new.plugin_id, now, now);
+    execution.input = new.input;
+    execution.limits = new.limits;
+    execution.config = new.config;
+    execution.priority = new.priority;
+    execution.retry = new.retry.unwrap_or(RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    });
+    state.node.submit(&execution).await?;
+    let Some(wait) = wait else {
+        return Ok((StatusCode::ACCEPTED, Json(execution)));
+    };
+    let deadline = tokio::time::Instant::now() + wait;
+    loop {
+        let current = state
+            .store
+            .get_execution(&principal.tenant, &execution.id)
+            .await?;
+        let current = current.ok_or_else(|| ApiError::not_found("execution"))?;
+        if current.status.is_final() {
+            return Ok((StatusCode::OK, Json(current)));
+        }
+        if tokio::time::Instant::now() >= deadline {
+            return Ok((StatusCode::ACCEPTED, Json(current)));
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListParams {
+    schedule_id: Option<String>,
+    plugin_id: Option<String>,
+    #[param(value_type = Option<String>)]
+    status: Option<ExecutionStatus>,
+    /// Created at or after (RFC 3339).
+    since: Option<DateTime<Utc>>,
+    /// Created before (RFC 3339).
+    until: Option<DateTime<Utc>>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// List the tenant's executions, newest first.
+#[utoipa::path(get, path = "/v1/executions", tag = "executions", params(ListParams),
+    responses((status = 200, body = Page<Execution>)))]
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(p): Query<ListParams>,
+) -> ApiResult<Json<Page<Execution>>> {
+    principal.require(Scope::ExecutionsRead)?;
+    let filter = ExecutionFilter {
+        schedule_id: p.schedule_id,
+        plugin_id: p.plugin_id,
+        status: p.status,
+        since: p.since,
+        until: p.until,
+    };
+    let page = PageRequest {
+        cursor: p.cursor,
+        limit: p.limit,
+    };
+    Ok(Json(
+        state
+            .store
+            .list_executions(&principal.tenant, &filter, &page)
+            .await?,
+    ))
+}
+
+/// Get an execution: status, output, error, logs and metrics of its last attempt.
+#[utoipa::path(get, path = "/v1/executions/{id}", tag = "executions",
+    responses((status = 200, body = Execution), (status = 404, body = ErrorBody)))]
+async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Execution>> {
+    principal.require(Scope::ExecutionsRead)?;
+    state
+        .store
+        .get_execution(&principal.tenant, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("execution"))
+}
+
+/// Cancel a queued or running execution.
+#[utoipa::path(post, path = "/v1/executions/{id}/cancel", tag = "executions",
+    responses((status = 200, body = Execution), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn cancel(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Execution>> {
+    principal.require(Scope::ExecutionsWrite)?;
+    if let Some(cancelled) = state.store.cancel(&principal.tenant, &id).await? {
+        return Ok(Json(cancelled));
+    }
+    match state.store.get_execution(&principal.tenant, &id).await? {
+        Some(e) => Err(ApiError::conflict(
+            "already_finished",
+            format!("the execution already ended: {}", e.status.as_str()),
+        )),
+        None => Err(ApiError::not_found("execution")),
+    }
+}
+
+/// Run a finished execution again, as a new execution.
+#[utoipa::path(post, path = "/v1/executions/{id}/rerun", tag = "executions",
+    responses((status = 202, body = Execution), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn rerun(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Execution>)> {
+    principal.require(Scope::ExecutionsWrite)?;
+    if let Some(new) = state.store.rerun(&principal.tenant, &id).await? {
+        state.node.refill().await?;
+        return Ok((StatusCode::ACCEPTED, Json(new)));
+    }
+    match state.store.get_execution(&principal.tenant, &id).await? {
+        Some(_) => Err(ApiError::conflict(
+            "not_finished",
+            "only a finished execution can be re-run",
+        )),
+        None => Err(ApiError::not_found("execution")),
+    }
+}

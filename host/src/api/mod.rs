@@ -1,0 +1,249 @@
+//! The REST API, under `/v1`: plugins, schedules and executions, scoped to the
+//! tenant of the caller's JWT.
+//!
+//! Every route is declared once, through `utoipa_axum::routes!`, which both
+//! mounts the handler and adds it to the OpenAPI document served at
+//! `/openapi.json` — so the document cannot drift from the router. Errors all
+//! have one shape ([`error::ApiError`]); bodies go through [`error::Json`], so
+//! bad JSON, wrong types and unknown fields are 400s with serde's message.
+//!
+//! - [`auth`]: bearer JWTs (HS256 secret, or RS256/EdDSA public key), scopes;
+//! - [`plugins`], [`schedules`], [`executions`]: the resources;
+//! - [`ops`]: health, readiness and Prometheus metrics.
+
+pub mod auth;
+pub mod error;
+mod executions;
+mod ops;
+mod plugins;
+mod schedules;
+
+use crate::runtime::{Limits, Runtime};
+use crate::scheduler::Node;
+use crate::store::Store;
+use auth::Verifier;
+use axum::extract::{DefaultBodyLimit, FromRef, Request};
+use axum::http::{HeaderName, HeaderValue};
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use error::ApiError;
+use std::sync::Arc;
+use std::time::Duration;
+use utoipa::OpenApi;
+use utoipa_axum::router::OpenApiRouter;
+
+/// Limits the API enforces on requests.
+#[derive(Debug, Clone)]
+pub struct ApiLimits {
+    /// Largest plugin upload.
+    pub max_plugin_bytes: usize,
+    /// Largest JSON body.
+    pub max_body_bytes: usize,
+    /// Longest a request may take (an ad hoc run's `wait` is capped below it).
+    pub request_timeout: Duration,
+    /// The most any schedule or run may ask for: per-run limits above it are refused.
+    pub tenant_cap: Limits,
+}
+
+impl Default for ApiLimits {
+    fn default() -> Self {
+        ApiLimits {
+            max_plugin_bytes: 50 << 20,
+            max_body_bytes: 1 << 20,
+            request_timeout: Duration::from_secs(60),
+            tenant_cap: Limits {
+                fuel: 100_000_000_000,
+                memory_bytes: 1 << 30,
+                timeout: Duration::from_secs(15 * 60),
+                output_bytes: 16 << 20,
+                log_bytes: 16 << 20,
+            },
+        }
+    }
+}
+
+/// What every handler can reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub store: Store,
+    pub node: Node,
+    pub runtime: Runtime,
+    pub verifier: Arc<Verifier>,
+    pub limits: Arc<ApiLimits>,
+}
+
+impl FromRef<AppState> for Arc<Verifier> {
+    fn from_ref(state: &AppState) -> Self {
+        state.verifier.clone()
+    }
+}
+
+#[derive(OpenApi)]
+#[openapi(
+    info(title = "taskhost", description = "A task host for WebAssembly plugins."),
+    modifiers(&BearerAuth),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+struct BearerAuth;
+
+impl utoipa::Modify for BearerAuth {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        let components = openapi.components.get_or_insert_with(Default::default);
+        let scheme = HttpBuilder::new()
+            .scheme(HttpAuthScheme::Bearer)
+            .bearer_format("JWT")
+            .build();
+        components.add_security_scheme("bearer", SecurityScheme::Http(scheme));
+    }
+}
+
+/// The error body every failure has (see [`error::ApiError`]).
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)] // documents the JSON shape only
+pub(crate) struct ErrorBody {
+    error: ErrorDetail,
+}
+
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+struct ErrorDetail {
+    /// Stable machine-readable code, e.g. `invalid_json`, `not_found`.
+    code: String,
+    /// What is wrong, for people.
+    message: String,
+    details: Option<serde_json::Value>,
+}
+
+/// Every route with its OpenAPI description.
+fn routes(limits: &ApiLimits) -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(plugins::routes(limits.max_plugin_bytes))
+        .merge(schedules::routes())
+        .merge(executions::routes())
+        .merge(ops::routes())
+}
+
+/// The OpenAPI document of the API.
+pub fn openapi() -> utoipa::openapi::OpenApi {
+    routes(&ApiLimits::default()).split_for_parts().1
+}
+
+/// The whole HTTP application.
+pub fn router(state: AppState) -> axum::Router {
+    let (router, doc) = routes(&state.limits).split_for_parts();
+    let doc = Arc::new(doc);
+    let timeout = state.limits.request_timeout;
+    router
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { axum::Json(doc.as_ref().clone()) }),
+        )
+        .fallback(|| async { ApiError::not_found("route") })
+        .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::from_fn(move |req, next| {
+            with_timeout(timeout, req, next)
+        }))
+        .layer(middleware::from_fn(request_id))
+        .with_state(state)
+}
+
+static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// Gives every request an id (or keeps the caller's), logs it, and returns it.
+async fn request_id(mut req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty() && v.len() <= 128)
+        .map(str::to_owned)
+        .unwrap_or_else(crate::model::new_id);
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        req.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    let (method, path) = (req.method().clone(), req.uri().path().to_owned());
+    let started = std::time::Instant::now();
+    let mut response = next.run(req).await;
+    tracing::info!(request_id = %id, %method, %path, status = response.status().as_u16(),
+        ms = started.elapsed().as_millis() as u64, "request");
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    response
+}
+
+async fn with_timeout(timeout: Duration, req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    match tokio::time::timeout(timeout, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => ApiError::unavailable(format!(
+            "the request took longer than {}",
+            humantime::format_duration(timeout)
+        ))
+        .into_response(),
+    }
+}
+
+/// Checks per-run limits against the tenant cap: 422 naming the limit.
+pub(crate) fn check_limits(limits: &Limits, cap: &Limits) -> Result<(), ApiError> {
+    let over = |name: &str, value: String, max: String| {
+        Err(ApiError::unprocessable(
+            "limit_exceeds_cap",
+            format!("limits.{name} is {value}; this server allows at most {max}"),
+        ))
+    };
+    if limits.fuel > cap.fuel {
+        return over("fuel", limits.fuel.to_string(), cap.fuel.to_string());
+    }
+    if limits.memory_bytes > cap.memory_bytes {
+        return over(
+            "memory_bytes",
+            limits.memory_bytes.to_string(),
+            cap.memory_bytes.to_string(),
+        );
+    }
+    if limits.timeout > cap.timeout {
+        let fmt = |d| humantime::format_duration(d).to_string();
+        return over("timeout", fmt(limits.timeout), fmt(cap.timeout));
+    }
+    if limits.output_bytes > cap.output_bytes {
+        return over(
+            "output_bytes",
+            limits.output_bytes.to_string(),
+            cap.output_bytes.to_string(),
+        );
+    }
+    if limits.log_bytes > cap.log_bytes {
+        return over(
+            "log_bytes",
+            limits.log_bytes.to_string(),
+            cap.log_bytes.to_string(),
+        );
+    }
+    if limits.fuel == 0 || limits.memory_bytes == 0 || limits.timeout.is_zero() {
+        return Err(ApiError::unprocessable(
+            "invalid_limits",
+            "limits.fuel, memory_bytes and timeout must be above zero",
+        ));
+    }
+    Ok(())
+}
+
+/// Maps a store error to the API's.
+impl From<crate::store::StoreError> for ApiError {
+    fn from(e: crate::store::StoreError) -> Self {
+        use crate::store::StoreError as E;
+        match e {
+            E::Conflict(what) => ApiError::conflict("conflict", format!("{what} already exists")),
+            E::InUse(why) => ApiError::conflict("in_use", why),
+            E::Contention(_) => ApiError::unavailable(e.to_string()),
+            other => {
+                tracing::error!(error = %other, "store error");
+                ApiError::unavailable(format!("the store failed: {other}"))
+            }
+        }
+    }
+}

@@ -1,0 +1,180 @@
+//! `/v1/plugins`: upload, list, get, download, delete.
+//!
+//! An upload is the raw wasm body with `name` and `version` in the query. It is
+//! validated and compiled before it is stored, so a plugin that is stored can
+//! run; the runtime's reason for refusing one comes back as a 422.
+
+use super::auth::{Principal, Scope};
+use super::error::{ApiError, ApiResult, Json};
+use super::{AppState, ErrorBody};
+use crate::model::{PluginRecord, new_id};
+use crate::store::{Page, PageRequest, PluginFilter};
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::IntoResponse;
+use serde::Deserialize;
+use utoipa::IntoParams;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn routes(max_plugin_bytes: usize) -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(upload))
+        .layer(DefaultBodyLimit::max(max_plugin_bytes))
+        .merge(
+            OpenApiRouter::new()
+                .routes(routes!(list))
+                .routes(routes!(get, delete))
+                .routes(routes!(download)),
+        )
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UploadParams {
+    /// Plugin name: letters, digits, `.`, `_`, `-`; at most 100 characters.
+    name: String,
+    /// Version, e.g. `1.0.0`: the same characters.
+    version: String,
+}
+
+fn check_label(what: &str, value: &str) -> ApiResult<()> {
+    let ok = !value.is_empty()
+        && value.len() <= 100
+        && value
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
+    if ok {
+        Ok(())
+    } else {
+        Err(ApiError::bad_request(
+            "invalid_name",
+            format!("{what} {value:?} must be 1-100 letters, digits, '.', '_' or '-'"),
+        ))
+    }
+}
+
+/// Upload a plugin version (the raw `.wasm` component as the body).
+#[utoipa::path(post, path = "/v1/plugins", tag = "plugins", params(UploadParams),
+    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    responses((status = 201, body = PluginRecord), (status = 409, body = ErrorBody, description = "name and version exist"),
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody, description = "not a valid plugin")))]
+async fn upload(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<UploadParams>,
+    body: Bytes,
+) -> ApiResult<impl IntoResponse> {
+    principal.require(Scope::PluginsWrite)?;
+    check_label("name", &params.name)?;
+    check_label("version", &params.version)?;
+    if body.is_empty() {
+        return Err(ApiError::bad_request(
+            "empty_body",
+            "the request body must be the plugin's .wasm bytes",
+        ));
+    }
+    let runtime = state.runtime.clone();
+    let wasm = body.clone();
+    let prepared = tokio::task::spawn_blocking(move || runtime.prepare(&wasm))
+        .await
+        .map_err(|e| ApiError::internal(format!("validation task failed: {e}")))?;
+    let plugin = prepared.map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;
+    let record = PluginRecord {
+        id: new_id(),
+        tenant: principal.tenant.clone(),
+        name: params.name,
+        version: params.version,
+        sha256: plugin.sha256().to_owned(),
+        size: body.len() as u64,
+        world: crate::runtime::WORLD.to_owned(),
+        created_at: state.store.now(),
+        created_by: principal.subject.clone(),
+    };
+    state.store.create_plugin(&record, &body).await?;
+    Ok((StatusCode::CREATED, Json(record)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListParams {
+    /// Only plugins with this name.
+    name: Option<String>,
+    /// The `next` cursor of the previous page.
+    cursor: Option<String>,
+    /// Page size (1-1000, default 50).
+    limit: Option<u32>,
+}
+
+/// List the tenant's plugins, newest first.
+#[utoipa::path(get, path = "/v1/plugins", tag = "plugins", params(ListParams),
+    responses((status = 200, body = Page<PluginRecord>)))]
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(params): Query<ListParams>,
+) -> ApiResult<Json<Page<PluginRecord>>> {
+    principal.require(Scope::PluginsRead)?;
+    let filter = PluginFilter { name: params.name };
+    let page = PageRequest {
+        cursor: params.cursor,
+        limit: params.limit,
+    };
+    Ok(Json(
+        state
+            .store
+            .list_plugins(&principal.tenant, &filter, &page)
+            .await?,
+    ))
+}
+
+/// Get a plugin's metadata.
+#[utoipa::path(get, path = "/v1/plugins/{id}", tag = "plugins",
+    responses((status = 200, body = PluginRecord), (status = 404, body = ErrorBody)))]
+async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<PluginRecord>> {
+    principal.require(Scope::PluginsRead)?;
+    state
+        .store
+        .get_plugin(&principal.tenant, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("plugin"))
+}
+
+/// Download a plugin's wasm.
+#[utoipa::path(get, path = "/v1/plugins/{id}/wasm", tag = "plugins",
+    responses((status = 200, content_type = "application/wasm", body = Vec<u8>), (status = 404, body = ErrorBody)))]
+async fn download(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<impl IntoResponse> {
+    principal.require(Scope::PluginsRead)?;
+    let wasm = state
+        .store
+        .plugin_wasm(&principal.tenant, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("plugin"))?;
+    Ok(([(header::CONTENT_TYPE, "application/wasm")], wasm))
+}
+
+/// Delete a plugin; refused (409) while a schedule uses it.
+#[utoipa::path(delete, path = "/v1/plugins/{id}", tag = "plugins",
+    responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
+async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    principal.require(Scope::PluginsWrite)?;
+    if state.store.delete_plugin(&principal.tenant, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("plugin"))
+    }
+}

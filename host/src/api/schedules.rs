@@ -1,0 +1,365 @@
+//! `/v1/schedules`: create, list, get, patch, delete, pause, resume, trigger.
+
+use super::auth::{Principal, Scope};
+use super::error::{ApiError, ApiResult, Json};
+use super::{AppState, ErrorBody, check_limits};
+use crate::model::{CatchUp, Execution, OverlapPolicy, RetryPolicy, Schedule, Trigger, new_id};
+use crate::runtime::Limits;
+use crate::scheduler::{self, first_fire, trigger};
+use crate::store::{Page, PageRequest, ScheduleFilter};
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use chrono::{DateTime, Utc};
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::time::Duration;
+use utoipa::{IntoParams, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+
+pub(super) fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(create, list))
+        .routes(routes!(get, patch, delete))
+        .routes(routes!(pause))
+        .routes(routes!(resume))
+        .routes(routes!(trigger_now))
+}
+
+/// A new schedule. Only `name`, `plugin_id` and `trigger` are required.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewSchedule {
+    name: String,
+    plugin_id: String,
+    trigger: Trigger,
+    #[serde(default)]
+    input: serde_json::Value,
+    #[serde(default)]
+    priority: i32,
+    #[serde(default)]
+    limits: Limits,
+    #[serde(default)]
+    retry: RetryPolicy,
+    #[serde(default)]
+    overlap: OverlapPolicy,
+    #[serde(default)]
+    catch_up: CatchUp,
+    #[serde(default, with = "crate::serde_util::duration")]
+    #[schema(value_type = String, example = "0s")]
+    jitter: Duration,
+    #[serde(default)]
+    config: BTreeMap<String, String>,
+    #[serde(default)]
+    paused: bool,
+    #[serde(default, with = "crate::serde_util::option_time")]
+    starts_at: Option<DateTime<Utc>>,
+    #[serde(default, with = "crate::serde_util::option_time")]
+    ends_at: Option<DateTime<Utc>>,
+}
+
+/// Changes to a schedule: only the fields given change.
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct SchedulePatch {
+    name: Option<String>,
+    trigger: Option<Trigger>,
+    input: Option<serde_json::Value>,
+    priority: Option<i32>,
+    limits: Option<Limits>,
+    retry: Option<RetryPolicy>,
+    overlap: Option<OverlapPolicy>,
+    catch_up: Option<CatchUp>,
+    #[schema(value_type = Option<String>)]
+    jitter: Option<String>,
+    config: Option<BTreeMap<String, String>>,
+}
+
+/// Checks what a client may set on a schedule.
+fn validate(state: &AppState, s: &Schedule) -> ApiResult<()> {
+    if s.name.trim().is_empty() || s.name.len() > 200 {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            "name must be 1-200 characters",
+        ));
+    }
+    trigger::validate(&s.trigger)
+        .map_err(|e| ApiError::unprocessable("invalid_trigger", e.to_string()))?;
+    check_limits(&s.limits, &state.limits.tenant_cap)?;
+    if s.retry.max_attempts == 0 || s.retry.max_attempts > 100 {
+        return Err(ApiError::unprocessable(
+            "invalid_retry",
+            "retry.max_attempts must be 1-100",
+        ));
+    }
+    if s.jitter > Duration::from_secs(86_400) {
+        return Err(ApiError::unprocessable(
+            "invalid_jitter",
+            "jitter must be at most 24h",
+        ));
+    }
+    if let (Some(start), Some(end)) = (s.starts_at, s.ends_at)
+        && end < start
+    {
+        return Err(ApiError::unprocessable(
+            "invalid_bounds",
+            "ends_at is before starts_at",
+        ));
+    }
+    Ok(())
+}
+
+/// Create a schedule.
+#[utoipa::path(post, path = "/v1/schedules", tag = "schedules", request_body = NewSchedule,
+    responses((status = 201, body = Schedule), (status = 400, body = ErrorBody), (status = 409, body = ErrorBody),
+        (status = 422, body = ErrorBody)))]
+async fn create(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(new): Json<NewSchedule>,
+) -> ApiResult<(StatusCode, Json<Schedule>)> {
+    principal.require(Scope::SchedulesWrite)?;
+    if state
+        .store
+        .get_plugin(&principal.tenant, &new.plugin_id)
+        .await?
+        .is_none()
+    {
+        return Err(ApiError::unprocessable(
+            "unknown_plugin",
+            format!("no plugin {:?} in this tenant", new.plugin_id),
+        ));
+    }
+    let now = state.store.now();
+    let mut schedule = Schedule {
+        id: new_id(),
+        tenant: principal.tenant.clone(),
+        name: new.name,
+        plugin_id: new.plugin_id,
+        trigger: new.trigger,
+        input: new.input,
+        priority: new.priority,
+        limits: new.limits,
+        retry: new.retry,
+        overlap: new.overlap,
+        catch_up: new.catch_up,
+        jitter: new.jitter,
+        config: new.config,
+        paused: new.paused,
+        starts_at: new.starts_at,
+        ends_at: new.ends_at,
+        next_fire_at: None,
+        last_fire_at: None,
+        created_at: now,
+        updated_at: now,
+        version: 0,
+    };
+    validate(&state, &schedule)?;
+    if !schedule.paused {
+        schedule.next_fire_at = first_fire(&schedule, now)
+            .map_err(|e| ApiError::unprocessable("invalid_trigger", e.to_string()))?;
+    }
+    state.store.create_schedule(&schedule).await?;
+    Ok((StatusCode::CREATED, Json(schedule)))
+}
+
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ListParams {
+    plugin_id: Option<String>,
+    paused: Option<bool>,
+    cursor: Option<String>,
+    limit: Option<u32>,
+}
+
+/// List the tenant's schedules, newest first.
+#[utoipa::path(get, path = "/v1/schedules", tag = "schedules", params(ListParams),
+    responses((status = 200, body = Page<Schedule>)))]
+async fn list(
+    State(state): State<AppState>,
+    principal: Principal,
+    Query(p): Query<ListParams>,
+) -> ApiResult<Json<Page<Schedule>>> {
+    principal.require(Scope::SchedulesRead)?;
+    let filter = ScheduleFilter {
+        plugin_id: p.plugin_id,
+        paused: p.paused,
+    };
+    let page = PageRequest {
+        cursor: p.cursor,
+        limit: p.limit,
+    };
+    Ok(Json(
+        state
+            .store
+            .list_schedules(&principal.tenant, &filter, &page)
+            .await?,
+    ))
+}
+
+/// Get a schedule.
+#[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules",
+    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody)))]
+async fn get(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Schedule>> {
+    principal.require(Scope::SchedulesRead)?;
+    state
+        .store
+        .get_schedule(&principal.tenant, &id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("schedule"))
+}
+
+/// Change a schedule. A new trigger restarts its fires from now.
+#[utoipa::path(patch, path = "/v1/schedules/{id}", tag = "schedules", request_body = SchedulePatch,
+    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+async fn patch(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+    Json(patch): Json<SchedulePatch>,
+) -> ApiResult<Json<Schedule>> {
+    principal.require(Scope::SchedulesWrite)?;
+    let Some(mut updated) = state.store.get_schedule(&principal.tenant, &id).await? else {
+        return Err(ApiError::not_found("schedule"));
+    };
+    let jitter = match &patch.jitter {
+        Some(text) => Some(humantime::parse_duration(text).map_err(|e| {
+            ApiError::bad_request(
+                "invalid_json",
+                format!("jitter {text:?} is not a duration: {e}"),
+            )
+        })?),
+        None => None,
+    };
+    let new_trigger = patch.trigger.is_some();
+    apply(&mut updated, patch, jitter);
+    validate(&state, &updated)?;
+    let now = state.store.now();
+    let next = if new_trigger && !updated.paused {
+        first_fire(&updated, now)
+            .map_err(|e| ApiError::unprocessable("invalid_trigger", e.to_string()))?
+    } else {
+        updated.next_fire_at
+    };
+    let changed = state
+        .store
+        .modify_schedule(Some(&principal.tenant), &id, move |s| {
+            let (version, created_at, next_fire_at) = (s.version, s.created_at, next);
+            *s = Schedule {
+                version,
+                created_at,
+                next_fire_at,
+                ..updated.clone()
+            };
+            true
+        })
+        .await?;
+    changed
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("schedule"))
+}
+
+fn apply(s: &mut Schedule, p: SchedulePatch, jitter: Option<Duration>) {
+    if let Some(v) = p.name {
+        s.name = v;
+    }
+    if let Some(v) = p.trigger {
+        s.trigger = v;
+    }
+    if let Some(v) = p.input {
+        s.input = v;
+    }
+    if let Some(v) = p.priority {
+        s.priority = v;
+    }
+    if let Some(v) = p.limits {
+        s.limits = v;
+    }
+    if let Some(v) = p.retry {
+        s.retry = v;
+    }
+    if let Some(v) = p.overlap {
+        s.overlap = v;
+    }
+    if let Some(v) = p.catch_up {
+        s.catch_up = v;
+    }
+    if let Some(v) = jitter {
+        s.jitter = v;
+    }
+    if let Some(v) = p.config {
+        s.config = v;
+    }
+}
+
+/// Delete a schedule (its executions stay).
+#[utoipa::path(delete, path = "/v1/schedules/{id}", tag = "schedules",
+    responses((status = 204), (status = 404, body = ErrorBody)))]
+async fn delete(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<StatusCode> {
+    principal.require(Scope::SchedulesWrite)?;
+    if state.store.delete_schedule(&principal.tenant, &id).await? {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found("schedule"))
+    }
+}
+
+/// Pause a schedule: no fires until resumed.
+#[utoipa::path(post, path = "/v1/schedules/{id}/pause", tag = "schedules",
+    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody)))]
+async fn pause(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Schedule>> {
+    principal.require(Scope::SchedulesWrite)?;
+    let paused = scheduler::pause(&state.store, &principal.tenant, &id).await?;
+    paused
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("schedule"))
+}
+
+/// Resume a schedule: it fires from now on (the pause is not caught up).
+#[utoipa::path(post, path = "/v1/schedules/{id}/resume", tag = "schedules",
+    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody)))]
+async fn resume(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Schedule>> {
+    principal.require(Scope::SchedulesWrite)?;
+    let resumed = scheduler::resume(&state.store, &principal.tenant, &id).await?;
+    resumed
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("schedule"))
+}
+
+/// Run a schedule now, once, besides its trigger.
+#[utoipa::path(post, path = "/v1/schedules/{id}/trigger", tag = "schedules",
+    responses((status = 202, body = Execution), (status = 404, body = ErrorBody)))]
+async fn trigger_now(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path(id): Path<String>,
+) -> ApiResult<(StatusCode, Json<Execution>)> {
+    principal.require(Scope::SchedulesWrite)?;
+    let schedule = state
+        .store
+        .get_schedule(&principal.tenant, &id)
+        .await?
+        .ok_or_else(|| ApiError::not_found("schedule"))?;
+    let now = state.store.now();
+    let mut execution = crate::scheduler::execution_for(&schedule, now, now);
+    execution.fire_time = None;
+    state.node.submit(&execution).await?;
+    Ok((StatusCode::ACCEPTED, Json(execution)))
+}
