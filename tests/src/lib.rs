@@ -2,6 +2,7 @@
 //! real `taskhost` binary, and stores to test against.
 
 pub mod cluster;
+pub mod server;
 pub mod stores;
 
 use std::path::{Path, PathBuf};

@@ -239,6 +239,42 @@ impl<T: Serialize> IntoResponse for Json<T> {
     }
 }
 
+/// A query-string extractor whose rejections are [`ApiError`]s (400 `invalid_query`).
+pub struct Query<T>(pub T);
+
+impl<T, S> axum::extract::FromRequestParts<S> for Query<T>
+where
+    T: DeserializeOwned,
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut axum::http::request::Parts,
+        state: &S,
+    ) -> Result<Self, Self::Rejection> {
+        match axum::extract::Query::<T>::from_request_parts(parts, state).await {
+            Ok(axum::extract::Query(value)) => Ok(Query(value)),
+            Err(rejection) => Err(ApiError::bad_request(
+                "invalid_query",
+                rejection.body_text(),
+            )),
+        }
+    }
+}
+
+/// Maps a rejected raw body (too large, unreadable) to an [`ApiError`].
+pub fn body_error(rejection: axum::extract::rejection::BytesRejection) -> ApiError {
+    if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+        ApiError::payload_too_large(format!(
+            "the body is larger than this server accepts: {}",
+            rejection.body_text()
+        ))
+    } else {
+        ApiError::bad_request("invalid_body", rejection.body_text())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,12 +2,12 @@
 //! with filters, get, cancel, re-run.
 
 use super::auth::{Principal, Scope};
-use super::error::{ApiError, ApiResult, Json};
+use super::error::{ApiError, ApiResult, Json, Query};
 use super::{AppState, ErrorBody, check_limits};
 use crate::model::{Execution, ExecutionStatus, RetryPolicy};
 use crate::runtime::Limits;
 use crate::store::{ExecutionFilter, Page, PageRequest};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;

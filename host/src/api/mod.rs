@@ -142,6 +142,13 @@ pub fn router(state: AppState) -> axum::Router {
             axum::routing::get(move || async move { axum::Json(doc.as_ref().clone()) }),
         )
         .fallback(|| async { ApiError::not_found("route") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(
+                axum::http::StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "this route does not take that method",
+            )
+        })
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)

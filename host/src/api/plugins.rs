@@ -5,12 +5,12 @@
 //! run; the runtime's reason for refusing one comes back as a 422.
 
 use super::auth::{Principal, Scope};
-use super::error::{ApiError, ApiResult, Json};
+use super::error::{ApiError, ApiResult, Json, Query};
 use super::{AppState, ErrorBody};
 use crate::model::{PluginRecord, new_id};
 use crate::store::{Page, PageRequest, PluginFilter};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
@@ -64,9 +64,10 @@ async fn upload(
     State(state): State<AppState>,
     principal: Principal,
     Query(params): Query<UploadParams>,
-    body: Bytes,
+    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
 ) -> ApiResult<impl IntoResponse> {
     principal.require(Scope::PluginsWrite)?;
+    let body = body.map_err(super::error::body_error)?;
     check_label("name", &params.name)?;
     check_label("version", &params.version)?;
     if body.is_empty() {

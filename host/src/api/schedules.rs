@@ -1,13 +1,13 @@
 //! `/v1/schedules`: create, list, get, patch, delete, pause, resume, trigger.
 
 use super::auth::{Principal, Scope};
-use super::error::{ApiError, ApiResult, Json};
+use super::error::{ApiError, ApiResult, Json, Query};
 use super::{AppState, ErrorBody, check_limits};
 use crate::model::{CatchUp, Execution, OverlapPolicy, RetryPolicy, Schedule, Trigger, new_id};
 use crate::runtime::Limits;
 use crate::scheduler::{self, first_fire, trigger};
 use crate::store::{Page, PageRequest, ScheduleFilter};
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;

@@ -4,6 +4,7 @@
 //! logging and the async runtime, and maps results to exit codes:
 //! 0 success, 1 the task did not succeed, 2 a usage or environment error.
 
+mod client;
 mod run;
 mod serve;
 mod token;
@@ -29,6 +30,27 @@ enum Command {
     Serve(serve::ServeConfig),
     Run(run::RunArgs),
     Token(token::TokenArgs),
+    /// Upload and list plugins on a server.
+    Plugin {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        command: client::PluginCommand,
+    },
+    /// Create, list, pause, resume and trigger schedules on a server.
+    Schedule {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        command: client::ScheduleCommand,
+    },
+    /// List and inspect executions on a server.
+    Exec {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        command: client::ExecCommand,
+    },
 }
 
 /// Exit code for a usage or environment error (bad flag, unreadable file).
@@ -53,6 +75,9 @@ pub fn main() -> ExitCode {
             Command::Serve(config) => serve::serve(config).await.map(|()| ExitCode::SUCCESS),
             Command::Run(args) => run::run(args).await,
             Command::Token(args) => token::token(args),
+            Command::Plugin { conn, command } => client::plugin(conn, command).await,
+            Command::Schedule { conn, command } => client::schedule(conn, command).await,
+            Command::Exec { conn, command } => client::exec(conn, command).await,
         }
     });
     match result {

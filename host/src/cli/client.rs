@@ -1,0 +1,331 @@
+//! Client commands against a running server: `plugin`, `schedule`, `exec`.
+//! Human-readable tables by default, the API's JSON with `--json`.
+
+use anyhow::{Context, bail};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Where the server is and who is calling.
+#[derive(Debug, Clone, clap::Args)]
+pub(crate) struct Conn {
+    /// The server's base URL.
+    #[arg(
+        long,
+        global = true,
+        env = "TASKHOST_SERVER",
+        default_value = "http://127.0.0.1:8080"
+    )]
+    server: String,
+    /// An API token (see `taskhost token`, or the one `serve` prints).
+    #[arg(long, global = true, env = "TASKHOST_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the API's JSON instead of a table.
+    #[arg(long, global = true)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum PluginCommand {
+    /// Upload a plugin version.
+    Push {
+        file: PathBuf,
+        #[arg(long)]
+        name: String,
+        #[arg(long)]
+        version: String,
+    },
+    /// List plugins.
+    List,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ScheduleCommand {
+    /// Create a schedule: give --cron, --every or --once (or none: manual).
+    Create {
+        #[arg(long)]
+        name: String,
+        /// The plugin's id.
+        #[arg(long)]
+        plugin: String,
+        /// Cron expression (5 fields, or 6 with seconds first).
+        #[arg(long, conflicts_with_all = ["every", "once"])]
+        cron: Option<String>,
+        /// IANA time zone of --cron.
+        #[arg(long, default_value = "UTC")]
+        timezone: String,
+        /// Fixed interval, e.g. 30s or 1h.
+        #[arg(long, conflicts_with = "once")]
+        every: Option<String>,
+        /// One time, RFC 3339.
+        #[arg(long)]
+        once: Option<String>,
+        /// Input JSON for every run.
+        #[arg(long, default_value = "null")]
+        input: String,
+    },
+    /// List schedules.
+    List,
+    /// Pause a schedule.
+    Pause { id: String },
+    /// Resume a schedule.
+    Resume { id: String },
+    /// Run a schedule once now.
+    Trigger { id: String },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ExecCommand {
+    /// List executions, newest first.
+    List {
+        #[arg(long)]
+        schedule: Option<String>,
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// Show one execution.
+    Get { id: String },
+    /// Print an execution's logs, stdout and stderr.
+    Logs { id: String },
+}
+
+struct Client {
+    http: reqwest::Client,
+    conn: Conn,
+}
+
+impl Client {
+    fn new(conn: Conn) -> anyhow::Result<Client> {
+        Ok(Client {
+            http: reqwest::Client::builder().build()?,
+            conn,
+        })
+    }
+
+    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+        let request = match &self.conn.token {
+            Some(token) => request.bearer_auth(token),
+            None => request,
+        };
+        let response = request
+            .send()
+            .await
+            .with_context(|| format!("could not reach {}", self.conn.server))?;
+        let status = response.status();
+        let body: Value = response.json().await.unwrap_or(Value::Null);
+        if !status.is_success() {
+            let message = body["error"]["message"].as_str().unwrap_or("no details");
+            bail!("{status}: {message}");
+        }
+        Ok(body)
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{path}", self.conn.server.trim_end_matches('/'))
+    }
+
+    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+        self.send(self.http.get(self.url(path))).await
+    }
+
+    async fn post(&self, path: &str, body: Option<Value>) -> anyhow::Result<Value> {
+        let request = self.http.post(self.url(path));
+        self.send(match body {
+            Some(body) => request.json(&body),
+            None => request,
+        })
+        .await
+    }
+}
+
+fn text(v: &Value) -> String {
+    match v {
+        Value::String(s) => s.clone(),
+        Value::Null => "-".into(),
+        other => other.to_string(),
+    }
+}
+
+/// Prints rows as aligned columns.
+fn table(headers: &[&str], rows: Vec<Vec<String>>) {
+    let mut widths: Vec<usize> = headers.iter().map(|h| h.len()).collect();
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let line = |cells: Vec<String>| {
+        let padded: Vec<String> = cells
+            .iter()
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        println!("{}", padded.join("  ").trim_end());
+    };
+    line(headers.iter().map(|h| h.to_uppercase()).collect());
+    for row in rows {
+        line(row);
+    }
+}
+
+fn print(
+    conn: &Conn,
+    value: &Value,
+    headers: &[&str],
+    fields: &[&str],
+) -> anyhow::Result<ExitCode> {
+    if conn.json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let items = match value.get("items") {
+        Some(Value::Array(items)) => items.clone(),
+        _ => vec![value.clone()],
+    };
+    let rows = items.iter().map(|item| {
+        fields
+            .iter()
+            .map(|f| text(&item.pointer(f).cloned().unwrap_or(Value::Null)))
+            .collect()
+    });
+    table(headers, rows.collect());
+    Ok(ExitCode::SUCCESS)
+}
+
+const PLUGIN_COLUMNS: (&[&str], &[&str]) = (
+    &["id", "name", "version", "size", "created"],
+    &["/id", "/name", "/version", "/size", "/created_at"],
+);
+const SCHEDULE_COLUMNS: (&[&str], &[&str]) = (
+    &["id", "name", "trigger", "paused", "next fire"],
+    &["/id", "/name", "/trigger/kind", "/paused", "/next_fire_at"],
+);
+const EXEC_COLUMNS: (&[&str], &[&str]) = (
+    &["id", "status", "run", "attempt", "created", "error"],
+    &[
+        "/id",
+        "/status",
+        "/outcome/status",
+        "/attempt",
+        "/created_at",
+        "/outcome/error/message",
+    ],
+);
+
+pub(crate) async fn plugin(conn: Conn, command: PluginCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::new(conn.clone())?;
+    let (headers, fields) = PLUGIN_COLUMNS;
+    match command {
+        PluginCommand::Push {
+            file,
+            name,
+            version,
+        } => {
+            let wasm = std::fs::read(&file)
+                .with_context(|| format!("could not read {}", file.display()))?;
+            let url = client.url("/v1/plugins");
+            let request = client
+                .http
+                .post(url)
+                .query(&[("name", name), ("version", version)])
+                .body(wasm);
+            print(&conn, &client.send(request).await?, headers, fields)
+        }
+        PluginCommand::List => print(&conn, &client.get("/v1/plugins").await?, headers, fields),
+    }
+}
+
+pub(crate) async fn schedule(conn: Conn, command: ScheduleCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::new(conn.clone())?;
+    let (headers, fields) = SCHEDULE_COLUMNS;
+    let value = match command {
+        ScheduleCommand::Create {
+            name,
+            plugin,
+            cron,
+            timezone,
+            every,
+            once,
+            input,
+        } => {
+            let trigger = match (cron, every, once) {
+                (Some(expr), _, _) => json!({"kind": "cron", "expr": expr, "timezone": timezone}),
+                (_, Some(every), _) => json!({"kind": "interval", "every": every}),
+                (_, _, Some(at)) => json!({"kind": "once", "at": at}),
+                _ => json!({"kind": "manual"}),
+            };
+            let input: Value = serde_json::from_str(&input).context("--input is not valid JSON")?;
+            let body =
+                json!({"name": name, "plugin_id": plugin, "trigger": trigger, "input": input});
+            client.post("/v1/schedules", Some(body)).await?
+        }
+        ScheduleCommand::List => client.get("/v1/schedules").await?,
+        ScheduleCommand::Pause { id } => {
+            client
+                .post(&format!("/v1/schedules/{id}/pause"), None)
+                .await?
+        }
+        ScheduleCommand::Resume { id } => {
+            client
+                .post(&format!("/v1/schedules/{id}/resume"), None)
+                .await?
+        }
+        ScheduleCommand::Trigger { id } => {
+            let execution = client
+                .post(&format!("/v1/schedules/{id}/trigger"), None)
+                .await?;
+            let (headers, fields) = EXEC_COLUMNS;
+            return print(&conn, &execution, headers, fields);
+        }
+    };
+    print(&conn, &value, headers, fields)
+}
+
+pub(crate) async fn exec(conn: Conn, command: ExecCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::new(conn.clone())?;
+    let (headers, fields) = EXEC_COLUMNS;
+    match command {
+        ExecCommand::List {
+            schedule,
+            status,
+            limit,
+        } => {
+            let mut query = vec![("limit".to_owned(), limit.to_string())];
+            query.extend(schedule.map(|s| ("schedule_id".to_owned(), s)));
+            query.extend(status.map(|s| ("status".to_owned(), s)));
+            let request = client.http.get(client.url("/v1/executions")).query(&query);
+            print(&conn, &client.send(request).await?, headers, fields)
+        }
+        ExecCommand::Get { id } => print(
+            &conn,
+            &client.get(&format!("/v1/executions/{id}")).await?,
+            headers,
+            fields,
+        ),
+        ExecCommand::Logs { id } => {
+            let execution = client.get(&format!("/v1/executions/{id}")).await?;
+            let outcome = &execution["outcome"];
+            if conn.json {
+                let logs = json!({"logs": outcome["logs"], "stdout": outcome["stdout"], "stderr": outcome["stderr"]});
+                println!("{}", serde_json::to_string_pretty(&logs)?);
+                return Ok(ExitCode::SUCCESS);
+            }
+            for line in outcome["logs"].as_array().into_iter().flatten() {
+                println!(
+                    "{:>6}ms {:<5} {}",
+                    text(&line["at_ms"]),
+                    text(&line["level"]),
+                    text(&line["message"])
+                );
+            }
+            for stream in ["stdout", "stderr"] {
+                if let Some(captured) = outcome[stream].as_str().filter(|s| !s.is_empty()) {
+                    println!("--- {stream} ---\n{captured}");
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
