@@ -878,3 +878,57 @@ async fn openapi_lists_every_route_the_router_serves() {
         );
     }
 }
+
+#[tokio::test]
+async fn multipart_upload() {
+    let s = Server::start(None);
+    let token = s.admin("acme");
+    let boundary = "taskhost-boundary-7f3a";
+    let mut body = Vec::new();
+    for (field, value) in [("name", "hello"), ("version", "2.0.0")] {
+        body.extend(format!("--{boundary}\r\nContent-Disposition: form-data; name=\"{field}\"\r\n\r\n{value}\r\n").bytes());
+    }
+    body.extend(
+        format!("--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"hello.wasm\"\r\nContent-Type: application/wasm\r\n\r\n")
+            .bytes(),
+    );
+    body.extend(plugin("hello"));
+    body.extend(format!("\r\n--{boundary}--\r\n").bytes());
+    let response = s
+        .client
+        .post(s.at("/v1/plugins"))
+        .bearer_auth(&token)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(body)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let record: Value = response.json().await.expect("json");
+    assert_eq!(
+        (record["name"].as_str(), record["version"].as_str()),
+        (Some("hello"), Some("2.0.0"))
+    );
+    // A form without the file is refused with a clear reason.
+    let form = format!(
+        "--{boundary}\r\nContent-Disposition: form-data; name=\"name\"\r\n\r\nx\r\n--{boundary}--\r\n"
+    );
+    let response = s
+        .client
+        .post(s.at("/v1/plugins?version=1"))
+        .bearer_auth(&token)
+        .header(
+            "content-type",
+            format!("multipart/form-data; boundary={boundary}"),
+        )
+        .body(form)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let body: Value = response.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "empty_body");
+}

@@ -10,11 +10,12 @@ use super::{AppState, ErrorBody};
 use crate::model::{PluginRecord, new_id};
 use crate::store::{Page, PageRequest, PluginFilter};
 use axum::body::Bytes;
-use axum::extract::{DefaultBodyLimit, Path, State};
+use axum::extract::multipart::MultipartError;
+use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
-use utoipa::IntoParams;
+use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
@@ -34,19 +35,36 @@ pub(super) fn routes(max_plugin_bytes: usize) -> OpenApiRouter<AppState> {
 #[serde(deny_unknown_fields)]
 pub(super) struct UploadParams {
     /// Plugin name: letters, digits, `.`, `_`, `-`; at most 100 characters.
-    name: String,
-    /// Version, e.g. `1.0.0`: the same characters.
-    version: String,
+    /// (In a multipart upload, a `name` field instead.)
+    name: Option<String>,
+    /// Version, e.g. `1.0.0`: the same characters. (Or a `version` field.)
+    version: Option<String>,
 }
 
-fn check_label(what: &str, value: &str) -> ApiResult<()> {
+/// A multipart upload: the wasm in a `file` part, with `name` and `version` fields.
+#[derive(ToSchema)]
+#[allow(dead_code)] // documents the form only
+pub(super) struct UploadForm {
+    name: String,
+    version: String,
+    #[schema(value_type = String, format = Binary)]
+    file: Vec<u8>,
+}
+
+fn check_label(what: &str, value: Option<&str>) -> ApiResult<String> {
+    let Some(value) = value else {
+        return Err(ApiError::bad_request(
+            "invalid_name",
+            format!("{what} is required (a query parameter or form field)"),
+        ));
+    };
     let ok = !value.is_empty()
         && value.len() <= 100
         && value
             .chars()
             .all(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '_' | '-'));
     if ok {
-        Ok(())
+        Ok(value.to_owned())
     } else {
         Err(ApiError::bad_request(
             "invalid_name",
@@ -55,21 +73,67 @@ fn check_label(what: &str, value: &str) -> ApiResult<()> {
     }
 }
 
-/// Upload a plugin version (the raw `.wasm` component as the body).
+/// Reads name, version and wasm from a `multipart/form-data` body.
+async fn read_form(request: Request) -> ApiResult<(Option<String>, Option<String>, Bytes)> {
+    let bad = |e: MultipartError| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::payload_too_large(e.body_text())
+        } else {
+            ApiError::bad_request("invalid_multipart", e.body_text())
+        }
+    };
+    let mut form = Multipart::from_request(request, &())
+        .await
+        .map_err(|e| ApiError::bad_request("invalid_multipart", e.body_text()))?;
+    let (mut name, mut version, mut wasm) = (None, None, Bytes::new());
+    while let Some(field) = form.next_field().await.map_err(bad)? {
+        match field.name().unwrap_or_default() {
+            "name" => name = Some(field.text().await.map_err(bad)?),
+            "version" => version = Some(field.text().await.map_err(bad)?),
+            "file" | "wasm" => wasm = field.bytes().await.map_err(bad)?,
+            other => {
+                return Err(ApiError::bad_request(
+                    "invalid_multipart",
+                    format!("unknown form field {other:?}; expected name, version and file"),
+                ));
+            }
+        }
+    }
+    Ok((name, version, wasm))
+}
+
+/// Upload a plugin version: the raw `.wasm` component as the body with
+/// `name` and `version` in the query, or a multipart form.
 #[utoipa::path(post, path = "/v1/plugins", tag = "plugins", params(UploadParams),
-    request_body(content = Vec<u8>, content_type = "application/wasm"),
+    request_body(content(
+        (Vec<u8> = "application/wasm"),
+        (UploadForm = "multipart/form-data"),
+    )),
     responses((status = 201, body = PluginRecord), (status = 409, body = ErrorBody, description = "name and version exist"),
         (status = 413, body = ErrorBody), (status = 422, body = ErrorBody, description = "not a valid plugin")))]
 async fn upload(
     State(state): State<AppState>,
     principal: Principal,
     Query(params): Query<UploadParams>,
-    body: Result<Bytes, axum::extract::rejection::BytesRejection>,
+    request: Request,
 ) -> ApiResult<impl IntoResponse> {
     principal.require(Scope::PluginsWrite)?;
-    let body = body.map_err(super::error::body_error)?;
-    check_label("name", &params.name)?;
-    check_label("version", &params.version)?;
+    let multipart = request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("multipart/form-data"));
+    let (name, version, body) = if multipart {
+        let (name, version, wasm) = read_form(request).await?;
+        (name.or(params.name), version.or(params.version), wasm)
+    } else {
+        let body = Bytes::from_request(request, &())
+            .await
+            .map_err(super::error::body_error)?;
+        (params.name, params.version, body)
+    };
+    let name = check_label("name", name.as_deref())?;
+    let version = check_label("version", version.as_deref())?;
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "empty_body",
@@ -85,8 +149,8 @@ async fn upload(
     let record = PluginRecord {
         id: new_id(),
         tenant: principal.tenant.clone(),
-        name: params.name,
-        version: params.version,
+        name,
+        version,
         sha256: plugin.sha256().to_owned(),
         size: body.len() as u64,
         world: crate::runtime::WORLD.to_owned(),
