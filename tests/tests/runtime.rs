@@ -99,6 +99,11 @@ async fn infinite_loop_times_out() {
     assert_eq!(outcome.status, Status::TimedOut, "{outcome:?}");
     assert!(outcome.duration_us >= 300_000);
     assert!(
+        outcome.fuel_used > 10_000_000,
+        "fuel burned until the deadline: {}",
+        outcome.fuel_used
+    );
+    assert!(
         message(&outcome).contains("timeout of 300ms"),
         "{}",
         message(&outcome)

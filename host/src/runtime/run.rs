@@ -19,6 +19,8 @@ use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 /// interruption normally ends a busy run on time; this catches a guest blocked
 /// in a host call, where epochs cannot reach it.
 const BACKSTOP_GRACE: Duration = Duration::from_millis(250);
+/// Fuel handed to a guest at a time (about a millisecond of busy compute).
+const FUEL_SLICE: u64 = 10_000_000;
 /// Longest backtrace kept in an outcome.
 const MAX_BACKTRACE_BYTES: usize = 4096;
 
@@ -85,8 +87,12 @@ pub(crate) async fn execute(
         }),
     );
     store.limiter(|state| &mut state.limiter);
-    // Fuel is always enabled on our engine, so this cannot fail.
+    // Fuel is always enabled on our engine, so these cannot fail. Handing
+    // fuel to the guest in slices makes it report what it burned at each
+    // slice's end; without that, a run stopped at its deadline (by the epoch
+    // callback) would report stale fuel.
     let _ = store.set_fuel(limits.fuel);
+    let _ = store.fuel_async_yield_interval(Some(FUEL_SLICE));
     let deadline = started + limits.timeout;
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
