@@ -214,7 +214,7 @@ async fn rerun(
 ) -> ApiResult<(StatusCode, Json<Execution>)> {
     principal.require(Scope::ExecutionsWrite)?;
     if let Some(new) = state.store.rerun(&principal.tenant, &id).await? {
-        state.node.refill().await?;
+        state.node.offer(&new);
         return Ok((StatusCode::ACCEPTED, Json(new)));
     }
     match state.store.get_execution(&principal.tenant, &id).await? {

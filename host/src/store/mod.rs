@@ -336,6 +336,11 @@ pub fn after(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
     now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
 }
 
+/// A store failure, as the runtime's kv import reports it to plugins.
+fn kv_error(e: StoreError) -> KvError {
+    KvError::Backend(e.to_string())
+}
+
 /// Plugins' key-value state lives in the store, scoped to tenant + plugin.
 #[async_trait::async_trait]
 impl KvStore for Store {
@@ -343,20 +348,20 @@ impl KvStore for Store {
         self.backend
             .kv_get(&ns.tenant, &ns.plugin, key)
             .await
-            .map_err(|e| KvError::Backend(e.to_string()))
+            .map_err(kv_error)
     }
 
     async fn kv_set(&self, ns: &KvNamespace, key: &str, value: &[u8]) -> Result<(), KvError> {
         self.backend
             .kv_set(&ns.tenant, &ns.plugin, key, value)
             .await
-            .map_err(|e| KvError::Backend(e.to_string()))
+            .map_err(kv_error)
     }
 
     async fn kv_delete(&self, ns: &KvNamespace, key: &str) -> Result<bool, KvError> {
         self.backend
             .kv_delete(&ns.tenant, &ns.plugin, key)
             .await
-            .map_err(|e| KvError::Backend(e.to_string()))
+            .map_err(kv_error)
     }
 }
