@@ -7,6 +7,7 @@
 //!
 //! - [`runtime`]: validate, compile, cache and run plugins under limits;
 //! - [`model`]: plugins, schedules, executions — the records everything shares;
+//! - [`quota`]: what each tenant may keep and ask for;
 //! - [`store`]: durable state behind one API, on SQLite or MongoDB;
 //! - [`scheduler`]: triggers, the hybrid queue, leases, retries, nodes;
 //! - [`clock`]: injectable time;
@@ -17,6 +18,7 @@ pub mod api;
 pub mod cli;
 pub mod clock;
 pub mod model;
+pub mod quota;
 pub mod runtime;
 pub mod scheduler;
 mod serde_util;

@@ -96,6 +96,74 @@ impl Default for RetryPolicy {
     }
 }
 
+/// What happens after an attempt that may be retried.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RetryDecision {
+    /// Queue attempt + 1 at this time.
+    RetryAt(DateTime<Utc>),
+    /// No attempt is left.
+    GiveUp,
+}
+
+impl RetryPolicy {
+    /// A single attempt: what ad hoc runs get unless they ask for more.
+    pub const ONCE: RetryPolicy = RetryPolicy {
+        max_attempts: 1,
+        initial_backoff: Duration::from_secs(1),
+        max_backoff: Duration::from_secs(300),
+    };
+
+    /// The one place retries are decided: after attempt `attempt` of
+    /// execution `id` failed in a way that may be retried (a retryable plugin
+    /// failure, or a lease that expired under a dead node), retry after a
+    /// backoff or give up. Time arithmetic saturates; no input can overflow it.
+    pub fn after_attempt(&self, attempt: u32, id: &str, now: DateTime<Utc>) -> RetryDecision {
+        if attempt >= self.max_attempts {
+            return RetryDecision::GiveUp;
+        }
+        RetryDecision::RetryAt(add_saturating(now, self.backoff(attempt, id)))
+    }
+
+    /// After the lease of attempt `attempt` expired (its node died or lost
+    /// touch): the execution runs again at once with attempt + 1, or gives
+    /// up when no attempt is left.
+    pub fn after_lost_lease(&self, attempt: u32, now: DateTime<Utc>) -> RetryDecision {
+        if attempt >= self.max_attempts {
+            return RetryDecision::GiveUp;
+        }
+        RetryDecision::RetryAt(now)
+    }
+
+    /// Exponential backoff with jitter: `initial * 2^(attempt-1)`, capped at
+    /// `max_backoff`, then scaled into [50%, 100%) by a spread that is stable per
+    /// execution and attempt (so every node computes the same retry time).
+    pub fn backoff(&self, attempt: u32, id: &str) -> Duration {
+        let exponent = attempt.saturating_sub(1).min(30);
+        let full = self
+            .initial_backoff
+            .saturating_mul(1 << exponent)
+            .min(self.max_backoff);
+        full.mul_f64(0.5 + 0.5 * spread(&format!("{id}#{attempt}")))
+    }
+}
+
+/// `t + d`, saturating at the largest time chrono can hold.
+pub fn add_saturating(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
+    chrono::Duration::from_std(d)
+        .ok()
+        .and_then(|d| t.checked_add_signed(d))
+        .unwrap_or(DateTime::<Utc>::MAX_UTC)
+}
+
+/// A number in [0, 1) derived from `key`: the same on every node.
+pub fn spread(key: &str) -> f64 {
+    use sha2::{Digest, Sha256};
+    let digest = Sha256::digest(key.as_bytes());
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&digest[..8]);
+    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
+}
+
 /// What to do when a schedule fires while its previous run is still going.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
@@ -186,6 +254,14 @@ pub struct Schedule {
     /// Read-only config given to every run.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// How long its finished executions are kept; the node's default if unset.
+    #[serde(
+        default,
+        with = "crate::serde_util::option_duration",
+        skip_serializing_if = "Option::is_none"
+    )]
+    #[schema(value_type = Option<String>, example = "7d")]
+    pub retention: Option<Duration>,
     #[serde(default)]
     pub paused: bool,
     #[serde(default, with = "crate::serde_util::option_time")]
@@ -283,8 +359,22 @@ pub struct Execution {
     /// The outcome of the last finished attempt.
     #[serde(default)]
     pub outcome: Option<Outcome>,
+    /// How long it is kept once finished.
+    #[serde(default = "default_retention", with = "crate::serde_util::duration")]
+    #[schema(value_type = String, example = "7d")]
+    pub retention: Duration,
+    /// When it will be removed: `finished_at + retention`, set when it ends.
+    #[serde(default, with = "crate::serde_util::option_time")]
+    pub expires_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub version: u64,
+}
+
+/// How long finished executions are kept unless the node or schedule says otherwise.
+pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
+
+fn default_retention() -> Duration {
+    DEFAULT_RETENTION
 }
 
 impl Execution {
@@ -316,8 +406,19 @@ impl Execution {
             started_at: None,
             finished_at: None,
             outcome: None,
+            retention: DEFAULT_RETENTION,
+            expires_at: None,
             version: 0,
         }
+    }
+
+    /// Marks it finished at `now` with `status`, and sets when it expires.
+    pub fn finish(&mut self, status: ExecutionStatus, now: DateTime<Utc>) {
+        self.status = status;
+        self.finished_at = Some(now);
+        self.expires_at = Some(add_saturating(now, self.retention));
+        self.lease_owner = None;
+        self.lease_expires_at = None;
     }
 }
 

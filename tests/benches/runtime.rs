@@ -42,7 +42,7 @@ fn main() {
     let artifacts = Arc::new(MemoryArtifacts::default());
     let config = RuntimeConfig {
         max_concurrent_runs: 1000,
-        instance_cache_size: 1,
+        instance_cache_bytes: 1,
         ..RuntimeConfig::default()
     };
     let make = |artifacts: Arc<MemoryArtifacts>| {

@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use taskhost::clock::SystemClock;
 use taskhost::model::Execution;
 use taskhost::runtime::{Runtime, RuntimeConfig};
-use taskhost::scheduler::{Node, RunObserver, SchedulerConfig};
+use taskhost::scheduler::{ExecutionSpec, Node, RunObserver, SchedulerConfig};
 use taskhost::store::Store;
 use taskhost_tests::cluster::upload;
 
@@ -110,20 +110,18 @@ async fn latency(quick: bool) {
     let hello = upload(&b.store, "bench", "hello").await;
     let (stop, _) = start(&b.node);
     // Warm up: the first run compiles the plugin (once per node).
-    let now = b.store.now();
     b.node
-        .submit(&Execution::queued("bench", &hello.id, now, now))
+        .enqueue(ExecutionSpec::ad_hoc("bench", &hello.id))
         .await
         .expect("submit");
     wait_for(&b.count, 1).await;
     let n = if quick { 200 } else { 2000 };
     let mut submitted = HashMap::new();
     for i in 0..n {
-        let now = b.store.now();
-        let mut e = Execution::queued("bench", &hello.id, now, now);
+        let mut e = ExecutionSpec::ad_hoc("bench", &hello.id);
         e.input = serde_json::json!({"name": format!("n{i}")});
         let at = Instant::now();
-        b.node.submit(&e).await.expect("submit");
+        let e = b.node.enqueue(e).await.expect("submit").expect("new");
         submitted.insert(e.id, at);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }

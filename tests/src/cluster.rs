@@ -107,11 +107,13 @@ pub async fn upload(store: &Store, tenant: &str, name: &str) -> PluginRecord {
     record
 }
 
-/// Scheduler settings for tests: short lease, everything else default.
+/// Scheduler settings for tests: short lease, and a tenant may use every
+/// worker (most tests have one tenant); everything else default.
 pub fn test_config() -> SchedulerConfig {
     SchedulerConfig {
         lease: Duration::from_secs(30),
         workers: 64,
+        tenant_limit: 64,
         ..SchedulerConfig::default()
     }
 }

@@ -64,3 +64,64 @@ pub fn taskhost_bin() -> &'static Path {
         profile_dir.join("taskhost")
     })
 }
+
+/// Runs each named `async fn case(server: Server)` of the calling test file
+/// against a real server on the embedded store and, when configured, on
+/// MongoDB (`mod sqlite` and `mod mongodb` of tests). `with(args, config)`
+/// gives the servers more `serve` flags and a config file.
+#[macro_export]
+macro_rules! both_stores {
+    ($($case:ident),* $(,)?) => {
+        $crate::both_stores!(with(&[], None) $($case),*);
+    };
+    (with($args:expr, $config:expr) $($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let server = $crate::server::Server::start_with(None, $args, $config);
+                    super::$case(server).await;
+                }
+            )*
+        }
+        mod mongodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+                async fn $case() {
+                    let db = format!("taskhost_api_{}", taskhost::model::new_id().replace('-', ""));
+                    if let Some(url) = $crate::stores::mongodb_url(&db) {
+                        let server = $crate::server::Server::start_with(Some(&url), $args, $config);
+                        super::$case(server).await;
+                    }
+                }
+            )*
+        }
+    };
+}
+
+/// Runs each named `async fn case(harness: stores::Harness)` of the calling
+/// test file on a fresh SQLite store and, when configured, a fresh MongoDB
+/// database (`mod sqlite` and `mod mongodb`): one suite for every store.
+#[macro_export]
+macro_rules! conformance {
+    ($($case:ident),* $(,)?) => {
+        mod sqlite {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    super::$case($crate::stores::Harness::sqlite().await).await;
+                }
+            )*
+        }
+        mod mongodb {
+            $(
+                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+                async fn $case() {
+                    if let Some(harness) = $crate::stores::Harness::mongodb().await {
+                        super::$case(harness).await;
+                    }
+                }
+            )*
+        }
+    };
+}

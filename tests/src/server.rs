@@ -1,5 +1,7 @@
 //! The real `taskhost serve`, on a free port, for black-box API tests.
 
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
 use std::io::{BufRead, BufReader};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
@@ -19,6 +21,12 @@ pub struct Server {
 impl Server {
     /// Starts `taskhost serve` on the embedded store, or on `store` if given.
     pub fn start(store: Option<&str>) -> Server {
+        Server::start_with(store, &[], None)
+    }
+
+    /// Like [`Server::start`], with more `serve` flags and a config file
+    /// (TOML text, written to the server's data folder).
+    pub fn start_with(store: Option<&str>, args: &[&str], config: Option<&str>) -> Server {
         let dir = tempfile::tempdir().expect("temporary folder");
         let mut cmd = Command::new(crate::taskhost_bin());
         cmd.args([
@@ -35,6 +43,12 @@ impl Server {
         .stderr(Stdio::null());
         if let Some(store) = store {
             cmd.args(["--store", store]);
+        }
+        cmd.args(args);
+        if let Some(config) = config {
+            let path = dir.path().join("taskhost.toml");
+            std::fs::write(&path, config).expect("write the config file");
+            cmd.arg("--config").arg(path);
         }
         let mut child = cmd.spawn().expect("start taskhost serve");
         let stdout = child.stdout.take().expect("stdout");
@@ -79,6 +93,60 @@ impl Server {
 
     pub fn at(&self, path: &str) -> String {
         format!("{}{path}", self.url)
+    }
+
+    /// Sends a request with an optional token and JSON body; returns the
+    /// status and the body (as JSON, or as a JSON string if it is not JSON).
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let mut request = self.client.request(method, self.at(path));
+        if let Some(token) = token {
+            request = request.bearer_auth(token);
+        }
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("request");
+        let status = response.status();
+        let text = response.text().await.expect("body");
+        (
+            status,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    /// Uploads a built plugin as `name` 1.0.0 and returns its record.
+    pub async fn upload(&self, token: &str, name: &str) -> Value {
+        let url = self.at(&format!("/v1/plugins?name={name}&version=1.0.0"));
+        let response = self
+            .client
+            .post(url)
+            .bearer_auth(token)
+            .body(crate::plugin(name))
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(response.status(), StatusCode::CREATED, "upload {name}");
+        response.json().await.expect("json")
+    }
+
+    /// The server's resident memory now and at its peak, in KiB.
+    pub fn memory_kib(&self) -> (u64, u64) {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .unwrap_or_default();
+        let field = |name: &str| {
+            status
+                .lines()
+                .find_map(|l| l.strip_prefix(name))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+                .unwrap_or(0)
+        };
+        (field("VmRSS:"), field("VmHWM:"))
     }
 
     /// Whether the process still runs.

@@ -7,34 +7,8 @@ use std::time::{Duration, Instant};
 use taskhost::api::auth::{Scope, mint_hs256};
 use taskhost_tests::plugin;
 use taskhost_tests::server::{SECRET, Server};
-use taskhost_tests::stores::mongodb_url;
 
-/// Runs each case on the embedded store and on MongoDB.
-macro_rules! both_stores {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    super::$case(super::Server::start(None)).await;
-                }
-            )*
-        }
-        mod mongodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-                async fn $case() {
-                    let db = format!("taskhost_api_{}", taskhost::model::new_id().replace('-', ""));
-                    if let Some(url) = super::mongodb_url(&db) {
-                        super::$case(super::Server::start(Some(&url))).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-both_stores!(
+taskhost_tests::both_stores!(
     schedule_lifecycle,
     adhoc_runs_and_misbehaving_plugins,
     auth_and_tenant_isolation,
@@ -48,34 +22,11 @@ async fn call(
     token: Option<&str>,
     body: Option<Value>,
 ) -> (StatusCode, Value) {
-    let mut request = s.client.request(method, s.at(path));
-    if let Some(token) = token {
-        request = request.bearer_auth(token);
-    }
-    if let Some(body) = body {
-        request = request.json(&body);
-    }
-    let response = request.send().await.expect("request");
-    let status = response.status();
-    let text = response.text().await.expect("body");
-    (
-        status,
-        serde_json::from_str(&text).unwrap_or(Value::String(text)),
-    )
+    s.call(method, path, token, body).await
 }
 
 async fn upload(s: &Server, token: &str, name: &str) -> Value {
-    let url = s.at(&format!("/v1/plugins?name={name}&version=1.0.0"));
-    let response = s
-        .client
-        .post(url)
-        .bearer_auth(token)
-        .body(plugin(name))
-        .send()
-        .await
-        .expect("upload");
-    assert_eq!(response.status(), StatusCode::CREATED);
-    response.json().await.expect("json")
+    s.upload(token, name).await
 }
 
 async fn executions(s: &Server, token: &str, query: &str) -> Vec<Value> {

@@ -9,7 +9,7 @@ use taskhost::model::{
     CatchUp, CatchUpMode, Execution, ExecutionStatus, OverlapPolicy, RetryPolicy, Schedule,
     Trigger, new_id,
 };
-use taskhost::scheduler::{self, first_fire};
+use taskhost::scheduler::{self, ExecutionSpec, Node, first_fire};
 use taskhost::store::{ExecutionFilter, PageRequest, Store};
 use taskhost_tests::cluster::{Cluster, test_config, upload};
 use taskhost_tests::stores::Harness;
@@ -30,6 +30,7 @@ fn schedule(tenant: &str, plugin_id: &str, trigger: Trigger, now: DateTime<Utc>)
         jitter: Duration::ZERO,
         starts_at: None,
         ends_at: None,
+        retention: None,
         config: Default::default(),
         paused: false,
         next_fire_at: None,
@@ -40,6 +41,21 @@ fn schedule(tenant: &str, plugin_id: &str, trigger: Trigger, now: DateTime<Utc>)
     };
     s.next_fire_at = first_fire(&s, now).expect("valid trigger");
     s
+}
+
+/// An ad hoc run with the default retry policy (three attempts).
+fn run_of(tenant: &str, plugin_id: &str) -> ExecutionSpec {
+    let mut spec = ExecutionSpec::ad_hoc(tenant, plugin_id);
+    spec.retry = RetryPolicy::default();
+    spec
+}
+
+/// Makes an execution through the node's one enqueue path.
+async fn submit(node: &Node, spec: ExecutionSpec) -> Execution {
+    node.enqueue(spec)
+        .await
+        .expect("enqueue")
+        .expect("a new execution")
 }
 
 async fn executions_of(store: &Store, tenant: &str, schedule_id: Option<&str>) -> Vec<Execution> {
@@ -98,12 +114,10 @@ async fn every_fire_exactly_once(harness: Harness, nodes: usize) {
         clock.advance(Duration::from_secs(1));
         if step <= 500 {
             let now = store.now();
-            let mut e = Execution::queued("acme", &hello.id, now, now);
+            let _ = now;
+            let mut e = run_of("acme", &hello.id);
             e.input = serde_json::json!({"name": format!("adhoc-{step}")});
-            cluster.nodes[step as usize % nodes]
-                .submit(&e)
-                .await
-                .expect("submit");
+            let e = submit(&cluster.nodes[step as usize % nodes], e).await;
             adhoc.push(e.id);
         }
         cluster.tick().await;
@@ -320,12 +334,13 @@ async fn cancel_stops_queued_and_running_executions() {
     let node = &cluster.nodes[0];
     let sleep = upload(&h.store, "acme", "test-sleep").await;
     let now = h.store.now();
-    let mut long = Execution::queued("acme", &sleep.id, now, now);
+    let mut long = run_of("acme", &sleep.id);
     long.input = serde_json::json!({"ms": 20_000});
     long.limits.timeout = Duration::from_secs(60);
-    node.submit(&long).await.expect("submit");
-    let later = Execution::queued("acme", &sleep.id, now + Span::seconds(60), now);
-    node.submit(&later).await.expect("submit");
+    let long = submit(node, long).await;
+    let mut later = run_of("acme", &sleep.id);
+    later.due_at = Some(now + Span::seconds(60));
+    let later = submit(node, later).await;
     assert_eq!(node.tick().await.expect("tick"), 1);
     let queued = h
         .store
@@ -363,17 +378,18 @@ async fn retries_back_off_then_die_and_can_be_rerun() {
     let node = &cluster.nodes[0];
     let kv = upload(&h.store, "acme", "test-kv").await;
     let now = h.store.now();
-    let mut flaky = Execution::queued("acme", &kv.id, now, now);
+    let _ = now;
+    let mut flaky = run_of("acme", &kv.id);
     flaky.input = serde_json::json!({"fail": "retryable"});
     flaky.retry = RetryPolicy {
         max_attempts: 3,
         initial_backoff: Duration::from_secs(10),
         max_backoff: Duration::from_secs(15),
     };
-    node.submit(&flaky).await.expect("submit");
-    let mut fatal = Execution::queued("acme", &kv.id, now, now);
+    let flaky = submit(node, flaky).await;
+    let mut fatal = run_of("acme", &kv.id);
     fatal.input = serde_json::json!({"fail": "fatal"});
-    node.submit(&fatal).await.expect("submit");
+    let fatal = submit(node, fatal).await;
 
     cluster.tick().await;
     let f = h
@@ -434,16 +450,17 @@ async fn retries_back_off_then_die_and_can_be_rerun() {
         Some("try me again".into())
     );
 
-    let again = h
-        .store
+    let again = node
         .rerun("acme", &flaky.id)
         .await
         .expect("rerun")
         .expect("finished");
     assert_eq!((again.status, again.attempt), (ExecutionStatus::Queued, 1));
-    assert_eq!(
-        h.store.rerun("globex", &flaky.id).await.expect("rerun"),
-        None,
+    assert!(
+        node.rerun("globex", &flaky.id)
+            .await
+            .expect("rerun")
+            .is_none(),
         "another tenant's id"
     );
 }
@@ -525,9 +542,10 @@ async fn per_tenant_limit_makes_work_wait_not_drop() {
     let now = h.store.now();
     for (tenant, plugin, n) in [("a", &a.id, 5), ("b", &b.id, 3)] {
         for _ in 0..n {
-            let mut e = Execution::queued(tenant, plugin, now, now);
+            let _ = now;
+            let mut e = run_of(tenant, plugin);
             e.input = serde_json::json!({"ms": 300});
-            node.submit(&e).await.expect("submit");
+            submit(node, e).await;
         }
     }
     assert_eq!(node.tick().await.expect("tick"), 4, "two per tenant");
@@ -601,13 +619,14 @@ async fn graceful_shutdown_releases_unfinished_runs() {
     let node = cluster.nodes[0].clone();
     let sleep = upload(&h.store, "acme", "test-sleep").await;
     let now = h.store.now();
-    let mut quick = Execution::queued("acme", &sleep.id, now, now);
+    let _ = now;
+    let mut quick = run_of("acme", &sleep.id);
     quick.input = serde_json::json!({"ms": 10});
-    let mut slow = Execution::queued("acme", &sleep.id, now, now);
+    let mut slow = run_of("acme", &sleep.id);
     slow.input = serde_json::json!({"ms": 30_000});
     slow.limits.timeout = Duration::from_secs(60);
-    node.submit(&quick).await.expect("submit");
-    node.submit(&slow).await.expect("submit");
+    let quick = submit(&node, quick).await;
+    let slow = submit(&node, slow).await;
     node.heartbeat().await.expect("beat");
     assert_eq!(h.store.live_nodes().await.expect("nodes").len(), 1);
     // Shut down as soon as both runs have started; give runs 500 ms to finish.
@@ -645,4 +664,44 @@ async fn graceful_shutdown_releases_unfinished_runs() {
         h.store.live_nodes().await.expect("nodes").is_empty(),
         "the node left"
     );
+}
+
+/// A run task that panics (here: the run observer) still gives back its
+/// worker and its tenant slot: they are held by a guard.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_panicking_run_task_leaks_no_slot() {
+    let h = Harness::sqlite().await;
+    let observer: scheduler::RunObserver = std::sync::Arc::new(|e: &Execution| {
+        if e.input["panic"] == true {
+            panic!("a bug in a run task");
+        }
+    });
+    let config = taskhost::scheduler::SchedulerConfig {
+        workers: 4,
+        tenant_limit: 2,
+        ..test_config()
+    };
+    let node = Node::with_observer(
+        config,
+        h.store.clone(),
+        taskhost_tests::cluster::shared_runtime(),
+        Some(observer),
+    );
+    let hello = upload(&h.store, "acme", "hello").await;
+    for i in 0..6 {
+        let mut spec = run_of("acme", &hello.id);
+        spec.input = serde_json::json!({"panic": i % 2 == 0, "name": "p"});
+        submit(&node, spec).await;
+    }
+    for _ in 0..4 {
+        node.tick().await.expect("tick");
+        node.drain().await;
+    }
+    assert_eq!(node.slots(), (4, 0), "every worker and tenant slot is free");
+    let done = executions_of(&h.store, "acme", None).await;
+    let succeeded = done
+        .iter()
+        .filter(|e| e.status == ExecutionStatus::Succeeded)
+        .count();
+    assert_eq!(succeeded, 3, "the runs that did not panic ran");
 }

@@ -18,31 +18,8 @@ use taskhost::store::{
 };
 use taskhost_tests::stores::Harness;
 
-/// Defines each case once per backend: `sqlite::case` and `mongodb::case`.
-macro_rules! conformance {
-    ($($case:ident),* $(,)?) => {
-        mod sqlite {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    super::$case(super::Harness::sqlite().await).await;
-                }
-            )*
-        }
-        mod mongodb {
-            $(
-                #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-                async fn $case() {
-                    if let Some(harness) = super::Harness::mongodb().await {
-                        super::$case(harness).await;
-                    }
-                }
-            )*
-        }
-    };
-}
-
-conformance!(
+// Each case once per backend: `sqlite::case` and `mongodb::case`.
+taskhost_tests::conformance!(
     plugins,
     schedules,
     execution_lifecycle,
@@ -57,6 +34,9 @@ conformance!(
     node_heartbeats,
     reopen_loses_nothing,
     wakeups_across_processes,
+    expired_executions_are_deleted,
+    kv_quota_counts_keys_and_bytes,
+    due_soon_shares_the_heap_across_tenants,
 );
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -94,6 +74,7 @@ fn schedule(tenant: &str, name: &str, plugin_id: &str, now: DateTime<Utc>) -> Sc
         jitter: Duration::ZERO,
         starts_at: None,
         ends_at: None,
+        retention: None,
         config: Default::default(),
         paused: false,
         next_fire_at: Some(now),
@@ -835,8 +816,11 @@ async fn kv_scoped_and_backing_the_runtime(h: Harness) {
     let globex = KvNamespace::new("globex", "counter");
     let other_plugin = KvNamespace::new("acme", "other");
     assert_eq!(store.kv_get(&acme, "k").await.expect("get"), None);
-    store.kv_set(&acme, "k", b"1").await.expect("set");
-    store.kv_set(&acme, "k", b"2").await.expect("overwrite");
+    store.kv_set(&acme, "k", b"1", None).await.expect("set");
+    store
+        .kv_set(&acme, "k", b"2", None)
+        .await
+        .expect("overwrite");
     assert_eq!(
         store.kv_get(&acme, "k").await.expect("get"),
         Some(b"2".to_vec())
@@ -930,7 +914,7 @@ async fn reopen_loses_nothing(mut h: Harness) {
     h.store.create_schedule(&s).await.expect("schedule");
     let e = queued(&h, "acme").await;
     let ns = KvNamespace::new("acme", "keep");
-    h.store.kv_set(&ns, "k", b"v").await.expect("kv");
+    h.store.kv_set(&ns, "k", b"v", None).await.expect("kv");
     assert!(
         h.store
             .acquire_lock("l", "me", Duration::from_secs(60))
@@ -1014,4 +998,124 @@ async fn wakeups_across_processes(h: Harness) {
             );
         }
     }
+}
+
+async fn expired_executions_are_deleted(h: Harness) {
+    let store = &h.store;
+    let now = store.now();
+    let mut finished = Vec::new();
+    for i in 0..30 {
+        let mut e = Execution::queued("acme", "p", now, now);
+        e.retention = Duration::from_secs(if i < 10 { 3600 } else { 7 * 86_400 });
+        e.finish(ExecutionStatus::Succeeded, now);
+        store.create_execution(&e).await.expect("create");
+        finished.push(e);
+    }
+    let waiting = Execution::queued("acme", "p", now + chrono::Duration::days(30), now);
+    store.create_execution(&waiting).await.expect("create");
+    assert_eq!(store.delete_expired(1000).await.expect("sweep"), 0);
+    h.clock.advance(Duration::from_secs(2 * 3600));
+    assert_eq!(store.delete_expired(4).await.expect("sweep"), 4, "batches");
+    assert_eq!(store.delete_expired(1000).await.expect("sweep"), 6);
+    assert!(
+        store
+            .get_execution("acme", &finished[0].id)
+            .await
+            .expect("get")
+            .is_none()
+    );
+    assert!(
+        store
+            .get_execution("acme", &finished[10].id)
+            .await
+            .expect("get")
+            .is_some()
+    );
+    h.clock.advance(Duration::from_secs(8 * 86_400));
+    assert_eq!(store.delete_expired(1000).await.expect("sweep"), 20);
+    assert!(
+        store
+            .get_execution("acme", &waiting.id)
+            .await
+            .expect("get")
+            .is_some(),
+        "unfinished executions never expire"
+    );
+}
+
+async fn kv_quota_counts_keys_and_bytes(h: Harness) {
+    use taskhost::runtime::{KvError, KvQuota};
+    let store = &h.store;
+    let a = KvNamespace::new("acme", "one");
+    let b = KvNamespace::new("acme", "two");
+    let quota = Some(KvQuota {
+        keys: 3,
+        bytes: 100,
+    });
+    store.kv_set(&a, "k1", &[0; 10], quota).await.expect("set");
+    store.kv_set(&b, "k2", &[0; 10], quota).await.expect("set");
+    // Overwriting is not a new key, and frees the old value's bytes.
+    store
+        .kv_set(&a, "k1", &[0; 40], quota)
+        .await
+        .expect("overwrite");
+    store
+        .kv_set(&a, "k3", &[0; 10], quota)
+        .await
+        .expect("third key");
+    let refused = store.kv_set(&b, "k4", &[0; 1], quota).await;
+    assert!(
+        matches!(&refused, Err(KvError::Quota(q)) if q.quota == "kv_keys"),
+        "{refused:?}"
+    );
+    // 42 + 12 + 12 = 66 bytes; 40 more is over 100.
+    let refused = store.kv_set(&a, "k1", &[0; 90], quota).await;
+    assert!(
+        matches!(&refused, Err(KvError::Quota(q)) if q.quota == "kv_bytes"),
+        "{refused:?}"
+    );
+    assert_eq!(
+        store.kv_get(&a, "k1").await.expect("get"),
+        Some(vec![0; 40]),
+        "kept"
+    );
+    assert!(store.kv_delete(&a, "k3").await.expect("delete"));
+    store
+        .kv_set(&b, "k4", &[0; 1], quota)
+        .await
+        .expect("room again");
+    // Another tenant has its own usage.
+    let other = KvNamespace::new("globex", "one");
+    store
+        .kv_set(&other, "k", &[0; 90], quota)
+        .await
+        .expect("own quota");
+}
+
+async fn due_soon_shares_the_heap_across_tenants(h: Harness) {
+    let store = &h.store;
+    let now = store.now();
+    for i in 0..50 {
+        let mut e = Execution::queued("flood", "p", now, now);
+        e.priority = 100;
+        e.id = format!("{}-{i:03}", e.id);
+        store.create_execution(&e).await.expect("create");
+    }
+    let quiet = Execution::queued("quiet", "p", now, now);
+    store.create_execution(&quiet).await.expect("create");
+    let due = store
+        .due_soon(Duration::from_secs(1), 10)
+        .await
+        .expect("due");
+    assert!(
+        due.iter().any(|e| e.id == quiet.id),
+        "the quiet tenant is loaded"
+    );
+    assert_eq!(
+        due.iter().filter(|e| e.tenant == "flood").count(),
+        5,
+        "an equal share"
+    );
+    assert_eq!(store.queued_count("flood").await.expect("count"), 50);
+    assert_eq!(store.queued_count("quiet").await.expect("count"), 1);
 }

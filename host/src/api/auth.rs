@@ -193,6 +193,8 @@ impl fmt::Debug for KeyConfig {
 pub struct Verifier {
     key: DecodingKey,
     validation: Validation,
+    /// Per-tenant request rates, checked once a token is verified.
+    rates: Option<super::rates::RequestRates>,
 }
 
 impl fmt::Debug for Verifier {
@@ -236,7 +238,28 @@ impl Verifier {
         validation.validate_exp = true;
         validation.validate_aud = false;
         validation.required_spec_claims = HashSet::from(["exp".to_owned(), "sub".to_owned()]);
-        Ok(Verifier { key, validation })
+        Ok(Verifier {
+            key,
+            validation,
+            rates: None,
+        })
+    }
+
+    /// Also admits each verified request against its tenant's request rate.
+    #[must_use]
+    pub fn with_rates(mut self, rates: super::rates::RequestRates) -> Self {
+        self.rates = Some(rates);
+        self
+    }
+
+    /// Verifies `token` and, with rates configured, admits the request
+    /// against its tenant's rate (429 over it).
+    pub fn admit(&self, token: &str) -> Result<Principal, ApiError> {
+        let principal = self.verify(token)?;
+        if let Some(rates) = &self.rates {
+            rates.admit(&principal.tenant)?;
+        }
+        Ok(principal)
     }
 
     /// Verify `token` and turn its claims into a [`Principal`]. All errors are 401.
@@ -350,7 +373,7 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = Arc::<Verifier>::from_ref(state);
         let token = bearer(&parts.headers)?;
-        verifier.verify(token)
+        verifier.admit(token)
     }
 }
 

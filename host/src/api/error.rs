@@ -111,6 +111,16 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    /// 429: come back after `retry_after_s` seconds (sent as `Retry-After`).
+    pub fn too_many_requests(
+        code: &'static str,
+        message: impl Into<String>,
+        retry_after_s: u64,
+    ) -> Self {
+        Self::new(StatusCode::TOO_MANY_REQUESTS, code, message)
+            .with_details(serde_json::json!({ "retry_after_s": retry_after_s }))
+    }
+
     /// Attach structured details (replaces any previous details).
     #[must_use]
     pub fn with_details(mut self, details: Value) -> Self {
@@ -160,6 +170,13 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(after) = self.details.get("retry_after_s").and_then(Value::as_u64)
+            && self.status == StatusCode::TOO_MANY_REQUESTS
+        {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(after));
         }
         response
     }

@@ -3,9 +3,10 @@
 
 use super::auth::{Principal, Scope};
 use super::error::{ApiError, ApiResult, Json, Query};
-use super::{AppState, ErrorBody, check_limits};
+use super::{AppState, ErrorBody};
 use crate::model::{Execution, ExecutionStatus, RetryPolicy};
 use crate::runtime::Limits;
+use crate::scheduler::ExecutionSpec;
 use crate::store::{ExecutionFilter, Page, PageRequest};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -36,10 +37,15 @@ pub(super) struct NewExecution {
     limits: Limits,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    /// -100 to 100; higher runs first.
     #[serde(default)]
     priority: i32,
     /// Defaults to a single attempt.
     retry: Option<RetryPolicy>,
+    /// How long it is kept once finished (default: the node's, 7 days).
+    #[serde(default, with = "crate::serde_util::option_duration")]
+    #[schema(value_type = Option<String>, example = "7d")]
+    retention: Option<Duration>,
     /// Wait up to this long (e.g. "10s") for the run to finish and return it.
     #[schema(value_type = Option<String>, example = "10s")]
     wait: Option<String>,
@@ -50,7 +56,8 @@ pub(super) struct NewExecution {
 #[utoipa::path(post, path = "/v1/executions", tag = "executions", request_body = NewExecution,
     responses((status = 200, body = Execution, description = "finished within `wait`"),
         (status = 202, body = Execution, description = "queued (or still running after `wait`)"),
-        (status = 400, body = ErrorBody), (status = 422, body = ErrorBody)))]
+        (status = 400, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "over the queued-executions quota or the request rate")))]
 async fn submit(
     State(state): State<AppState>,
     principal: Principal,
@@ -74,35 +81,25 @@ async fn submit(
                 return Err(ApiError::unprocessable(
                     "invalid_wait",
                     format!("wait may be at most {max}"),
-                ));
+                )
+                .with_details(serde_json::json!({ "field": "wait" })));
             }
             Some(wait)
         }
         None => None,
     };
-    check_limits(&new.limits, &state.limits.tenant_cap)?;
-    if state
-        .store
-        .get_plugin(&principal.tenant, &new.plugin_id)
+    let mut spec = ExecutionSpec::ad_hoc(&principal.tenant, &new.plugin_id);
+    spec.input = new.input;
+    spec.limits = new.limits;
+    spec.config = new.config;
+    spec.priority = new.priority;
+    spec.retry = new.retry.unwrap_or(RetryPolicy::ONCE);
+    spec.retention = new.retention;
+    let execution = state
+        .node
+        .enqueue(spec)
         .await?
-        .is_none()
-    {
-        return Err(ApiError::unprocessable(
-            "unknown_plugin",
-            format!("no plugin {:?} in this tenant", new.plugin_id),
-        ));
-    }
-    let now = state.store.now();
-    let mut execution = Execution::queued(&principal.tenant, &new.plugin_id, now, now);
-    execution.input = new.input;
-    execution.limits = new.limits;
-    execution.config = new.config;
-    execution.priority = new.priority;
-    execution.retry = new.retry.unwrap_or(RetryPolicy {
-        max_attempts: 1,
-        ..RetryPolicy::default()
-    });
-    state.node.submit(&execution).await?;
+        .ok_or_else(|| ApiError::internal("the execution was not created"))?;
     let Some(wait) = wait else {
         return Ok((StatusCode::ACCEPTED, Json(execution)));
     };
@@ -213,8 +210,7 @@ async fn rerun(
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Execution>)> {
     principal.require(Scope::ExecutionsWrite)?;
-    if let Some(new) = state.store.rerun(&principal.tenant, &id).await? {
-        state.node.offer(&new);
+    if let Some(new) = state.node.rerun(&principal.tenant, &id).await? {
         return Ok((StatusCode::ACCEPTED, Json(new)));
     }
     match state.store.get_execution(&principal.tenant, &id).await? {

@@ -16,10 +16,14 @@ pub mod error;
 mod executions;
 mod ops;
 mod plugins;
+pub mod rates;
 mod schedules;
 
-use crate::runtime::{Limits, Runtime};
+use crate::quota::QuotaExceeded;
+use crate::runtime::Runtime;
+use crate::scheduler::EnqueueError;
 use crate::scheduler::Node;
+use crate::scheduler::policy::PolicyError;
 use crate::store::Store;
 use auth::Verifier;
 use axum::extract::{DefaultBodyLimit, FromRef, Request};
@@ -41,8 +45,6 @@ pub struct ApiLimits {
     pub max_body_bytes: usize,
     /// Longest a request may take (an ad hoc run's `wait` is capped below it).
     pub request_timeout: Duration,
-    /// The most any schedule or run may ask for: per-run limits above it are refused.
-    pub tenant_cap: Limits,
 }
 
 impl Default for ApiLimits {
@@ -51,13 +53,6 @@ impl Default for ApiLimits {
             max_plugin_bytes: 50 << 20,
             max_body_bytes: 1 << 20,
             request_timeout: Duration::from_secs(60),
-            tenant_cap: Limits {
-                fuel: 100_000_000_000,
-                memory_bytes: 1 << 30,
-                timeout: Duration::from_secs(15 * 60),
-                output_bytes: 16 << 20,
-                log_bytes: 16 << 20,
-            },
         }
     }
 }
@@ -194,49 +189,50 @@ async fn with_timeout(timeout: Duration, req: Request, next: Next) -> Response {
     }
 }
 
-/// Checks per-run limits against the tenant cap: 422 naming the limit.
-pub(crate) fn check_limits(limits: &Limits, cap: &Limits) -> Result<(), ApiError> {
-    let over = |name: &str, value: String, max: String| {
-        Err(ApiError::unprocessable(
-            "limit_exceeds_cap",
-            format!("limits.{name} is {value}; this server allows at most {max}"),
-        ))
-    };
-    if limits.fuel > cap.fuel {
-        return over("fuel", limits.fuel.to_string(), cap.fuel.to_string());
+/// A refused policy: 422 (400 for a bad name) with the field in `details`.
+impl From<PolicyError> for ApiError {
+    fn from(e: PolicyError) -> Self {
+        let status = if e.code == "invalid_name" {
+            axum::http::StatusCode::BAD_REQUEST
+        } else {
+            axum::http::StatusCode::UNPROCESSABLE_ENTITY
+        };
+        ApiError::new(status, e.code, e.message)
+            .with_details(serde_json::json!({ "field": e.field }))
     }
-    if limits.memory_bytes > cap.memory_bytes {
-        return over(
-            "memory_bytes",
-            limits.memory_bytes.to_string(),
-            cap.memory_bytes.to_string(),
-        );
+}
+
+/// A quota that would be exceeded: 422 `quota_exceeded` naming it; 429 with
+/// `Retry-After` for the queue, which drains by itself.
+impl From<QuotaExceeded> for ApiError {
+    fn from(e: QuotaExceeded) -> Self {
+        let details = serde_json::json!({ "quota": e.quota, "limit": e.limit, "wanted": e.wanted });
+        let error = if e.quota == "queued_executions" {
+            ApiError::too_many_requests("quota_exceeded", e.to_string(), 1)
+        } else {
+            ApiError::unprocessable("quota_exceeded", e.to_string())
+        };
+        let mut merged = error.details.clone();
+        if let (Some(m), Some(d)) = (merged.as_object_mut(), details.as_object()) {
+            m.extend(d.clone());
+            return error.with_details(merged);
+        }
+        error.with_details(details)
     }
-    if limits.timeout > cap.timeout {
-        let fmt = |d| humantime::format_duration(d).to_string();
-        return over("timeout", fmt(limits.timeout), fmt(cap.timeout));
+}
+
+impl From<EnqueueError> for ApiError {
+    fn from(e: EnqueueError) -> Self {
+        match e {
+            EnqueueError::Policy(e) => e.into(),
+            EnqueueError::Quota(e) => e.into(),
+            EnqueueError::UnknownPlugin(id) => ApiError::unprocessable(
+                "unknown_plugin",
+                format!("no plugin {id:?} in this tenant"),
+            ),
+            EnqueueError::Store(e) => e.into(),
+        }
     }
-    if limits.output_bytes > cap.output_bytes {
-        return over(
-            "output_bytes",
-            limits.output_bytes.to_string(),
-            cap.output_bytes.to_string(),
-        );
-    }
-    if limits.log_bytes > cap.log_bytes {
-        return over(
-            "log_bytes",
-            limits.log_bytes.to_string(),
-            cap.log_bytes.to_string(),
-        );
-    }
-    if limits.fuel == 0 || limits.memory_bytes == 0 || limits.timeout.is_zero() {
-        return Err(ApiError::unprocessable(
-            "invalid_limits",
-            "limits.fuel, memory_bytes and timeout must be above zero",
-        ));
-    }
-    Ok(())
 }
 
 /// Maps a store error to the API's.
@@ -247,6 +243,7 @@ impl From<crate::store::StoreError> for ApiError {
             E::Conflict(what) => ApiError::conflict("conflict", format!("{what} already exists")),
             E::InUse(why) => ApiError::conflict("in_use", why),
             E::Contention(_) => ApiError::unavailable(e.to_string()),
+            E::Quota(q) => q.into(),
             other => {
                 tracing::error!(error = %other, "store error");
                 ApiError::unavailable(format!("the store failed: {other}"))

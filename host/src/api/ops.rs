@@ -49,6 +49,15 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         "# HELP taskhost_runs_in_flight Runs in progress on this node.\n# TYPE taskhost_runs_in_flight gauge"
     );
     let _ = writeln!(out, "taskhost_runs_in_flight {}", state.node.in_flight());
+    let (free, tenants) = state.node.slots();
+    let _ = writeln!(
+        out,
+        "# HELP taskhost_workers_free Workers free on this node.\n# TYPE taskhost_workers_free gauge\ntaskhost_workers_free {free}"
+    );
+    let _ = writeln!(
+        out,
+        "# HELP taskhost_tenants_running Tenants holding run slots on this node.\n# TYPE taskhost_tenants_running gauge\ntaskhost_tenants_running {tenants}"
+    );
     if let Ok(nodes) = state.store.live_nodes().await {
         let _ = writeln!(
             out,

@@ -8,6 +8,7 @@ use super::auth::{Principal, Scope};
 use super::error::{ApiError, ApiResult, Json, Query};
 use super::{AppState, ErrorBody};
 use crate::model::{PluginRecord, new_id};
+use crate::quota::QuotaExceeded;
 use crate::store::{Page, PageRequest, PluginFilter};
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartError;
@@ -110,7 +111,7 @@ async fn read_form(request: Request) -> ApiResult<(Option<String>, Option<String
         (UploadForm = "multipart/form-data"),
     )),
     responses((status = 201, body = PluginRecord), (status = 409, body = ErrorBody, description = "name and version exist"),
-        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody, description = "not a valid plugin")))]
+        (status = 413, body = ErrorBody), (status = 422, body = ErrorBody, description = "not a valid plugin, or over a quota")))]
 async fn upload(
     State(state): State<AppState>,
     principal: Principal,
@@ -140,6 +141,16 @@ async fn upload(
             "the request body must be the plugin's .wasm bytes",
         ));
     }
+    // Quotas before compiling: a tenant at its limit costs the node nothing.
+    let quotas = state.node.config().quotas.for_tenant(&principal.tenant);
+    let usage = state.store.usage(&principal.tenant).await?;
+    QuotaExceeded::check("plugins", quotas.plugins, usage.plugins, 1)?;
+    QuotaExceeded::check(
+        "plugin_bytes",
+        quotas.plugin_bytes,
+        usage.plugin_bytes,
+        body.len() as u64,
+    )?;
     let runtime = state.runtime.clone();
     let wasm = body.clone();
     let prepared = tokio::task::spawn_blocking(move || runtime.prepare(&wasm))
@@ -237,7 +248,11 @@ async fn delete(
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     principal.require(Scope::PluginsWrite)?;
+    let record = state.store.get_plugin(&principal.tenant, &id).await?;
     if state.store.delete_plugin(&principal.tenant, &id).await? {
+        if let Some(record) = record {
+            state.node.forget_plugin(&id, &record.sha256);
+        }
         Ok(StatusCode::NO_CONTENT)
     } else {
         Err(ApiError::not_found("plugin"))

@@ -2,10 +2,12 @@
 
 use super::auth::{Principal, Scope};
 use super::error::{ApiError, ApiResult, Json, Query};
-use super::{AppState, ErrorBody, check_limits};
+use super::{AppState, ErrorBody};
 use crate::model::{CatchUp, Execution, OverlapPolicy, RetryPolicy, Schedule, Trigger, new_id};
+use crate::quota::QuotaExceeded;
 use crate::runtime::Limits;
-use crate::scheduler::{self, first_fire, trigger};
+use crate::scheduler::policy::{self, PolicyError};
+use crate::scheduler::{self, ExecutionSpec, first_fire};
 use crate::store::{Page, PageRequest, ScheduleFilter};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -56,6 +58,10 @@ pub(super) struct NewSchedule {
     starts_at: Option<DateTime<Utc>>,
     #[serde(default, with = "crate::serde_util::option_time")]
     ends_at: Option<DateTime<Utc>>,
+    /// How long its finished executions are kept (default: the node's, 7 days).
+    #[serde(default, with = "crate::serde_util::option_duration")]
+    #[schema(value_type = Option<String>, example = "7d")]
+    retention: Option<Duration>,
 }
 
 /// Changes to a schedule: only the fields given change.
@@ -73,40 +79,16 @@ pub(super) struct SchedulePatch {
     #[schema(value_type = Option<String>)]
     jitter: Option<String>,
     config: Option<BTreeMap<String, String>>,
+    #[serde(default, with = "crate::serde_util::option_duration")]
+    #[schema(value_type = Option<String>)]
+    retention: Option<Duration>,
 }
 
-/// Checks what a client may set on a schedule.
-fn validate(state: &AppState, s: &Schedule) -> ApiResult<()> {
-    if s.name.trim().is_empty() || s.name.len() > 200 {
-        return Err(ApiError::bad_request(
-            "invalid_name",
-            "name must be 1-200 characters",
-        ));
-    }
-    trigger::validate(&s.trigger)
-        .map_err(|e| ApiError::unprocessable("invalid_trigger", e.to_string()))?;
-    check_limits(&s.limits, &state.limits.tenant_cap)?;
-    if s.retry.max_attempts == 0 || s.retry.max_attempts > 100 {
-        return Err(ApiError::unprocessable(
-            "invalid_retry",
-            "retry.max_attempts must be 1-100",
-        ));
-    }
-    if s.jitter > Duration::from_secs(86_400) {
-        return Err(ApiError::unprocessable(
-            "invalid_jitter",
-            "jitter must be at most 24h",
-        ));
-    }
-    if let (Some(start), Some(end)) = (s.starts_at, s.ends_at)
-        && end < start
-    {
-        return Err(ApiError::unprocessable(
-            "invalid_bounds",
-            "ends_at is before starts_at",
-        ));
-    }
-    Ok(())
+/// Checks what a client may set on a schedule, against the node's caps and
+/// the tenant's shortest allowed period.
+fn validate(state: &AppState, s: &Schedule) -> Result<(), PolicyError> {
+    let quotas = state.node.config().quotas.for_tenant(&s.tenant);
+    policy::check_schedule(s, &state.node.config().caps, quotas.min_schedule_period)
 }
 
 /// Create a schedule.
@@ -119,6 +101,9 @@ async fn create(
     Json(new): Json<NewSchedule>,
 ) -> ApiResult<(StatusCode, Json<Schedule>)> {
     principal.require(Scope::SchedulesWrite)?;
+    let quotas = state.node.config().quotas.for_tenant(&principal.tenant);
+    let usage = state.store.usage(&principal.tenant).await?;
+    QuotaExceeded::check("schedules", quotas.schedules, usage.schedules, 1)?;
     if state
         .store
         .get_plugin(&principal.tenant, &new.plugin_id)
@@ -148,6 +133,7 @@ async fn create(
         paused: new.paused,
         starts_at: new.starts_at,
         ends_at: new.ends_at,
+        retention: new.retention,
         next_fire_at: None,
         last_fire_at: None,
         created_at: now,
@@ -224,9 +210,6 @@ async fn patch(
     Json(patch): Json<SchedulePatch>,
 ) -> ApiResult<Json<Schedule>> {
     principal.require(Scope::SchedulesWrite)?;
-    let Some(mut updated) = state.store.get_schedule(&principal.tenant, &id).await? else {
-        return Err(ApiError::not_found("schedule"));
-    };
     let jitter = match &patch.jitter {
         Some(text) => Some(humantime::parse_duration(text).map_err(|e| {
             ApiError::bad_request(
@@ -236,64 +219,77 @@ async fn patch(
         })?),
         None => None,
     };
-    let new_trigger = patch.trigger.is_some();
-    apply(&mut updated, patch, jitter);
-    validate(&state, &updated)?;
     let now = state.store.now();
-    let next = if new_trigger && !updated.paused {
-        first_fire(&updated, now)
-            .map_err(|e| ApiError::unprocessable("invalid_trigger", e.to_string()))?
-    } else {
-        updated.next_fire_at
-    };
+    // The patch is applied inside the compare-and-swap, to the schedule as it
+    // is then: a pause or an advanced next fire that lands meanwhile is kept.
+    let mut refused: Option<PolicyError> = None;
     let changed = state
         .store
-        .modify_schedule(Some(&principal.tenant), &id, move |s| {
-            let (version, created_at, next_fire_at) = (s.version, s.created_at, next);
-            *s = Schedule {
-                version,
-                created_at,
-                next_fire_at,
-                ..updated.clone()
-            };
+        .modify_schedule(Some(&principal.tenant), &id, |s| {
+            let mut updated = s.clone();
+            apply(&mut updated, &patch, jitter);
+            if let Err(e) = validate(&state, &updated) {
+                refused = Some(e);
+                return false;
+            }
+            if patch.trigger.is_some() && !updated.paused {
+                match first_fire(&updated, now) {
+                    Ok(next) => updated.next_fire_at = next,
+                    Err(e) => {
+                        refused = Some(PolicyError::new(
+                            "invalid_trigger",
+                            "trigger",
+                            e.to_string(),
+                        ));
+                        return false;
+                    }
+                }
+            }
+            *s = updated;
             true
         })
         .await?;
+    if let Some(e) = refused {
+        return Err(e.into());
+    }
     changed
         .map(Json)
         .ok_or_else(|| ApiError::not_found("schedule"))
 }
 
-fn apply(s: &mut Schedule, p: SchedulePatch, jitter: Option<Duration>) {
-    if let Some(v) = p.name {
-        s.name = v;
+fn apply(s: &mut Schedule, p: &SchedulePatch, jitter: Option<Duration>) {
+    if let Some(v) = &p.name {
+        s.name = v.clone();
     }
-    if let Some(v) = p.trigger {
-        s.trigger = v;
+    if let Some(v) = &p.trigger {
+        s.trigger = v.clone();
     }
-    if let Some(v) = p.input {
-        s.input = v;
+    if let Some(v) = &p.input {
+        s.input = v.clone();
     }
     if let Some(v) = p.priority {
         s.priority = v;
     }
-    if let Some(v) = p.limits {
-        s.limits = v;
+    if let Some(v) = &p.limits {
+        s.limits = *v;
     }
-    if let Some(v) = p.retry {
-        s.retry = v;
+    if let Some(v) = &p.retry {
+        s.retry = *v;
     }
-    if let Some(v) = p.overlap {
-        s.overlap = v;
+    if let Some(v) = &p.overlap {
+        s.overlap = *v;
     }
-    if let Some(v) = p.catch_up {
-        s.catch_up = v;
+    if let Some(v) = &p.catch_up {
+        s.catch_up = *v;
     }
     if let Some(v) = jitter {
         s.jitter = v;
     }
-    if let Some(v) = p.config {
-        s.config = v;
+    if let Some(v) = p.retention {
+        s.retention = Some(v);
+    }
+    if let Some(v) = &p.config {
+        s.config = v.clone();
     }
 }
 
@@ -343,7 +339,8 @@ async fn resume(
         .ok_or_else(|| ApiError::not_found("schedule"))
 }
 
-/// Run a schedule now, once, besides its trigger.
+/// Run a schedule now, once, besides its trigger. It goes the way of a fire,
+/// with the schedule's jitter, so it may start a little later than now.
 #[utoipa::path(post, path = "/v1/schedules/{id}/trigger", tag = "schedules",
     responses((status = 202, body = Execution), (status = 404, body = ErrorBody)))]
 async fn trigger_now(
@@ -358,8 +355,10 @@ async fn trigger_now(
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
     let now = state.store.now();
-    let mut execution = crate::scheduler::execution_for(&schedule, now, now);
-    execution.fire_time = None;
-    state.node.submit(&execution).await?;
+    let execution = state
+        .node
+        .enqueue(ExecutionSpec::trigger_now(&schedule, now))
+        .await?
+        .ok_or_else(|| ApiError::internal("the execution was not created"))?;
     Ok((StatusCode::ACCEPTED, Json(execution)))
 }

@@ -27,7 +27,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the REST API and run schedules (embedded store by default).
-    Serve(serve::ServeConfig),
+    Serve(Box<serve::ServeConfig>),
     Run(run::RunArgs),
     Token(token::TokenArgs),
     /// Upload and list plugins on a server.
@@ -72,7 +72,7 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(config) => serve::serve(config).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(config) => serve::serve(*config).await.map(|()| ExitCode::SUCCESS),
             Command::Run(args) => run::run(args).await,
             Command::Token(args) => token::token(args),
             Command::Plugin { conn, command } => client::plugin(conn, command).await,

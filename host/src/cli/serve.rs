@@ -9,6 +9,7 @@
 use crate::api::auth::{self, KeyConfig, Scope, Verifier};
 use crate::api::{ApiLimits, AppState, router};
 use crate::clock::SystemClock;
+use crate::quota::QuotaConfig;
 use crate::runtime::{DirArtifacts, Runtime, RuntimeConfig};
 use crate::scheduler::{Node, SchedulerConfig};
 use crate::store::Store;
@@ -50,19 +51,39 @@ pub struct ServeConfig {
     /// Runs at once on this node.
     #[arg(long, env = "TASKHOST_WORKERS", value_name = "N")]
     pub workers: Option<usize>,
-    /// Runs at once per tenant on this node.
+    /// Runs at once per tenant on this node (default: a quarter of the
+    /// workers, at least 1), so that no tenant can hold every worker.
     #[arg(long, env = "TASKHOST_TENANT_LIMIT", value_name = "N")]
     pub tenant_limit: Option<usize>,
+    /// The most fuel any run may ask for (the node's cap).
+    #[arg(long, env = "TASKHOST_MAX_RUN_FUEL", value_name = "N")]
+    pub max_run_fuel: Option<u64>,
+    /// The longest timeout any run may ask for (the node's cap).
+    #[arg(long, env = "TASKHOST_MAX_RUN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "crate::serde_util::option_duration")]
+    pub max_run_timeout: Option<Duration>,
+    /// The most linear memory any run may ask for, in bytes (the node's cap).
+    #[arg(long, env = "TASKHOST_MAX_RUN_MEMORY", value_name = "BYTES")]
+    pub max_run_memory: Option<u64>,
+    /// How long finished executions are kept (a schedule may say otherwise).
+    #[arg(long, env = "TASKHOST_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "crate::serde_util::option_duration")]
+    pub retention: Option<Duration>,
     /// Largest plugin upload, in bytes.
     #[arg(long, env = "TASKHOST_MAX_PLUGIN_BYTES", value_name = "BYTES")]
     pub max_plugin_bytes: Option<usize>,
     /// This node's id (default: random).
     #[arg(long, env = "TASKHOST_NODE_ID", value_name = "ID")]
     pub node_id: Option<String>,
-    /// A TOML file with any of these settings (keys as the flags, with `_`).
+    /// A TOML file with any of these settings (keys as the flags, with `_`),
+    /// and the `[quotas]` section (file only).
     #[arg(long, env = "TASKHOST_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
+    /// Per-tenant quotas: `[quotas.default]` and `[quotas.tenants.NAME]`.
+    #[arg(skip)]
+    #[serde(default)]
+    pub quotas: QuotaConfig,
 }
 
 impl ServeConfig {
@@ -84,6 +105,11 @@ impl ServeConfig {
             jwt_algorithm: self.jwt_algorithm.or(file.jwt_algorithm),
             workers: self.workers.or(file.workers),
             tenant_limit: self.tenant_limit.or(file.tenant_limit),
+            retention: self.retention.or(file.retention),
+            max_run_fuel: self.max_run_fuel.or(file.max_run_fuel),
+            max_run_timeout: self.max_run_timeout.or(file.max_run_timeout),
+            max_run_memory: self.max_run_memory.or(file.max_run_memory),
+            quotas: file.quotas,
             max_plugin_bytes: self.max_plugin_bytes.or(file.max_plugin_bytes),
             node_id: self.node_id.or(file.node_id),
             config: self.config,
@@ -146,7 +172,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .store
         .clone()
         .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("taskhost.db").display()));
-    let verifier = verifier(&config, &data_dir)?;
+    let verifier = verifier(&config, &data_dir)?
+        .with_rates(crate::api::rates::RequestRates::new(config.quotas.clone()));
     if config.jwt_secret.is_none() && config.jwt_public_key.is_none() {
         let secret = dev_secret(&data_dir)?;
         let scopes = Scope::ALL;
@@ -167,18 +194,35 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let store = Store::open(&url, Arc::new(SystemClock))
         .await
         .with_context(|| format!("could not open the store {url}"))?;
+    let runtime_config = RuntimeConfig {
+        // Each pool slot reserves the largest memory a run may have.
+        max_memory_bytes: config
+            .max_run_memory
+            .unwrap_or(crate::scheduler::DEFAULT_CAPS.memory_bytes),
+        ..RuntimeConfig::default()
+    };
     let runtime = Runtime::with_stores(
-        RuntimeConfig::default(),
+        runtime_config,
         Arc::new(DirArtifacts::new(data_dir.join("artifacts"))),
         Arc::new(store.clone()),
     )?;
     let defaults = SchedulerConfig::default();
-    let workers = config.workers.unwrap_or(defaults.workers);
+    let workers = config.workers.unwrap_or(defaults.workers).max(1);
+    if let Some(retention) = config.retention {
+        crate::scheduler::policy::check_retention(Some(retention))?;
+    }
+    let mut caps = defaults.caps;
+    caps.fuel = config.max_run_fuel.unwrap_or(caps.fuel);
+    caps.timeout = config.max_run_timeout.unwrap_or(caps.timeout);
+    caps.memory_bytes = config.max_run_memory.unwrap_or(caps.memory_bytes);
     let node = Node::new(
         SchedulerConfig {
+            caps,
             node_id: config.node_id.clone().unwrap_or(defaults.node_id.clone()),
             workers,
-            tenant_limit: config.tenant_limit.unwrap_or(workers),
+            tenant_limit: config.tenant_limit.unwrap_or((workers / 4).max(1)),
+            retention: config.retention.unwrap_or(defaults.retention),
+            quotas: config.quotas.clone(),
             ..defaults
         },
         store.clone(),

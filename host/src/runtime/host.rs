@@ -1,8 +1,11 @@
 //! The host side of the plugin contract: bindings for `wit/task.wit`, the
 //! per-run store data, and the `host` interface a plugin imports.
 
+use super::bounds::{
+    self, HOST_BYTE_FUEL, LOG_LINE_OVERHEAD, MAX_LOG_LINES, MAX_NOTE_BYTES, TASKHOST_CALL_FUEL,
+};
 use super::capture::CapturePipe;
-use super::kv::{self, KvNamespace, KvStore};
+use super::kv::{self, KvNamespace, KvQuota, KvStore};
 use super::limits::MemoryLimiter;
 use super::outcome::{LogLevel, LogLine, Progress};
 use std::collections::BTreeMap;
@@ -32,6 +35,9 @@ pub(crate) struct RunState {
     config: Arc<BTreeMap<String, String>>,
     kv: Arc<dyn KvStore>,
     namespace: KvNamespace,
+    kv_quota: Option<KvQuota>,
+    /// Fuel our host functions charged that the call hook has not taken yet.
+    pub(crate) fuel_debt: u64,
 }
 
 pub(crate) struct RunStateInit {
@@ -40,6 +46,7 @@ pub(crate) struct RunStateInit {
     pub config: Arc<BTreeMap<String, String>>,
     pub kv: Arc<dyn KvStore>,
     pub namespace: KvNamespace,
+    pub kv_quota: Option<KvQuota>,
 }
 
 impl RunState {
@@ -66,7 +73,15 @@ impl RunState {
             config: init.config,
             kv: init.kv,
             namespace: init.namespace,
+            kv_quota: init.kv_quota,
+            fuel_debt: 0,
         }
+    }
+
+    /// Charges fuel for a call of the `host` interface given `bytes`.
+    fn charge(&mut self, bytes: usize) {
+        let cost = TASKHOST_CALL_FUEL.saturating_add((bytes as u64).saturating_mul(HOST_BYTE_FUEL));
+        self.fuel_debt = self.fuel_debt.saturating_add(cost);
     }
 }
 
@@ -79,7 +94,8 @@ impl WasiView for RunState {
     }
 }
 
-/// Structured log lines of a run, bounded in bytes; lines past the bound are
+/// Structured log lines of a run, bounded in bytes (each line's message as
+/// stored, plus a fixed overhead) and in lines; lines past either bound are
 /// dropped and counted.
 pub(crate) struct LogBuffer {
     started: Instant,
@@ -101,8 +117,8 @@ impl LogBuffer {
     }
 
     fn push(&mut self, level: LogLevel, message: String) {
-        let size = message.len() as u64;
-        if self.used + size > self.limit {
+        let size = bounds::escaped_len(&message) as u64 + LOG_LINE_OVERHEAD;
+        if self.lines.len() >= MAX_LOG_LINES || self.used + size > self.limit {
             self.dropped += 1;
             return;
         }
@@ -132,10 +148,12 @@ impl types::Host for RunState {}
 
 impl host::Host for RunState {
     async fn log(&mut self, level: types::LogLevel, message: String) {
+        self.charge(message.len());
         self.logs.push(level.into(), message);
     }
 
     async fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
+        self.charge(key.len());
         kv::check(&key, None).map_err(|e| e.to_string())?;
         self.kv
             .kv_get(&self.namespace, &key)
@@ -144,14 +162,16 @@ impl host::Host for RunState {
     }
 
     async fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        self.charge(key.len() + value.len());
         kv::check(&key, Some(&value)).map_err(|e| e.to_string())?;
         self.kv
-            .kv_set(&self.namespace, &key, &value)
+            .kv_set(&self.namespace, &key, &value, self.kv_quota)
             .await
             .map_err(|e| e.to_string())
     }
 
     async fn kv_delete(&mut self, key: String) -> Result<bool, String> {
+        self.charge(key.len());
         kv::check(&key, None).map_err(|e| e.to_string())?;
         self.kv
             .kv_delete(&self.namespace, &key)
@@ -160,10 +180,16 @@ impl host::Host for RunState {
     }
 
     async fn config_get(&mut self, key: String) -> Option<String> {
+        self.charge(key.len());
         self.config.get(&key).cloned()
     }
 
     async fn progress(&mut self, percent: u8, note: Option<String>) {
+        self.charge(note.as_ref().map_or(0, String::len));
+        let note = note.map(|mut note| {
+            bounds::truncate_escaped(&mut note, MAX_NOTE_BYTES);
+            note
+        });
         self.progress = Some(Progress {
             percent: percent.min(100),
             note,

@@ -29,9 +29,42 @@ impl KvNamespace {
     }
 }
 
-/// A failed kv operation, reported to the plugin as a retryable error string.
+/// How much kv state a tenant may keep, over all its plugins.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KvQuota {
+    /// Keys at most.
+    pub keys: u64,
+    /// Bytes of keys and values at most.
+    pub bytes: u64,
+}
+
+impl KvQuota {
+    /// Checks a write against the tenant's `usage` (keys, bytes): `old` is
+    /// the size (key + value) of the entry it replaces, if any, `new` its own.
+    /// Returns the change to the usage (keys, bytes).
+    pub fn admit(
+        quota: Option<KvQuota>,
+        usage: Option<(u64, u64)>,
+        old: Option<u64>,
+        new: u64,
+    ) -> Result<(i64, i64), crate::quota::QuotaExceeded> {
+        use crate::quota::QuotaExceeded;
+        let added_key = u64::from(old.is_none());
+        if let (Some(quota), Some((keys, bytes))) = (quota, usage) {
+            QuotaExceeded::check("kv_keys", quota.keys, keys, added_key)?;
+            let others = bytes.saturating_sub(old.unwrap_or(0));
+            QuotaExceeded::check("kv_bytes", quota.bytes, others, new)?;
+        }
+        Ok((added_key as i64, new as i64 - old.unwrap_or(0) as i64))
+    }
+}
+
+/// A failed kv operation, reported to the plugin as an error string.
 #[derive(Debug, thiserror::Error)]
 pub enum KvError {
+    /// The write would take the tenant past a kv quota; nothing was written.
+    #[error("kv write refused: {0}")]
+    Quota(#[from] crate::quota::QuotaExceeded),
     #[error("kv key is {0} bytes; the limit is {MAX_KEY_BYTES}")]
     KeyTooLong(usize),
     #[error("kv value is {0} bytes; the limit is {MAX_VALUE_BYTES}")]
@@ -44,7 +77,15 @@ pub enum KvError {
 #[async_trait::async_trait]
 pub trait KvStore: Send + Sync {
     async fn kv_get(&self, ns: &KvNamespace, key: &str) -> Result<Option<Vec<u8>>, KvError>;
-    async fn kv_set(&self, ns: &KvNamespace, key: &str, value: &[u8]) -> Result<(), KvError>;
+    /// Stores `value` under `key`, unless that would take the tenant past
+    /// `quota` (checked in the same write): then [`KvError::Quota`].
+    async fn kv_set(
+        &self,
+        ns: &KvNamespace,
+        key: &str,
+        value: &[u8],
+        quota: Option<KvQuota>,
+    ) -> Result<(), KvError>;
     /// Returns whether the key existed.
     async fn kv_delete(&self, ns: &KvNamespace, key: &str) -> Result<bool, KvError>;
 }
@@ -78,9 +119,30 @@ impl KvStore for MemoryKv {
         Ok(self.entries().get(&(ns.clone(), key.to_owned())).cloned())
     }
 
-    async fn kv_set(&self, ns: &KvNamespace, key: &str, value: &[u8]) -> Result<(), KvError> {
-        self.entries()
-            .insert((ns.clone(), key.to_owned()), value.to_vec());
+    async fn kv_set(
+        &self,
+        ns: &KvNamespace,
+        key: &str,
+        value: &[u8],
+        quota: Option<KvQuota>,
+    ) -> Result<(), KvError> {
+        let mut entries = self.entries();
+        if let Some(quota) = quota {
+            let mine = entries.iter().filter(|((n, _), _)| n.tenant == ns.tenant);
+            let (mut keys, mut bytes) = (0u64, 0u64);
+            for ((_, k), v) in mine {
+                keys += 1;
+                bytes += (k.len() + v.len()) as u64;
+            }
+            let old = entries
+                .get(&(ns.clone(), key.to_owned()))
+                .map(|v| (key.len() + v.len()) as u64);
+            let new = (key.len() + value.len()) as u64;
+            use crate::quota::QuotaExceeded;
+            QuotaExceeded::check("kv_keys", quota.keys, keys, u64::from(old.is_none()))?;
+            QuotaExceeded::check("kv_bytes", quota.bytes, bytes - old.unwrap_or(0), new)?;
+        }
+        entries.insert((ns.clone(), key.to_owned()), value.to_vec());
         Ok(())
     }
 

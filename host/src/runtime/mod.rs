@@ -17,9 +17,11 @@
 //! - [`cache`]: precompiled artifacts keyed by wasm sha256 + engine fingerprint;
 //! - [`host`]: bindings for `wit/task.wit` and the host interface;
 //! - [`limits`], [`capture`]: per-run limits and bounded stdout/stderr;
+//! - [`bounds`]: caps on everything a run produces, and the fuel host calls cost;
 //! - [`run`]: one run from instantiation to [`Outcome`];
 //! - [`kv`]: the key-value trait that stores implement.
 
+mod bounds;
 mod cache;
 mod capture;
 mod engine;
@@ -30,8 +32,12 @@ mod outcome;
 mod run;
 mod validate;
 
+pub use bounds::{
+    HOST_BYTE_FUEL, HOST_CALL_FUEL, LOG_LINE_OVERHEAD, MAX_ERROR_BYTES, MAX_LOG_LINES,
+    MAX_NOTE_BYTES, MAX_STORED_OUTCOME_BYTES, TASKHOST_CALL_FUEL,
+};
 pub use cache::{ArtifactCache, DirArtifacts, MemoryArtifacts, sha256_hex};
-pub use kv::{KvError, KvNamespace, KvStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryKv};
+pub use kv::{KvError, KvNamespace, KvQuota, KvStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryKv};
 pub use limits::Limits;
 pub use outcome::{LogLevel, LogLine, Outcome, Progress, RunError, Status};
 pub use run::RunRequest;
@@ -39,7 +45,6 @@ pub use validate::{InvalidPlugin, WORLD};
 
 use host::{RunState, TaskPre};
 use lru::LruCache;
-use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::Semaphore;
@@ -58,8 +63,9 @@ pub struct RuntimeConfig {
     pub max_wasm_stack: usize,
     /// Epoch tick: the granularity of timeouts and of yielding between runs.
     pub epoch_tick: Duration,
-    /// Compiled plugins kept ready to instantiate.
-    pub instance_cache_size: usize,
+    /// Bytes of compiled plugins kept ready to instantiate (by the size of
+    /// their compiled code); the least recently used go first.
+    pub instance_cache_bytes: u64,
 }
 
 impl Default for RuntimeConfig {
@@ -69,7 +75,7 @@ impl Default for RuntimeConfig {
             max_memory_bytes: 1 << 30,
             max_wasm_stack: 512 << 10,
             epoch_tick: Duration::from_millis(10),
-            instance_cache_size: 256,
+            instance_cache_bytes: 512 << 20,
         }
     }
 }
@@ -92,6 +98,8 @@ pub struct Plugin {
 
 struct PluginInner {
     sha256: String,
+    /// Size of its compiled code, what it costs the cache.
+    bytes: u64,
     pre: TaskPre<RunState>,
 }
 
@@ -124,7 +132,7 @@ struct RuntimeInner {
     linker: Linker<RunState>,
     fingerprint: String,
     artifacts: Arc<dyn ArtifactCache>,
-    plugins: Mutex<LruCache<String, Plugin>>,
+    plugins: Mutex<PluginCache>,
     kv: Arc<dyn KvStore>,
     slots: Arc<Semaphore>,
     config: RuntimeConfig,
@@ -155,14 +163,13 @@ impl Runtime {
         };
         link(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let ticker = engine::EpochTicker::start(engine.clone(), config.epoch_tick)?;
-        let cache_size = NonZeroUsize::new(config.instance_cache_size).unwrap_or(NonZeroUsize::MIN);
         Ok(Runtime {
             inner: Arc::new(RuntimeInner {
                 fingerprint: cache::engine_fingerprint(&engine),
                 engine,
                 linker,
                 artifacts,
-                plugins: Mutex::new(LruCache::new(cache_size)),
+                plugins: Mutex::new(PluginCache::new(config.instance_cache_bytes)),
                 kv,
                 slots: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1) as usize)),
                 config,
@@ -191,7 +198,7 @@ impl Runtime {
             return Ok((plugin.clone(), Prepared::Cached));
         }
         validate::check_header(wasm)?;
-        let (component, how) = self.load_or_compile(&sha256, wasm)?;
+        let (component, how, bytes) = self.load_or_compile(&sha256, wasm)?;
         validate::check_component(&self.inner.engine, &component)?;
         let pre = self
             .inner
@@ -202,6 +209,7 @@ impl Runtime {
         let plugin = Plugin {
             inner: Arc::new(PluginInner {
                 sha256: sha256.clone(),
+                bytes,
                 pre,
             }),
         };
@@ -209,31 +217,55 @@ impl Runtime {
         Ok((plugin, how))
     }
 
-    fn plugins(&self) -> std::sync::MutexGuard<'_, LruCache<String, Plugin>> {
+    fn plugins(&self) -> std::sync::MutexGuard<'_, PluginCache> {
         self.inner.plugins.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The prepared plugin with this wasm hash, if it is in the cache.
+    pub fn cached(&self, sha256: &str) -> Option<Plugin> {
+        self.plugins().get(sha256)
+    }
+
+    /// Drops a plugin from the cache (it was deleted).
+    pub fn evict(&self, sha256: &str) {
+        self.plugins().remove(sha256);
+    }
+
+    /// Bytes of compiled code in the cache, and how many plugins.
+    pub fn cache_usage(&self) -> (u64, usize) {
+        let cache = self.plugins();
+        (cache.bytes, cache.lru.len())
     }
 
     fn load_or_compile(
         &self,
         sha256: &str,
         wasm: &[u8],
-    ) -> Result<(Component, Prepared), InvalidPlugin> {
+    ) -> Result<(Component, Prepared, u64), InvalidPlugin> {
         let key = format!("{sha256}-{}", self.inner.fingerprint);
         if let Some(artifact) = self.inner.artifacts.get(&key) {
             // SAFETY: the key carries this engine's fingerprint, and artifact
             // caches hold only what `compile` below wrote (see `cache`).
             match unsafe { Component::deserialize(&self.inner.engine, &artifact) } {
-                Ok(component) => return Ok((component, Prepared::Loaded)),
+                Ok(component) => {
+                    return Ok((component, Prepared::Loaded, artifact.len() as u64));
+                }
                 Err(e) => tracing::warn!(%key, error = %e, "discarding an unloadable artifact"),
             }
         }
         let component = Component::new(&self.inner.engine, wasm)
             .map_err(|e| InvalidPlugin::Malformed(format!("{e:#}")))?;
-        match component.serialize() {
-            Ok(artifact) => self.inner.artifacts.put(&key, &artifact),
-            Err(e) => tracing::warn!(%key, error = %e, "could not serialize a compiled plugin"),
-        }
-        Ok((component, Prepared::Compiled))
+        let bytes = match component.serialize() {
+            Ok(artifact) => {
+                self.inner.artifacts.put(&key, &artifact);
+                artifact.len() as u64
+            }
+            Err(e) => {
+                tracing::warn!(%key, error = %e, "could not serialize a compiled plugin");
+                wasm.len() as u64
+            }
+        };
+        Ok((component, Prepared::Compiled, bytes))
     }
 
     /// Runs a prepared plugin once, under `request.limits`. Never fails: every
@@ -262,6 +294,48 @@ impl Runtime {
                 outcome.duration_us = started.elapsed().as_micros() as u64;
                 outcome
             }
+        }
+    }
+}
+
+/// Prepared plugins by wasm hash, least recently used first out, bounded by
+/// the bytes of their compiled code.
+struct PluginCache {
+    lru: LruCache<String, Plugin>,
+    bytes: u64,
+    max_bytes: u64,
+}
+
+impl PluginCache {
+    fn new(max_bytes: u64) -> Self {
+        PluginCache {
+            lru: LruCache::unbounded(),
+            bytes: 0,
+            max_bytes,
+        }
+    }
+
+    fn get(&mut self, sha256: &str) -> Option<Plugin> {
+        self.lru.get(sha256).cloned()
+    }
+
+    fn put(&mut self, sha256: String, plugin: Plugin) {
+        self.bytes += plugin.inner.bytes;
+        if let Some(old) = self.lru.put(sha256, plugin) {
+            self.bytes -= old.inner.bytes;
+        }
+        // Always keep the newest, even if it alone is over the bound.
+        while self.bytes > self.max_bytes && self.lru.len() > 1 {
+            match self.lru.pop_lru() {
+                Some((_, old)) => self.bytes -= old.inner.bytes,
+                None => break,
+            }
+        }
+    }
+
+    fn remove(&mut self, sha256: &str) {
+        if let Some(old) = self.lru.pop(sha256) {
+            self.bytes -= old.inner.bytes;
         }
     }
 }

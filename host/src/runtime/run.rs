@@ -5,9 +5,10 @@
 //! the caller: limits, traps and plugin errors all become statuses.
 
 use super::RuntimeConfig;
+use super::bounds::{self, HOST_CALL_FUEL};
 use super::capture::CaptureOverflow;
 use super::host::{Invocation, RunState, RunStateInit, TaskError, TaskPre};
-use super::kv::{KvNamespace, KvStore};
+use super::kv::{KvNamespace, KvQuota, KvStore};
 use super::limits::{Limits, MemoryLimitExceeded};
 use super::outcome::{Outcome, RunError, Status};
 use std::collections::BTreeMap;
@@ -42,6 +43,8 @@ pub struct RunRequest {
     pub config: Arc<BTreeMap<String, String>>,
     /// Whose key-value state the run sees.
     pub namespace: KvNamespace,
+    /// How much kv state the tenant may keep; unlimited if unset.
+    pub kv_quota: Option<KvQuota>,
 }
 
 impl RunRequest {
@@ -58,6 +61,7 @@ impl RunRequest {
             limits: Limits::default(),
             config: Arc::default(),
             namespace: KvNamespace::new("local", "local"),
+            kv_quota: None,
         }
     }
 }
@@ -84,9 +88,11 @@ pub(crate) async fn execute(
             config: request.config,
             kv: kv.clone(),
             namespace: request.namespace,
+            kv_quota: request.kv_quota,
         }),
     );
     store.limiter(|state| &mut state.limiter);
+    store.call_hook(charge_host_calls);
     // Fuel is always enabled on our engine, so these cannot fail. Handing
     // fuel to the guest in slices makes it report what it burned at each
     // slice's end; without that, a run stopped at its deadline (by the epoch
@@ -123,7 +129,7 @@ pub(crate) async fn execute(
     let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let state = store.into_data();
     let (status, output, error) = classify(result, &state, &limits);
-    Outcome {
+    let mut outcome = Outcome {
         status,
         output,
         error,
@@ -135,7 +141,28 @@ pub(crate) async fn execute(
         stdout: state.stdout.text(),
         stderr: state.stderr.text(),
         progress: state.progress,
+    };
+    bounds::enforce(&mut outcome, &limits);
+    outcome
+}
+
+/// Charges every call into the host [`HOST_CALL_FUEL`], and what our host
+/// functions charged per byte, when it returns. A run without the fuel to pay
+/// ends `out_of_fuel`.
+fn charge_host_calls(
+    mut ctx: wasmtime::StoreContextMut<'_, RunState>,
+    hook: wasmtime::CallHook,
+) -> wasmtime::Result<()> {
+    if !matches!(hook, wasmtime::CallHook::ReturningFromHost) {
+        return Ok(());
     }
+    let cost = HOST_CALL_FUEL.saturating_add(std::mem::take(&mut ctx.data_mut().fuel_debt));
+    let left = ctx.get_fuel()?;
+    if left < cost {
+        ctx.set_fuel(0)?;
+        return Err(Trap::OutOfFuel.into());
+    }
+    ctx.set_fuel(left - cost)
 }
 
 type Classified = (Status, Option<Vec<u8>>, Option<RunError>);

@@ -7,7 +7,7 @@
 //! policy ([`trigger::plan_due`]); a fire that meets a still-active previous
 //! run follows its overlap policy.
 
-use super::{Node, trigger};
+use super::{EnqueueError, ExecutionSpec, Node, trigger};
 use crate::model::{Execution, ExecutionStatus, OverlapPolicy, Schedule};
 use crate::store::{ExecutionFilter, PageRequest, StoreError};
 use chrono::{DateTime, Utc};
@@ -15,34 +15,6 @@ use std::time::Duration;
 
 /// Most fires one schedule may materialize in one pass.
 const MAX_FIRES_PER_PASS: usize = 1000;
-
-/// The execution for one fire of a schedule.
-pub fn execution_for(schedule: &Schedule, fire: DateTime<Utc>, now: DateTime<Utc>) -> Execution {
-    let mut e = Execution::queued(
-        &schedule.tenant,
-        &schedule.plugin_id,
-        fire + jitter(schedule, fire),
-        now,
-    );
-    e.schedule_id = Some(schedule.id.clone());
-    e.fire_time = Some(fire);
-    e.priority = schedule.priority;
-    e.input = schedule.input.clone();
-    e.limits = schedule.limits;
-    e.config = schedule.config.clone();
-    e.retry = schedule.retry;
-    e
-}
-
-/// A delay in [0, jitter) that is the same for a given fire on every node.
-fn jitter(schedule: &Schedule, fire: DateTime<Utc>) -> chrono::Duration {
-    let span = schedule.jitter.as_millis() as u64;
-    if span == 0 {
-        return chrono::Duration::zero();
-    }
-    let fraction = super::spread(&format!("{}@{}", schedule.id, fire.timestamp_millis()));
-    chrono::Duration::milliseconds((fraction * span as f64) as i64)
-}
 
 impl Node {
     /// Materializes every due fire of every due schedule (up to `limit`
@@ -109,10 +81,16 @@ impl Node {
             if !self.overlap_allows(schedule).await? {
                 continue;
             }
-            let execution = execution_for(schedule, fire, now);
-            if store.materialize_fire(&execution).await? {
-                self.offer(&execution);
-                created.push(execution);
+            match self.enqueue(ExecutionSpec::fire(schedule, fire)).await {
+                Ok(Some(execution)) => created.push(execution),
+                Ok(None) => {} // another node (or an earlier pass) made it
+                Err(EnqueueError::Store(e)) => return Err(e),
+                Err(refused) => {
+                    // Over the tenant's queue quota, or a policy the node no
+                    // longer allows: the fire is skipped, not retried.
+                    tracing::warn!(schedule = %schedule.id, fire = %fire, error = %refused, "fire skipped");
+                    self.inner.metrics.fire_skipped();
+                }
             }
         }
         let last = fires.last().copied();

@@ -48,6 +48,8 @@ pub struct Metrics {
     start_latency: Mutex<Histogram>,
     duration: Mutex<Histogram>,
     fuel: AtomicU64,
+    fires_skipped: AtomicU64,
+    swept: AtomicU64,
 }
 
 impl Metrics {
@@ -72,6 +74,16 @@ impl Metrics {
             .unwrap_or_else(|p| p.into_inner())
             .observe(seconds);
         self.fuel.fetch_add(fuel, Ordering::Relaxed);
+    }
+
+    /// A schedule's fire was refused (quota or policy) and skipped.
+    pub(crate) fn fire_skipped(&self) {
+        self.fires_skipped.fetch_add(1, Ordering::Relaxed);
+    }
+
+    /// The retention sweeper removed `n` executions.
+    pub(crate) fn swept(&self, n: u64) {
+        self.swept.fetch_add(n, Ordering::Relaxed);
     }
 
     /// Prometheus text for this node's counters.
@@ -108,6 +120,16 @@ impl Metrics {
             out,
             "# HELP taskhost_fuel_consumed_total Fuel burned by runs on this node.\n# TYPE taskhost_fuel_consumed_total counter\ntaskhost_fuel_consumed_total {}",
             self.fuel.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP taskhost_fires_skipped_total Schedule fires refused by a quota or policy.\n# TYPE taskhost_fires_skipped_total counter\ntaskhost_fires_skipped_total {}",
+            self.fires_skipped.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP taskhost_executions_swept_total Finished executions removed after their retention.\n# TYPE taskhost_executions_swept_total counter\ntaskhost_executions_swept_total {}",
+            self.swept.load(Ordering::Relaxed)
         );
     }
 }

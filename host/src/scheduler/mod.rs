@@ -12,31 +12,45 @@
 //!   to the node's worker limit and the per-tenant limit, and run them
 //!   ([`worker`]): the lease is renewed while they run;
 //! - [`Node::requeue_expired`]: executions of dead nodes go back to the queue;
+//! - [`Node::sweep_expired`] ([`retention`]): finished executions past their
+//!   retention are removed, by one node at a time;
 //! - [`Node::heartbeat`]: the node's liveness record.
 //!
-//! Exactly-once rests on the store: unique fire keys, and claims and
-//! completions by compare-and-swap with the lease owner checked.
+//! Every execution is made by [`Node::enqueue`] ([`enqueue`]), which checks
+//! its policy ([`policy`]) and the tenant's quota first. Exactly-once rests on
+//! the store: unique fire keys, and claims and completions by compare-and-swap
+//! with the lease owner checked.
 
+mod enqueue;
 mod materializer;
 mod metrics;
+pub mod policy;
 mod queue;
+mod retention;
 pub mod trigger;
 mod worker;
 
-pub use materializer::{DEFAULT_GRACE, execution_for, first_fire};
+pub use enqueue::{EnqueueError, ExecutionSpec, Origin};
+pub use materializer::{DEFAULT_GRACE, first_fire};
 pub use metrics::Metrics;
+pub use retention::SWEEPER_LOCK;
 
-use crate::model::{Execution, NodeInfo, Schedule};
-use crate::runtime::{Plugin, Runtime};
+use crate::model::{DEFAULT_RETENTION, Execution, NodeInfo, Schedule};
+use crate::quota::QuotaConfig;
+use crate::runtime::{Limits, Plugin, Runtime};
 use crate::store::{Store, StoreError};
 use chrono::{DateTime, Utc};
+use lru::LruCache;
 use queue::Queue;
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::future::Future;
+use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
-use tokio::sync::{Notify, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
 
 /// Node settings.
 #[derive(Debug, Clone)]
@@ -45,7 +59,8 @@ pub struct SchedulerConfig {
     pub node_id: String,
     /// Runs at once on this node; more wait in the queue.
     pub workers: usize,
-    /// Runs at once per tenant on this node.
+    /// Runs at once per tenant on this node. Below `workers`, so that no one
+    /// tenant can hold every worker.
     pub tenant_limit: usize,
     /// How long a claim holds; renewed every third of it while running.
     pub lease: Duration,
@@ -53,7 +68,8 @@ pub struct SchedulerConfig {
     pub horizon: Duration,
     /// How often the heap is refilled from the store (other nodes' executions).
     pub refill_every: Duration,
-    /// Most executions fetched per refill.
+    /// Most executions fetched per refill, shared equally by the tenants
+    /// with due work, so that one tenant's backlog cannot fill the heap.
     pub refill_limit: u32,
     /// How often due schedules are materialized.
     pub materialize_every: Duration,
@@ -61,14 +77,36 @@ pub struct SchedulerConfig {
     pub catch_up_grace: Duration,
     /// A node not heard from for this long is dead.
     pub heartbeat_ttl: Duration,
+    /// The most any run may ask for: per-run limits above these are refused.
+    pub caps: Limits,
+    /// Per-tenant quotas.
+    pub quotas: QuotaConfig,
+    /// How long finished executions are kept unless their schedule says.
+    pub retention: Duration,
+    /// How often a node tries to sweep expired executions.
+    pub sweep_every: Duration,
+    /// Plugins whose name and hash this node remembers (the compiled code is
+    /// in the runtime's cache, bounded by bytes).
+    pub plugin_cache_entries: usize,
 }
+
+/// Per-run caps a node allows by default. Output and log caps keep the
+/// stored outcome of a run well under its ceiling
+/// ([`crate::runtime::MAX_STORED_OUTCOME_BYTES`]).
+pub const DEFAULT_CAPS: Limits = Limits {
+    fuel: 100_000_000_000,
+    memory_bytes: 1 << 30,
+    timeout: Duration::from_secs(15 * 60),
+    output_bytes: 4 << 20,
+    log_bytes: 1 << 20,
+};
 
 impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             node_id: format!("node-{}", crate::model::new_id()),
             workers: 64,
-            tenant_limit: 64,
+            tenant_limit: 16,
             lease: Duration::from_secs(30),
             horizon: Duration::from_secs(5),
             refill_every: Duration::from_millis(500),
@@ -76,12 +114,25 @@ impl Default for SchedulerConfig {
             materialize_every: Duration::from_millis(250),
             catch_up_grace: DEFAULT_GRACE,
             heartbeat_ttl: Duration::from_secs(15),
+            caps: DEFAULT_CAPS,
+            quotas: QuotaConfig::default(),
+            retention: DEFAULT_RETENTION,
+            sweep_every: Duration::from_secs(60),
+            plugin_cache_entries: 4096,
         }
     }
 }
 
-/// A plugin prepared once for all runs: the plugin and its name.
-type PluginSlot = Arc<tokio::sync::OnceCell<(Plugin, String)>>;
+/// What a node remembers of a plugin: its wasm hash (the runtime caches the
+/// compiled code by it) and its name (the kv namespace).
+#[derive(Clone)]
+struct PluginMeta {
+    sha256: String,
+    name: String,
+}
+
+/// A plugin being loaded, shared by every run that waits for it.
+type Loading = Arc<tokio::sync::OnceCell<(Plugin, String)>>;
 
 /// Called when a run starts (for metrics and tests).
 pub type RunObserver = Arc<dyn Fn(&Execution) + Send + Sync>;
@@ -99,16 +150,48 @@ struct NodeInner {
     queue: Mutex<Queue>,
     workers: Arc<Semaphore>,
     tenants: Mutex<HashMap<String, usize>>,
-    /// Executions this node runs now, for releasing their leases at shutdown.
-    active: Mutex<std::collections::HashSet<String>>,
-    /// Prepared plugins by id, each loaded once (single flight).
-    plugins: Mutex<HashMap<String, PluginSlot>>,
-    running: tokio::sync::Mutex<JoinSet<()>>,
+    /// Executions this node runs now.
+    active: Mutex<HashSet<String>>,
+    /// Plugins seen, bounded; the compiled code lives in the runtime's cache.
+    plugins: Mutex<LruCache<String, PluginMeta>>,
+    /// Plugins being loaded now (single flight); removed once loaded.
+    loading: Mutex<HashMap<String, Loading>>,
+    /// Run tasks; finished ones are reaped as they end.
+    running: TaskTracker,
+    /// Cancelled at the end of a graceful shutdown: unfinished runs stop and
+    /// give their executions back.
+    stop_runs: CancellationToken,
     /// Wakes the dispatcher: new local work, or a worker freed.
     wake: Notify,
+    /// The last refill found more due work than it loaded.
+    backlog: std::sync::atomic::AtomicBool,
+    /// Tenants' queued counts, for the queue quota (see `enqueue`).
+    queue_counts: Mutex<HashMap<String, enqueue::QueueCount>>,
     observer: Option<RunObserver>,
     metrics: Metrics,
     started_at: DateTime<Utc>,
+}
+
+/// A claimed run's hold on a worker and a tenant slot. Dropping it — when the
+/// run ends, or if its task panics — gives both back and wakes the dispatcher.
+struct RunSlot {
+    node: Node,
+    tenant: String,
+    id: String,
+    permit: Option<OwnedSemaphorePermit>,
+}
+
+impl Drop for RunSlot {
+    fn drop(&mut self) {
+        if let Some(n) = self.node.tenants().get_mut(&self.tenant) {
+            *n = n.saturating_sub(1);
+        }
+        self.node.tenants().retain(|_, n| *n > 0);
+        self.node.active().remove(&self.id);
+        // Give the worker back before waking the dispatcher, so that it finds it.
+        drop(self.permit.take());
+        self.node.inner.wake.notify_one();
+    }
 }
 
 impl Node {
@@ -123,6 +206,7 @@ impl Node {
         observer: Option<RunObserver>,
     ) -> Node {
         let started_at = store.now();
+        let cache = NonZeroUsize::new(config.plugin_cache_entries).unwrap_or(NonZeroUsize::MIN);
         Node {
             inner: Arc::new(NodeInner {
                 workers: Arc::new(Semaphore::new(config.workers.max(1))),
@@ -131,10 +215,14 @@ impl Node {
                 runtime,
                 queue: Mutex::new(Queue::default()),
                 tenants: Mutex::new(HashMap::new()),
-                active: Mutex::new(std::collections::HashSet::new()),
-                plugins: Mutex::new(HashMap::new()),
-                running: tokio::sync::Mutex::new(JoinSet::new()),
+                active: Mutex::new(HashSet::new()),
+                plugins: Mutex::new(LruCache::new(cache)),
+                loading: Mutex::new(HashMap::new()),
+                running: TaskTracker::new(),
+                stop_runs: CancellationToken::new(),
                 wake: Notify::new(),
+                backlog: std::sync::atomic::AtomicBool::new(false),
+                queue_counts: Mutex::new(HashMap::new()),
                 observer,
                 metrics: Metrics::default(),
                 started_at,
@@ -150,6 +238,10 @@ impl Node {
         &self.inner.store
     }
 
+    pub fn config(&self) -> &SchedulerConfig {
+        &self.inner.config
+    }
+
     /// What this node has run.
     pub fn metrics(&self) -> &Metrics {
         &self.inner.metrics
@@ -159,7 +251,7 @@ impl Node {
         self.inner.queue.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    fn active(&self) -> MutexGuard<'_, std::collections::HashSet<String>> {
+    fn active(&self) -> MutexGuard<'_, HashSet<String>> {
         self.inner.active.lock().unwrap_or_else(|p| p.into_inner())
     }
 
@@ -175,20 +267,30 @@ impl Node {
         }
     }
 
-    /// Submits an execution (ad hoc or trigger-now) and queues it here at once.
-    pub async fn submit(&self, execution: &Execution) -> Result<(), StoreError> {
-        self.inner.store.create_execution(execution).await?;
-        self.offer(execution);
-        Ok(())
+    /// Forgets a deleted plugin: its name and its compiled code.
+    pub fn forget_plugin(&self, plugin_id: &str, sha256: &str) {
+        self.inner
+            .plugins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop(plugin_id);
+        self.inner.runtime.evict(sha256);
     }
 
-    /// Loads the store's due-soon executions into the heap. Returns how many were new.
+    /// Loads the store's due-soon executions into the heap, an equal share
+    /// per tenant. Returns how many were new.
     pub async fn refill(&self) -> Result<usize, StoreError> {
+        let config = &self.inner.config;
         let due = self
             .inner
             .store
-            .due_soon(self.inner.config.horizon, self.inner.config.refill_limit)
+            .due_soon(config.horizon, config.refill_limit)
             .await?;
+        // A full load means more is waiting: refill again as soon as the heap runs low.
+        self.inner.backlog.store(
+            due.len() as u64 >= u64::from(config.refill_limit) / 2,
+            std::sync::atomic::Ordering::Relaxed,
+        );
         let mut queue = self.queue();
         Ok(due.iter().filter(|e| queue.offer(e)).count())
     }
@@ -203,8 +305,14 @@ impl Node {
         self.inner.config.workers.max(1) - self.inner.workers.available_permits()
     }
 
-    /// Claims and starts every ready execution the limits allow. Returns how
-    /// many it started.
+    /// Workers free now, and the tenants holding slots (for checks that
+    /// nothing leaked).
+    pub fn slots(&self) -> (usize, usize) {
+        (self.inner.workers.available_permits(), self.tenants().len())
+    }
+
+    /// Claims and starts every ready execution the limits allow, fairly across
+    /// tenants. Returns how many it started.
     pub async fn dispatch(&self) -> usize {
         let mut started = 0;
         loop {
@@ -237,28 +345,47 @@ impl Node {
                     continue;
                 }
             };
+            self.count_dequeued(&execution.tenant);
             *self.tenants().entry(execution.tenant.clone()).or_default() += 1;
             self.active().insert(execution.id.clone());
+            let slot = RunSlot {
+                node: self.clone(),
+                tenant: execution.tenant.clone(),
+                id: execution.id.clone(),
+                permit: Some(permit),
+            };
             let node = self.clone();
-            self.inner.running.lock().await.spawn(async move {
-                let (tenant, id) = (execution.tenant.clone(), execution.id.clone());
-                node.run_claimed(execution).await;
-                if let Some(n) = node.tenants().get_mut(&tenant) {
-                    *n = n.saturating_sub(1);
+            let stop = self.inner.stop_runs.clone();
+            self.inner.running.spawn(async move {
+                let _slot = slot;
+                let id = execution.id.clone();
+                tokio::select! {
+                    () = node.run_claimed(execution) => {}
+                    () = stop.cancelled() => node.give_back(&id).await,
                 }
-                node.active().remove(&id);
-                drop(permit);
-                node.inner.wake.notify_one();
             });
             started += 1;
         }
         started
     }
 
+    /// Gives an unfinished run's execution back to the queue (shutdown).
+    async fn give_back(&self, id: &str) {
+        if let Err(e) = self
+            .inner
+            .store
+            .release(id, &self.inner.config.node_id)
+            .await
+        {
+            tracing::warn!(execution = %id, error = %e, "could not release a lease at shutdown");
+        }
+    }
+
     /// Waits until every run started so far has finished.
     pub async fn drain(&self) {
-        let mut running = self.inner.running.lock().await;
-        while running.join_next().await.is_some() {}
+        self.inner.running.close();
+        self.inner.running.wait().await;
+        self.inner.running.reopen();
     }
 
     /// Re-queues executions whose lease expired (their node died).
@@ -340,6 +467,16 @@ impl Node {
             }
         });
         let node = self.clone();
+        let mut sweep = every(self.inner.config.sweep_every);
+        loops.spawn(async move {
+            loop {
+                sweep.tick().await;
+                if let Err(e) = node.sweep_expired().await {
+                    tracing::warn!(error = %e, "sweeping expired executions failed");
+                }
+            }
+        });
+        let node = self.clone();
         loops.spawn(async move { node.dispatch_loop().await });
         shutdown.await;
         loops.shutdown().await;
@@ -359,6 +496,15 @@ impl Node {
                 refill_at = tokio::time::Instant::now() + self.inner.config.refill_every;
             }
             self.dispatch().await;
+            let low = self.queued() < (self.inner.config.refill_limit / 4) as usize;
+            if low
+                && self
+                    .inner
+                    .backlog
+                    .load(std::sync::atomic::Ordering::Relaxed)
+            {
+                refill_at = tokio::time::Instant::now();
+            }
             let mut until = refill_at;
             if let Some(due) = self.queue().next_due() {
                 let wait = (due - self.inner.store.now())
@@ -376,24 +522,13 @@ impl Node {
 
     /// Graceful stop: runs get `grace` to finish; the rest are released.
     async fn shut_down(&self, grace: Duration) {
-        let mut running = self.inner.running.lock().await;
-        let finished = tokio::time::timeout(grace, async {
-            while running.join_next().await.is_some() {}
-        })
-        .await;
-        if finished.is_err() {
-            running.shutdown().await;
-            let unfinished: Vec<String> = self.active().drain().collect();
-            for id in unfinished {
-                if let Err(e) = self
-                    .inner
-                    .store
-                    .release(&id, &self.inner.config.node_id)
-                    .await
-                {
-                    tracing::warn!(execution = %id, error = %e, "could not release a lease at shutdown");
-                }
-            }
+        self.inner.running.close();
+        if tokio::time::timeout(grace, self.inner.running.wait())
+            .await
+            .is_err()
+        {
+            self.inner.stop_runs.cancel();
+            self.inner.running.wait().await;
         }
         let _ = self
             .inner
@@ -424,13 +559,4 @@ pub async fn resume(store: &Store, tenant: &str, id: &str) -> Result<Option<Sche
             true
         })
         .await
-}
-
-/// A number in [0, 1) derived from `key`: the same on every node.
-pub(crate) fn spread(key: &str) -> f64 {
-    use sha2::{Digest, Sha256};
-    let digest = Sha256::digest(key.as_bytes());
-    let mut bytes = [0u8; 8];
-    bytes.copy_from_slice(&digest[..8]);
-    (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }

@@ -1,16 +1,23 @@
 //! The node's in-memory half of the hybrid queue.
 //!
 //! The store is the truth; this holds the executions due soon so the
-//! dispatcher can sleep exactly until the next one and pick by priority
-//! without asking the store. Two heaps: `waiting` by due time, and `ready`
-//! (due now) by priority, then due time. An id is held once; the dispatcher
-//! forgets it after its claim attempt, whatever the result, so a later re-queue
-//! can bring it back.
+//! dispatcher can sleep exactly until the next one and pick the next run
+//! without asking the store. Executions wait in `waiting` (by due time) until
+//! they are due, then move to their tenant's `ready` heap (by priority, then
+//! due time).
+//!
+//! Picking is fair across tenants: the next run comes from the tenant whose
+//! best ready run has the highest priority; among tenants tied at that
+//! priority, tenants take turns (round-robin, starting after the tenant served
+//! last). Tenants at their concurrency limit are passed over in O(1) each, so
+//! one tenant's backlog — however large, at whatever priority — costs other
+//! tenants nothing. An id is held once; the dispatcher forgets it after its
+//! claim attempt, whatever the result, so a later re-queue can bring it back.
 
 use crate::model::Execution;
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
-use std::collections::{BinaryHeap, HashMap};
+use std::collections::{BTreeMap, BinaryHeap, HashMap};
 
 /// What the queue keeps of an execution.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,11 +28,16 @@ pub(crate) struct Entry {
     pub due_ms: i64,
 }
 
+type Ready = BinaryHeap<(i32, Reverse<i64>, Reverse<String>)>;
+
 #[derive(Default)]
 pub(crate) struct Queue {
     entries: HashMap<String, Entry>,
     waiting: BinaryHeap<Reverse<(i64, String)>>,
-    ready: BinaryHeap<(i32, Reverse<i64>, Reverse<String>)>,
+    /// Ready executions per tenant; a tenant with none has no key.
+    ready: BTreeMap<String, Ready>,
+    /// The tenant served last, where the next round-robin turn starts after.
+    last_served: Option<String>,
 }
 
 impl Queue {
@@ -45,7 +57,7 @@ impl Queue {
         true
     }
 
-    /// Moves everything due at `now` from waiting to ready.
+    /// Moves everything due at `now` from waiting to its tenant's ready heap.
     pub fn promote(&mut self, now: DateTime<Utc>) {
         let now = now.timestamp_millis();
         while let Some(Reverse((due, _))) = self.waiting.peek() {
@@ -56,7 +68,11 @@ impl Queue {
                 break;
             };
             if let Some(entry) = self.entries.get(&id) {
-                self.ready.push((entry.priority, Reverse(due), Reverse(id)));
+                self.ready.entry(entry.tenant.clone()).or_default().push((
+                    entry.priority,
+                    Reverse(due),
+                    Reverse(id),
+                ));
             }
         }
     }
@@ -68,22 +84,57 @@ impl Queue {
             .and_then(|Reverse((due, _))| DateTime::from_timestamp_millis(*due))
     }
 
-    /// The best ready execution whose tenant `can_run`; others stay ready.
+    /// The next ready execution among tenants that `can_run`, fairly (see the
+    /// module docs); others stay ready.
     pub fn pop_ready(&mut self, can_run: impl Fn(&str) -> bool) -> Option<Entry> {
-        let mut skipped = Vec::new();
-        let mut found = None;
-        while let Some(item) = self.ready.pop() {
-            let Some(entry) = self.entries.get(&item.2.0) else {
+        let tenant = self.pick_tenant(can_run)?;
+        let heap = self.ready.get_mut(&tenant)?;
+        let (_, _, Reverse(id)) = heap.pop()?;
+        if heap.is_empty() {
+            self.ready.remove(&tenant);
+        }
+        self.last_served = Some(tenant);
+        self.entries.get(&id).cloned()
+    }
+
+    /// The tenant to serve next: highest head priority, ties in turn.
+    fn pick_tenant(&mut self, can_run: impl Fn(&str) -> bool) -> Option<String> {
+        self.drop_stale_heads();
+        let mut best: Option<(i32, &String)> = None;
+        // Walk the tenants starting after the one served last, wrapping
+        // around, so that the first of the tied ones is the next in turn.
+        let start = self.last_served.as_deref().unwrap_or("");
+        let after = self
+            .ready
+            .range::<str, _>((std::ops::Bound::Excluded(start), std::ops::Bound::Unbounded));
+        let before = self
+            .ready
+            .range::<str, _>((std::ops::Bound::Unbounded, std::ops::Bound::Included(start)));
+        for (tenant, heap) in after.chain(before) {
+            let Some((priority, ..)) = heap.peek() else {
                 continue;
             };
-            if can_run(&entry.tenant) {
-                found = Some(entry.clone());
-                break;
+            if best.is_some_and(|(p, _)| *priority <= p) || !can_run(tenant) {
+                continue;
             }
-            skipped.push(item);
+            best = Some((*priority, tenant));
         }
-        self.ready.extend(skipped);
-        found
+        best.map(|(_, t)| t.clone())
+    }
+
+    /// Heads of ready heaps whose ids were forgotten are dropped, so that a
+    /// tenant's head is always a live entry.
+    fn drop_stale_heads(&mut self) {
+        let entries = &self.entries;
+        self.ready.retain(|_, heap| {
+            while let Some((_, _, Reverse(id))) = heap.peek() {
+                if entries.contains_key(id) {
+                    break;
+                }
+                heap.pop();
+            }
+            !heap.is_empty()
+        });
     }
 
     /// Drops an id after its claim attempt.
@@ -99,50 +150,9 @@ impl Queue {
     /// Ready executions.
     #[cfg(test)]
     pub fn ready_len(&self) -> usize {
-        self.ready.len()
+        self.ready.values().map(BinaryHeap::len).sum()
     }
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn exec(id: &str, tenant: &str, priority: i32, due_s: i64) -> Execution {
-        let due = DateTime::from_timestamp(due_s, 0).expect("time");
-        let mut e = Execution::queued(tenant, "p", due, due);
-        e.id = id.into();
-        e.priority = priority;
-        e
-    }
-
-    #[test]
-    fn priority_then_due_time_among_ready_ones() {
-        let mut q = Queue::default();
-        for e in [
-            exec("a", "t", 0, 10),
-            exec("b", "t", 5, 20),
-            exec("c", "t", 5, 15),
-            exec("d", "t", 9, 100),
-        ] {
-            assert!(q.offer(&e));
-        }
-        assert!(!q.offer(&exec("a", "t", 0, 10)), "held once");
-        assert_eq!(q.next_due(), DateTime::from_timestamp(10, 0));
-        q.promote(DateTime::from_timestamp(50, 0).expect("time"));
-        let order: Vec<String> =
-            std::iter::from_fn(|| q.pop_ready(|_| true).map(|e| e.id)).collect();
-        assert_eq!(order, vec!["c", "b", "a"], "d is not due yet");
-        assert_eq!(q.next_due(), DateTime::from_timestamp(100, 0));
-    }
-
-    #[test]
-    fn tenants_at_their_limit_are_passed_over() {
-        let mut q = Queue::default();
-        q.offer(&exec("a1", "a", 9, 1));
-        q.offer(&exec("b1", "b", 1, 1));
-        q.promote(DateTime::from_timestamp(5, 0).expect("time"));
-        assert_eq!(q.pop_ready(|t| t != "a").map(|e| e.id), Some("b1".into()));
-        assert_eq!(q.ready_len(), 1, "a1 still waits for its tenant");
-        assert_eq!(q.pop_ready(|_| true).map(|e| e.id), Some("a1".into()));
-    }
-}
+mod tests;

@@ -1,13 +1,12 @@
 //! Running one claimed execution: load the plugin, run it while renewing the
 //! lease, and record how it ended — retry with backoff, dead, or done.
 
-use super::Node;
-use crate::model::{Execution, RetryPolicy};
-use crate::runtime::{KvNamespace, Outcome, Plugin, RunRequest, Status};
+use super::{Node, PluginMeta};
+use crate::model::{Execution, RetryDecision};
+use crate::runtime::{KvNamespace, KvQuota, Outcome, Plugin, RunRequest, Status};
 use crate::store::{Completion, LeaseRenewal};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
-use std::time::Duration;
 
 /// Why a run stopped before its plugin returned.
 enum Interrupted {
@@ -67,20 +66,54 @@ impl Node {
         }
     }
 
-    /// The prepared plugin and its name, or an `invalid_plugin` outcome. Loaded
-    /// and compiled once per plugin, however many runs ask at the same time.
+    /// The prepared plugin and its name, or an `invalid_plugin` outcome.
+    /// The compiled code comes from the runtime's cache (bounded by bytes);
+    /// a miss loads the wasm from the store and prepares it once per node,
+    /// however many runs ask at the same time.
     async fn plugin_for(&self, execution: &Execution) -> Result<(Plugin, String), Outcome> {
-        let slot = self
+        let id = &execution.plugin_id;
+        let meta = self
             .inner
             .plugins
             .lock()
             .unwrap_or_else(|p| p.into_inner())
-            .entry(execution.plugin_id.clone())
+            .get(id)
+            .cloned();
+        if let Some(meta) = meta
+            && let Some(plugin) = self.inner.runtime.cached(&meta.sha256)
+        {
+            return Ok((plugin, meta.name));
+        }
+        let loading = self
+            .inner
+            .loading
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .entry(id.clone())
             .or_default()
             .clone();
-        slot.get_or_try_init(|| self.load_plugin(execution))
+        let loaded = loading
+            .get_or_try_init(|| self.load_plugin(execution))
             .await
-            .cloned()
+            .cloned();
+        {
+            let mut map = self.inner.loading.lock().unwrap_or_else(|p| p.into_inner());
+            if map.get(id).is_some_and(|l| Arc::ptr_eq(l, &loading)) {
+                map.remove(id);
+            }
+        }
+        if let Ok((plugin, name)) = &loaded {
+            let meta = PluginMeta {
+                sha256: plugin.sha256().to_owned(),
+                name: name.clone(),
+            };
+            self.inner
+                .plugins
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .put(id.clone(), meta);
+        }
+        loaded
     }
 
     async fn load_plugin(&self, execution: &Execution) -> Result<(Plugin, String), Outcome> {
@@ -154,6 +187,11 @@ impl Node {
         request.limits = e.limits;
         request.config = Arc::new(e.config.clone());
         request.namespace = KvNamespace::new(&e.tenant, name);
+        let quotas = self.inner.config.quotas.for_tenant(&e.tenant);
+        request.kv_quota = Some(KvQuota {
+            keys: quotas.kv_keys,
+            bytes: quotas.kv_bytes,
+        });
         let run = self.inner.runtime.run(&plugin, request);
         tokio::pin!(run);
         let every = self.inner.config.lease / 3;
@@ -174,31 +212,16 @@ impl Node {
     }
 }
 
-/// What to record for an attempt's outcome: done, retry after backoff, or dead.
+/// What to record for an attempt's outcome: done, retry after backoff, or
+/// dead. The retry decision itself is [`RetryPolicy::after_attempt`](crate::model::RetryPolicy::after_attempt).
 pub(crate) fn decide(e: &Execution, outcome: Outcome, now: DateTime<Utc>) -> Completion {
     let retryable = outcome.status != Status::Succeeded
         && outcome.error.as_ref().is_some_and(|err| err.retryable);
     if !retryable {
         return Completion::Finished(outcome);
     }
-    if e.attempt >= e.retry.max_attempts {
-        return Completion::Dead(outcome);
+    match e.retry.after_attempt(e.attempt, &e.id, now) {
+        RetryDecision::GiveUp => Completion::Dead(outcome),
+        RetryDecision::RetryAt(at) => Completion::RetryAt(at, outcome),
     }
-    let delay = backoff(&e.retry, e.attempt, &e.id);
-    Completion::RetryAt(
-        now + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX),
-        outcome,
-    )
-}
-
-/// Exponential backoff with jitter: `initial * 2^(attempt-1)`, capped at
-/// `max_backoff`, then scaled into [50%, 100%) by a spread that is stable per
-/// execution and attempt (so every node computes the same retry time).
-pub(crate) fn backoff(policy: &RetryPolicy, attempt: u32, id: &str) -> Duration {
-    let exponent = attempt.saturating_sub(1).min(30);
-    let full = policy
-        .initial_backoff
-        .saturating_mul(1 << exponent)
-        .min(policy.max_backoff);
-    full.mul_f64(0.5 + 0.5 * super::spread(&format!("{id}#{attempt}")))
 }

@@ -8,6 +8,7 @@
 
 use super::StoreError;
 use crate::model::{Execution, ExecutionStatus, NodeInfo, PluginRecord, Schedule};
+use crate::runtime::KvQuota;
 use chrono::{DateTime, Utc};
 
 pub type Result<T> = std::result::Result<T, StoreError>;
@@ -40,6 +41,14 @@ pub struct ExecutionFilter {
 pub struct ScheduleFilter {
     pub plugin_id: Option<String>,
     pub paused: Option<bool>,
+}
+
+/// What a tenant keeps, for its quotas.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Usage {
+    pub plugins: u64,
+    pub plugin_bytes: u64,
+    pub schedules: u64,
 }
 
 /// Filters for listing plugins.
@@ -116,9 +125,23 @@ pub trait Backend: Send + Sync + 'static {
         filter: &ExecutionFilter,
         page: &PageQuery,
     ) -> Result<Vec<Execution>>;
-    /// Queued executions due at or before `before`: highest priority first,
-    /// then earliest due.
-    async fn executions_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<Execution>>;
+    /// Tenants with queued executions due at or before `before`.
+    async fn executions_due_tenants(&self, before: DateTime<Utc>) -> Result<Vec<String>>;
+    /// `tenant`'s queued executions due at or before `before`: highest
+    /// priority first, then earliest due.
+    async fn executions_due(
+        &self,
+        tenant: &str,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Execution>>;
+    /// How many of `tenant`'s executions are queued.
+    async fn executions_queued_count(&self, tenant: &str) -> Result<u64>;
+    /// Deletes up to `limit` executions whose `expires_at` is at or before
+    /// `now`; returns how many.
+    async fn executions_delete_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u64>;
+    /// Plugins (count and bytes) and schedules of `tenant`.
+    async fn tenant_usage(&self, tenant: &str) -> Result<Usage>;
     /// Running executions whose lease expired before `now`.
     async fn executions_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Execution>>;
 
@@ -144,7 +167,16 @@ pub trait Backend: Send + Sync + 'static {
 
     // Plugin key-value state.
     async fn kv_get(&self, tenant: &str, plugin: &str, key: &str) -> Result<Option<Vec<u8>>>;
-    async fn kv_set(&self, tenant: &str, plugin: &str, key: &str, value: &[u8]) -> Result<()>;
+    /// Stores a value; with a quota, refuses (`Quota`) a write that would take
+    /// the tenant past it, checked against its keys and bytes in the write.
+    async fn kv_set(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+        value: &[u8],
+        quota: Option<KvQuota>,
+    ) -> Result<()>;
     async fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool>;
 
     // Node heartbeats.
@@ -246,6 +278,7 @@ pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
             ("due_at", Field::time(Some(e.due_at))),
             ("lease_expires_at", Field::time(e.lease_expires_at)),
             ("created_at", Field::time(Some(e.created_at))),
+            ("expires_at", Field::time(e.expires_at)),
             ("version", Field::Int(e.version as i64)),
         ],
     })

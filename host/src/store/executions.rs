@@ -12,7 +12,7 @@
 //! ([`Store::modify_execution`]); only the lease owner may renew or complete.
 
 use super::{CAS_ATTEMPTS, ExecutionFilter, Page, PageRequest, Store, StoreError, after, page};
-use crate::model::{Execution, ExecutionStatus};
+use crate::model::{Execution, ExecutionStatus, RetryDecision};
 use crate::runtime::{Outcome, Status};
 use chrono::{DateTime, Utc};
 use std::time::Duration;
@@ -82,7 +82,8 @@ impl Store {
         Err(StoreError::Contention(format!("execution {id}")))
     }
 
-    /// Stores a new (ad hoc or triggered) execution and wakes the dispatchers.
+    /// Stores a new execution. Only the scheduler's enqueue path makes
+    /// them (`Node::enqueue`), and it also queues them on its node.
     pub async fn create_execution(&self, execution: &Execution) -> Result<(), StoreError> {
         if !self.backend.execution_insert(execution).await? {
             return Err(StoreError::Conflict(format!(
@@ -90,7 +91,6 @@ impl Store {
                 execution.fire_time
             )));
         }
-        self.wake.notify_waiters();
         Ok(())
     }
 
@@ -98,11 +98,20 @@ impl Store {
     /// (schedule id + fire time) already has one. Returns whether it was new.
     /// However many nodes race, exactly one execution exists per fire.
     pub async fn materialize_fire(&self, execution: &Execution) -> Result<bool, StoreError> {
-        let inserted = self.backend.execution_insert(execution).await?;
-        if inserted {
-            self.wake.notify_waiters();
-        }
-        Ok(inserted)
+        self.backend.execution_insert(execution).await
+    }
+
+    /// Executions of `tenant` waiting in the queue (for its quota).
+    pub async fn queued_count(&self, tenant: &str) -> Result<u64, StoreError> {
+        self.backend.executions_queued_count(tenant).await
+    }
+
+    /// Removes up to `limit` finished executions whose retention is over.
+    /// Returns how many it removed.
+    pub async fn delete_expired(&self, limit: u32) -> Result<u64, StoreError> {
+        self.backend
+            .executions_delete_expired(self.now(), limit)
+            .await
     }
 
     pub async fn get_execution(
@@ -128,16 +137,26 @@ impl Store {
         Ok(page(items, &query, |e| &e.id))
     }
 
-    /// Queued executions due within `horizon` from now, in dispatch order
-    /// (priority, then due time): what a node's in-memory heap holds.
+    /// Queued executions due within `horizon` from now, what a node's
+    /// in-memory heap holds: `limit` in all, shared equally by the tenants
+    /// with such work, each tenant's first in dispatch order (priority, then
+    /// due time) — so one tenant's backlog cannot crowd out the others.
     pub async fn due_soon(
         &self,
         horizon: Duration,
         limit: u32,
     ) -> Result<Vec<Execution>, StoreError> {
-        self.backend
-            .executions_due(after(self.now(), horizon), limit)
-            .await
+        let before = after(self.now(), horizon);
+        let tenants = self.backend.executions_due_tenants(before).await?;
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let share = (limit / tenants.len() as u32).max(1);
+        let mut due = Vec::new();
+        for tenant in tenants {
+            due.extend(self.backend.executions_due(&tenant, before, share).await?);
+        }
+        Ok(due)
     }
 
     /// Claims a queued, due execution for `owner` with a lease of `lease`.
@@ -206,13 +225,13 @@ impl Store {
                 e.lease_expires_at = None;
                 match completion.clone() {
                     Completion::Finished(outcome) => {
-                        e.status = if outcome.status == Status::Succeeded {
+                        let status = if outcome.status == Status::Succeeded {
                             ExecutionStatus::Succeeded
                         } else {
                             ExecutionStatus::Failed
                         };
                         e.outcome = Some(outcome);
-                        e.finished_at = Some(now);
+                        e.finish(status, now);
                     }
                     Completion::RetryAt(at, outcome) => {
                         e.status = ExecutionStatus::Queued;
@@ -221,25 +240,17 @@ impl Store {
                         e.outcome = Some(outcome);
                     }
                     Completion::Dead(outcome) => {
-                        e.status = ExecutionStatus::Dead;
                         e.outcome = Some(outcome);
-                        e.finished_at = Some(now);
+                        e.finish(ExecutionStatus::Dead, now);
                     }
                     Completion::Cancelled(outcome) => {
-                        e.status = ExecutionStatus::Cancelled;
                         e.outcome = outcome.or(e.outcome.take());
-                        e.finished_at = Some(now);
+                        e.finish(ExecutionStatus::Cancelled, now);
                     }
                 }
                 true
             })
             .await?;
-        if done
-            .as_ref()
-            .is_some_and(|e| e.status == ExecutionStatus::Queued)
-        {
-            self.wake.notify_waiters();
-        }
         Ok(done)
     }
 
@@ -248,23 +259,18 @@ impl Store {
     /// longer holds it.
     pub async fn release(&self, id: &str, owner: &str) -> Result<Option<Execution>, StoreError> {
         let (now, owner) = (self.now(), owner.to_owned());
-        let released = self
-            .modify_execution(id, move |e| {
-                if !holds_lease(e, &owner) {
-                    return false;
-                }
-                e.status = ExecutionStatus::Queued;
-                e.lease_owner = None;
-                e.lease_expires_at = None;
-                e.started_at = None;
-                e.due_at = now;
-                true
-            })
-            .await?;
-        if released.is_some() {
-            self.wake.notify_waiters();
-        }
-        Ok(released)
+        self.modify_execution(id, move |e| {
+            if !holds_lease(e, &owner) {
+                return false;
+            }
+            e.status = ExecutionStatus::Queued;
+            e.lease_owner = None;
+            e.lease_expires_at = None;
+            e.started_at = None;
+            e.due_at = now;
+            true
+        })
+        .await
     }
 
     /// Puts running executions whose lease expired (their node died) back in
@@ -283,46 +289,20 @@ impl Store {
                     }
                     e.lease_owner = None;
                     e.lease_expires_at = None;
-                    if e.attempt >= e.retry.max_attempts {
-                        e.status = ExecutionStatus::Dead;
-                        e.finished_at = Some(now);
-                    } else {
-                        e.status = ExecutionStatus::Queued;
-                        e.attempt += 1;
-                        e.due_at = now;
+                    match e.retry.after_lost_lease(e.attempt, now) {
+                        RetryDecision::GiveUp => e.finish(ExecutionStatus::Dead, now),
+                        RetryDecision::RetryAt(at) => {
+                            e.status = ExecutionStatus::Queued;
+                            e.attempt += 1;
+                            e.due_at = at;
+                        }
                     }
                     true
                 })
                 .await?;
             changed.extend(requeued);
         }
-        if changed.iter().any(|e| e.status == ExecutionStatus::Queued) {
-            self.wake.notify_waiters();
-        }
         Ok(changed)
-    }
-
-    /// Runs a finished execution of `tenant` again, as a new execution due now
-    /// with the same plugin, input, limits and config. `None` if it is unknown
-    /// or not finished.
-    pub async fn rerun(&self, tenant: &str, id: &str) -> Result<Option<Execution>, StoreError> {
-        let Some(old) = self
-            .get_execution(tenant, id)
-            .await?
-            .filter(|e| e.status.is_final())
-        else {
-            return Ok(None);
-        };
-        let now = self.now();
-        let mut new = Execution::queued(tenant, &old.plugin_id, now, now);
-        new.schedule_id = old.schedule_id;
-        new.priority = old.priority;
-        new.input = old.input;
-        new.limits = old.limits;
-        new.config = old.config;
-        new.retry = old.retry;
-        self.create_execution(&new).await?;
-        Ok(Some(new))
     }
 
     /// Cancels an execution of `tenant`: a queued one at once, a running one by
@@ -335,8 +315,7 @@ impl Store {
                 return false;
             }
             if e.status == ExecutionStatus::Queued {
-                e.status = ExecutionStatus::Cancelled;
-                e.finished_at = Some(now);
+                e.finish(ExecutionStatus::Cancelled, now);
             } else {
                 e.cancel_requested = true;
             }

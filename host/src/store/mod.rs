@@ -19,12 +19,13 @@ mod executions;
 pub mod mongo;
 pub mod sqlite;
 
-pub use backend::{Backend, ExecutionFilter, PageQuery, PluginFilter, ScheduleFilter};
+pub use backend::{Backend, ExecutionFilter, PageQuery, PluginFilter, ScheduleFilter, Usage};
 pub use executions::{Completion, LeaseRenewal};
 
 use crate::clock::SharedClock;
 use crate::model::{NodeInfo, PluginRecord, Schedule};
-use crate::runtime::{KvError, KvNamespace, KvStore};
+use crate::quota::QuotaExceeded;
+use crate::runtime::{KvError, KvNamespace, KvQuota, KvStore};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
@@ -53,6 +54,9 @@ pub enum StoreError {
     Contention(String),
     #[error("invalid store URL {url:?}: {reason}")]
     BadUrl { url: String, reason: String },
+    /// A tenant's quota would be exceeded; nothing was written.
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
     /// The database failed or could not be reached.
     #[error("store error: {0}")]
     Backend(String),
@@ -142,8 +146,9 @@ impl Store {
         &self.clock
     }
 
-    /// Notified when executions are created or re-queued through this store,
-    /// and, where [`Store::watches_others`], through any other.
+    /// Notified, where [`Store::watches_others`], when executions change in
+    /// another process (MongoDB change streams). Work made in this process is
+    /// queued by the node that made it, without a wake-up.
     pub fn wakeups(&self) -> Arc<Notify> {
         self.wake.clone()
     }
@@ -152,6 +157,11 @@ impl Store {
     /// (MongoDB change streams). Without them, nodes poll.
     pub fn watches_others(&self) -> bool {
         self.watching
+    }
+
+    /// What `tenant` keeps: plugins, their bytes, schedules (for quotas).
+    pub async fn usage(&self, tenant: &str) -> Result<Usage, StoreError> {
+        self.backend.tenant_usage(tenant).await
     }
 
     /// Checks that the store answers.
@@ -333,12 +343,15 @@ impl Store {
 
 /// `now + ttl`, saturating.
 pub fn after(now: DateTime<Utc>, ttl: Duration) -> DateTime<Utc> {
-    now + chrono::Duration::from_std(ttl).unwrap_or(chrono::Duration::MAX)
+    crate::model::add_saturating(now, ttl)
 }
 
 /// A store failure, as the runtime's kv import reports it to plugins.
 fn kv_error(e: StoreError) -> KvError {
-    KvError::Backend(e.to_string())
+    match e {
+        StoreError::Quota(q) => KvError::Quota(q),
+        e => KvError::Backend(e.to_string()),
+    }
 }
 
 /// Plugins' key-value state lives in the store, scoped to tenant + plugin.
@@ -351,9 +364,15 @@ impl KvStore for Store {
             .map_err(kv_error)
     }
 
-    async fn kv_set(&self, ns: &KvNamespace, key: &str, value: &[u8]) -> Result<(), KvError> {
+    async fn kv_set(
+        &self,
+        ns: &KvNamespace,
+        key: &str,
+        value: &[u8],
+        quota: Option<KvQuota>,
+    ) -> Result<(), KvError> {
         self.backend
-            .kv_set(&ns.tenant, &ns.plugin, key, value)
+            .kv_set(&ns.tenant, &ns.plugin, key, value, quota)
             .await
             .map_err(kv_error)
     }

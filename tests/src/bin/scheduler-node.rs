@@ -30,6 +30,7 @@ async fn main() {
     let config = SchedulerConfig {
         node_id,
         lease: Duration::from_secs(30),
+        tenant_limit: 64,
         ..SchedulerConfig::default()
     };
     let node = Node::new(config, store, runtime);

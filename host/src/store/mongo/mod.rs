@@ -13,17 +13,21 @@
 //! Plugin wasm is kept in 1 MiB chunks, so the 16 MB document limit does not
 //! cap plugin size.
 
+mod indexes;
+mod kv;
+
 use super::StoreError;
 use super::backend::{
-    Backend, ExecutionFilter, Field, PageQuery, PluginFilter, Result, Row, ScheduleFilter,
+    Backend, ExecutionFilter, Field, PageQuery, PluginFilter, Result, Row, ScheduleFilter, Usage,
     execution_row, from_doc, node_row, plugin_row, schedule_row,
 };
 use crate::model::{Execution, NodeInfo, PluginRecord, Schedule};
+use crate::runtime::KvQuota;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
-use mongodb::options::{ClientOptions, IndexOptions, WriteConcern};
-use mongodb::{Client, Collection, Database, IndexModel};
+use mongodb::options::{ClientOptions, WriteConcern};
+use mongodb::{Client, Collection, Database};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
@@ -64,6 +68,16 @@ fn document(row: &Row) -> Document {
         };
         d.insert(*name, value);
     }
+    // TTL indexes need dates: finished executions are collected by one. The
+    // TTL monitor runs on the database's wall clock, the sweeper on the
+    // node's; an expiry already past by the wall clock (a node whose clock is
+    // behind, or a test clock) is left to the sweeper, so the monitor never
+    // removes an execution before its retention is over by its node's clock.
+    if let Some((_, Field::Int(at))) = row.fields.iter().find(|(n, _)| *n == "expires_at")
+        && *at > chrono::Utc::now().timestamp_millis()
+    {
+        d.insert("expires_at_date", bson::DateTime::from_millis(*at));
+    }
     d.insert("doc", &row.doc);
     d
 }
@@ -103,46 +117,6 @@ impl MongoBackend {
 
     fn coll(&self, name: &str) -> Collection<Document> {
         self.db.collection(name)
-    }
-
-    async fn create_indexes(&self) -> Result<()> {
-        let unique = || IndexOptions::builder().unique(true).build();
-        let ttl = || IndexOptions::builder().expire_after(Duration::ZERO).build();
-        let indexes: Vec<(&str, Document, Option<IndexOptions>)> = vec![
-            (
-                "plugins",
-                doc! { "tenant": 1, "name": 1, "version": 1 },
-                Some(unique()),
-            ),
-            ("plugins", doc! { "tenant": 1, "_id": -1 }, None),
-            (
-                "plugin_chunks",
-                doc! { "plugin_id": 1, "n": 1 },
-                Some(unique()),
-            ),
-            ("schedules", doc! { "tenant": 1, "name": 1 }, Some(unique())),
-            ("schedules", doc! { "tenant": 1, "_id": -1 }, None),
-            ("schedules", doc! { "paused": 1, "next_fire_at": 1 }, None),
-            ("schedules", doc! { "plugin_id": 1 }, None),
-            ("executions", doc! { "fire_key": 1 }, Some(unique())),
-            ("executions", doc! { "status": 1, "due_at": 1 }, None),
-            (
-                "executions",
-                doc! { "status": 1, "lease_expires_at": 1 },
-                None,
-            ),
-            ("executions", doc! { "tenant": 1, "_id": -1 }, None),
-            ("locks", doc! { "expires_at_date": 1 }, Some(ttl())),
-            ("nodes", doc! { "expires_at_date": 1 }, Some(ttl())),
-        ];
-        for (collection, keys, options) in indexes {
-            let model = IndexModel::builder().keys(keys).options(options).build();
-            self.coll(collection)
-                .create_index(model)
-                .await
-                .map_err(db_err)?;
-        }
-        Ok(())
     }
 
     async fn find<T: DeserializeOwned>(
@@ -211,10 +185,6 @@ fn set_if<T: Into<Bson>>(filter: &mut Document, key: &str, value: Option<T>) {
     if let Some(value) = value {
         filter.insert(key, value.into());
     }
-}
-
-fn kv_id(tenant: &str, plugin: &str, key: &str) -> Document {
-    doc! { "t": tenant, "p": plugin, "k": key }
 }
 
 #[async_trait::async_trait]
@@ -427,8 +397,27 @@ impl Backend for MongoBackend {
         self.list("executions", query, page).await
     }
 
-    async fn executions_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<Execution>> {
+    async fn executions_due_tenants(&self, before: DateTime<Utc>) -> Result<Vec<String>> {
         let filter = doc! { "status": "queued", "due_at": { "$lte": ms(before) } };
+        let tenants = self
+            .coll("executions")
+            .distinct("tenant", filter)
+            .await
+            .map_err(db_err)?;
+        Ok(tenants
+            .into_iter()
+            .filter_map(|t| t.as_str().map(str::to_owned))
+            .collect())
+    }
+
+    async fn executions_due(
+        &self,
+        tenant: &str,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Execution>> {
+        let filter =
+            doc! { "status": "queued", "tenant": tenant, "due_at": { "$lte": ms(before) } };
         self.find(
             "executions",
             filter,
@@ -436,6 +425,61 @@ impl Backend for MongoBackend {
             limit,
         )
         .await
+    }
+
+    async fn executions_queued_count(&self, tenant: &str) -> Result<u64> {
+        self.coll("executions")
+            .count_documents(doc! { "status": "queued", "tenant": tenant })
+            .await
+            .map_err(db_err)
+    }
+
+    async fn executions_delete_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
+        let filter = doc! { "expires_at": { "$ne": Bson::Null, "$lte": ms(now) } };
+        let cursor = self
+            .coll("executions")
+            .find(filter)
+            .projection(doc! { "_id": 1 })
+            .limit(i64::from(limit))
+            .await
+            .map_err(db_err)?;
+        let ids: Vec<Bson> = cursor
+            .try_collect::<Vec<Document>>()
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .filter_map(|d| d.get("_id").cloned())
+            .collect();
+        if ids.is_empty() {
+            return Ok(0);
+        }
+        let deleted = self
+            .coll("executions")
+            .delete_many(doc! { "_id": { "$in": ids } })
+            .await
+            .map_err(db_err)?;
+        Ok(deleted.deleted_count)
+    }
+
+    async fn tenant_usage(&self, tenant: &str) -> Result<Usage> {
+        let plugins: Vec<crate::model::PluginRecord> = self
+            .find(
+                "plugins",
+                doc! { "tenant": tenant },
+                doc! { "_id": 1 },
+                1_000_000,
+            )
+            .await?;
+        let schedules = self
+            .coll("schedules")
+            .count_documents(doc! { "tenant": tenant })
+            .await
+            .map_err(db_err)?;
+        Ok(Usage {
+            plugins: plugins.len() as u64,
+            plugin_bytes: plugins.iter().map(|p| p.size).sum(),
+            schedules,
+        })
     }
 
     async fn executions_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Execution>> {
@@ -497,39 +541,22 @@ impl Backend for MongoBackend {
     }
 
     async fn kv_get(&self, tenant: &str, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        let found = self
-            .coll("kv")
-            .find_one(doc! { "_id": kv_id(tenant, plugin, key) })
-            .await
-            .map_err(db_err)?;
-        found
-            .map(|d| {
-                d.get_binary_generic("value")
-                    .cloned()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .transpose()
+        self.kv_read(tenant, plugin, key).await
     }
 
-    async fn kv_set(&self, tenant: &str, plugin: &str, key: &str, value: &[u8]) -> Result<()> {
-        let data = bson::Binary {
-            subtype: bson::spec::BinarySubtype::Generic,
-            bytes: value.to_vec(),
-        };
-        self.coll("kv")
-            .update_one(
-                doc! { "_id": kv_id(tenant, plugin, key) },
-                doc! { "$set": { "value": data } },
-            )
-            .upsert(true)
-            .await
-            .map(drop)
-            .map_err(db_err)
+    async fn kv_set(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+        value: &[u8],
+        quota: Option<KvQuota>,
+    ) -> Result<()> {
+        self.kv_write(tenant, plugin, key, value, quota).await
     }
 
     async fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool> {
-        self.delete("kv", doc! { "_id": kv_id(tenant, plugin, key) })
-            .await
+        self.kv_remove(tenant, plugin, key).await
     }
 
     async fn node_upsert(&self, node: &NodeInfo) -> Result<()> {

@@ -7,221 +7,24 @@
 //! processes read while it writes; a busy timeout makes them wait, not fail.
 //!
 //! Records are JSON documents beside the columns that queries filter and sort
-//! on. The schema is versioned with `PRAGMA user_version` (see [`MIGRATIONS`]).
+//! on. The schema is versioned with `PRAGMA user_version` (see `conn::MIGRATIONS`).
 
 use super::StoreError;
 use super::backend::{
     Backend, ExecutionChange, ExecutionFilter, Field, PageQuery, PluginFilter, Result, Row,
-    ScheduleFilter, execution_row, from_doc, node_row, plugin_row, schedule_row,
+    ScheduleFilter, Usage, execution_row, from_doc, node_row, plugin_row, schedule_row,
 };
 use crate::model::{Execution, NodeInfo, PluginRecord, Schedule};
+use crate::runtime::KvQuota;
 use chrono::{DateTime, Utc};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use serde::de::DeserializeOwned;
-use std::path::Path;
-use std::sync::mpsc;
-use tokio::sync::oneshot;
 
-/// Schema migrations, applied in order; `user_version` counts those applied.
-const MIGRATIONS: &[&str] = &[r#"
-CREATE TABLE plugins (
-    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT NOT NULL, version TEXT NOT NULL,
-    doc TEXT NOT NULL, UNIQUE (tenant, name, version));
-CREATE TABLE plugin_wasm (id TEXT PRIMARY KEY, wasm BLOB NOT NULL);
-CREATE TABLE schedules (
-    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, name TEXT NOT NULL, plugin_id TEXT NOT NULL,
-    paused INTEGER NOT NULL, next_fire_at INTEGER, version INTEGER NOT NULL, doc TEXT NOT NULL,
-    UNIQUE (tenant, name));
-CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE paused = 0;
-CREATE INDEX schedules_plugin ON schedules (plugin_id);
-CREATE INDEX schedules_tenant ON schedules (tenant, id);
-CREATE TABLE executions (
-    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, fire_key TEXT NOT NULL UNIQUE,
-    schedule_id TEXT, plugin_id TEXT NOT NULL, status TEXT NOT NULL, priority INTEGER NOT NULL,
-    due_at INTEGER NOT NULL, lease_expires_at INTEGER, created_at INTEGER NOT NULL,
-    version INTEGER NOT NULL, doc TEXT NOT NULL);
-CREATE INDEX executions_queued ON executions (due_at) WHERE status = 'queued';
-CREATE INDEX executions_leased ON executions (lease_expires_at) WHERE status = 'running';
-CREATE INDEX executions_tenant ON executions (tenant, id);
-CREATE TABLE locks (name TEXT PRIMARY KEY, owner TEXT NOT NULL, expires_at INTEGER NOT NULL);
-CREATE TABLE kv (
-    tenant TEXT NOT NULL, plugin TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
-    PRIMARY KEY (tenant, plugin, key)) WITHOUT ROWID;
-CREATE TABLE nodes (id TEXT PRIMARY KEY, expires_at INTEGER NOT NULL, doc TEXT NOT NULL);
-"#];
+mod conn;
+mod kv;
 
-/// Jobs the connection thread runs together in one transaction.
-const MAX_BATCH: usize = 512;
-
-/// A unit of work for the connection thread.
-trait Job: Send {
-    /// Runs inside the batch's transaction; false if it failed (and is rolled back).
-    fn run(&mut self, conn: &Connection) -> bool;
-    /// Answers the caller once the batch committed (or failed to).
-    fn finish(self: Box<Self>, commit: std::result::Result<(), String>);
-}
-
-struct TypedJob<T, F> {
-    work: Option<F>,
-    result: Option<Result<T>>,
-    reply: oneshot::Sender<Result<T>>,
-}
-
-impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for TypedJob<T, F> {
-    fn run(&mut self, conn: &Connection) -> bool {
-        let result = match self.work.take() {
-            Some(work) => work(conn),
-            None => Err(StoreError::Backend("job ran twice".into())),
-        };
-        let ok = result.is_ok();
-        self.result = Some(result);
-        ok
-    }
-
-    fn finish(self: Box<Self>, commit: std::result::Result<(), String>) {
-        let result = match (commit, self.result) {
-            (Ok(()), Some(result)) => result,
-            (Err(e), _) => Err(StoreError::Backend(format!("commit failed: {e}"))),
-            (Ok(()), None) => Err(StoreError::Backend("job did not run".into())),
-        };
-        let _ = self.reply.send(result);
-    }
-}
-
-/// The SQLite backend. Cheap to share; dropping the last handle stops its thread.
-pub struct SqliteBackend {
-    jobs: mpsc::Sender<Box<dyn Job>>,
-}
-
-impl SqliteBackend {
-    /// Opens (creating if needed) the database at `path` and migrates it.
-    pub async fn open(path: &str) -> Result<Self> {
-        let path = path.to_owned();
-        let (ready_tx, ready_rx) = oneshot::channel();
-        let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
-        std::thread::Builder::new()
-            .name("taskhost-sqlite".into())
-            .spawn(move || match connect(&path) {
-                Ok(conn) => {
-                    let _ = ready_tx.send(Ok(()));
-                    serve(conn, rx);
-                }
-                Err(e) => {
-                    let _ = ready_tx.send(Err(e));
-                }
-            })
-            .map_err(|e| StoreError::Backend(format!("could not start the SQLite thread: {e}")))?;
-        ready_rx
-            .await
-            .map_err(|_| StoreError::Backend("the SQLite thread stopped".into()))??;
-        Ok(SqliteBackend { jobs })
-    }
-
-    /// Runs `work` on the connection thread, inside a transaction.
-    async fn call<T, F>(&self, work: F) -> Result<T>
-    where
-        T: Send + 'static,
-        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
-    {
-        let (reply, answer) = oneshot::channel();
-        let job = Box::new(TypedJob {
-            work: Some(work),
-            result: None,
-            reply,
-        });
-        self.jobs
-            .send(job)
-            .map_err(|_| StoreError::Backend("the SQLite thread stopped".into()))?;
-        answer
-            .await
-            .map_err(|_| StoreError::Backend("the SQLite thread stopped".into()))?
-    }
-}
-
-fn connect(path: &str) -> Result<Connection> {
-    if let Some(dir) = Path::new(path)
-        .parent()
-        .filter(|d| !d.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("could not create {}: {e}", dir.display())))?;
-    }
-    let mut conn = Connection::open(path)
-        .map_err(|e| StoreError::Backend(format!("could not open {path}: {e}")))?;
-    conn.busy_timeout(std::time::Duration::from_secs(10))
-        .map_err(sql)?;
-    // WAL + synchronous=NORMAL: a committed transaction survives a process
-    // crash (kill -9); only an OS crash or power loss may lose the last ones.
-    conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
-    )
-    .map_err(sql)?;
-    migrate(&mut conn)?;
-    Ok(conn)
-}
-
-fn migrate(conn: &mut Connection) -> Result<()> {
-    let tx = conn
-        .transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)
-        .map_err(sql)?;
-    let applied: i64 = tx
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .map_err(sql)?;
-    let applied = usize::try_from(applied).unwrap_or(usize::MAX);
-    if applied > MIGRATIONS.len() {
-        return Err(StoreError::Backend(format!(
-            "the database has schema version {applied}, newer than this taskhost knows ({}); upgrade taskhost",
-            MIGRATIONS.len()
-        )));
-    }
-    for (i, migration) in MIGRATIONS.iter().enumerate().skip(applied) {
-        tx.execute_batch(migration).map_err(sql)?;
-        tx.pragma_update(None, "user_version", (i + 1) as i64)
-            .map_err(sql)?;
-    }
-    tx.commit().map_err(sql)
-}
-
-/// The connection thread: batches waiting jobs into one transaction each.
-fn serve(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
-    while let Ok(first) = jobs.recv() {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match jobs.try_recv() {
-                Ok(job) => batch.push(job),
-                Err(_) => break,
-            }
-        }
-        let commit = run_batch(&conn, &mut batch);
-        for job in batch {
-            job.finish(commit.clone());
-        }
-    }
-}
-
-fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> std::result::Result<(), String> {
-    conn.execute_batch("BEGIN IMMEDIATE")
-        .map_err(|e| e.to_string())?;
-    for job in batch.iter_mut() {
-        let step = conn.execute_batch("SAVEPOINT job").and_then(|()| {
-            let ok = job.run(conn);
-            conn.execute_batch(if ok {
-                "RELEASE job"
-            } else {
-                "ROLLBACK TO job; RELEASE job"
-            })
-        });
-        if let Err(e) = step {
-            let _ = conn.execute_batch("ROLLBACK");
-            return Err(e.to_string());
-        }
-    }
-    conn.execute_batch("COMMIT").map_err(|e| {
-        let _ = conn.execute_batch("ROLLBACK");
-        e.to_string()
-    })
-}
+pub use conn::SqliteBackend;
 
 fn sql(e: rusqlite::Error) -> StoreError {
     StoreError::Backend(e.to_string())
@@ -573,14 +376,96 @@ impl Backend for SqliteBackend {
         self.call(move |c| list(c, &text, &args)).await
     }
 
-    async fn executions_due(&self, before: DateTime<Utc>, limit: u32) -> Result<Vec<Execution>> {
+    async fn executions_due_tenants(&self, before: DateTime<Utc>) -> Result<Vec<String>> {
+        let _ = before; // tenants with only later work answer empty in `executions_due`
+        self.call(move |c| {
+            // Distinct tenants by one index seek each (a loose index scan),
+            // not a scan of the whole queue.
+            let mut stmt = c
+                .prepare_cached(
+                    "WITH RECURSIVE t(tenant) AS (
+                       SELECT MIN(tenant) FROM executions WHERE status = 'queued'
+                       UNION ALL
+                       SELECT (SELECT MIN(tenant) FROM executions
+                               WHERE status = 'queued' AND tenant > t.tenant)
+                       FROM t WHERE t.tenant IS NOT NULL)
+                     SELECT tenant FROM t WHERE tenant IS NOT NULL",
+                )
+                .map_err(sql)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(sql)?;
+            rows.collect::<rusqlite::Result<Vec<String>>>().map_err(sql)
+        })
+        .await
+    }
+
+    async fn executions_due(
+        &self,
+        tenant: &str,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Execution>> {
+        let tenant = tenant.to_owned();
         self.call(move |c| {
             docs(
                 c,
-                "SELECT doc FROM executions WHERE status = 'queued' AND due_at <= ?
+                "SELECT doc FROM executions WHERE status = 'queued' AND tenant = ? AND due_at <= ?
                  ORDER BY priority DESC, due_at, id LIMIT ?",
-                &[&ms(before), &limit],
+                &[&tenant, &ms(before), &limit],
             )
+        })
+        .await
+    }
+
+    async fn executions_queued_count(&self, tenant: &str) -> Result<u64> {
+        let tenant = tenant.to_owned();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM executions WHERE status = 'queued' AND tenant = ?",
+                [&tenant],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn executions_delete_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM executions WHERE id IN (
+                   SELECT id FROM executions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
+                params![ms(now), limit],
+            )
+            .map(|n| n as u64)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn tenant_usage(&self, tenant: &str) -> Result<Usage> {
+        let tenant = tenant.to_owned();
+        self.call(move |c| {
+            let (plugins, plugin_bytes) = c
+                .query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(json_extract(doc, '$.size')), 0)
+                     FROM plugins WHERE tenant = ?",
+                    [&tenant],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+                )
+                .map_err(sql)?;
+            let schedules: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM schedules WHERE tenant = ?",
+                    [&tenant],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            Ok(Usage {
+                plugins: plugins as u64,
+                plugin_bytes: plugin_bytes as u64,
+                schedules: schedules as u64,
+            })
         })
         .await
     }
@@ -653,49 +538,22 @@ impl Backend for SqliteBackend {
     }
 
     async fn kv_get(&self, tenant: &str, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
-        let (t, p, k) = (tenant.to_owned(), plugin.to_owned(), key.to_owned());
-        self.call(move |c| {
-            c.query_row(
-                "SELECT value FROM kv WHERE tenant = ? AND plugin = ? AND key = ?",
-                params![t, p, k],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(sql)
-        })
-        .await
+        self.kv_read(tenant, plugin, key).await
     }
 
-    async fn kv_set(&self, tenant: &str, plugin: &str, key: &str, value: &[u8]) -> Result<()> {
-        let (t, p, k, v) = (
-            tenant.to_owned(),
-            plugin.to_owned(),
-            key.to_owned(),
-            value.to_vec(),
-        );
-        self.call(move |c| {
-            c.execute(
-                "INSERT INTO kv (tenant, plugin, key, value) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
-                params![t, p, k, v],
-            )
-            .map_err(sql)?;
-            Ok(())
-        })
-        .await
+    async fn kv_set(
+        &self,
+        tenant: &str,
+        plugin: &str,
+        key: &str,
+        value: &[u8],
+        quota: Option<KvQuota>,
+    ) -> Result<()> {
+        self.kv_write(tenant, plugin, key, value, quota).await
     }
 
     async fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool> {
-        let (t, p, k) = (tenant.to_owned(), plugin.to_owned(), key.to_owned());
-        self.call(move |c| {
-            Ok(c.execute(
-                "DELETE FROM kv WHERE tenant = ? AND plugin = ? AND key = ?",
-                params![t, p, k],
-            )
-            .map_err(sql)?
-                == 1)
-        })
-        .await
+        self.kv_remove(tenant, plugin, key).await
     }
 
     async fn node_upsert(&self, node: &NodeInfo) -> Result<()> {

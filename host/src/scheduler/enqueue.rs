@@ -1,0 +1,279 @@
+//! The one way an execution comes to exist.
+//!
+//! Ad hoc runs, cron fires, trigger-now, re-runs: each is described by an
+//! [`ExecutionSpec`] and handed to [`Node::enqueue`], which checks the policy
+//! and the tenant's queue quota, builds the record, writes it, and offers it
+//! to this node's heap. Nothing else builds executions or wakes the
+//! dispatcher, so every rule about new work is written here once.
+
+use super::Node;
+use super::policy::{self, PolicyError};
+use crate::model::{Execution, RetryPolicy, Schedule, add_saturating};
+use crate::quota::QuotaExceeded;
+use crate::runtime::Limits;
+use crate::store::StoreError;
+use chrono::{DateTime, Utc};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// Why an execution exists.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Origin {
+    /// Submitted by a client.
+    AdHoc,
+    /// A fire of a schedule at its fire time: unique per (schedule, fire time).
+    Fire {
+        schedule_id: String,
+        fire_time: DateTime<Utc>,
+    },
+    /// A schedule run by hand, now (with the schedule's jitter).
+    TriggerNow { schedule_id: String },
+    /// A finished execution run again.
+    Rerun {
+        of: String,
+        schedule_id: Option<String>,
+    },
+}
+
+/// What to run, for whom, under which policy.
+#[derive(Debug, Clone)]
+pub struct ExecutionSpec {
+    pub tenant: String,
+    pub plugin_id: String,
+    pub origin: Origin,
+    pub input: serde_json::Value,
+    pub limits: Limits,
+    pub config: BTreeMap<String, String>,
+    pub priority: i32,
+    pub retry: RetryPolicy,
+    /// Kept this long once finished; the node's default if unset.
+    pub retention: Option<Duration>,
+    /// Added to the due time (a schedule's jitter for this fire).
+    pub delay: Duration,
+    /// When it may run; now if unset.
+    pub due_at: Option<DateTime<Utc>>,
+}
+
+impl ExecutionSpec {
+    /// An ad hoc run with default limits, a single attempt, due now.
+    pub fn ad_hoc(tenant: &str, plugin_id: &str) -> Self {
+        ExecutionSpec {
+            tenant: tenant.to_owned(),
+            plugin_id: plugin_id.to_owned(),
+            origin: Origin::AdHoc,
+            input: serde_json::Value::Null,
+            limits: Limits::default(),
+            config: BTreeMap::new(),
+            priority: 0,
+            retry: RetryPolicy::ONCE,
+            retention: None,
+            delay: Duration::ZERO,
+            due_at: None,
+        }
+    }
+
+    /// The schedule's policy, for a run of it at `at` (a fire time, or now).
+    fn of_schedule(schedule: &Schedule, origin: Origin, at: DateTime<Utc>) -> Self {
+        ExecutionSpec {
+            tenant: schedule.tenant.clone(),
+            plugin_id: schedule.plugin_id.clone(),
+            origin,
+            input: schedule.input.clone(),
+            limits: schedule.limits,
+            config: schedule.config.clone(),
+            priority: schedule.priority,
+            retry: schedule.retry,
+            retention: schedule.retention,
+            delay: jitter(schedule, at),
+            due_at: Some(at),
+        }
+    }
+
+    /// The run of one fire of `schedule`.
+    pub fn fire(schedule: &Schedule, fire_time: DateTime<Utc>) -> Self {
+        let origin = Origin::Fire {
+            schedule_id: schedule.id.clone(),
+            fire_time,
+        };
+        Self::of_schedule(schedule, origin, fire_time)
+    }
+
+    /// A run of `schedule` now, by hand: the fire path, without a unique key.
+    pub fn trigger_now(schedule: &Schedule, now: DateTime<Utc>) -> Self {
+        let origin = Origin::TriggerNow {
+            schedule_id: schedule.id.clone(),
+        };
+        Self::of_schedule(schedule, origin, now)
+    }
+
+    /// A new run of a finished execution, with its plugin, input and policy.
+    pub fn rerun(old: &Execution) -> Self {
+        ExecutionSpec {
+            tenant: old.tenant.clone(),
+            plugin_id: old.plugin_id.clone(),
+            origin: Origin::Rerun {
+                of: old.id.clone(),
+                schedule_id: old.schedule_id.clone(),
+            },
+            input: old.input.clone(),
+            limits: old.limits,
+            config: old.config.clone(),
+            priority: old.priority,
+            retry: old.retry,
+            retention: Some(old.retention),
+            delay: Duration::ZERO,
+            due_at: None,
+        }
+    }
+}
+
+/// A delay in [0, jitter) that is the same for a given fire on every node.
+fn jitter(schedule: &Schedule, at: DateTime<Utc>) -> Duration {
+    let span = schedule.jitter.as_millis() as u64;
+    if span == 0 {
+        return Duration::ZERO;
+    }
+    let fraction = crate::model::spread(&format!("{}@{}", schedule.id, at.timestamp_millis()));
+    Duration::from_millis((fraction * span as f64) as u64)
+}
+
+/// How long a tenant's queued count from the store is trusted.
+pub const QUEUE_COUNT_TTL: Duration = Duration::from_secs(1);
+
+/// A tenant's queued executions as last counted, and how this node changed
+/// that since (queued +1, claimed -1).
+pub(super) struct QueueCount {
+    queued: u64,
+    delta: i64,
+    counted_at: std::time::Instant,
+}
+
+/// Why an execution was not made.
+#[derive(Debug, thiserror::Error)]
+pub enum EnqueueError {
+    #[error(transparent)]
+    Policy(#[from] PolicyError),
+    #[error(transparent)]
+    Quota(#[from] QuotaExceeded),
+    #[error("no plugin {0:?} in this tenant")]
+    UnknownPlugin(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Node {
+    /// Makes an execution: checks its policy against the node's caps and the
+    /// tenant's queue quota, builds it, stores it, and queues it here. `None`
+    /// when the spec is a fire that already has its execution (another node,
+    /// or an earlier pass, made it).
+    pub async fn enqueue(&self, spec: ExecutionSpec) -> Result<Option<Execution>, EnqueueError> {
+        let config = &self.inner.config;
+        policy::check_run(spec.priority, &spec.retry, &spec.limits, &config.caps)?;
+        policy::check_retention(spec.retention)?;
+        let store = &self.inner.store;
+        // A fire's plugin exists: a plugin cannot be deleted while a schedule uses it.
+        if !matches!(spec.origin, Origin::Fire { .. })
+            && store
+                .get_plugin(&spec.tenant, &spec.plugin_id)
+                .await?
+                .is_none()
+        {
+            return Err(EnqueueError::UnknownPlugin(spec.plugin_id));
+        }
+        let quotas = config.quotas.for_tenant(&spec.tenant);
+        let queued = self.queued_estimate(&spec.tenant).await?;
+        QuotaExceeded::check("queued_executions", quotas.queued_executions, queued, 1)?;
+
+        let now = store.now();
+        let due = add_saturating(spec.due_at.unwrap_or(now), spec.delay);
+        let mut e = Execution::queued(&spec.tenant, &spec.plugin_id, due, now);
+        e.input = spec.input;
+        e.limits = spec.limits;
+        e.config = spec.config;
+        e.priority = spec.priority;
+        e.retry = spec.retry;
+        e.retention = spec.retention.unwrap_or(config.retention);
+        match spec.origin {
+            Origin::Fire {
+                schedule_id,
+                fire_time,
+            } => {
+                e.schedule_id = Some(schedule_id);
+                e.fire_time = Some(fire_time);
+                if !store.materialize_fire(&e).await? {
+                    return Ok(None);
+                }
+            }
+            Origin::TriggerNow { schedule_id } => {
+                e.schedule_id = Some(schedule_id);
+                store.create_execution(&e).await?;
+            }
+            Origin::Rerun { schedule_id, .. } => {
+                e.schedule_id = schedule_id;
+                store.create_execution(&e).await?;
+            }
+            Origin::AdHoc => store.create_execution(&e).await?,
+        }
+        self.count_enqueued(&e.tenant);
+        self.offer(&e);
+        Ok(Some(e))
+    }
+
+    /// The tenant's queued executions, for its quota: counted in the store at
+    /// most once a second ([`QUEUE_COUNT_TTL`]), corrected by what this node
+    /// queued and claimed since. Enqueueing thus costs no scan of the backlog;
+    /// the count may lag by what other nodes did within that second.
+    async fn queued_estimate(&self, tenant: &str) -> Result<u64, StoreError> {
+        let now = std::time::Instant::now();
+        if let Some(c) = self.queue_counts().get(tenant)
+            && now.duration_since(c.counted_at) < QUEUE_COUNT_TTL
+        {
+            return Ok(c.queued.saturating_add_signed(c.delta));
+        }
+        let queued = self.inner.store.queued_count(tenant).await?;
+        self.queue_counts().insert(
+            tenant.to_owned(),
+            QueueCount {
+                queued,
+                delta: 0,
+                counted_at: now,
+            },
+        );
+        Ok(queued)
+    }
+
+    fn count_enqueued(&self, tenant: &str) {
+        if let Some(c) = self.queue_counts().get_mut(tenant) {
+            c.delta += 1;
+        }
+    }
+
+    /// One of the tenant's executions left the queue on this node (claimed).
+    pub(super) fn count_dequeued(&self, tenant: &str) {
+        if let Some(c) = self.queue_counts().get_mut(tenant) {
+            c.delta -= 1;
+        }
+    }
+
+    fn queue_counts(&self) -> std::sync::MutexGuard<'_, HashMap<String, QueueCount>> {
+        self.inner
+            .queue_counts
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Runs a finished execution of `tenant` again, as a new execution due
+    /// now. `None` if it is unknown (in this tenant) or not finished.
+    pub async fn rerun(&self, tenant: &str, id: &str) -> Result<Option<Execution>, EnqueueError> {
+        let Some(old) = self
+            .inner
+            .store
+            .get_execution(tenant, id)
+            .await?
+            .filter(|e| e.status.is_final())
+        else {
+            return Ok(None);
+        };
+        self.enqueue(ExecutionSpec::rerun(&old)).await
+    }
+}

@@ -1,0 +1,263 @@
+//! What a tenant may ask for. Every policy a schedule or a run carries —
+//! retries, priority, limits, jitter, catch-up, retention, the trigger's
+//! period — is checked here, once, before anything is stored; the API, the
+//! CLI and the scheduler all call these checks.
+//!
+//! Each refusal names the field (`retry.max_backoff`, `limits.timeout`, …) so
+//! that a client can show it next to the input. The ranges are the documented
+//! ones (README, "Limits, quotas and fairness"); they keep every later time
+//! computation finite, so no input can make the scheduler overflow.
+
+use crate::model::{CatchUp, RetryPolicy, Schedule, Trigger};
+use crate::runtime::Limits;
+use crate::scheduler::trigger;
+use std::ops::RangeInclusive;
+use std::time::Duration;
+
+/// Priorities a schedule or run may have. Higher runs first within a tenant,
+/// and across tenants at different priorities; at equal priority tenants take
+/// turns.
+pub const PRIORITY_RANGE: RangeInclusive<i32> = -100..=100;
+/// Most attempts a retry policy may ask for.
+pub const MAX_ATTEMPTS: u32 = 100;
+/// Longest backoff between attempts.
+pub const MAX_BACKOFF: Duration = Duration::from_secs(86_400);
+/// Longest jitter a schedule may add to its fires.
+pub const MAX_JITTER: Duration = Duration::from_secs(86_400);
+/// Longest catch-up window.
+pub const MAX_CATCH_UP_WINDOW: Duration = Duration::from_secs(7 * 86_400);
+/// Shortest and longest retention of finished executions.
+pub const RETENTION_RANGE: RangeInclusive<Duration> =
+    Duration::from_secs(60)..=Duration::from_secs(366 * 86_400);
+/// Longest schedule name.
+pub const MAX_NAME_CHARS: usize = 200;
+
+/// A policy value out of its range.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct PolicyError {
+    /// A stable code, e.g. `invalid_retry`, `limit_exceeds_cap`.
+    pub code: &'static str,
+    /// The field, as a JSON path: `retry.max_attempts`, `limits.fuel`.
+    pub field: String,
+    pub message: String,
+}
+
+impl PolicyError {
+    pub fn new(code: &'static str, field: &str, message: impl Into<String>) -> Self {
+        PolicyError {
+            code,
+            field: field.to_owned(),
+            message: message.into(),
+        }
+    }
+}
+
+fn human(d: Duration) -> String {
+    humantime::format_duration(d).to_string()
+}
+
+/// Retry attempts within 1..=100, backoffs within 0..=24h, initial ≤ max.
+pub fn check_retry(r: &RetryPolicy) -> Result<(), PolicyError> {
+    if r.max_attempts == 0 || r.max_attempts > MAX_ATTEMPTS {
+        return Err(PolicyError::new(
+            "invalid_retry",
+            "retry.max_attempts",
+            format!(
+                "retry.max_attempts is {}; it must be 1-{MAX_ATTEMPTS}",
+                r.max_attempts
+            ),
+        ));
+    }
+    for (field, value) in [
+        ("retry.initial_backoff", r.initial_backoff),
+        ("retry.max_backoff", r.max_backoff),
+    ] {
+        if value > MAX_BACKOFF {
+            return Err(PolicyError::new(
+                "invalid_retry",
+                field,
+                format!(
+                    "{field} is {}; it may be at most {}",
+                    human(value),
+                    human(MAX_BACKOFF)
+                ),
+            ));
+        }
+    }
+    if r.initial_backoff > r.max_backoff {
+        return Err(PolicyError::new(
+            "invalid_retry",
+            "retry.initial_backoff",
+            "retry.initial_backoff is longer than retry.max_backoff",
+        ));
+    }
+    Ok(())
+}
+
+pub fn check_priority(priority: i32) -> Result<(), PolicyError> {
+    if PRIORITY_RANGE.contains(&priority) {
+        return Ok(());
+    }
+    Err(PolicyError::new(
+        "invalid_priority",
+        "priority",
+        format!(
+            "priority is {priority}; it must be {}-{}",
+            PRIORITY_RANGE.start(),
+            PRIORITY_RANGE.end()
+        ),
+    ))
+}
+
+/// Per-run limits: each above zero and at most the node's cap.
+pub fn check_limits(limits: &Limits, cap: &Limits) -> Result<(), PolicyError> {
+    let over = |name: &str, value: String, max: String| {
+        Err(PolicyError::new(
+            "limit_exceeds_cap",
+            &format!("limits.{name}"),
+            format!("limits.{name} is {value}; this server allows at most {max}"),
+        ))
+    };
+    let checks: [(&str, u64, u64); 4] = [
+        ("fuel", limits.fuel, cap.fuel),
+        ("memory_bytes", limits.memory_bytes, cap.memory_bytes),
+        ("output_bytes", limits.output_bytes, cap.output_bytes),
+        ("log_bytes", limits.log_bytes, cap.log_bytes),
+    ];
+    for (name, value, max) in checks {
+        if value > max {
+            return over(name, value.to_string(), max.to_string());
+        }
+    }
+    if limits.timeout > cap.timeout {
+        return over("timeout", human(limits.timeout), human(cap.timeout));
+    }
+    for (name, zero) in [
+        ("fuel", limits.fuel == 0),
+        ("memory_bytes", limits.memory_bytes == 0),
+        ("timeout", limits.timeout.is_zero()),
+    ] {
+        if zero {
+            return Err(PolicyError::new(
+                "invalid_limits",
+                &format!("limits.{name}"),
+                format!("limits.{name} must be above zero"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+pub fn check_retention(retention: Option<Duration>) -> Result<(), PolicyError> {
+    match retention {
+        Some(r) if !RETENTION_RANGE.contains(&r) => Err(PolicyError::new(
+            "invalid_retention",
+            "retention",
+            format!(
+                "retention is {}; it must be {}-{}",
+                human(r),
+                human(*RETENTION_RANGE.start()),
+                human(*RETENTION_RANGE.end())
+            ),
+        )),
+        _ => Ok(()),
+    }
+}
+
+fn check_catch_up(c: &CatchUp) -> Result<(), PolicyError> {
+    if c.window > MAX_CATCH_UP_WINDOW {
+        return Err(PolicyError::new(
+            "invalid_catch_up",
+            "catch_up.window",
+            format!(
+                "catch_up.window is {}; it may be at most {}",
+                human(c.window),
+                human(MAX_CATCH_UP_WINDOW)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// Everything a run carries: priority, retry and limits.
+pub fn check_run(
+    priority: i32,
+    retry: &RetryPolicy,
+    limits: &Limits,
+    cap: &Limits,
+) -> Result<(), PolicyError> {
+    check_priority(priority)?;
+    check_retry(retry)?;
+    check_limits(limits, cap)
+}
+
+/// Everything a schedule carries, and its trigger's shortest period against
+/// the tenant's `min_period`.
+pub fn check_schedule(s: &Schedule, cap: &Limits, min_period: Duration) -> Result<(), PolicyError> {
+    if s.name.trim().is_empty() || s.name.chars().count() > MAX_NAME_CHARS {
+        return Err(PolicyError::new(
+            "invalid_name",
+            "name",
+            format!("name must be 1-{MAX_NAME_CHARS} characters"),
+        ));
+    }
+    trigger::validate(&s.trigger)
+        .map_err(|e| PolicyError::new("invalid_trigger", "trigger", e.to_string()))?;
+    check_run(s.priority, &s.retry, &s.limits, cap)?;
+    check_catch_up(&s.catch_up)?;
+    check_retention(s.retention)?;
+    if s.jitter > MAX_JITTER {
+        return Err(PolicyError::new(
+            "invalid_jitter",
+            "jitter",
+            format!("jitter must be at most {}", human(MAX_JITTER)),
+        ));
+    }
+    if let (Some(start), Some(end)) = (s.starts_at, s.ends_at)
+        && end < start
+    {
+        return Err(PolicyError::new(
+            "invalid_bounds",
+            "ends_at",
+            "ends_at is before starts_at",
+        ));
+    }
+    if let Some(period) = shortest_period(&s.trigger, s.created_at)
+        && period < min_period
+    {
+        return Err(PolicyError::new(
+            "quota_exceeded",
+            "trigger",
+            format!(
+                "the trigger fires every {}; quota min_schedule_period allows at most one fire every {}",
+                human(period),
+                human(min_period)
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The shortest gap between consecutive fires of a trigger, looking at its
+/// next 64 fires (none for one-shot and manual triggers).
+pub fn shortest_period(t: &Trigger, created_at: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
+    match t {
+        Trigger::Interval { every, .. } => Some(*every),
+        Trigger::Once { .. } | Trigger::Manual => None,
+        Trigger::Cron { .. } => {
+            let fires = trigger::fires_between(
+                t,
+                created_at,
+                created_at,
+                chrono::DateTime::<chrono::Utc>::MAX_UTC,
+                64,
+            )
+            .ok()?;
+            fires
+                .windows(2)
+                .filter_map(|w| (w[1] - w[0]).to_std().ok())
+                .min()
+        }
+    }
+}
