@@ -44,6 +44,7 @@ UPDATE executions SET expires_at = created_at + 604800000
 CREATE INDEX executions_expiry ON executions (expires_at) WHERE expires_at IS NOT NULL;
 CREATE INDEX executions_queued_tenant ON executions (tenant, priority DESC, due_at)
     WHERE status = 'queued';
+DROP INDEX executions_queued;
 CREATE TABLE kv_usage (tenant TEXT PRIMARY KEY, keys INTEGER NOT NULL, bytes INTEGER NOT NULL);
 INSERT INTO kv_usage (tenant, keys, bytes)
     SELECT tenant, COUNT(*), SUM(length(CAST(key AS BLOB)) + length(value)) FROM kv GROUP BY tenant;
