@@ -66,6 +66,10 @@ pub enum Trigger {
     Manual,
 }
 
+fn role_all() -> String {
+    "all".into()
+}
+
 fn utc() -> String {
     "UTC".into()
 }
@@ -345,6 +349,9 @@ pub struct Execution {
     /// The node holding the lease while running.
     #[serde(default)]
     pub lease_owner: Option<String>,
+    /// The node that ran (or runs) its last attempt.
+    #[serde(default)]
+    pub node: Option<String>,
     #[serde(default, with = "crate::serde_util::option_time")]
     pub lease_expires_at: Option<DateTime<Utc>>,
     /// Set when a cancel arrives while it runs; the running node stops it.
@@ -400,6 +407,7 @@ impl Execution {
             limits: Limits::default(),
             config: BTreeMap::new(),
             lease_owner: None,
+            node: None,
             lease_expires_at: None,
             cancel_requested: false,
             created_at: now,
@@ -429,6 +437,22 @@ pub struct NodeInfo {
     /// Free-form description: host name, version, worker limit.
     #[serde(default)]
     pub description: String,
+    /// What it does: `all` (API and runs), `api` (never runs anything) or
+    /// `worker` (runs, and serves only health and metrics).
+    #[serde(default = "role_all")]
+    pub role: String,
+    /// The taskhost version it runs.
+    #[serde(default)]
+    pub version: String,
+    /// Runs it may have at once.
+    #[serde(default)]
+    pub workers: usize,
+    /// Runs it had at its last heartbeat.
+    #[serde(default)]
+    pub in_flight: usize,
+    /// Asked to drain: it claims nothing more and finishes its runs.
+    #[serde(default)]
+    pub draining: bool,
     #[serde(with = "crate::serde_util::time")]
     pub started_at: DateTime<Utc>,
     #[serde(with = "crate::serde_util::time")]

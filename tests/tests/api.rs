@@ -811,6 +811,8 @@ async fn openapi_lists_every_route_the_router_serves() {
         "GET /v1/executions/{id}",
         "POST /v1/executions/{id}/cancel",
         "POST /v1/executions/{id}/rerun",
+        "GET /v1/nodes",
+        "POST /v1/nodes/{id}/drain",
     ]
     .map(String::from)
     .to_vec();

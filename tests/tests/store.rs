@@ -862,6 +862,11 @@ async fn node_heartbeats(h: Harness) {
     let node = |id: &str| NodeInfo {
         id: id.into(),
         description: "test".into(),
+        role: "all".into(),
+        version: "0".into(),
+        workers: 4,
+        in_flight: 0,
+        draining: false,
         started_at: store.now(),
         last_seen: store.now(),
         expires_at: store.now(),
@@ -882,6 +887,22 @@ async fn node_heartbeats(h: Harness) {
         .map(|n| n.id)
         .collect();
     assert_eq!(alive, vec!["n1", "n2"]);
+    // A drain request survives the node's own heartbeats, which report it.
+    assert!(store.drain_node("n1").await.expect("drain").is_some());
+    assert!(store.drain_node("nope").await.expect("drain").is_none());
+    let beat = store
+        .heartbeat(&node("n1"), Duration::from_secs(15))
+        .await
+        .expect("beat");
+    assert!(beat.draining, "the heartbeat answers the drain");
+    let draining: Vec<bool> = store
+        .live_nodes()
+        .await
+        .expect("live")
+        .into_iter()
+        .map(|n| n.draining)
+        .collect();
+    assert_eq!(draining, vec![true, false]);
     h.clock.advance(Duration::from_secs(10));
     let alive: Vec<String> = store
         .live_nodes()

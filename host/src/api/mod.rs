@@ -14,6 +14,7 @@
 pub mod auth;
 pub mod error;
 mod executions;
+mod nodes;
 mod ops;
 mod plugins;
 pub mod rates;
@@ -112,23 +113,28 @@ struct ErrorDetail {
     details: Option<serde_json::Value>,
 }
 
-/// Every route with its OpenAPI description.
-fn routes(limits: &ApiLimits) -> OpenApiRouter<AppState> {
-    OpenApiRouter::with_openapi(ApiDoc::openapi())
-        .merge(plugins::routes(limits.max_plugin_bytes))
+/// Every route with its OpenAPI description; a worker node serves only the
+/// operational ones.
+fn routes(limits: &ApiLimits, api: bool) -> OpenApiRouter<AppState> {
+    let ops = OpenApiRouter::with_openapi(ApiDoc::openapi()).merge(ops::routes());
+    if !api {
+        return ops;
+    }
+    ops.merge(plugins::routes(limits.max_plugin_bytes))
         .merge(schedules::routes())
         .merge(executions::routes())
-        .merge(ops::routes())
+        .merge(nodes::routes())
 }
 
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes(&ApiLimits::default()).split_for_parts().1
+    routes(&ApiLimits::default(), true).split_for_parts().1
 }
 
-/// The whole HTTP application.
+/// The whole HTTP application, as the node's role has it.
 pub fn router(state: AppState) -> axum::Router {
-    let (router, doc) = routes(&state.limits).split_for_parts();
+    let api = state.node.config().role.serves_api();
+    let (router, doc) = routes(&state.limits, api).split_for_parts();
     let doc = Arc::new(doc);
     let timeout = state.limits.request_timeout;
     router

@@ -1,4 +1,4 @@
-//! Client commands against a running server: `plugin`, `schedule`, `exec`.
+//! Client commands against a running server: `plugin`, `schedule`, `exec`, `node`.
 //! Human-readable tables by default, the API's JSON with `--json`.
 
 use anyhow::{Context, bail};
@@ -72,6 +72,14 @@ pub(crate) enum ScheduleCommand {
     Resume { id: String },
     /// Run a schedule once now.
     Trigger { id: String },
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum NodeCommand {
+    /// List the live nodes (admin scope).
+    List,
+    /// Drain a node: it claims nothing more and finishes its runs (admin scope).
+    Drain { id: String },
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -213,6 +221,45 @@ const EXEC_COLUMNS: (&[&str], &[&str]) = (
         "/outcome/error/message",
     ],
 );
+
+const NODE_COLUMNS: (&[&str], &[&str]) = (
+    &[
+        "id",
+        "role",
+        "version",
+        "workers",
+        "in flight",
+        "draining",
+        "last seen",
+    ],
+    &[
+        "/id",
+        "/role",
+        "/version",
+        "/workers",
+        "/in_flight",
+        "/draining",
+        "/last_seen",
+    ],
+);
+
+pub(crate) async fn node(conn: Conn, command: NodeCommand) -> anyhow::Result<ExitCode> {
+    let client = Client::new(conn.clone())?;
+    let (headers, fields) = NODE_COLUMNS;
+    let answer = match command {
+        NodeCommand::List => {
+            let nodes = client.get("/v1/nodes").await?;
+            json!({ "items": nodes })
+        }
+        NodeCommand::Drain { id } => client.post(&format!("/v1/nodes/{id}/drain"), None).await?,
+    };
+    if conn.json {
+        let value = answer.get("items").cloned().unwrap_or(answer);
+        println!("{}", serde_json::to_string_pretty(&value)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    print(&conn, &answer, headers, fields)
+}
 
 pub(crate) async fn plugin(conn: Conn, command: PluginCommand) -> anyhow::Result<ExitCode> {
     let client = Client::new(conn.clone())?;

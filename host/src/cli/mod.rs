@@ -51,6 +51,13 @@ enum Command {
         #[command(subcommand)]
         command: client::ExecCommand,
     },
+    /// List the nodes sharing a store, and drain one before maintenance.
+    Node {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        command: client::NodeCommand,
+    },
 }
 
 /// Exit code for a usage or environment error (bad flag, unreadable file).
@@ -78,6 +85,7 @@ pub fn main() -> ExitCode {
             Command::Plugin { conn, command } => client::plugin(conn, command).await,
             Command::Schedule { conn, command } => client::schedule(conn, command).await,
             Command::Exec { conn, command } => client::exec(conn, command).await,
+            Command::Node { conn, command } => client::node(conn, command).await,
         }
     });
     match result {

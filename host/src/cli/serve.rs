@@ -72,6 +72,15 @@ pub struct ServeConfig {
     /// Largest plugin upload, in bytes.
     #[arg(long, env = "TASKHOST_MAX_PLUGIN_BYTES", value_name = "BYTES")]
     pub max_plugin_bytes: Option<usize>,
+    /// What this node does: all (API and runs), api (never runs anything) or
+    /// worker (runs; serves only /healthz, /readyz, /metrics).
+    #[arg(long, env = "TASKHOST_ROLE", value_name = "ROLE", value_enum)]
+    pub role: Option<crate::scheduler::Role>,
+    /// How long a node's heartbeat holds; it beats every third of it, and a
+    /// drain request takes effect at its next beat.
+    #[arg(long, env = "TASKHOST_HEARTBEAT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(default, with = "crate::serde_util::option_duration")]
+    pub heartbeat: Option<Duration>,
     /// This node's id (default: random).
     #[arg(long, env = "TASKHOST_NODE_ID", value_name = "ID")]
     pub node_id: Option<String>,
@@ -106,6 +115,8 @@ impl ServeConfig {
             workers: self.workers.or(file.workers),
             tenant_limit: self.tenant_limit.or(file.tenant_limit),
             retention: self.retention.or(file.retention),
+            role: self.role.or(file.role),
+            heartbeat: self.heartbeat.or(file.heartbeat),
             max_run_fuel: self.max_run_fuel.or(file.max_run_fuel),
             max_run_timeout: self.max_run_timeout.or(file.max_run_timeout),
             max_run_memory: self.max_run_memory.or(file.max_run_memory),
@@ -222,6 +233,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             workers,
             tenant_limit: config.tenant_limit.unwrap_or((workers / 4).max(1)),
             retention: config.retention.unwrap_or(defaults.retention),
+            role: config.role.unwrap_or_default(),
+            heartbeat_ttl: config.heartbeat.unwrap_or(defaults.heartbeat_ttl),
             quotas: config.quotas.clone(),
             ..defaults
         },
@@ -247,9 +260,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("could not listen on {listen}"))?;
     let address = listener.local_addr()?;
     println!(
-        "taskhost listening on http://{address} (store: {}, node: {})",
+        "taskhost listening on http://{address} (store: {}, node: {}, role: {})",
         store.kind(),
-        node.id()
+        node.id(),
+        node.config().role.as_str()
     );
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);

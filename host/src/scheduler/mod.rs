@@ -52,11 +52,57 @@ use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+/// What a node does.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    clap::ValueEnum,
+)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    /// Serves the API and runs executions.
+    #[default]
+    All,
+    /// Serves the API; never claims or runs anything (work it accepts is
+    /// stored for the workers).
+    Api,
+    /// Runs executions and the schedules' fires; serves only health and metrics.
+    Worker,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::All => "all",
+            Role::Api => "api",
+            Role::Worker => "worker",
+        }
+    }
+
+    /// Whether it claims and runs executions.
+    pub fn runs(self) -> bool {
+        self != Role::Api
+    }
+
+    /// Whether it serves the `/v1` API.
+    pub fn serves_api(self) -> bool {
+        self != Role::Worker
+    }
+}
+
 /// Node settings.
 #[derive(Debug, Clone)]
 pub struct SchedulerConfig {
     /// This node's id in leases and heartbeats; unique per process.
     pub node_id: String,
+    /// What this node does.
+    pub role: Role,
     /// Runs at once on this node; more wait in the queue.
     pub workers: usize,
     /// Runs at once per tenant on this node. Below `workers`, so that no one
@@ -105,6 +151,7 @@ impl Default for SchedulerConfig {
     fn default() -> Self {
         SchedulerConfig {
             node_id: format!("node-{}", crate::model::new_id()),
+            role: Role::All,
             workers: 64,
             tenant_limit: 16,
             lease: Duration::from_secs(30),
@@ -165,6 +212,8 @@ struct NodeInner {
     wake: Notify,
     /// The last refill found more due work than it loaded.
     backlog: std::sync::atomic::AtomicBool,
+    /// Asked to drain (seen at a heartbeat): claims nothing more.
+    draining: std::sync::atomic::AtomicBool,
     /// Tenants' queued counts, for the queue quota (see `enqueue`).
     queue_counts: Mutex<HashMap<String, enqueue::QueueCount>>,
     observer: Option<RunObserver>,
@@ -222,6 +271,7 @@ impl Node {
                 stop_runs: CancellationToken::new(),
                 wake: Notify::new(),
                 backlog: std::sync::atomic::AtomicBool::new(false),
+                draining: std::sync::atomic::AtomicBool::new(false),
                 queue_counts: Mutex::new(HashMap::new()),
                 observer,
                 metrics: Metrics::default(),
@@ -259,8 +309,23 @@ impl Node {
         self.inner.tenants.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Whether this node claims work now: it runs executions and is not draining.
+    pub fn claims(&self) -> bool {
+        self.inner.config.role.runs() && !self.draining()
+    }
+
+    /// Whether this node was asked to drain.
+    pub fn draining(&self) -> bool {
+        self.inner
+            .draining
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Puts an execution into this node's heap if it is due within the horizon.
     pub(crate) fn offer(&self, e: &Execution) {
+        if !self.claims() {
+            return; // another node will find it in the store
+        }
         let horizon = crate::store::after(self.inner.store.now(), self.inner.config.horizon);
         if e.due_at <= horizon && self.queue().offer(e) {
             self.inner.wake.notify_one();
@@ -315,7 +380,7 @@ impl Node {
     /// tenants. Returns how many it started.
     pub async fn dispatch(&self) -> usize {
         let mut started = 0;
-        loop {
+        while self.claims() {
             self.queue().promote(self.inner.store.now());
             let Ok(permit) = self.inner.workers.clone().try_acquire_owned() else {
                 break;
@@ -397,25 +462,44 @@ impl Node {
         Ok(changed.len())
     }
 
-    /// Records that this node is alive.
+    /// Records that this node is alive, and learns whether it was asked to drain.
     pub async fn heartbeat(&self) -> Result<(), StoreError> {
         let now = self.inner.store.now();
+        let config = &self.inner.config;
         let info = NodeInfo {
-            id: self.inner.config.node_id.clone(),
+            id: config.node_id.clone(),
             description: format!(
-                "taskhost {} workers={}",
+                "taskhost {} role={} workers={}",
                 env!("CARGO_PKG_VERSION"),
-                self.inner.config.workers
+                config.role.as_str(),
+                config.workers
             ),
+            role: config.role.as_str().to_owned(),
+            version: env!("CARGO_PKG_VERSION").to_owned(),
+            workers: if config.role.runs() {
+                config.workers
+            } else {
+                0
+            },
+            in_flight: self.in_flight(),
+            draining: false,
             started_at: self.inner.started_at,
             last_seen: now,
             expires_at: now,
         };
-        self.inner
+        let seen = self
+            .inner
             .store
-            .heartbeat(&info, self.inner.config.heartbeat_ttl)
-            .await
-            .map(drop)
+            .heartbeat(&info, config.heartbeat_ttl)
+            .await?;
+        if seen.draining && !self.draining() {
+            tracing::info!(node = %config.node_id, "draining: claiming nothing more; runs in progress finish");
+            self.inner
+                .draining
+                .store(true, std::sync::atomic::Ordering::Relaxed);
+            self.queue().clear();
+        }
+        Ok(())
     }
 
     /// One pass of everything, for tests driving a manual clock: materialize,
@@ -446,11 +530,25 @@ impl Node {
                 }
             }
         });
+        if !self.inner.config.role.runs() {
+            // An API node only says it is alive.
+            shutdown.await;
+            loops.shutdown().await;
+            let _ = self
+                .inner
+                .store
+                .remove_node(&self.inner.config.node_id)
+                .await;
+            return;
+        }
         let node = self.clone();
         let mut tick = every(self.inner.config.materialize_every);
         loops.spawn(async move {
             loop {
                 tick.tick().await;
+                if node.draining() {
+                    continue;
+                }
                 if let Err(e) = node.materialize_due(1000).await {
                     tracing::warn!(error = %e, "materializer pass failed");
                 }
@@ -489,7 +587,7 @@ impl Node {
         let store_wake = self.inner.store.wakeups();
         let mut refill_at = tokio::time::Instant::now();
         loop {
-            if tokio::time::Instant::now() >= refill_at {
+            if tokio::time::Instant::now() >= refill_at && self.claims() {
                 if let Err(e) = self.refill().await {
                     tracing::warn!(error = %e, "refill failed");
                 }

@@ -142,6 +142,11 @@ impl Queue {
         self.entries.remove(id);
     }
 
+    /// Forgets everything held (the node stopped claiming).
+    pub fn clear(&mut self) {
+        *self = Queue::default();
+    }
+
     /// Executions held (waiting or ready).
     pub fn len(&self) -> usize {
         self.entries.len()

@@ -180,9 +180,13 @@ pub trait Backend: Send + Sync + 'static {
     async fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool>;
 
     // Node heartbeats.
-    async fn node_upsert(&self, node: &NodeInfo) -> Result<()>;
-    /// Nodes whose heartbeat has not expired at `now`.
+    /// Writes a node's heartbeat, keeping its drain flag (which only
+    /// `node_drain` sets); returns that flag.
+    async fn node_upsert(&self, node: &NodeInfo) -> Result<bool>;
+    /// Nodes whose heartbeat has not expired at `now`, with their drain flags.
     async fn nodes_alive(&self, now: DateTime<Utc>) -> Result<Vec<NodeInfo>>;
+    /// Asks a node to drain; false if there is no such node.
+    async fn node_drain(&self, id: &str) -> Result<bool>;
     async fn node_remove(&self, id: &str) -> Result<bool>;
 
     /// Starts notifying `wake` whenever executions change in the store, also

@@ -174,6 +174,7 @@ impl Store {
             }
             e.status = ExecutionStatus::Running;
             e.lease_owner = Some(owner.clone());
+            e.node = Some(owner.clone());
             e.lease_expires_at = Some(after(now, lease));
             e.started_at = Some(now);
             true

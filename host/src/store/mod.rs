@@ -320,16 +320,28 @@ impl Store {
 
     // ---- nodes ----
 
-    /// Records that `node` is alive for another `ttl`.
+    /// Records that `node` is alive for another `ttl`. The result carries
+    /// whether the node was asked to drain.
     pub async fn heartbeat(&self, node: &NodeInfo, ttl: Duration) -> Result<NodeInfo, StoreError> {
         let now = self.now();
-        let node = NodeInfo {
+        let mut node = NodeInfo {
             last_seen: now,
             expires_at: after(now, ttl),
             ..node.clone()
         };
-        self.backend.node_upsert(&node).await?;
+        node.draining = self.backend.node_upsert(&node).await?;
         Ok(node)
+    }
+
+    /// Asks a live node to drain. `None` if no live node has that id.
+    pub async fn drain_node(&self, id: &str) -> Result<Option<NodeInfo>, StoreError> {
+        let live = self.live_nodes().await?;
+        let Some(mut node) = live.into_iter().find(|n| n.id == id) else {
+            return Ok(None);
+        };
+        self.backend.node_drain(id).await?;
+        node.draining = true;
+        Ok(Some(node))
     }
 
     pub async fn live_nodes(&self) -> Result<Vec<NodeInfo>, StoreError> {

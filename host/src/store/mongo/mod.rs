@@ -559,28 +559,48 @@ impl Backend for MongoBackend {
         self.kv_remove(tenant, plugin, key).await
     }
 
-    async fn node_upsert(&self, node: &NodeInfo) -> Result<()> {
-        let mut d = document(&node_row(node)?);
-        d.insert(
+    async fn node_upsert(&self, node: &NodeInfo) -> Result<bool> {
+        let mut fields = document(&node_row(node)?);
+        fields.remove("_id");
+        fields.insert(
             "expires_at_date",
             bson::DateTime::from_millis(ms(node.expires_at)),
         );
-        self.coll("nodes")
-            .replace_one(doc! { "_id": &node.id }, d)
+        // `$set` leaves `draining` alone: only a drain request sets it.
+        let updated = self
+            .coll("nodes")
+            .find_one_and_update(doc! { "_id": &node.id }, doc! { "$set": fields })
             .upsert(true)
+            .return_document(mongodb::options::ReturnDocument::After)
             .await
-            .map(drop)
-            .map_err(db_err)
+            .map_err(db_err)?;
+        Ok(updated.is_some_and(|d| d.get_bool("draining").unwrap_or(false)))
     }
 
     async fn nodes_alive(&self, now: DateTime<Utc>) -> Result<Vec<NodeInfo>> {
-        self.find(
-            "nodes",
-            doc! { "expires_at": { "$gt": ms(now) } },
-            doc! { "_id": 1 },
-            10_000,
-        )
-        .await
+        let cursor = self
+            .coll("nodes")
+            .find(doc! { "expires_at": { "$gt": ms(now) } })
+            .sort(doc! { "_id": 1 })
+            .await
+            .map_err(db_err)?;
+        let docs: Vec<Document> = cursor.try_collect().await.map_err(db_err)?;
+        docs.iter()
+            .map(|d| {
+                let mut node: NodeInfo = record(d)?;
+                node.draining = d.get_bool("draining").unwrap_or(false);
+                Ok(node)
+            })
+            .collect()
+    }
+
+    async fn node_drain(&self, id: &str) -> Result<bool> {
+        let result = self
+            .coll("nodes")
+            .update_one(doc! { "_id": id }, doc! { "$set": { "draining": true } })
+            .await
+            .map_err(db_err)?;
+        Ok(result.matched_count == 1)
     }
 
     async fn node_remove(&self, id: &str) -> Result<bool> {

@@ -49,6 +49,9 @@ CREATE TABLE kv_usage (tenant TEXT PRIMARY KEY, keys INTEGER NOT NULL, bytes INT
 INSERT INTO kv_usage (tenant, keys, bytes)
     SELECT tenant, COUNT(*), SUM(length(CAST(key AS BLOB)) + length(value)) FROM kv GROUP BY tenant;
 "#,
+    r#"
+ALTER TABLE nodes ADD COLUMN draining INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.

@@ -556,21 +556,47 @@ impl Backend for SqliteBackend {
         self.kv_remove(tenant, plugin, key).await
     }
 
-    async fn node_upsert(&self, node: &NodeInfo) -> Result<()> {
+    async fn node_upsert(&self, node: &NodeInfo) -> Result<bool> {
         let row = node_row(node)?;
         self.call(move |c| {
             let upsert = "ON CONFLICT (id) DO UPDATE SET expires_at = excluded.expires_at, doc = excluded.doc";
-            insert_row(c, "nodes", &row, upsert).map(drop).map_err(sql)
+            insert_row(c, "nodes", &row, upsert).map_err(sql)?;
+            c.query_row("SELECT draining FROM nodes WHERE id = ?", [&row.id], |r| {
+                r.get::<_, bool>(0)
+            })
+            .map_err(sql)
         })
         .await
     }
 
     async fn nodes_alive(&self, now: DateTime<Utc>) -> Result<Vec<NodeInfo>> {
         self.call(move |c| {
-            docs(
-                c,
-                "SELECT doc FROM nodes WHERE expires_at > ? ORDER BY id",
-                &[&ms(now)],
+            let mut stmt = c
+                .prepare_cached("SELECT doc, draining FROM nodes WHERE expires_at > ? ORDER BY id")
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map([ms(now)], |r| {
+                    Ok((r.get::<_, String>(0)?, r.get::<_, bool>(1)?))
+                })
+                .map_err(sql)?;
+            rows.map(|row| {
+                let (doc, draining) = row.map_err(sql)?;
+                let mut node: NodeInfo = from_doc(&doc)?;
+                node.draining = draining;
+                Ok(node)
+            })
+            .collect()
+        })
+        .await
+    }
+
+    async fn node_drain(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            Ok(
+                c.execute("UPDATE nodes SET draining = 1 WHERE id = ?", [&id])
+                    .map_err(sql)?
+                    == 1,
             )
         })
         .await
