@@ -27,7 +27,18 @@ impl Server {
     /// Like [`Server::start`], with more `serve` flags and a config file
     /// (TOML text, written to the server's data folder).
     pub fn start_with(store: Option<&str>, args: &[&str], config: Option<&str>) -> Server {
+        Server::start_with_env(store, args, config, &[])
+    }
+
+    /// Like [`Server::start_with`], with environment variables set.
+    pub fn start_with_env(
+        store: Option<&str>,
+        args: &[&str],
+        config: Option<&str>,
+        env: &[(&str, &str)],
+    ) -> Server {
         let dir = tempfile::tempdir().expect("temporary folder");
+        let log = std::fs::File::create(dir.path().join("stderr.log")).expect("log file");
         let mut cmd = Command::new(crate::taskhost_bin());
         cmd.args([
             "serve",
@@ -39,8 +50,9 @@ impl Server {
         ])
         .arg(dir.path())
         .env_remove("TASKHOST_STORE")
+        .envs(env.iter().copied())
         .stdout(Stdio::piped())
-        .stderr(Stdio::null());
+        .stderr(log);
         if let Some(store) = store {
             cmd.args(["--store", store]);
         }
@@ -147,6 +159,11 @@ impl Server {
                 .unwrap_or(0)
         };
         (field("VmRSS:"), field("VmHWM:"))
+    }
+
+    /// What the server wrote to stderr (its logs) so far.
+    pub fn logs(&self) -> String {
+        std::fs::read_to_string(self._dir.path().join("stderr.log")).unwrap_or_default()
     }
 
     /// Whether the process still runs.

@@ -373,7 +373,9 @@ where
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = Arc::<Verifier>::from_ref(state);
         let token = bearer(&parts.headers)?;
-        verifier.admit(token)
+        let principal = verifier.admit(token)?;
+        tracing::Span::current().record("tenant", principal.tenant.as_str());
+        Ok(principal)
     }
 }
 

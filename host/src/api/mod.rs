@@ -34,6 +34,7 @@ use axum::response::Response;
 use error::ApiError;
 use std::sync::Arc;
 use std::time::Duration;
+use tracing::Instrument;
 use utoipa::OpenApi;
 use utoipa_axum::router::OpenApiRouter;
 
@@ -174,9 +175,14 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     }
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let started = std::time::Instant::now();
-    let mut response = next.run(req).await;
-    tracing::info!(request_id = %id, %method, %path, status = response.status().as_u16(),
-        ms = started.elapsed().as_millis() as u64, "request");
+    // Everything logged while serving it carries the request id, and the
+    // tenant once the token is verified (see `auth`).
+    let span = tracing::info_span!("request", request_id = %id, tenant = tracing::field::Empty);
+    let mut response = next.run(req).instrument(span.clone()).await;
+    span.in_scope(|| {
+        tracing::info!(request_id = %id, %method, %path, status = response.status().as_u16(),
+            ms = started.elapsed().as_millis() as u64, "request")
+    });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
     }

@@ -17,11 +17,30 @@ use std::process::ExitCode;
 /// Teams upload sandboxed task plugins (WebAssembly components built with the
 /// taskhost SDK), schedule them, and host nodes run them under hard fuel,
 /// memory, time and output limits.
+/// `taskhost --version`: the release, the commit it was built from, and the
+/// plugin contract versions it accepts.
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("TASKHOST_GIT_COMMIT"),
+    "; plugin contract taskhost:plugin/task@0.1.0)"
+);
+
 #[derive(Debug, Parser)]
-#[command(name = "taskhost", version, propagate_version = true)]
+#[command(name = "taskhost", version = VERSION, propagate_version = true)]
 pub struct Cli {
+    /// Log lines as text or as JSON objects, one a line (with the request,
+    /// tenant, execution and node they concern as fields).
+    #[arg(long, global = true, env = "TASKHOST_LOG_FORMAT", value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
 }
 
 #[derive(Debug, Subcommand)]
@@ -66,7 +85,7 @@ pub(crate) const EXIT_USAGE: u8 = 2;
 /// Parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging();
+    init_logging(cli.log_format);
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -98,12 +117,31 @@ pub fn main() -> ExitCode {
 }
 
 /// Logs go to stderr (stdout is for results); `TASKHOST_LOG` or `RUST_LOG` set the filter.
-fn init_logging() {
+fn init_logging(format: LogFormat) {
     let filter = std::env::var("TASKHOST_LOG")
         .or_else(|_| std::env::var("RUST_LOG"))
         .unwrap_or_else(|_| "warn".into());
-    let _ = tracing_subscriber::fmt()
+    let builder = tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr)
-        .try_init();
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Text => builder.try_init(),
+        // Each line one JSON object: the event's fields at the top level, the
+        // enclosing spans' fields (request_id, tenant, execution, node) in `spans`.
+        LogFormat::Json => builder
+            .json()
+            .flatten_event(true)
+            .with_current_span(false)
+            .with_span_list(true)
+            .try_init(),
+    };
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn version_names_the_contract_it_accepts() {
+        assert!(super::VERSION.contains(crate::runtime::WORLD));
+        assert!(super::VERSION.starts_with(env!("CARGO_PKG_VERSION")));
+    }
 }

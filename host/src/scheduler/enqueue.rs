@@ -216,6 +216,7 @@ impl Node {
         }
         self.count_enqueued(&e.tenant);
         self.offer(&e);
+        tracing::debug!(execution = %e.id, tenant = %e.tenant, due_at = %e.due_at, "execution queued");
         Ok(Some(e))
     }
 

@@ -51,6 +51,7 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::task::JoinSet;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+use tracing::Instrument;
 
 /// What a node does.
 #[derive(
@@ -421,14 +422,19 @@ impl Node {
             };
             let node = self.clone();
             let stop = self.inner.stop_runs.clone();
-            self.inner.running.spawn(async move {
-                let _slot = slot;
-                let id = execution.id.clone();
-                tokio::select! {
-                    () = node.run_claimed(execution) => {}
-                    () = stop.cancelled() => node.give_back(&id).await,
+            let span = tracing::info_span!("run", execution = %execution.id,
+                tenant = %execution.tenant, node = %self.inner.config.node_id);
+            self.inner.running.spawn(
+                async move {
+                    let _slot = slot;
+                    let id = execution.id.clone();
+                    tokio::select! {
+                        () = node.run_claimed(execution) => {}
+                        () = stop.cancelled() => node.give_back(&id).await,
+                    }
                 }
-            });
+                .instrument(span),
+            );
             started += 1;
         }
         started

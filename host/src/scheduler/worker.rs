@@ -41,6 +41,13 @@ impl Node {
             outcome.duration_us as f64 / 1e6,
             outcome.fuel_used,
         );
+        tracing::debug!(
+            status = outcome.status.as_str(),
+            duration_us = outcome.duration_us,
+            fuel = outcome.fuel_used,
+            attempt = execution.attempt,
+            "run finished"
+        );
         let completion = decide(&execution, outcome, self.inner.store.now());
         self.finish(&execution, completion).await;
     }
