@@ -5,6 +5,7 @@
 //! 0 success, 1 the task did not succeed, 2 a usage or environment error.
 
 mod client;
+mod config;
 mod run;
 mod serve;
 mod token;
@@ -46,7 +47,7 @@ enum LogFormat {
 #[derive(Debug, Subcommand)]
 enum Command {
     /// Serve the REST API and run schedules (embedded store by default).
-    Serve(Box<serve::ServeConfig>),
+    Serve(Box<config::ServeConfig>),
     Run(run::RunArgs),
     Token(token::TokenArgs),
     /// Upload and list plugins on a server.

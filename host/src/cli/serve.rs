@@ -1,135 +1,26 @@
 //! `taskhost serve`: the store, the runtime, a scheduler node and the HTTP API
 //! in one process.
 //!
-//! Settings come from flags, then `TASKHOST_*` environment variables, then a
-//! TOML file (`--config`), then defaults: the embedded store in
-//! `./taskhost-data`, and — when no key is configured — a development secret
-//! kept in the data folder, announced with a warning and a ready token.
+//! Settings ([`super::config`]) come from flags, then `TASKHOST_*`
+//! environment variables, then a TOML file (`--config`), then defaults: the
+//! embedded store in `./taskhost-data`, and — when no key is configured — a
+//! development secret kept in the data folder, announced with a warning and a
+//! ready token.
 
+use super::config::{ServeConfig, Settings};
 use crate::api::auth::{self, KeyConfig, Scope, Verifier};
 use crate::api::{ApiLimits, AppState, router};
 use crate::clock::SystemClock;
-use crate::quota::QuotaConfig;
 use crate::runtime::{DirArtifacts, Runtime, RuntimeConfig};
-use crate::scheduler::{Node, SchedulerConfig};
+use crate::scheduler::{DEFAULT_CAPS, Node, SchedulerConfig};
 use crate::store::Store;
 use anyhow::{Context, bail};
-use serde::Deserialize;
-use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// Everything `serve` can be told; each field is optional so that flags, the
-/// environment and the config file can be layered.
-#[derive(Debug, Default, Clone, Deserialize, clap::Args)]
-#[serde(deny_unknown_fields)]
-pub struct ServeConfig {
-    /// Address to listen on.
-    #[arg(long, env = "TASKHOST_LISTEN", value_name = "ADDR")]
-    pub listen: Option<SocketAddr>,
-    /// Store URL: sqlite://PATH or mongodb://HOST:PORT/DATABASE.
-    #[arg(long, env = "TASKHOST_STORE", value_name = "URL")]
-    pub store: Option<String>,
-    /// Folder for the embedded store, compiled plugins and the dev secret.
-    #[arg(long, env = "TASKHOST_DATA_DIR", value_name = "DIR")]
-    pub data_dir: Option<PathBuf>,
-    /// HS256 secret for API tokens.
-    #[arg(
-        long,
-        env = "TASKHOST_JWT_SECRET",
-        value_name = "SECRET",
-        hide_env_values = true
-    )]
-    pub jwt_secret: Option<String>,
-    /// PEM public key file for RS256 or EdDSA tokens (instead of a secret).
-    #[arg(long, env = "TASKHOST_JWT_PUBLIC_KEY", value_name = "FILE")]
-    pub jwt_public_key: Option<PathBuf>,
-    /// Algorithm of --jwt-public-key: rs256 or eddsa.
-    #[arg(long, env = "TASKHOST_JWT_ALGORITHM", value_name = "ALG")]
-    pub jwt_algorithm: Option<String>,
-    /// Runs at once on this node.
-    #[arg(long, env = "TASKHOST_WORKERS", value_name = "N")]
-    pub workers: Option<usize>,
-    /// Runs at once per tenant on this node (default: a quarter of the
-    /// workers, at least 1), so that no tenant can hold every worker.
-    #[arg(long, env = "TASKHOST_TENANT_LIMIT", value_name = "N")]
-    pub tenant_limit: Option<usize>,
-    /// The most fuel any run may ask for (the node's cap).
-    #[arg(long, env = "TASKHOST_MAX_RUN_FUEL", value_name = "N")]
-    pub max_run_fuel: Option<u64>,
-    /// The longest timeout any run may ask for (the node's cap).
-    #[arg(long, env = "TASKHOST_MAX_RUN_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
-    #[serde(default, with = "crate::serde_util::option_duration")]
-    pub max_run_timeout: Option<Duration>,
-    /// The most linear memory any run may ask for, in bytes (the node's cap).
-    #[arg(long, env = "TASKHOST_MAX_RUN_MEMORY", value_name = "BYTES")]
-    pub max_run_memory: Option<u64>,
-    /// How long finished executions are kept (a schedule may say otherwise).
-    #[arg(long, env = "TASKHOST_RETENTION", value_name = "DURATION", value_parser = humantime::parse_duration)]
-    #[serde(default, with = "crate::serde_util::option_duration")]
-    pub retention: Option<Duration>,
-    /// Largest plugin upload, in bytes.
-    #[arg(long, env = "TASKHOST_MAX_PLUGIN_BYTES", value_name = "BYTES")]
-    pub max_plugin_bytes: Option<usize>,
-    /// What this node does: all (API and runs), api (never runs anything) or
-    /// worker (runs; serves only /healthz, /readyz, /metrics).
-    #[arg(long, env = "TASKHOST_ROLE", value_name = "ROLE", value_enum)]
-    pub role: Option<crate::scheduler::Role>,
-    /// How long a node's heartbeat holds; it beats every third of it, and a
-    /// drain request takes effect at its next beat.
-    #[arg(long, env = "TASKHOST_HEARTBEAT", value_name = "DURATION", value_parser = humantime::parse_duration)]
-    #[serde(default, with = "crate::serde_util::option_duration")]
-    pub heartbeat: Option<Duration>,
-    /// This node's id (default: random).
-    #[arg(long, env = "TASKHOST_NODE_ID", value_name = "ID")]
-    pub node_id: Option<String>,
-    /// A TOML file with any of these settings (keys as the flags, with `_`),
-    /// and the `[quotas]` section (file only).
-    #[arg(long, env = "TASKHOST_CONFIG", value_name = "FILE")]
-    #[serde(skip)]
-    pub config: Option<PathBuf>,
-    /// Per-tenant quotas: `[quotas.default]` and `[quotas.tenants.NAME]`.
-    #[arg(skip)]
-    #[serde(default)]
-    pub quotas: QuotaConfig,
-}
-
-impl ServeConfig {
-    /// Fills what flags and environment left unset from the config file.
-    fn layered(self) -> anyhow::Result<ServeConfig> {
-        let Some(path) = self.config.clone() else {
-            return Ok(self);
-        };
-        let text = std::fs::read_to_string(&path)
-            .with_context(|| format!("could not read {}", path.display()))?;
-        let file: ServeConfig = toml::from_str(&text)
-            .with_context(|| format!("invalid config file {}", path.display()))?;
-        Ok(ServeConfig {
-            listen: self.listen.or(file.listen),
-            store: self.store.or(file.store),
-            data_dir: self.data_dir.or(file.data_dir),
-            jwt_secret: self.jwt_secret.or(file.jwt_secret),
-            jwt_public_key: self.jwt_public_key.or(file.jwt_public_key),
-            jwt_algorithm: self.jwt_algorithm.or(file.jwt_algorithm),
-            workers: self.workers.or(file.workers),
-            tenant_limit: self.tenant_limit.or(file.tenant_limit),
-            retention: self.retention.or(file.retention),
-            role: self.role.or(file.role),
-            heartbeat: self.heartbeat.or(file.heartbeat),
-            max_run_fuel: self.max_run_fuel.or(file.max_run_fuel),
-            max_run_timeout: self.max_run_timeout.or(file.max_run_timeout),
-            max_run_memory: self.max_run_memory.or(file.max_run_memory),
-            quotas: file.quotas,
-            max_plugin_bytes: self.max_plugin_bytes.or(file.max_plugin_bytes),
-            node_id: self.node_id.or(file.node_id),
-            config: self.config,
-        })
-    }
-}
-
 /// The key that checks API tokens: configured, or the data folder's dev secret.
-fn verifier(config: &ServeConfig, data_dir: &Path) -> anyhow::Result<Verifier> {
+fn verifier(config: &Settings, data_dir: &Path) -> anyhow::Result<Verifier> {
     let key = match (&config.jwt_secret, &config.jwt_public_key) {
         (Some(_), Some(_)) => bail!("give either --jwt-secret or --jwt-public-key, not both"),
         (Some(secret), None) => KeyConfig::Hs256 {
@@ -172,20 +63,20 @@ pub fn dev_secret(data_dir: &Path) -> anyhow::Result<String> {
     Ok(secret)
 }
 
-/// Runs the server until Ctrl-C or SIGTERM.
+/// Runs the server until Ctrl-C or SIGTERM (or prints its configuration).
 pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
-    let config = config.layered()?;
-    let data_dir = config
-        .data_dir
-        .clone()
-        .unwrap_or_else(|| PathBuf::from("./taskhost-data"));
-    let url = config
-        .store
-        .clone()
-        .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("taskhost.db").display()));
-    let verifier = verifier(&config, &data_dir)?
-        .with_rates(crate::api::rates::RequestRates::new(config.quotas.clone()));
-    if config.jwt_secret.is_none() && config.jwt_public_key.is_none() {
+    let print = config.print_config;
+    let settings = config.layered()?.settings()?;
+    if print {
+        print!("{}", settings.to_toml_masked()?);
+        return Ok(());
+    }
+    let data_dir = settings.data_dir.clone();
+    let url = settings.store.clone();
+    let verifier = verifier(&settings, &data_dir)?.with_rates(
+        crate::api::rates::RequestRates::new(settings.quotas.clone()),
+    );
+    if settings.jwt_secret.is_none() && settings.jwt_public_key.is_none() {
         let secret = dev_secret(&data_dir)?;
         let scopes = Scope::ALL;
         let token = auth::mint_hs256(
@@ -207,9 +98,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .with_context(|| format!("could not open the store {url}"))?;
     let runtime_config = RuntimeConfig {
         // Each pool slot reserves the largest memory a run may have.
-        max_memory_bytes: config
-            .max_run_memory
-            .unwrap_or(crate::scheduler::DEFAULT_CAPS.memory_bytes),
+        max_memory_bytes: settings.max_run_memory,
         ..RuntimeConfig::default()
     };
     let runtime = Runtime::with_stores(
@@ -217,34 +106,33 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         Arc::new(DirArtifacts::new(data_dir.join("artifacts"))),
         Arc::new(store.clone()),
     )?;
-    let defaults = SchedulerConfig::default();
-    let workers = config.workers.unwrap_or(defaults.workers).max(1);
-    if let Some(retention) = config.retention {
-        crate::scheduler::policy::check_retention(Some(retention))?;
-    }
-    let mut caps = defaults.caps;
-    caps.fuel = config.max_run_fuel.unwrap_or(caps.fuel);
-    caps.timeout = config.max_run_timeout.unwrap_or(caps.timeout);
-    caps.memory_bytes = config.max_run_memory.unwrap_or(caps.memory_bytes);
+    let caps = crate::runtime::Limits {
+        fuel: settings.max_run_fuel,
+        timeout: settings.max_run_timeout,
+        memory_bytes: settings.max_run_memory,
+        ..DEFAULT_CAPS
+    };
     let node = Node::new(
         SchedulerConfig {
             caps,
-            node_id: config.node_id.clone().unwrap_or(defaults.node_id.clone()),
-            workers,
-            tenant_limit: config.tenant_limit.unwrap_or((workers / 4).max(1)),
-            retention: config.retention.unwrap_or(defaults.retention),
-            role: config.role.unwrap_or_default(),
-            heartbeat_ttl: config.heartbeat.unwrap_or(defaults.heartbeat_ttl),
-            quotas: config.quotas.clone(),
-            ..defaults
+            node_id: settings.node_id.clone(),
+            workers: settings.workers,
+            tenant_limit: settings.tenant_limit,
+            lease: settings.lease,
+            retention: settings.retention,
+            role: settings.role,
+            heartbeat_ttl: settings.heartbeat,
+            quotas: settings.quotas.clone(),
+            ..SchedulerConfig::default()
         },
         store.clone(),
         runtime.clone(),
     );
-    let mut limits = ApiLimits::default();
-    if let Some(max) = config.max_plugin_bytes {
-        limits.max_plugin_bytes = max;
-    }
+    let limits = ApiLimits {
+        max_plugin_bytes: settings.max_plugin_bytes,
+        max_body_bytes: settings.max_body_bytes,
+        request_timeout: settings.request_timeout,
+    };
     let state = AppState {
         store: store.clone(),
         node: node.clone(),
@@ -252,9 +140,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         verifier: Arc::new(verifier),
         limits: Arc::new(limits),
     };
-    let listen = config
-        .listen
-        .unwrap_or_else(|| SocketAddr::from(([127, 0, 0, 1], 8080)));
+    let listen = settings.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("could not listen on {listen}"))?;
@@ -266,6 +152,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         node.config().role.as_str()
     );
 
+    let grace = settings.grace;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let scheduler = {
         let node = node.clone();
@@ -275,7 +162,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
                 async move {
                     let _ = stop.wait_for(|s| *s).await;
                 },
-                Duration::from_secs(30),
+                grace,
             )
             .await
         })
@@ -286,7 +173,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     });
     tokio::spawn(async move {
         shutdown_signal().await;
-        eprintln!("shutting down: finishing runs (up to 30s)");
+        eprintln!(
+            "shutting down: finishing runs (up to {})",
+            humantime::format_duration(grace)
+        );
         let _ = stop_tx.send(true);
     });
     http.await.context("the HTTP server failed")?;

@@ -78,6 +78,12 @@ impl Store {
             if self.backend.execution_replace(&execution, expected).await? {
                 return Ok(Some(execution));
             }
+            // The write may have landed with its reply lost (the driver then
+            // retries and finds the version moved): if the stored record is
+            // exactly ours, it is ours.
+            if self.backend.execution_get(id).await?.as_ref() == Some(&execution) {
+                return Ok(Some(execution));
+            }
         }
         Err(StoreError::Contention(format!("execution {id}")))
     }

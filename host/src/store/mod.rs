@@ -270,6 +270,11 @@ impl Store {
             if self.backend.schedule_replace(&schedule, expected).await? {
                 return Ok(Some(schedule));
             }
+            // A write that landed with its reply lost is ours (see
+            // `modify_execution`).
+            if self.backend.schedule_get(id).await?.as_ref() == Some(&schedule) {
+                return Ok(Some(schedule));
+            }
         }
         Err(StoreError::Contention(format!("schedule {id}")))
     }

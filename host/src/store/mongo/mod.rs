@@ -360,7 +360,15 @@ impl Backend for MongoBackend {
             .await
         {
             Ok(_) => Ok(true),
-            Err(e) if is_duplicate(&e) => Ok(false),
+            // A duplicate of its own `_id` is this very insert, retried by the
+            // driver after a lost reply: it is stored. Another fire key's
+            // owner is a different execution: not inserted.
+            Err(e) if is_duplicate(&e) => Ok(self
+                .coll("executions")
+                .find_one(doc! { "_id": &execution.id })
+                .await
+                .map_err(db_err)?
+                .is_some()),
             Err(e) => Err(db_err(e)),
         }
     }
