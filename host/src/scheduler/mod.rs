@@ -233,10 +233,15 @@ struct RunSlot {
 
 impl Drop for RunSlot {
     fn drop(&mut self) {
-        if let Some(n) = self.node.tenants().get_mut(&self.tenant) {
-            *n = n.saturating_sub(1);
+        {
+            let mut tenants = self.node.tenants();
+            if let Some(n) = tenants.get_mut(&self.tenant) {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    tenants.remove(&self.tenant);
+                }
+            }
         }
-        self.node.tenants().retain(|_, n| *n > 0);
         self.node.active().remove(&self.id);
         // Give the worker back before waking the dispatcher, so that it finds it.
         drop(self.permit.take());
