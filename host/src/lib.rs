@@ -11,15 +11,19 @@
 //! - [`store`]: durable state behind one API, on SQLite or MongoDB;
 //! - [`scheduler`]: triggers, the hybrid queue, leases, retries, nodes;
 //! - [`clock`]: injectable time;
+//! - [`metrics`]: what a node counts, in one Prometheus registry;
+//! - [`tls`]: rustls (ring) for the CLI's client and `serve`;
 //! - [`api`]: the REST API and `taskhost serve`;
 //! - [`cli`]: the `taskhost` command line.
 
 pub mod api;
 pub mod cli;
 pub mod clock;
+pub mod metrics;
 pub mod model;
 pub mod quota;
 pub mod runtime;
 pub mod scheduler;
 mod serde_util;
 pub mod store;
+pub mod tls;

@@ -70,9 +70,10 @@ impl Server {
             .expect("read the listening line");
         let url = line
             .split_whitespace()
-            .find(|w| w.starts_with("http://"))
+            .find(|w| w.starts_with("http://") || w.starts_with("https://"))
             .unwrap_or_else(|| panic!("no address in {line:?}"))
             .to_owned();
+        taskhost::tls::install_provider();
         let client = reqwest::Client::builder()
             .timeout(Duration::from_secs(60))
             .build()
@@ -83,6 +84,11 @@ impl Server {
             client,
             _dir: dir,
         }
+    }
+
+    /// The server process's id (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
     }
 
     /// A token for `tenant` with `scopes`, valid for an hour.

@@ -49,6 +49,15 @@ pub struct ApiError {
     pub message: String,
     /// Structured context; omitted from the body when `null`.
     pub details: Value,
+    /// The store failed (counted as a store error by the metrics layer).
+    store_failed: bool,
+}
+
+/// Left on every error response for the metrics layer to count.
+#[derive(Debug, Clone, Copy)]
+pub struct ErrorMark {
+    pub code: &'static str,
+    pub store_failed: bool,
 }
 
 impl ApiError {
@@ -59,7 +68,14 @@ impl ApiError {
             code,
             message: message.into(),
             details: Value::Null,
+            store_failed: false,
         }
+    }
+
+    /// Marks the error as the store's failure.
+    pub(crate) fn store_failed(mut self) -> Self {
+        self.store_failed = true;
+        self
     }
 
     /// 400 with a caller-chosen code.
@@ -166,6 +182,10 @@ impl IntoResponse for ApiError {
             },
         };
         let mut response = (self.status, axum::Json(envelope)).into_response();
+        response.extensions_mut().insert(ErrorMark {
+            code: self.code,
+            store_failed: self.store_failed,
+        });
         if self.status == StatusCode::UNAUTHORIZED {
             response
                 .headers_mut()

@@ -155,6 +155,7 @@ pub fn router(state: AppState) -> axum::Router {
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
         }))
+        .layer(middleware::from_fn_with_state(state.clone(), count_errors))
         .layer(middleware::from_fn(request_id))
         .with_state(state)
 }
@@ -185,6 +186,23 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     });
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID.clone(), value);
+    }
+    response
+}
+
+/// Counts every error response by its code (and store failures apart).
+async fn count_errors(
+    axum::extract::State(state): axum::extract::State<AppState>,
+    req: Request,
+    next: Next,
+) -> Response {
+    let response = next.run(req).await;
+    if let Some(mark) = response.extensions().get::<error::ErrorMark>() {
+        let metrics = state.node.metrics();
+        metrics.api_error(mark.code);
+        if mark.store_failed {
+            metrics.store_error("api");
+        }
     }
     response
 }
@@ -258,7 +276,7 @@ impl From<crate::store::StoreError> for ApiError {
             E::Quota(q) => q.into(),
             other => {
                 tracing::error!(error = %other, "store error");
-                ApiError::unavailable(format!("the store failed: {other}"))
+                ApiError::unavailable(format!("the store failed: {other}")).store_failed()
             }
         }
     }

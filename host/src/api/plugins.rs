@@ -118,6 +118,20 @@ async fn upload(
     Query(params): Query<UploadParams>,
     request: Request,
 ) -> ApiResult<impl IntoResponse> {
+    let received = receive(&state, &principal, params, request).await;
+    if let Err(refused) = &received {
+        state.node.metrics().upload_refused(refused.code);
+    }
+    Ok((StatusCode::CREATED, Json(received?)))
+}
+
+/// Checks, validates and stores an upload.
+async fn receive(
+    state: &AppState,
+    principal: &Principal,
+    params: UploadParams,
+    request: Request,
+) -> ApiResult<PluginRecord> {
     principal.require(Scope::PluginsWrite)?;
     let multipart = request
         .headers()
@@ -169,7 +183,7 @@ async fn upload(
         created_by: principal.subject.clone(),
     };
     state.store.create_plugin(&record, &body).await?;
-    Ok((StatusCode::CREATED, Json(record)))
+    Ok(record)
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

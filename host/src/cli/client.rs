@@ -17,6 +17,10 @@ pub(crate) struct Conn {
         default_value = "http://127.0.0.1:8080"
     )]
     server: String,
+    /// A PEM file of CA certificates to trust besides the system's (for a
+    /// server whose certificate a private CA signed).
+    #[arg(long, global = true, env = "TASKHOST_CA_CERT", value_name = "FILE")]
+    ca_cert: Option<PathBuf>,
     /// An API token (see `taskhost token`, or the one `serve` prints).
     #[arg(long, global = true, env = "TASKHOST_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -107,7 +111,7 @@ struct Client {
 impl Client {
     fn new(conn: Conn) -> anyhow::Result<Client> {
         Ok(Client {
-            http: reqwest::Client::builder().build()?,
+            http: crate::tls::http_client(conn.ca_cert.as_deref())?,
             conn,
         })
     }
@@ -117,10 +121,15 @@ impl Client {
             Some(token) => request.bearer_auth(token),
             None => request,
         };
-        let response = request
-            .send()
-            .await
-            .with_context(|| format!("could not reach {}", self.conn.server))?;
+        let response = match request.send().await {
+            Ok(response) => response,
+            Err(e) => match crate::tls::explain(&e) {
+                Some(why) => bail!("could not reach {}: {why}", self.conn.server),
+                None => {
+                    return Err(e).with_context(|| format!("could not reach {}", self.conn.server));
+                }
+            },
+        };
         let status = response.status();
         let body: Value = response.json().await.unwrap_or(Value::Null);
         if !status.is_success() {

@@ -35,6 +35,15 @@ pub struct ServeConfig {
     #[arg(long, env = "TASKHOST_DATA_DIR", value_name = "DIR")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub data_dir: Option<PathBuf>,
+    /// PEM certificate chain to serve HTTPS with (needs --tls-key); reread on
+    /// SIGHUP.
+    #[arg(long, env = "TASKHOST_TLS_CERT", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key of --tls-cert.
+    #[arg(long, env = "TASKHOST_TLS_KEY", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     /// HS256 secret for API tokens.
     #[arg(
         long,
@@ -183,6 +192,9 @@ impl ServeConfig {
             .unwrap_or_else(|| PathBuf::from("./taskhost-data"));
         let workers = self.workers.unwrap_or(defaults.workers).max(1);
         let retention = self.retention.unwrap_or(defaults.retention);
+        if self.tls_cert.is_some() != self.tls_key.is_some() {
+            bail!("tls_cert and tls_key go together: give both or neither");
+        }
         crate::scheduler::policy::check_retention(Some(retention))?;
         Ok(Settings {
             listen: self
@@ -192,6 +204,8 @@ impl ServeConfig {
                 .store
                 .clone()
                 .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("taskhost.db").display())),
+            tls_cert: self.tls_cert.clone(),
+            tls_key: self.tls_key.clone(),
             jwt_secret: self.jwt_secret.clone(),
             jwt_public_key: self.jwt_public_key.clone(),
             jwt_algorithm: self.jwt_algorithm.clone(),
@@ -221,6 +235,10 @@ pub struct Settings {
     pub listen: SocketAddr,
     pub store: String,
     pub data_dir: PathBuf,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_cert: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tls_key: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_secret: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

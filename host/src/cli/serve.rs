@@ -5,7 +5,8 @@
 //! environment variables, then a TOML file (`--config`), then defaults: the
 //! embedded store in `./taskhost-data`, and — when no key is configured — a
 //! development secret kept in the data folder, announced with a warning and a
-//! ready token.
+//! ready token. With `--tls-cert`/`--tls-key` it serves HTTPS, and rereads
+//! both files on SIGHUP.
 
 use super::config::{ServeConfig, Settings};
 use crate::api::auth::{self, KeyConfig, Scope, Verifier};
@@ -14,6 +15,7 @@ use crate::clock::SystemClock;
 use crate::runtime::{DirArtifacts, Runtime, RuntimeConfig};
 use crate::scheduler::{DEFAULT_CAPS, Node, SchedulerConfig};
 use crate::store::Store;
+use crate::tls::ServerTls;
 use anyhow::{Context, bail};
 use std::path::Path;
 use std::sync::Arc;
@@ -141,12 +143,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         limits: Arc::new(limits),
     };
     let listen = settings.listen;
+    let tls = match (&settings.tls_cert, &settings.tls_key) {
+        (Some(cert), Some(key)) => Some(ServerTls::load(cert, key)?),
+        _ => None,
+    };
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("could not listen on {listen}"))?;
     let address = listener.local_addr()?;
     println!(
-        "taskhost listening on http://{address} (store: {}, node: {}, role: {})",
+        "taskhost listening on {}://{address} (store: {}, node: {}, role: {})",
+        if tls.is_some() { "https" } else { "http" },
         store.kind(),
         node.id(),
         node.config().role.as_str()
@@ -167,10 +174,29 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             .await
         })
     };
-    let mut stop = stop_rx;
-    let http = axum::serve(listener, router(state)).with_graceful_shutdown(async move {
-        let _ = stop.wait_for(|s| *s).await;
-    });
+    let stopped = {
+        let mut stop = stop_rx;
+        async move {
+            let _ = stop.wait_for(|s| *s).await;
+        }
+    };
+    let app = router(state);
+    let http = match tls {
+        Some(tls) => {
+            tokio::spawn(reload_on_sighup(tls.clone(), node.clone()));
+            let listener = tls.listener(listener)?;
+            tokio::spawn(async move {
+                axum::serve(listener, app)
+                    .with_graceful_shutdown(stopped)
+                    .await
+            })
+        }
+        None => tokio::spawn(async move {
+            axum::serve(listener, app)
+                .with_graceful_shutdown(stopped)
+                .await
+        }),
+    };
     tokio::spawn(async move {
         shutdown_signal().await;
         eprintln!(
@@ -179,9 +205,33 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
         let _ = stop_tx.send(true);
     });
-    http.await.context("the HTTP server failed")?;
+    http.await
+        .context("the HTTP server stopped")?
+        .context("the HTTP server failed")?;
     scheduler.await.context("the scheduler failed")?;
     Ok(())
+}
+
+/// Rereads the TLS certificate and key at every SIGHUP (e.g. after renewal).
+async fn reload_on_sighup(tls: Arc<ServerTls>, node: Node) {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        let Ok(mut hangups) = signal(SignalKind::hangup()) else {
+            return;
+        };
+        while hangups.recv().await.is_some() {
+            match tls.reload() {
+                Ok(()) => tracing::info!("TLS certificate reloaded"),
+                Err(e) => {
+                    node.metrics().tls_reload_failed();
+                    tracing::error!(error = %e, "TLS reload failed; still serving the previous certificate")
+                }
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = (tls, node);
 }
 
 async fn shutdown_signal() {

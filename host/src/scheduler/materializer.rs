@@ -26,6 +26,7 @@ impl Node {
             match self.materialize_schedule(&schedule).await {
                 Ok(mut new) => created.append(&mut new),
                 Err(e) => {
+                    self.inner.metrics.store_error("materialize");
                     tracing::warn!(schedule = %schedule.id, error = %e, "could not materialize")
                 }
             }

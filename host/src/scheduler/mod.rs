@@ -23,7 +23,6 @@
 
 mod enqueue;
 mod materializer;
-mod metrics;
 pub mod policy;
 mod queue;
 mod retention;
@@ -32,7 +31,6 @@ mod worker;
 
 pub use enqueue::{EnqueueError, ExecutionSpec, Origin};
 pub use materializer::{DEFAULT_GRACE, first_fire};
-pub use metrics::Metrics;
 pub use retention::SWEEPER_LOCK;
 
 use crate::model::{DEFAULT_RETENTION, Execution, NodeInfo, Schedule};
@@ -218,7 +216,7 @@ struct NodeInner {
     /// Tenants' queued counts, for the queue quota (see `enqueue`).
     queue_counts: Mutex<HashMap<String, enqueue::QueueCount>>,
     observer: Option<RunObserver>,
-    metrics: Metrics,
+    metrics: crate::metrics::Metrics,
     started_at: DateTime<Utc>,
 }
 
@@ -280,7 +278,7 @@ impl Node {
                 draining: std::sync::atomic::AtomicBool::new(false),
                 queue_counts: Mutex::new(HashMap::new()),
                 observer,
-                metrics: Metrics::default(),
+                metrics: crate::metrics::Metrics::new(),
                 started_at,
             }),
         }
@@ -299,7 +297,7 @@ impl Node {
     }
 
     /// What this node has run.
-    pub fn metrics(&self) -> &Metrics {
+    pub fn metrics(&self) -> &crate::metrics::Metrics {
         &self.inner.metrics
     }
 
@@ -412,6 +410,7 @@ impl Node {
                 Ok(Some(execution)) => execution,
                 Ok(None) => continue,
                 Err(e) => {
+                    self.inner.metrics.store_error("claim");
                     tracing::warn!(execution = %entry.id, error = %e, "claim failed");
                     continue;
                 }
@@ -453,6 +452,7 @@ impl Node {
             .release(id, &self.inner.config.node_id)
             .await
         {
+            self.inner.metrics.store_error("release");
             tracing::warn!(execution = %id, error = %e, "could not release a lease at shutdown");
         }
     }
@@ -537,6 +537,7 @@ impl Node {
             loop {
                 beat.tick().await;
                 if let Err(e) = node.heartbeat().await {
+                    node.inner.metrics.store_error("heartbeat");
                     tracing::warn!(error = %e, "heartbeat failed");
                 }
             }
@@ -561,6 +562,7 @@ impl Node {
                     continue;
                 }
                 if let Err(e) = node.materialize_due(1000).await {
+                    node.inner.metrics.store_error("materialize");
                     tracing::warn!(error = %e, "materializer pass failed");
                 }
             }
@@ -571,6 +573,7 @@ impl Node {
             loop {
                 reap.tick().await;
                 if let Err(e) = node.requeue_expired().await {
+                    node.inner.metrics.store_error("requeue_expired");
                     tracing::warn!(error = %e, "re-queueing expired leases failed");
                 }
             }
@@ -581,6 +584,7 @@ impl Node {
             loop {
                 sweep.tick().await;
                 if let Err(e) = node.sweep_expired().await {
+                    node.inner.metrics.store_error("sweep");
                     tracing::warn!(error = %e, "sweeping expired executions failed");
                 }
             }
@@ -600,6 +604,7 @@ impl Node {
         loop {
             if tokio::time::Instant::now() >= refill_at && self.claims() {
                 if let Err(e) = self.refill().await {
+                    self.inner.metrics.store_error("refill");
                     tracing::warn!(error = %e, "refill failed");
                 }
                 refill_at = tokio::time::Instant::now() + self.inner.config.refill_every;

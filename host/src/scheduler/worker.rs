@@ -30,6 +30,7 @@ impl Node {
                     return;
                 }
                 Err(Interrupted::LeaseLost) => {
+                    self.inner.metrics.lease_lost("mid_run");
                     tracing::warn!(execution = %execution.id, "lease lost mid-run; dropping the result");
                     return;
                 }
@@ -65,9 +66,11 @@ impl Node {
             }
             Ok(Some(_)) => {}
             Ok(None) => {
+                self.inner.metrics.lease_lost("at_completion");
                 tracing::warn!(execution = %execution.id, "lease lost before completion; result dropped")
             }
             Err(e) => {
+                self.inner.metrics.store_error("complete");
                 tracing::error!(execution = %execution.id, error = %e, "could not record a result")
             }
         }
@@ -211,7 +214,10 @@ impl Node {
                         Ok(LeaseRenewal::Renewed(_)) => {}
                         Ok(LeaseRenewal::CancelRequested) => return Err(Interrupted::Cancelled),
                         Ok(LeaseRenewal::Lost) => return Err(Interrupted::LeaseLost),
-                        Err(err) => tracing::warn!(execution = %e.id, error = %err, "lease renewal failed; retrying"),
+                        Err(err) => {
+                            self.inner.metrics.store_error("renew");
+                            tracing::warn!(execution = %e.id, error = %err, "lease renewal failed; retrying")
+                        }
                     }
                 }
             }
