@@ -83,6 +83,9 @@ pub struct Metrics {
     uploads_refused: Family<Code, Counter>,
     api_errors: Family<Code, Counter>,
     tls_reload_failures: Counter,
+    host_faults: Counter,
+    results_unsaved: Counter,
+    clock_steps: Counter,
     queue_depth: Gauge,
     in_flight: Gauge,
     workers_free: Gauge,
@@ -111,6 +114,9 @@ impl Metrics {
             uploads_refused: Family::default(),
             api_errors: Family::default(),
             tls_reload_failures: Counter::default(),
+            host_faults: Counter::default(),
+            results_unsaved: Counter::default(),
+            clock_steps: Counter::default(),
             queue_depth: Gauge::default(),
             in_flight: Gauge::default(),
             workers_free: Gauge::default(),
@@ -175,6 +181,21 @@ impl Metrics {
             m.tls_reload_failures.clone(),
         );
         r.register(
+            "host_faults",
+            "Executions this node could not run for a host reason (store, compile task); re-queued without using an attempt",
+            m.host_faults.clone(),
+        );
+        r.register(
+            "results_unsaved",
+            "Results that could not be saved while the lease held; those executions run again",
+            m.results_unsaved.clone(),
+        );
+        r.register(
+            "clock_steps",
+            "Steps of the wall clock this node noticed (leases are renewed at once)",
+            m.clock_steps.clone(),
+        );
+        r.register(
             "queue_depth",
             "Executions held in this node's queue",
             m.queue_depth.clone(),
@@ -204,7 +225,7 @@ impl Metrics {
         for op in STORE_OPS {
             drop(m.store_errors.get_or_create(&Op { op }));
         }
-        for when in ["mid_run", "at_completion"] {
+        for when in ["mid_run", "at_completion", "unconfirmed"] {
             drop(m.lease_losses.get_or_create(&When { when }));
         }
         Metrics { registry, ..m }
@@ -237,9 +258,25 @@ impl Metrics {
         self.store_errors.get_or_create(&Op { op }).inc();
     }
 
-    /// A run's lease was found taken over (`mid_run` or `at_completion`).
+    /// A run's lease was found taken over (`mid_run`, `at_completion`), or
+    /// could not be renewed in time (`unconfirmed`).
     pub(crate) fn lease_lost(&self, when: &'static str) {
         self.lease_losses.get_or_create(&When { when }).inc();
+    }
+
+    /// The host could not run an execution; it went back to the queue.
+    pub(crate) fn host_fault(&self) {
+        self.host_faults.inc();
+    }
+
+    /// A result could not be saved while the lease held.
+    pub(crate) fn result_unsaved(&self) {
+        self.results_unsaved.inc();
+    }
+
+    /// The wall clock stepped.
+    pub(crate) fn clock_step(&self) {
+        self.clock_steps.inc();
     }
 
     /// A plugin upload was refused with the API error `code`.

@@ -128,14 +128,25 @@ impl RetryPolicy {
         RetryDecision::RetryAt(add_saturating(now, self.backoff(attempt, id)))
     }
 
-    /// After the lease of attempt `attempt` expired (its node died or lost
-    /// touch): the execution runs again at once with attempt + 1, or gives
-    /// up when no attempt is left.
-    pub fn after_lost_lease(&self, attempt: u32, now: DateTime<Utc>) -> RetryDecision {
-        if attempt >= self.max_attempts {
+    /// After the host's `faults`-th failure to run or record an attempt (a
+    /// store error before the plugin started, a result it could not save, a
+    /// lease lost with its node): the same attempt runs again after a short
+    /// backoff — host faults never use up the plugin's attempts — unless the
+    /// host has failed [`MAX_HOST_FAULTS`] times (a plugin that takes its
+    /// node down every time must not loop for ever).
+    pub fn after_host_fault(&self, faults: u32, now: DateTime<Utc>) -> RetryDecision {
+        if faults >= MAX_HOST_FAULTS {
             return RetryDecision::GiveUp;
         }
-        RetryDecision::RetryAt(now)
+        // The first fault is retried at once (a lost lease has waited out
+        // the lease already); then 1 s, doubling.
+        let backoff = match faults {
+            0 | 1 => Duration::ZERO,
+            n => HOST_FAULT_BACKOFF
+                .saturating_mul(1 << (n - 2).min(16))
+                .min(MAX_HOST_FAULT_BACKOFF),
+        };
+        RetryDecision::RetryAt(add_saturating(now, backoff))
     }
 
     /// Exponential backoff with jitter: `initial * 2^(attempt-1)`, capped at
@@ -150,6 +161,13 @@ impl RetryPolicy {
         full.mul_f64(0.5 + 0.5 * spread(&format!("{id}#{attempt}")))
     }
 }
+
+/// How many host faults an execution survives before it is `dead`.
+pub const MAX_HOST_FAULTS: u32 = 20;
+/// Backoff after the second host fault (the first is retried at once); it
+/// doubles with each, up to [`MAX_HOST_FAULT_BACKOFF`].
+pub const HOST_FAULT_BACKOFF: Duration = Duration::from_secs(1);
+pub const MAX_HOST_FAULT_BACKOFF: Duration = Duration::from_secs(60);
 
 /// `t + d`, saturating at the largest time chrono can hold.
 pub fn add_saturating(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
@@ -354,6 +372,14 @@ pub struct Execution {
     pub node: Option<String>,
     #[serde(default, with = "crate::serde_util::option_time")]
     pub lease_expires_at: Option<DateTime<Utc>>,
+    /// The fencing token of the current claim. Every write of the running
+    /// node names it, so a node whose lease was taken over cannot write late.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub lease_token: Option<String>,
+    /// Times the host failed to run or record this execution (store errors,
+    /// lost leases); they do not use up attempts.
+    #[serde(default)]
+    pub host_faults: u32,
     /// Set when a cancel arrives while it runs; the running node stops it.
     #[serde(default)]
     pub cancel_requested: bool,
@@ -409,6 +435,8 @@ impl Execution {
             lease_owner: None,
             node: None,
             lease_expires_at: None,
+            lease_token: None,
+            host_faults: 0,
             cancel_requested: false,
             created_at: now,
             started_at: None,

@@ -4,12 +4,13 @@
 //! time (one caller) and with many concurrent callers (which the SQLite
 //! backend group-commits), and prints operations per second.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use taskhost::clock::SystemClock;
 use taskhost::model::Execution;
 use taskhost::runtime::{Outcome, Status};
-use taskhost::store::{Completion, Store};
+use taskhost::store::{Completion, Lease, Store};
 
 const LEASE: Duration = Duration::from_secs(60);
 
@@ -67,24 +68,28 @@ async fn round(store: &Store, n: usize, callers: usize) {
     })
     .await;
     let s = store.clone();
+    let leases = Arc::new(std::sync::Mutex::new(HashMap::new()));
+    let held = leases.clone();
     let claim = drive(&ids, callers, move |id| {
-        let s = s.clone();
+        let (s, held) = (s.clone(), held.clone());
         async move {
-            assert!(
-                s.claim(&id, "bench-node", LEASE)
-                    .await
-                    .expect("claim")
-                    .is_some()
-            )
+            let claimed = s
+                .claim(&id, "bench-node", LEASE)
+                .await
+                .expect("claim")
+                .expect("claimed");
+            let lease = Lease::of(&claimed).expect("a lease");
+            held.lock().expect("leases").insert(id, lease);
         }
     })
     .await;
     let s = store.clone();
     let complete = drive(&ids, callers, move |id| {
-        let s = s.clone();
+        let (s, leases) = (s.clone(), leases.clone());
         async move {
+            let lease = leases.lock().expect("leases")[&id].clone();
             let done = s
-                .complete(&id, "bench-node", Completion::Finished(outcome()))
+                .complete(&id, &lease, Completion::Finished(outcome()))
                 .await
                 .expect("complete");
             assert!(done.is_some());

@@ -2,7 +2,7 @@
 //! MongoDB (SecantusDB in CI). One suite, both backends.
 
 use chrono::{DateTime, Utc};
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -13,8 +13,8 @@ use taskhost::runtime::{
     KvNamespace, KvStore, Outcome, RunRequest, Runtime, RuntimeConfig, Status,
 };
 use taskhost::store::{
-    Completion, ExecutionFilter, LeaseRenewal, PageRequest, PluginFilter, ScheduleFilter,
-    StoreError,
+    Completion, ExecutionFilter, Lease, LeaseRenewal, PageRequest, PluginFilter, Release,
+    ScheduleFilter, StoreError,
 };
 use taskhost_tests::stores::Harness;
 
@@ -292,38 +292,52 @@ async fn execution_lifecycle(h: Harness) {
     assert_eq!(claimed.status, ExecutionStatus::Running);
     assert_eq!(claimed.lease_owner.as_deref(), Some("node-a"));
     assert_eq!(claimed.started_at, Some(store.now()));
+    let a = Lease::of(&claimed).expect("a lease with a fencing token");
     assert_eq!(
         store.claim(&e.id, "node-b", LEASE).await.expect("claim"),
         None,
         "claimed once"
     );
+    // Another node naming the token, or this node naming another claim's
+    // token, holds nothing.
+    let b = Lease {
+        owner: "node-b".into(),
+        token: a.token.clone(),
+    };
+    let stale = Lease {
+        owner: "node-a".into(),
+        token: "an-earlier-claim".into(),
+    };
 
     h.clock.advance(Duration::from_secs(10));
-    let renewed = store
-        .renew_lease(&e.id, "node-a", LEASE)
-        .await
-        .expect("renew");
+    let renewed = store.renew_lease(&e.id, &a, LEASE).await.expect("renew");
     assert_eq!(
         renewed,
         LeaseRenewal::Renewed(store.now() + chrono::Duration::seconds(30))
     );
-    assert_eq!(
-        store
-            .renew_lease(&e.id, "node-b", LEASE)
-            .await
-            .expect("renew"),
-        LeaseRenewal::Lost
-    );
-    assert_eq!(
-        store
-            .complete(&e.id, "node-b", Completion::Finished(succeeded()))
-            .await
-            .expect("complete"),
-        None
-    );
+    for other in [&b, &stale] {
+        assert_eq!(
+            store.renew_lease(&e.id, other, LEASE).await.expect("renew"),
+            LeaseRenewal::Lost
+        );
+        assert_eq!(
+            store
+                .complete(&e.id, other, Completion::Finished(succeeded()))
+                .await
+                .expect("complete"),
+            None
+        );
+        assert_eq!(
+            store
+                .release(&e.id, other, Release::HostFault)
+                .await
+                .expect("release"),
+            None
+        );
+    }
 
     let done = store
-        .complete(&e.id, "node-a", Completion::Finished(succeeded()))
+        .complete(&e.id, &a, Completion::Finished(succeeded()))
         .await
         .expect("complete");
     let done = done.expect("completed");
@@ -336,7 +350,7 @@ async fn execution_lifecycle(h: Harness) {
     );
     assert_eq!(
         store
-            .complete(&e.id, "node-a", Completion::Finished(succeeded()))
+            .complete(&e.id, &a, Completion::Finished(succeeded()))
             .await
             .expect("again"),
         None
@@ -348,14 +362,10 @@ async fn execution_lifecycle(h: Harness) {
 
     // A failed outcome finishes as failed.
     let f = queued(&h, "acme").await;
-    store
-        .claim(&f.id, "node-a", LEASE)
-        .await
-        .expect("claim")
-        .expect("claimed");
+    let fa = claim(&h, &f.id, "node-a").await;
     let failed = Outcome::not_run(Status::TimedOut, "too slow");
     let f = store
-        .complete(&f.id, "node-a", Completion::Finished(failed))
+        .complete(&f.id, &fa, Completion::Finished(failed))
         .await
         .expect("complete")
         .expect("done");
@@ -366,19 +376,11 @@ async fn execution_lifecycle(h: Harness) {
 async fn retries_and_cancel(h: Harness) {
     let store = &h.store;
     let e = queued(&h, "acme").await;
-    store
-        .claim(&e.id, "node-a", LEASE)
-        .await
-        .expect("claim")
-        .expect("claimed");
+    let a = claim(&h, &e.id, "node-a").await;
     let retry_at = store.now() + chrono::Duration::seconds(4);
     let failed = Outcome::not_run(Status::Failed, "flaky");
     let retried = store
-        .complete(
-            &e.id,
-            "node-a",
-            Completion::RetryAt(retry_at, failed.clone()),
-        )
+        .complete(&e.id, &a, Completion::RetryAt(retry_at, failed.clone()))
         .await
         .expect("complete")
         .expect("owner");
@@ -392,13 +394,9 @@ async fn retries_and_cancel(h: Harness) {
         "backoff not over"
     );
     h.clock.advance(Duration::from_secs(4));
-    store
-        .claim(&e.id, "node-b", LEASE)
-        .await
-        .expect("claim")
-        .expect("claimed after backoff");
+    let b = claim(&h, &e.id, "node-b").await;
     let dead = store
-        .complete(&e.id, "node-b", Completion::Dead(failed))
+        .complete(&e.id, &b, Completion::Dead(failed))
         .await
         .expect("complete")
         .expect("owner");
@@ -422,11 +420,7 @@ async fn retries_and_cancel(h: Harness) {
         None
     );
     let r = queued(&h, "acme").await;
-    store
-        .claim(&r.id, "node-a", LEASE)
-        .await
-        .expect("claim")
-        .expect("claimed");
+    let ra = claim(&h, &r.id, "node-a").await;
     let requested = store
         .cancel("acme", &r.id)
         .await
@@ -435,14 +429,11 @@ async fn retries_and_cancel(h: Harness) {
     assert!(requested.cancel_requested);
     assert_eq!(requested.status, ExecutionStatus::Running);
     assert_eq!(
-        store
-            .renew_lease(&r.id, "node-a", LEASE)
-            .await
-            .expect("renew"),
+        store.renew_lease(&r.id, &ra, LEASE).await.expect("renew"),
         LeaseRenewal::CancelRequested
     );
     let stopped = store
-        .complete(&r.id, "node-a", Completion::Cancelled(None))
+        .complete(&r.id, &ra, Completion::Cancelled(None))
         .await
         .expect("complete");
     assert_eq!(stopped.map(|e| e.status), Some(ExecutionStatus::Cancelled));
@@ -578,56 +569,82 @@ async fn listing_and_pagination(h: Harness) {
 
 async fn lease_expiry_follows_the_clock(h: Harness) {
     let store = &h.store;
-    let mut e = Execution::queued("acme", "p", store.now(), store.now());
-    e.retry.max_attempts = 2;
+    let none = HashSet::new();
+    let e = Execution::queued("acme", "p", store.now(), store.now());
     store.create_execution(&e).await.expect("create");
-    store
-        .claim(&e.id, "dead-node", LEASE)
-        .await
-        .expect("claim")
-        .expect("claimed");
+    let dead_node = claim(&h, &e.id, "dead-node").await;
     h.clock.advance(Duration::from_secs(29));
     assert!(
         store
-            .requeue_expired(100)
+            .requeue_expired(100, &none)
             .await
             .expect("requeue")
             .is_empty(),
         "lease still valid"
     );
+    // The holder's own runs are left alone whatever the clock says.
     h.clock.advance(Duration::from_secs(2));
-    let requeued = store.requeue_expired(100).await.expect("requeue");
+    let alive = HashSet::from([e.id.clone()]);
+    assert!(
+        store
+            .requeue_expired(100, &alive)
+            .await
+            .expect("requeue")
+            .is_empty()
+    );
+    // A lost lease is a host fault: the same attempt again, after a backoff.
+    let requeued = store.requeue_expired(100, &none).await.expect("requeue");
     assert_eq!(requeued.len(), 1);
     assert_eq!(
-        (requeued[0].status, requeued[0].attempt),
-        (ExecutionStatus::Queued, 2)
+        (
+            requeued[0].status,
+            requeued[0].attempt,
+            requeued[0].host_faults
+        ),
+        (ExecutionStatus::Queued, 1, 1)
     );
+    assert_eq!(requeued[0].due_at, store.now(), "the first at once");
     assert_eq!(
         store
-            .renew_lease(&e.id, "dead-node", LEASE)
+            .renew_lease(&e.id, &dead_node, LEASE)
             .await
             .expect("renew"),
         LeaseRenewal::Lost
     );
     assert_eq!(
         store
-            .complete(&e.id, "dead-node", Completion::Finished(succeeded()))
+            .complete(&e.id, &dead_node, Completion::Finished(succeeded()))
             .await
             .expect("complete"),
         None
     );
-    store
-        .claim(&e.id, "survivor", LEASE)
+    // A host fault on release counts the same way; past the limit, dead.
+    let mut faults = 1;
+    while faults < taskhost::model::MAX_HOST_FAULTS {
+        h.clock.advance(taskhost::model::MAX_HOST_FAULT_BACKOFF);
+        let held = claim(&h, &e.id, "survivor").await;
+        let released = store
+            .release(&e.id, &held, Release::HostFault)
+            .await
+            .expect("release")
+            .expect("held");
+        faults += 1;
+        assert_eq!(released.host_faults, faults);
+        assert_eq!(released.attempt, 1, "host faults use no attempt");
+    }
+    let last = store.get_execution("acme", &e.id).await.expect("get");
+    assert_eq!(last.map(|e| e.status), Some(ExecutionStatus::Dead));
+}
+
+/// Claims `id` for `owner`; returns its lease.
+async fn claim(h: &Harness, id: &str, owner: &str) -> Lease {
+    let claimed = h
+        .store
+        .claim(id, owner, LEASE)
         .await
         .expect("claim")
-        .expect("claimed by the survivor");
-    h.clock.advance(Duration::from_secs(31));
-    let dead = store.requeue_expired(100).await.expect("requeue");
-    assert_eq!(
-        dead.iter().map(|e| e.status).collect::<Vec<_>>(),
-        vec![ExecutionStatus::Dead],
-        "no attempts left"
-    );
+        .expect("claimed");
+    Lease::of(&claimed).expect("a lease")
 }
 
 async fn materialize_fire_once_under_races(h: Harness) {

@@ -22,6 +22,7 @@
 //! with the lease owner checked.
 
 mod enqueue;
+mod lease;
 mod materializer;
 pub mod policy;
 mod queue;
@@ -36,7 +37,7 @@ pub use retention::SWEEPER_LOCK;
 use crate::model::{DEFAULT_RETENTION, Execution, NodeInfo, Schedule};
 use crate::quota::QuotaConfig;
 use crate::runtime::{Limits, Plugin, Runtime};
-use crate::store::{Store, StoreError};
+use crate::store::{Lease, Release, Store, StoreError};
 use chrono::{DateTime, Utc};
 use lru::LruCache;
 use queue::Queue;
@@ -218,6 +219,10 @@ struct NodeInner {
     observer: Option<RunObserver>,
     metrics: crate::metrics::Metrics,
     started_at: DateTime<Utc>,
+    /// Watches the wall clock for steps.
+    clock: lease::ClockWatch,
+    /// Notified when the wall clock stepped: runs renew their leases at once.
+    clock_stepped: Notify,
 }
 
 /// A claimed run's hold on a worker and a tenant slot. Dropping it — when the
@@ -280,6 +285,8 @@ impl Node {
                 observer,
                 metrics: crate::metrics::Metrics::new(),
                 started_at,
+                clock: lease::ClockWatch::new(started_at),
+                clock_stepped: Notify::new(),
             }),
         }
     }
@@ -396,6 +403,7 @@ impl Node {
                     .pop_ready(|t| tenants.get(t).copied().unwrap_or(0) < limit)
             };
             let Some(entry) = entry else { break };
+            let asked = tokio::time::Instant::now();
             let claimed = self
                 .inner
                 .store
@@ -410,9 +418,11 @@ impl Node {
                 Ok(Some(execution)) => execution,
                 Ok(None) => continue,
                 Err(e) => {
+                    // The next refill brings it back; wait for it rather
+                    // than hammer a store that fails.
                     self.inner.metrics.store_error("claim");
                     tracing::warn!(execution = %entry.id, error = %e, "claim failed");
-                    continue;
+                    break;
                 }
             };
             self.count_dequeued(&execution.tenant);
@@ -431,10 +441,14 @@ impl Node {
             self.inner.running.spawn(
                 async move {
                     let _slot = slot;
-                    let id = execution.id.clone();
+                    let (id, lease) = (execution.id.clone(), Lease::of(&execution));
                     tokio::select! {
-                        () = node.run_claimed(execution) => {}
-                        () = stop.cancelled() => node.give_back(&id).await,
+                        () = node.run_claimed(execution, asked) => {}
+                        () = stop.cancelled() => {
+                            if let Some(lease) = lease {
+                                node.give_back(&id, &lease).await;
+                            }
+                        }
                     }
                 }
                 .instrument(span),
@@ -445,13 +459,8 @@ impl Node {
     }
 
     /// Gives an unfinished run's execution back to the queue (shutdown).
-    async fn give_back(&self, id: &str) {
-        if let Err(e) = self
-            .inner
-            .store
-            .release(id, &self.inner.config.node_id)
-            .await
-        {
+    async fn give_back(&self, id: &str, lease: &Lease) {
+        if let Err(e) = self.inner.store.release(id, lease, Release::Shutdown).await {
             self.inner.metrics.store_error("release");
             tracing::warn!(execution = %id, error = %e, "could not release a lease at shutdown");
         }
@@ -466,11 +475,27 @@ impl Node {
 
     /// Re-queues executions whose lease expired (their node died).
     pub async fn requeue_expired(&self) -> Result<usize, StoreError> {
-        let changed = self.inner.store.requeue_expired(1000).await?;
+        // This node's own runs are alive whatever the clock says (it stops
+        // a run whose lease it cannot renew in time).
+        let ours = self.active().clone();
+        let changed = self.inner.store.requeue_expired(1000, &ours).await?;
         for e in &changed {
             self.offer(e);
         }
         Ok(changed.len())
+    }
+
+    /// Compares the wall clock with the monotonic one; on a step, says so
+    /// and has every run renew its lease at once.
+    pub fn watch_clock(&self) {
+        if let Some(step) = self.inner.clock.look(self.inner.store.now()) {
+            self.inner.metrics.clock_step();
+            tracing::warn!(
+                step_ms = step.num_milliseconds(),
+                "the wall clock stepped; renewing leases now"
+            );
+            self.inner.clock_stepped.notify_waiters();
+        }
     }
 
     /// Records that this node is alive, and learns whether it was asked to drain.
@@ -576,6 +601,14 @@ impl Node {
                     node.inner.metrics.store_error("requeue_expired");
                     tracing::warn!(error = %e, "re-queueing expired leases failed");
                 }
+            }
+        });
+        let node = self.clone();
+        let mut look = every(Duration::from_secs(1));
+        loops.spawn(async move {
+            loop {
+                look.tick().await;
+                node.watch_clock();
             }
         });
         let node = self.clone();

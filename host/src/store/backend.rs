@@ -114,7 +114,7 @@ pub trait Backend: Send + Sync + 'static {
         id: &str,
         _change: ExecutionChange,
     ) -> Result<Option<Execution>> {
-        Err(StoreError::Backend(format!(
+        Err(StoreError::backend(format!(
             "atomic update of {id} is not supported by {}",
             self.kind()
         )))

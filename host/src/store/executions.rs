@@ -4,17 +4,19 @@
 //!            claim              complete(Finished)
 //!  queued ─────────▶ running ─────────────────────▶ succeeded | failed
 //!    ▲                 │  │      complete(Dead)  ─▶ dead
-//!    └─ complete(Retry)┘  └─ lease expired ─▶ requeue_expired ─▶ queued (attempt + 1)
+//!    └─ complete(Retry)┘  └─ lease expired, release(HostFault) ─▶ queued (same attempt, host fault + 1)
 //!  queued ── cancel ─▶ cancelled      running ── cancel ─▶ cancel_requested
 //! ```
 //!
 //! Each transition is a compare-and-swap on the execution's version
-//! ([`Store::modify_execution`]); only the lease owner may renew or complete.
+//! ([`Store::modify_execution`]); only the holder of the current claim (its
+//! [`Lease`]: owner and fencing token) may renew, complete or release it.
 
 use super::{CAS_ATTEMPTS, ExecutionFilter, Page, PageRequest, Store, StoreError, after, page};
 use crate::model::{Execution, ExecutionStatus, RetryDecision};
 use crate::runtime::{Outcome, Status};
 use chrono::{DateTime, Utc};
+use std::collections::HashSet;
 use std::time::Duration;
 
 /// How a running execution ended, as decided by the node that ran it.
@@ -28,6 +30,35 @@ pub enum Completion {
     Dead(Outcome),
     /// Stopped because of a cancel request.
     Cancelled(Option<Outcome>),
+}
+
+/// A node's hold on a running execution: the node and its claim's fencing
+/// token. Renewals, completions and releases must name it; one from an
+/// earlier claim (a node that lost touch, then came back) is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub token: String,
+}
+
+impl Lease {
+    /// The lease of a claimed execution (none if it is not running).
+    pub fn of(e: &Execution) -> Option<Lease> {
+        Some(Lease {
+            owner: e.lease_owner.clone()?,
+            token: e.lease_token.clone()?,
+        })
+    }
+}
+
+/// Why a running execution goes back to the queue without using an attempt.
+#[derive(Debug, Clone, Copy)]
+pub enum Release {
+    /// Its node is shutting down: it runs again at once, elsewhere.
+    Shutdown,
+    /// The host could not run or record it (a store error, a failed save):
+    /// it counts as a host fault and runs again after the fault backoff.
+    HostFault,
 }
 
 /// The answer to a lease renewal.
@@ -173,6 +204,7 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Option<Execution>, StoreError> {
+        self.faults.check(super::faults::Op::Claim)?;
         let (now, owner) = (self.now(), owner.to_owned());
         self.modify_execution(id, move |e| {
             if e.status != ExecutionStatus::Queued || e.due_at > now {
@@ -182,24 +214,26 @@ impl Store {
             e.lease_owner = Some(owner.clone());
             e.node = Some(owner.clone());
             e.lease_expires_at = Some(after(now, lease));
+            e.lease_token = Some(crate::model::new_id());
             e.started_at = Some(now);
             true
         })
         .await
     }
 
-    /// Extends `owner`'s lease on a running execution.
+    /// Extends `held`'s lease on a running execution by `lease`.
     pub async fn renew_lease(
         &self,
         id: &str,
-        owner: &str,
+        held: &Lease,
         lease: Duration,
     ) -> Result<LeaseRenewal, StoreError> {
+        self.faults.check(super::faults::Op::Renew)?;
         let until = after(self.now(), lease);
-        let owner = owner.to_owned();
+        let held = held.clone();
         let renewed = self
             .modify_execution(id, move |e| {
-                if !holds_lease(e, &owner) {
+                if !holds_lease(e, &held) {
                     return false;
                 }
                 e.lease_expires_at = Some(until);
@@ -213,23 +247,23 @@ impl Store {
         })
     }
 
-    /// Records how `owner`'s run ended. `None` if `owner` no longer holds the
-    /// lease (another node took the execution over): the result is dropped, so
-    /// an execution never completes twice.
+    /// Records how `held`'s run ended. `None` if that lease is no longer
+    /// held (another claim took the execution over): the result is dropped,
+    /// so an execution never completes twice.
     pub async fn complete(
         &self,
         id: &str,
-        owner: &str,
+        held: &Lease,
         completion: Completion,
     ) -> Result<Option<Execution>, StoreError> {
-        let (now, owner) = (self.now(), owner.to_owned());
+        self.faults.check(super::faults::Op::Complete)?;
+        let (now, held) = (self.now(), held.clone());
         let done = self
             .modify_execution(id, move |e| {
-                if !holds_lease(e, &owner) {
+                if !holds_lease(e, &held) {
                     return false;
                 }
-                e.lease_owner = None;
-                e.lease_expires_at = None;
+                drop_lease(e);
                 match completion.clone() {
                     Completion::Finished(outcome) => {
                         let status = if outcome.status == Status::Succeeded {
@@ -261,32 +295,49 @@ impl Store {
         Ok(done)
     }
 
-    /// Gives a running execution back to the queue without using up an attempt
-    /// (a node shutting down before the run finished). `None` if `owner` no
-    /// longer holds it.
-    pub async fn release(&self, id: &str, owner: &str) -> Result<Option<Execution>, StoreError> {
-        let (now, owner) = (self.now(), owner.to_owned());
+    /// Gives a running execution back to the queue without using up an
+    /// attempt. `None` if `held` is no longer its lease. A host fault past
+    /// [`MAX_HOST_FAULTS`](crate::model::MAX_HOST_FAULTS) ends it `dead`.
+    pub async fn release(
+        &self,
+        id: &str,
+        held: &Lease,
+        why: Release,
+    ) -> Result<Option<Execution>, StoreError> {
+        self.faults.check(super::faults::Op::Release)?;
+        let (now, held) = (self.now(), held.clone());
         self.modify_execution(id, move |e| {
-            if !holds_lease(e, &owner) {
+            if !holds_lease(e, &held) {
                 return false;
             }
-            e.status = ExecutionStatus::Queued;
-            e.lease_owner = None;
-            e.lease_expires_at = None;
+            drop_lease(e);
             e.started_at = None;
-            e.due_at = now;
+            match why {
+                Release::Shutdown => requeue(e, now),
+                Release::HostFault => host_fault(e, now),
+            }
             true
         })
         .await
     }
 
-    /// Puts running executions whose lease expired (their node died) back in
-    /// the queue with attempt + 1, or marks them `dead` when no attempt is
-    /// left. Returns the executions it changed.
-    pub async fn requeue_expired(&self, limit: u32) -> Result<Vec<Execution>, StoreError> {
+    /// Puts running executions whose lease expired (their node died or lost
+    /// touch with the store) back in the queue. That is a host fault: the
+    /// same attempt runs again after the fault backoff, and an execution past
+    /// [`MAX_HOST_FAULTS`](crate::model::MAX_HOST_FAULTS) ends `dead`. The
+    /// executions in `alive` (the caller's own runs, which it knows to be
+    /// going) are left alone. Returns the executions it changed.
+    pub async fn requeue_expired(
+        &self,
+        limit: u32,
+        alive: &HashSet<String>,
+    ) -> Result<Vec<Execution>, StoreError> {
         let now = self.now();
         let mut changed = Vec::new();
         for expired in self.backend.executions_expired(now, limit).await? {
+            if alive.contains(&expired.id) {
+                continue;
+            }
             let requeued = self
                 .modify_execution(&expired.id, move |e| {
                     if e.status != ExecutionStatus::Running
@@ -294,16 +345,8 @@ impl Store {
                     {
                         return false;
                     }
-                    e.lease_owner = None;
-                    e.lease_expires_at = None;
-                    match e.retry.after_lost_lease(e.attempt, now) {
-                        RetryDecision::GiveUp => e.finish(ExecutionStatus::Dead, now),
-                        RetryDecision::RetryAt(at) => {
-                            e.status = ExecutionStatus::Queued;
-                            e.attempt += 1;
-                            e.due_at = at;
-                        }
-                    }
+                    drop_lease(e);
+                    host_fault(e, now);
                     true
                 })
                 .await?;
@@ -332,6 +375,30 @@ impl Store {
     }
 }
 
-fn holds_lease(e: &Execution, owner: &str) -> bool {
-    e.status == ExecutionStatus::Running && e.lease_owner.as_deref() == Some(owner)
+fn holds_lease(e: &Execution, held: &Lease) -> bool {
+    e.status == ExecutionStatus::Running
+        && e.lease_owner.as_deref() == Some(held.owner.as_str())
+        && e.lease_token.as_deref() == Some(held.token.as_str())
+}
+
+fn drop_lease(e: &mut Execution) {
+    e.lease_owner = None;
+    e.lease_expires_at = None;
+    e.lease_token = None;
+}
+
+/// Back to the queue, due at `at`, same attempt.
+fn requeue(e: &mut Execution, at: DateTime<Utc>) {
+    e.status = ExecutionStatus::Queued;
+    e.due_at = at;
+}
+
+/// One more host fault: the same attempt again after the fault backoff, or
+/// `dead` past the limit.
+fn host_fault(e: &mut Execution, now: DateTime<Utc>) {
+    e.host_faults = e.host_faults.saturating_add(1);
+    match e.retry.after_host_fault(e.host_faults, now) {
+        RetryDecision::RetryAt(at) => requeue(e, at),
+        RetryDecision::GiveUp => e.finish(ExecutionStatus::Dead, now),
+    }
 }

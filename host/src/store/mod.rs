@@ -16,11 +16,12 @@
 
 mod backend;
 mod executions;
+pub mod faults;
 pub mod mongo;
 pub mod sqlite;
 
 pub use backend::{Backend, ExecutionFilter, PageQuery, PluginFilter, ScheduleFilter, Usage};
-pub use executions::{Completion, LeaseRenewal};
+pub use executions::{Completion, Lease, LeaseRenewal, Release};
 
 use crate::clock::SharedClock;
 use crate::model::{NodeInfo, PluginRecord, Schedule};
@@ -57,12 +58,61 @@ pub enum StoreError {
     /// A tenant's quota would be exceeded; nothing was written.
     #[error(transparent)]
     Quota(#[from] QuotaExceeded),
-    /// The database failed or could not be reached.
+    /// The database could not be reached, or was busy or shutting down: the
+    /// same operation may work when tried again.
+    #[error("the store is unavailable: {0}")]
+    Unavailable(#[source] Cause),
+    /// The database failed the operation; trying again will not help.
     #[error("store error: {0}")]
-    Backend(String),
+    Backend(#[source] Cause),
     /// A stored document could not be read back.
     #[error("stored data is unreadable: {0}")]
     Corrupt(String),
+}
+
+/// The driver's own error, kept as the cause of a [`StoreError`].
+pub type Cause = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What a caller may do about a [`StoreError`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    /// Try again later (with backoff): the store is away or busy.
+    Transient,
+    /// The record is not in the state the operation needs (taken, in use,
+    /// over a quota): retrying the same thing gets the same answer.
+    Conflict,
+    /// A bug, bad configuration or bad data: report it.
+    Permanent,
+}
+
+impl StoreError {
+    /// A permanent failure described in words.
+    pub fn backend(message: impl Into<String>) -> StoreError {
+        StoreError::Backend(message.into().into())
+    }
+
+    /// A transient failure described in words.
+    pub fn unavailable(message: impl Into<String>) -> StoreError {
+        StoreError::Unavailable(message.into().into())
+    }
+
+    /// What a caller may do about this error.
+    pub fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::Unavailable(_) | StoreError::Contention(_) => ErrorClass::Transient,
+            StoreError::Conflict(_) | StoreError::InUse(_) | StoreError::Quota(_) => {
+                ErrorClass::Conflict
+            }
+            StoreError::BadUrl { .. } | StoreError::Backend(_) | StoreError::Corrupt(_) => {
+                ErrorClass::Permanent
+            }
+        }
+    }
+
+    /// Whether trying again later may work.
+    pub fn is_transient(&self) -> bool {
+        self.class() == ErrorClass::Transient
+    }
 }
 
 /// A page of records, newest first, and the cursor for the next page.
@@ -104,6 +154,7 @@ pub struct Store {
     wake: Arc<Notify>,
     /// Whether `wake` also hears other processes' changes (change streams).
     watching: bool,
+    faults: Arc<faults::Faults>,
 }
 
 impl Store {
@@ -130,7 +181,13 @@ impl Store {
             clock,
             wake: Arc::new(Notify::new()),
             watching: false,
+            faults: Arc::default(),
         }
+    }
+
+    /// Fault injection for tests and drills (disarmed unless armed).
+    pub fn faults(&self) -> &faults::Faults {
+        &self.faults
     }
 
     /// "sqlite" or "mongodb".
@@ -185,6 +242,7 @@ impl Store {
         tenant: &str,
         id: &str,
     ) -> Result<Option<PluginRecord>, StoreError> {
+        self.faults.check(faults::Op::LoadPlugin)?;
         Ok(self
             .backend
             .plugin_get(id)

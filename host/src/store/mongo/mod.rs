@@ -40,16 +40,49 @@ pub struct MongoBackend {
     db: Database,
 }
 
+/// Server error codes that mean "not now": the server is stepping down,
+/// shutting down, unreachable or overloaded, or a write lost a race.
+const TRANSIENT_CODES: [i32; 14] = [
+    6, 7, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 50,
+];
+
+/// A driver error, classified by its kind, labels and server code.
 fn db_err(e: mongodb::error::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    use mongodb::error::{ErrorKind, RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR};
+    let code = match e.kind.as_ref() {
+        ErrorKind::Command(c) => Some(c.code),
+        ErrorKind::Write(mongodb::error::WriteFailure::WriteConcernError(w)) => Some(w.code),
+        _ => None,
+    };
+    let transient = matches!(
+        e.kind.as_ref(),
+        ErrorKind::Io(_)
+            | ErrorKind::ServerSelection { .. }
+            | ErrorKind::ConnectionPoolCleared { .. }
+            | ErrorKind::DnsResolve { .. }
+            | ErrorKind::Shutdown
+    ) || e.contains_label(RETRYABLE_WRITE_ERROR)
+        || e.contains_label(TRANSIENT_TRANSACTION_ERROR)
+        || code.is_some_and(|c| TRANSIENT_CODES.contains(&c));
+    if transient {
+        StoreError::Unavailable(Box::new(e))
+    } else {
+        StoreError::Backend(Box::new(e))
+    }
 }
 
+/// Whether a write was refused by a unique index (by the server's code).
 fn is_duplicate(e: &mongodb::error::Error) -> bool {
     use mongodb::error::{ErrorKind, WriteFailure};
     match e.kind.as_ref() {
         ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
         ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
-        _ => e.to_string().contains("E11000"),
+        ErrorKind::InsertMany(failure) => failure
+            .write_errors
+            .iter()
+            .flatten()
+            .any(|w| w.code == DUPLICATE_KEY),
+        _ => false,
     }
 }
 
@@ -148,11 +181,14 @@ impl MongoBackend {
 
     async fn replace(&self, coll: &str, row: &Row, expected: u64) -> Result<bool> {
         let filter = doc! { "_id": &row.id, "version": expected as i64 };
-        let result = self
-            .coll(coll)
-            .replace_one(filter, document(row))
-            .await
-            .map_err(db_err)?;
+        let result = match self.coll(coll).replace_one(filter, document(row)).await {
+            Ok(result) => result,
+            // A unique index other than `_id` refused the new version.
+            Err(e) if is_duplicate(&e) => {
+                return Err(StoreError::Conflict(format!("a record in {coll}")));
+            }
+            Err(e) => return Err(db_err(e)),
+        };
         Ok(result.matched_count == 1)
     }
 
@@ -323,9 +359,10 @@ impl Backend for MongoBackend {
             .replace("schedules", &schedule_row(schedule)?, expected_version)
             .await
         {
-            Err(StoreError::Backend(e)) if e.contains("E11000") => Err(StoreError::Conflict(
-                format!("schedule {:?}", schedule.name),
-            )),
+            Err(StoreError::Conflict(_)) => Err(StoreError::Conflict(format!(
+                "schedule {:?}",
+                schedule.name
+            ))),
             other => other,
         }
     }

@@ -75,7 +75,7 @@ impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for TypedJob<T, F>
     fn run(&mut self, conn: &Connection) -> bool {
         let result = match self.work.take() {
             Some(work) => work(conn),
-            None => Err(StoreError::Backend("job ran twice".into())),
+            None => Err(StoreError::backend("job ran twice")),
         };
         let ok = result.is_ok();
         self.result = Some(result);
@@ -85,8 +85,8 @@ impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for TypedJob<T, F>
     fn finish(self: Box<Self>, commit: std::result::Result<(), String>) {
         let result = match (commit, self.result) {
             (Ok(()), Some(result)) => result,
-            (Err(e), _) => Err(StoreError::Backend(format!("commit failed: {e}"))),
-            (Ok(()), None) => Err(StoreError::Backend("job did not run".into())),
+            (Err(e), _) => Err(StoreError::unavailable(format!("commit failed: {e}"))),
+            (Ok(()), None) => Err(StoreError::backend("job did not run")),
         };
         let _ = self.reply.send(result);
     }
@@ -114,10 +114,10 @@ impl SqliteBackend {
                     let _ = ready_tx.send(Err(e));
                 }
             })
-            .map_err(|e| StoreError::Backend(format!("could not start the SQLite thread: {e}")))?;
+            .map_err(|e| StoreError::backend(format!("could not start the SQLite thread: {e}")))?;
         ready_rx
             .await
-            .map_err(|_| StoreError::Backend("the SQLite thread stopped".into()))??;
+            .map_err(|_| StoreError::backend("the SQLite thread stopped"))??;
         Ok(SqliteBackend { jobs })
     }
 
@@ -135,10 +135,10 @@ impl SqliteBackend {
         });
         self.jobs
             .send(job)
-            .map_err(|_| StoreError::Backend("the SQLite thread stopped".into()))?;
+            .map_err(|_| StoreError::backend("the SQLite thread stopped"))?;
         answer
             .await
-            .map_err(|_| StoreError::Backend("the SQLite thread stopped".into()))?
+            .map_err(|_| StoreError::backend("the SQLite thread stopped"))?
     }
 }
 
@@ -148,10 +148,10 @@ fn connect(path: &str) -> Result<Connection> {
         .filter(|d| !d.as_os_str().is_empty())
     {
         std::fs::create_dir_all(dir)
-            .map_err(|e| StoreError::Backend(format!("could not create {}: {e}", dir.display())))?;
+            .map_err(|e| StoreError::backend(format!("could not create {}: {e}", dir.display())))?;
     }
     let mut conn = Connection::open(path)
-        .map_err(|e| StoreError::Backend(format!("could not open {path}: {e}")))?;
+        .map_err(|e| StoreError::backend(format!("could not open {path}: {e}")))?;
     conn.busy_timeout(std::time::Duration::from_secs(10))
         .map_err(sql)?;
     // WAL + synchronous=NORMAL: a committed transaction survives a process
@@ -173,7 +173,7 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         .map_err(sql)?;
     let applied = usize::try_from(applied).unwrap_or(usize::MAX);
     if applied > MIGRATIONS.len() {
-        return Err(StoreError::Backend(format!(
+        return Err(StoreError::backend(format!(
             "the database has schema version {applied}, newer than this taskhost knows ({}); upgrade taskhost",
             MIGRATIONS.len()
         )));

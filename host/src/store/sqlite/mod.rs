@@ -26,8 +26,16 @@ mod kv;
 
 pub use conn::SqliteBackend;
 
+/// A SQLite error, classified: a busy or locked database, or failing I/O,
+/// may pass; anything else will not.
 fn sql(e: rusqlite::Error) -> StoreError {
-    StoreError::Backend(e.to_string())
+    use rusqlite::ffi::ErrorCode as C;
+    match e.sqlite_error_code() {
+        Some(C::DatabaseBusy | C::DatabaseLocked | C::SystemIoFailure | C::DiskFull) => {
+            StoreError::Unavailable(Box::new(e))
+        }
+        _ => StoreError::Backend(Box::new(e)),
+    }
 }
 
 fn is_unique_violation(e: &rusqlite::Error) -> bool {

@@ -1,0 +1,255 @@
+//! Host faults are not plugin faults, on both stores: a result save that
+//! fails for a while is retried and recorded once; a store error before the
+//! plugin starts costs no attempt; a node that cannot renew its lease stops
+//! its run and another node's claim wins; a stale claim's late write is
+//! refused; and a wall-clock step makes a node renew at once, not run twice.
+//!
+//! Faults are injected into the real store ([`taskhost::store::faults`]).
+
+use std::collections::HashSet;
+use std::time::{Duration, Instant};
+use taskhost::model::{Execution, ExecutionStatus, RetryPolicy};
+use taskhost::scheduler::{ExecutionSpec, Node, SchedulerConfig};
+use taskhost::store::faults::Op;
+use taskhost::store::{Completion, Lease, Release};
+use taskhost_tests::cluster::{Cluster, test_config, upload};
+use taskhost_tests::stores::Harness;
+
+/// One attempt only, as ad hoc runs have by default: a host fault that used
+/// it up would fail the execution for good.
+fn once(plugin_id: &str, input: serde_json::Value) -> ExecutionSpec {
+    let mut spec = ExecutionSpec::ad_hoc("acme", plugin_id);
+    spec.retry = RetryPolicy {
+        max_attempts: 1,
+        ..RetryPolicy::default()
+    };
+    spec.input = input;
+    spec.limits.timeout = Duration::from_secs(60);
+    spec
+}
+
+async fn submit(node: &Node, spec: ExecutionSpec) -> Execution {
+    node.enqueue(spec)
+        .await
+        .expect("enqueue")
+        .expect("a new execution")
+}
+
+async fn get(h: &Harness, id: &str) -> Execution {
+    h.store
+        .get_execution("acme", id)
+        .await
+        .expect("get")
+        .expect("exists")
+}
+
+/// The value of one series in a node's /metrics text.
+fn metric(node: &Node, series: &str) -> f64 {
+    let text = node.metrics().render(Default::default());
+    text.lines()
+        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
+        .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
+}
+
+async fn a_result_save_failing_for_5s_is_retried_and_recorded_once(h: Harness) {
+    let cluster = Cluster::new(&h.url, &h.clock, 1, test_config()).await;
+    let node = &cluster.nodes[0];
+    let hello = upload(&h.store, "acme", "hello").await;
+    let e = submit(node, once(&hello.id, serde_json::json!({"name": "f"}))).await;
+    node.store()
+        .faults()
+        .fail_for(Op::Complete, Duration::from_secs(5));
+    cluster.tick().await;
+    let e = get(&h, &e.id).await;
+    assert_eq!(
+        (e.status, e.attempt, e.host_faults),
+        (ExecutionStatus::Succeeded, 1, 0),
+        "{e:?}"
+    );
+    assert_eq!(cluster.starts.total(), 1, "ran once");
+    assert!(metric(node, r#"taskhost_store_errors_total{op="complete"}"#) >= 1.0);
+    cluster.tick().await;
+    assert_eq!(cluster.starts.total(), 1, "nothing re-runs");
+}
+
+async fn a_store_error_before_the_plugin_starts_uses_no_attempt(h: Harness) {
+    let cluster = Cluster::new(&h.url, &h.clock, 1, test_config()).await;
+    let node = &cluster.nodes[0];
+    let hello = upload(&h.store, "acme", "hello").await;
+    let e = submit(node, once(&hello.id, serde_json::json!({"name": "f"}))).await;
+    node.store().faults().fail_times(Op::LoadPlugin, 1);
+    cluster.tick().await;
+    let back = get(&h, &e.id).await;
+    assert_eq!(
+        (back.status, back.attempt, back.host_faults, back.outcome),
+        (ExecutionStatus::Queued, 1, 1, None),
+        "back in the queue, no attempt used, no plugin outcome"
+    );
+    assert_eq!(cluster.starts.total(), 0, "the plugin never started");
+    cluster.tick().await;
+    let done = get(&h, &e.id).await;
+    assert_eq!(
+        (done.status, done.attempt, done.host_faults),
+        (ExecutionStatus::Succeeded, 1, 1)
+    );
+    assert_eq!(metric(node, "taskhost_host_faults_total"), 1.0);
+}
+
+async fn a_node_that_cannot_renew_stops_its_run_and_another_claim_wins(h: Harness) {
+    // A 3 s lease: renewed every second, trusted for 2 s.
+    let config = SchedulerConfig {
+        lease: Duration::from_secs(3),
+        ..test_config()
+    };
+    let cluster = Cluster::new(&h.url, &h.clock, 2, config).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let sleep = upload(&h.store, "acme", "test-sleep").await;
+    let e = submit(a, once(&sleep.id, serde_json::json!({"ms": 4000}))).await;
+    a.store()
+        .faults()
+        .fail_for(Op::Renew, Duration::from_secs(600));
+    a.tick().await.expect("tick");
+    a.drain().await;
+    assert_eq!(
+        metric(a, r#"taskhost_lease_losses_total{when="unconfirmed"}"#),
+        1.0,
+        "node A stopped its run when it could not renew"
+    );
+    let stopped = get(&h, &e.id).await;
+    assert_eq!(stopped.status, ExecutionStatus::Running, "A wrote nothing");
+
+    // Once the lease is over (by the store's clock), node B takes it over.
+    h.clock.advance(Duration::from_secs(4));
+    b.tick().await.expect("tick");
+    b.drain().await;
+    let done = get(&h, &e.id).await;
+    assert_eq!(
+        (
+            done.status,
+            done.attempt,
+            done.host_faults,
+            done.node.as_deref()
+        ),
+        (ExecutionStatus::Succeeded, 1, 1, Some("node-1"))
+    );
+    assert_eq!(
+        cluster.starts.counts()[&e.id],
+        2,
+        "A's stopped run, B's run"
+    );
+}
+
+async fn a_stale_claims_late_write_is_refused(h: Harness) {
+    let store = &h.store;
+    let e = Execution::queued("acme", "p", store.now(), store.now());
+    store.create_execution(&e).await.expect("create");
+    let lease = Duration::from_secs(30);
+    let first = store
+        .claim(&e.id, "node-a", lease)
+        .await
+        .expect("claim")
+        .expect("claimed");
+    let first = Lease::of(&first).expect("lease");
+    // Node A loses touch; its lease expires and the execution is re-queued;
+    // node A (same id, e.g. restarted) claims it again.
+    h.clock.advance(Duration::from_secs(31));
+    store
+        .requeue_expired(10, &HashSet::new())
+        .await
+        .expect("requeue");
+    let second = store
+        .claim(&e.id, "node-a", lease)
+        .await
+        .expect("claim")
+        .expect("claimed again");
+    let second = Lease::of(&second).expect("lease");
+    assert_ne!(first.token, second.token);
+    let outcome = taskhost::runtime::Outcome::not_run(taskhost::runtime::Status::Failed, "late");
+    assert!(
+        store
+            .complete(&e.id, &first, Completion::Finished(outcome.clone()))
+            .await
+            .expect("complete")
+            .is_none(),
+        "the first claim's late result is refused"
+    );
+    assert!(
+        store
+            .release(&e.id, &first, Release::HostFault)
+            .await
+            .expect("release")
+            .is_none()
+    );
+    let done = store
+        .complete(&e.id, &second, Completion::Finished(outcome))
+        .await
+        .expect("complete")
+        .expect("the current claim writes");
+    assert_eq!(done.status, ExecutionStatus::Failed);
+}
+
+async fn a_clock_step_past_the_lease_makes_the_node_renew_not_run_twice(h: Harness) {
+    let config = SchedulerConfig {
+        lease: Duration::from_secs(3),
+        ..test_config()
+    };
+    let cluster = Cluster::new(&h.url, &h.clock, 1, config).await;
+    let node = cluster.nodes[0].clone();
+    let sleep = upload(&h.store, "acme", "test-sleep").await;
+    let e = submit(&node, once(&sleep.id, serde_json::json!({"ms": 4000}))).await;
+    let (store, id, clock, starts) = (
+        h.store.clone(),
+        e.id.clone(),
+        h.clock.clone(),
+        cluster.starts.clone(),
+    );
+    let watcher = node.clone();
+    let driver = async move {
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while starts.total() < 1 {
+            assert!(Instant::now() < deadline, "the run did not start");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // Step this node's wall clock forward by more than the lease.
+        clock.advance(Duration::from_secs(10));
+        let stepped = store.now();
+        let renewed_by = Instant::now() + Duration::from_secs(5);
+        loop {
+            let e = store.get_execution("acme", &id).await.expect("get");
+            let e = e.expect("exists");
+            if e.status.is_final() {
+                break;
+            }
+            if e.lease_expires_at.is_some_and(|until| until > stepped) {
+                break;
+            }
+            assert!(Instant::now() < renewed_by, "no renewal after the step");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        assert!(metric(&watcher, "taskhost_clock_steps_total") >= 1.0);
+        loop {
+            let e = store.get_execution("acme", &id).await.expect("get");
+            if e.is_some_and(|e| e.status.is_final()) {
+                break;
+            }
+            assert!(Instant::now() < deadline, "the run did not finish");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    };
+    node.run(driver, Duration::from_secs(5)).await;
+    let done = get(&h, &e.id).await;
+    assert_eq!(
+        (done.status, done.attempt, done.host_faults),
+        (ExecutionStatus::Succeeded, 1, 0),
+        "{done:?}"
+    );
+    assert_eq!(cluster.starts.counts()[&e.id], 1, "ran once");
+}
+
+taskhost_tests::conformance!(
+    a_result_save_failing_for_5s_is_retried_and_recorded_once,
+    a_store_error_before_the_plugin_starts_uses_no_attempt,
+    a_node_that_cannot_renew_stops_its_run_and_another_claim_wins,
+    a_stale_claims_late_write_is_refused,
+    a_clock_step_past_the_lease_makes_the_node_renew_not_run_twice,
+);
