@@ -21,7 +21,7 @@ const BUCKETS: [f64; 12] = [
 ];
 
 /// The store operations whose failures are counted (`store_errors{op}`).
-pub const STORE_OPS: [&str; 11] = [
+pub const STORE_OPS: [&str; 12] = [
     "claim",
     "renew",
     "complete",
@@ -32,6 +32,7 @@ pub const STORE_OPS: [&str; 11] = [
     "requeue_expired",
     "sweep",
     "live_nodes",
+    "ping",
     "api",
 ];
 

@@ -2,6 +2,7 @@
 //! real `taskhost` binary, and stores to test against.
 
 pub mod cluster;
+pub mod procs;
 pub mod server;
 pub mod stores;
 
@@ -40,16 +41,24 @@ pub fn repo_root() -> &'static Path {
 /// The real `taskhost` binary, built once per test process with the same
 /// profile as the tests (cargo does not build other packages' binaries for a
 /// test crate). It builds all workspace binaries so that features unify as in
-/// `cargo test --workspace` and nothing is recompiled.
+/// `cargo test --workspace` and nothing is recompiled. `TASKHOST_BIN`
+/// names another binary instead.
 pub fn taskhost_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
+        // A given binary (e.g. a copy a long chaos run keeps using while the
+        // tree is rebuilt).
+        if let Some(bin) = std::env::var_os("TASKHOST_BIN") {
+            return PathBuf::from(bin);
+        }
         let exe = std::env::current_exe().expect("test executable path");
-        // target/<profile>/deps/<test> → target/<profile>
-        let profile_dir = exe
-            .parent()
-            .and_then(Path::parent)
-            .expect("target/<profile>/deps");
+        // target/<profile>/deps/<test>, or target/<profile>/<helper binary>
+        let dir = exe.parent().expect("the executable's folder");
+        let profile_dir = if dir.ends_with("deps") {
+            dir.parent().expect("target/<profile>")
+        } else {
+            dir
+        };
         let release = profile_dir.file_name().is_some_and(|n| n == "release");
         let mut cmd = Command::new(env!("CARGO"));
         cmd.args(["build", "--quiet", "--workspace", "--bins"])

@@ -27,13 +27,22 @@ async fn healthz() -> &'static str {
 #[utoipa::path(get, path = "/readyz", tag = "ops", security(()),
     responses((status = 200, body = String), (status = 503, body = super::ErrorBody)))]
 async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
-    state
-        .store
-        .ping()
-        .await
-        .map_err(|e| ApiError::unavailable(format!("the store does not answer: {e}")))?;
-    Ok("ready")
+    // A probe gets its answer quickly, and no internals: the cause is logged.
+    let answer = tokio::time::timeout(READY_TIMEOUT, state.store.ping()).await;
+    let error = match answer {
+        Ok(Ok(())) => return Ok("ready"),
+        Ok(Err(e)) => e.to_string(),
+        Err(_) => format!("no answer within {}s", READY_TIMEOUT.as_secs()),
+    };
+    state.node.metrics().store_error("ping");
+    tracing::warn!(error, "readiness: the store does not answer");
+    Err(ApiError::unavailable(
+        "not ready: the store does not answer (see the node's log)",
+    ))
 }
+
+/// How long a readiness probe waits for the store.
+const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Prometheus metrics of this node (OpenMetrics text).
 #[utoipa::path(get, path = "/metrics", tag = "ops", security(()), responses((status = 200, body = String)))]

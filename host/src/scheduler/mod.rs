@@ -19,7 +19,8 @@
 //! Every execution is made by [`Node::enqueue`] ([`enqueue`]), which checks
 //! its policy ([`policy`]) and the tenant's quota first. Exactly-once rests on
 //! the store: unique fire keys, and claims and completions by compare-and-swap
-//! with the lease owner checked.
+//! with the lease (owner and fencing token) checked; [`lease`] says how a
+//! node holds a lease safely.
 
 mod enqueue;
 mod lease;

@@ -660,16 +660,28 @@ impl Backend for MongoBackend {
                 return false;
             }
         };
+        let executions = self.coll("executions");
         tokio::spawn(async move {
+            // Reopened after an outage; meanwhile nodes poll at their refill
+            // interval.
+            let mut backoff = Duration::from_secs(1);
             loop {
                 match stream.try_next().await {
-                    Ok(Some(_)) => wake.notify_waiters(),
-                    Ok(None) => break,
-                    Err(e) => {
-                        tracing::warn!(error = %e, "change stream ended; idle nodes poll at their refill interval");
-                        break;
+                    Ok(Some(_)) => {
+                        wake.notify_waiters();
+                        backoff = Duration::from_secs(1);
+                        continue;
                     }
+                    Ok(None) => tracing::info!("change stream closed; reopening"),
+                    Err(e) => tracing::warn!(error = %e, "change stream failed; reopening"),
                 }
+                stream = loop {
+                    tokio::time::sleep(backoff).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    if let Ok(stream) = executions.watch().await {
+                        break stream;
+                    }
+                };
             }
         });
         true
