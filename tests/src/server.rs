@@ -8,7 +8,7 @@ use std::time::Duration;
 use taskhost::api::auth::{Scope, mint_hs256};
 
 /// The HS256 secret test servers are started with.
-pub const SECRET: &str = "test-secret-for-black-box-tests";
+pub const SECRET: &str = "test-secret-for-black-box-tests-0123";
 
 /// A running server; killed on drop.
 pub struct Server {

@@ -127,7 +127,34 @@ pub struct Claims {
     pub exp: i64,
     #[serde(default)]
     pub iat: Option<i64>,
+    /// Not valid before (checked when present).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
 }
+
+/// What a token must say besides its signature, beyond `exp`.
+#[derive(Debug, Clone)]
+pub struct TokenRules {
+    /// Required `aud` (when set).
+    pub audience: Option<String>,
+    /// Required `iss` (when set).
+    pub issuer: Option<String>,
+    /// The longest a token may be valid: from `iat` (or `nbf`, or now) to `exp`.
+    pub max_lifetime: std::time::Duration,
+}
+
+impl Default for TokenRules {
+    fn default() -> Self {
+        TokenRules {
+            audience: None,
+            issuer: None,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
+        }
+    }
+}
+
+/// The longest token lifetime accepted unless configured otherwise.
+pub const DEFAULT_MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(24 * 3600);
 
 /// An authenticated caller.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -195,6 +222,7 @@ pub struct Verifier {
     validation: Validation,
     /// Per-tenant request rates, checked once a token is verified.
     rates: Option<super::rates::RequestRates>,
+    max_lifetime: std::time::Duration,
 }
 
 impl fmt::Debug for Verifier {
@@ -236,13 +264,35 @@ impl Verifier {
         let mut validation = Validation::new(alg);
         validation.leeway = EXP_LEEWAY_SECS;
         validation.validate_exp = true;
+        validation.validate_nbf = true;
         validation.validate_aud = false;
         validation.required_spec_claims = HashSet::from(["exp".to_owned(), "sub".to_owned()]);
         Ok(Verifier {
             key,
             validation,
             rates: None,
+            max_lifetime: DEFAULT_MAX_LIFETIME,
         })
+    }
+
+    /// Requires `aud` and `iss` where set, and caps token lifetimes.
+    #[must_use]
+    pub fn with_rules(mut self, rules: &TokenRules) -> Self {
+        if let Some(audience) = &rules.audience {
+            self.validation.set_audience(&[audience]);
+            self.validation.validate_aud = true;
+            self.validation
+                .required_spec_claims
+                .insert("aud".to_owned());
+        }
+        if let Some(issuer) = &rules.issuer {
+            self.validation.set_issuer(&[issuer]);
+            self.validation
+                .required_spec_claims
+                .insert("iss".to_owned());
+        }
+        self.max_lifetime = rules.max_lifetime;
+        self
     }
 
     /// Also admits each verified request against its tenant's request rate.
@@ -270,6 +320,15 @@ impl Verifier {
         let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
             .map_err(|e| self.map_jwt_error(token, e))?;
         let claims = data.claims;
+        let now = Utc::now().timestamp();
+        let from = claims.iat.or(claims.nbf).unwrap_or(now).min(now);
+        let max = i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX);
+        if claims.exp.saturating_sub(from) > max.saturating_add(EXP_LEEWAY_SECS as i64) {
+            return Err(ApiError::unauthorized(format!(
+                "token lifetime is over the maximum of {} (the server's --jwt-max-lifetime)",
+                humantime::format_duration(self.max_lifetime)
+            )));
+        }
         if claims.sub.trim().is_empty() {
             return Err(ApiError::unauthorized(
                 "malformed token: `sub` claim is empty",
@@ -300,7 +359,9 @@ impl Verifier {
         let message = match err.kind() {
             ErrorKind::ExpiredSignature => "token expired".to_owned(),
             ErrorKind::InvalidSignature => "invalid token signature".to_owned(),
-            ErrorKind::ImmatureSignature => "token not yet valid".to_owned(),
+            ErrorKind::ImmatureSignature => "token not yet valid (nbf)".to_owned(),
+            ErrorKind::InvalidAudience => "token audience (aud) not accepted".to_owned(),
+            ErrorKind::InvalidIssuer => "token issuer (iss) not accepted".to_owned(),
             ErrorKind::InvalidAlgorithm => {
                 let expected = self.validation.algorithms.first().copied();
                 match jsonwebtoken::decode_header(token) {
@@ -408,6 +469,7 @@ pub fn mint_hs256(
         scopes: scopes.iter().map(|s| s.as_str().to_owned()).collect(),
         exp,
         iat: Some(iat),
+        nbf: None,
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

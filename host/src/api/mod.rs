@@ -19,6 +19,7 @@ mod ops;
 mod plugins;
 pub mod rates;
 mod schedules;
+pub mod server;
 
 use crate::quota::QuotaExceeded;
 use crate::runtime::Runtime;

@@ -8,6 +8,7 @@
 //! the file's own format.
 
 use crate::api::ApiLimits;
+use crate::api::auth::DEFAULT_MAX_LIFETIME;
 use crate::quota::QuotaConfig;
 use crate::scheduler::{DEFAULT_CAPS, Role, SchedulerConfig};
 use anyhow::{Context, bail};
@@ -61,6 +62,22 @@ pub struct ServeConfig {
     #[arg(long, env = "TASKHOST_JWT_ALGORITHM", value_name = "ALG")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_algorithm: Option<String>,
+    /// Required `aud` claim of API tokens (not checked when unset).
+    #[arg(long, env = "TASKHOST_JWT_AUDIENCE", value_name = "AUD")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_audience: Option<String>,
+    /// Required `iss` claim of API tokens (not checked when unset).
+    #[arg(long, env = "TASKHOST_JWT_ISSUER", value_name = "ISS")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_issuer: Option<String>,
+    /// The longest lifetime (iat to exp) an API token may have.
+    #[arg(long, env = "TASKHOST_JWT_MAX_LIFETIME", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::serde_util::option_duration"
+    )]
+    pub jwt_max_lifetime: Option<Duration>,
     /// Runs at once on this node.
     #[arg(long, env = "TASKHOST_WORKERS", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -136,6 +153,18 @@ pub struct ServeConfig {
         with = "crate::serde_util::option_duration"
     )]
     pub request_timeout: Option<Duration>,
+    /// Longest wait for a request's headers, also on an idle connection.
+    #[arg(long, env = "TASKHOST_HEADER_TIMEOUT", value_name = "DURATION", value_parser = humantime::parse_duration)]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        with = "crate::serde_util::option_duration"
+    )]
+    pub header_timeout: Option<Duration>,
+    /// Most HTTP connections open at once; more wait to be accepted.
+    #[arg(long, env = "TASKHOST_MAX_CONNECTIONS", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections: Option<usize>,
     /// Largest JSON request body, in bytes.
     #[arg(long, env = "TASKHOST_MAX_BODY_BYTES", value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -186,12 +215,21 @@ impl ServeConfig {
     pub fn settings(&self) -> anyhow::Result<Settings> {
         let defaults = SchedulerConfig::default();
         let api = ApiLimits::default();
+        let connections = crate::api::server::ConnectionLimits::default();
         let data_dir = self
             .data_dir
             .clone()
             .unwrap_or_else(|| PathBuf::from("./taskhost-data"));
         let workers = self.workers.unwrap_or(defaults.workers).max(1);
         let retention = self.retention.unwrap_or(defaults.retention);
+        if let Some(secret) = &self.jwt_secret
+            && secret.len() < MIN_SECRET_BYTES
+        {
+            bail!(
+                "jwt_secret is {} bytes; it must be at least {MIN_SECRET_BYTES} (e.g. `openssl rand -hex 32`)",
+                secret.len()
+            );
+        }
         if self.tls_cert.is_some() != self.tls_key.is_some() {
             bail!("tls_cert and tls_key go together: give both or neither");
         }
@@ -209,6 +247,9 @@ impl ServeConfig {
             jwt_secret: self.jwt_secret.clone(),
             jwt_public_key: self.jwt_public_key.clone(),
             jwt_algorithm: self.jwt_algorithm.clone(),
+            jwt_audience: self.jwt_audience.clone(),
+            jwt_issuer: self.jwt_issuer.clone(),
+            jwt_max_lifetime: self.jwt_max_lifetime.unwrap_or(DEFAULT_MAX_LIFETIME),
             role: self.role.unwrap_or_default(),
             node_id: self.node_id.clone().unwrap_or(defaults.node_id),
             workers,
@@ -217,6 +258,11 @@ impl ServeConfig {
             heartbeat: self.heartbeat.unwrap_or(defaults.heartbeat_ttl),
             grace: self.grace.unwrap_or(Duration::from_secs(30)),
             request_timeout: self.request_timeout.unwrap_or(api.request_timeout),
+            header_timeout: self.header_timeout.unwrap_or(connections.header_timeout),
+            max_connections: self
+                .max_connections
+                .unwrap_or(connections.max_connections)
+                .max(1),
             max_body_bytes: self.max_body_bytes.unwrap_or(api.max_body_bytes),
             max_plugin_bytes: self.max_plugin_bytes.unwrap_or(api.max_plugin_bytes),
             max_run_fuel: self.max_run_fuel.unwrap_or(DEFAULT_CAPS.fuel),
@@ -245,6 +291,12 @@ pub struct Settings {
     pub jwt_public_key: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_algorithm: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_audience: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwt_issuer: Option<String>,
+    #[serde(with = "crate::serde_util::duration")]
+    pub jwt_max_lifetime: Duration,
     pub role: Role,
     pub node_id: String,
     pub workers: usize,
@@ -257,6 +309,9 @@ pub struct Settings {
     pub grace: Duration,
     #[serde(with = "crate::serde_util::duration")]
     pub request_timeout: Duration,
+    #[serde(with = "crate::serde_util::duration")]
+    pub header_timeout: Duration,
+    pub max_connections: usize,
     pub max_body_bytes: usize,
     pub max_plugin_bytes: usize,
     pub max_run_fuel: u64,
@@ -267,6 +322,9 @@ pub struct Settings {
     pub retention: Duration,
     pub quotas: QuotaConfig,
 }
+
+/// The shortest HS256 secret accepted: 256 bits.
+pub const MIN_SECRET_BYTES: usize = 32;
 
 /// What replaces a secret in printed configuration.
 const MASK: &str = "********";

@@ -9,7 +9,8 @@
 //! both files on SIGHUP.
 
 use super::config::{ServeConfig, Settings};
-use crate::api::auth::{self, KeyConfig, Scope, Verifier};
+use crate::api::auth::{self, KeyConfig, Scope, TokenRules, Verifier};
+use crate::api::server::{self, ConnectionLimits};
 use crate::api::{ApiLimits, AppState, router};
 use crate::clock::SystemClock;
 use crate::runtime::{DirArtifacts, Runtime, RuntimeConfig};
@@ -48,21 +49,69 @@ fn verifier(config: &Settings, data_dir: &Path) -> anyhow::Result<Verifier> {
             secret: dev_secret(data_dir)?.into_bytes(),
         },
     };
-    Ok(Verifier::new(&key)?)
+    let rules = TokenRules {
+        audience: config.jwt_audience.clone(),
+        issuer: config.jwt_issuer.clone(),
+        max_lifetime: config.jwt_max_lifetime,
+    };
+    Ok(Verifier::new(&key)?.with_rules(&rules))
 }
 
-/// The development secret of `data_dir`, made on first use.
+/// The development secret of `data_dir`, made on first use: the folder
+/// 0700 and the file 0600. An existing file that others may read is refused
+/// (with the command that fixes it), and one that cannot be read is an error,
+/// never silently replaced.
 pub fn dev_secret(data_dir: &Path) -> anyhow::Result<String> {
     let path = data_dir.join("dev-secret");
-    if let Ok(secret) = std::fs::read_to_string(&path) {
-        return Ok(secret.trim().to_owned());
+    match std::fs::metadata(&path) {
+        Ok(meta) => {
+            #[cfg(unix)]
+            {
+                use std::os::unix::fs::PermissionsExt;
+                let mode = meta.permissions().mode() & 0o777;
+                if mode & 0o077 != 0 {
+                    bail!(
+                        "{} may be read by others (mode {mode:o}); run `chmod 600 {}`",
+                        path.display(),
+                        path.display()
+                    );
+                }
+            }
+            #[cfg(not(unix))]
+            let _ = meta;
+            let secret = std::fs::read_to_string(&path)
+                .with_context(|| format!("could not read {}", path.display()))?;
+            return Ok(secret.trim().to_owned());
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
     }
-    std::fs::create_dir_all(data_dir)
-        .with_context(|| format!("could not create {}", data_dir.display()))?;
+    create_private_dir(data_dir)?;
     let secret = auth::generate_secret()?;
-    std::fs::write(&path, &secret)
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create_new(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::mode(&mut options, 0o600);
+    let mut file = options
+        .open(&path)
+        .with_context(|| format!("could not create {}", path.display()))?;
+    std::io::Write::write_all(&mut file, secret.as_bytes())
         .with_context(|| format!("could not write {}", path.display()))?;
     Ok(secret)
+}
+
+/// Creates `dir` (0700 where it is new).
+fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let mut builder = std::fs::DirBuilder::new();
+    builder.recursive(true);
+    #[cfg(unix)]
+    std::os::unix::fs::DirBuilderExt::mode(&mut builder, 0o700);
+    builder
+        .create(dir)
+        .with_context(|| format!("could not create {}", dir.display()))
 }
 
 /// Runs the server until Ctrl-C or SIGTERM (or prints its configuration).
@@ -86,12 +135,12 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             "dev",
             "dev",
             &scopes,
-            Duration::from_secs(86_400),
+            Duration::from_secs(3600),
             chrono::Utc::now(),
         )?;
         eprintln!(
             "WARNING: no --jwt-secret or --jwt-public-key configured; using the development secret in {}.\n\
-             Do not use it in production. A token for tenant `dev` with every scope (valid 24h):\n\n  export TASKHOST_TOKEN={token}\n",
+             Do not use it in production. A token for tenant `dev` with every scope (valid 1h; `taskhost token` mints more):\n\n  export TASKHOST_TOKEN={token}\n",
             data_dir.join("dev-secret").display()
         );
     }
@@ -181,21 +230,17 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         }
     };
     let app = router(state);
+    let limits = ConnectionLimits {
+        header_timeout: settings.header_timeout,
+        max_connections: settings.max_connections,
+    };
     let http = match tls {
         Some(tls) => {
             tokio::spawn(reload_on_sighup(tls.clone(), node.clone()));
             let listener = tls.listener(listener)?;
-            tokio::spawn(async move {
-                axum::serve(listener, app)
-                    .with_graceful_shutdown(stopped)
-                    .await
-            })
+            tokio::spawn(server::serve(listener, app, limits, stopped))
         }
-        None => tokio::spawn(async move {
-            axum::serve(listener, app)
-                .with_graceful_shutdown(stopped)
-                .await
-        }),
+        None => tokio::spawn(server::serve(listener, app, limits, stopped)),
     };
     tokio::spawn(async move {
         shutdown_signal().await;
@@ -205,9 +250,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         );
         let _ = stop_tx.send(true);
     });
-    http.await
-        .context("the HTTP server stopped")?
-        .context("the HTTP server failed")?;
+    http.await.context("the HTTP server stopped")?;
     scheduler.await.context("the scheduler failed")?;
     Ok(())
 }

@@ -7,6 +7,7 @@
 //!
 //! ```text
 //! chaos --store sqlite|mongodb [--nodes 3] [--kills 10] [--seed N]
+//!     # KILLS SIGKILLs; after every tenth, a SIGSTOP longer than the lease
 //! chaos --store mongodb --outage 40      # one long database outage instead
 //! ```
 //!
@@ -280,21 +281,21 @@ async fn kills(
         tokio::time::sleep(Duration::from_millis(300 + rng.below(2500))).await;
         let victim = rng.below(nodes.len() as u64) as usize;
         let node = &mut nodes[victim];
+        node.kill();
+        killed += 1;
+        tokio::time::sleep(Duration::from_millis(rng.below(1000))).await;
+        if let Err(e) = node.start(Duration::from_secs(60)) {
+            eprintln!("chaos: {} did not come back: {e}", node.id);
+        }
         if round % 10 == 9 {
-            // Frozen for longer than its lease: its runs are taken over,
-            // and it must not write when it wakes.
-            if let Some(pid) = node.pid() {
+            // Another node frozen for longer than its lease: its runs are
+            // taken over, and it must not write when it wakes.
+            let frozen = &nodes[(victim + 1) % nodes.len()];
+            if let Some(pid) = frozen.pid() {
                 signal(pid, "STOP");
                 tokio::time::sleep(Duration::from_secs(LEASE_SECS + 2)).await;
                 signal(pid, "CONT");
                 stopped += 1;
-            }
-        } else {
-            node.kill();
-            killed += 1;
-            tokio::time::sleep(Duration::from_millis(rng.below(1000))).await;
-            if let Err(e) = node.start(Duration::from_secs(60)) {
-                eprintln!("chaos: {} did not come back: {e}", node.id);
             }
         }
         if let Some(db) = db.as_mut()

@@ -78,6 +78,7 @@ fn claims(scopes: &[&str], exp_offset: i64) -> Claims {
         scopes: scopes.iter().map(|s| (*s).to_owned()).collect(),
         exp: now + exp_offset,
         iat: Some(now),
+        nbf: None,
     }
 }
 
@@ -123,6 +124,63 @@ fn expired_token() {
         unauthorized_msg(hs_verifier(SECRET).verify(&token)),
         "token expired"
     );
+}
+
+/// A token with extra registered claims (`aud`, `iss`, `nbf`…).
+fn sign_json(claims: serde_json::Value) -> String {
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(SECRET),
+    )
+    .expect("encode")
+}
+
+#[test]
+fn audience_issuer_not_before_and_lifetime() {
+    let rules = TokenRules {
+        audience: Some("taskhost".into()),
+        issuer: Some("https://idp.example".into()),
+        max_lifetime: HOUR,
+    };
+    let verifier = hs_verifier(SECRET).with_rules(&rules);
+    let now = Utc::now().timestamp();
+    let token = |extra: serde_json::Value| {
+        let mut claims = serde_json::json!({
+            "sub": "alice", "tenant": "acme", "scopes": ["admin"],
+            "iat": now, "exp": now + 600,
+            "aud": "taskhost", "iss": "https://idp.example",
+        });
+        for (k, v) in extra.as_object().expect("object") {
+            if v.is_null() {
+                claims.as_object_mut().expect("object").remove(k);
+            } else {
+                claims[k] = v.clone();
+            }
+        }
+        sign_json(claims)
+    };
+    assert!(verifier.verify(&token(serde_json::json!({}))).is_ok());
+    let refused = |extra: serde_json::Value, words: &str| {
+        let message = unauthorized_msg(verifier.verify(&token(extra.clone())));
+        assert!(message.contains(words), "{extra}: {message}");
+    };
+    refused(serde_json::json!({"aud": null}), "aud");
+    refused(serde_json::json!({"aud": "someone-else"}), "audience");
+    refused(serde_json::json!({"iss": null}), "iss");
+    refused(serde_json::json!({"iss": "https://evil.example"}), "issuer");
+    refused(serde_json::json!({"nbf": now + 600}), "not yet valid");
+    refused(serde_json::json!({"exp": now + 7200}), "lifetime");
+    refused(
+        serde_json::json!({"iat": null, "exp": now + 7200}),
+        "lifetime",
+    );
+    // Without rules, aud and iss are not required; nbf still counts.
+    let plain = hs_verifier(SECRET);
+    let mut claims = serde_json::json!({"sub": "a", "tenant": "t", "scopes": [], "exp": now + 60});
+    assert!(plain.verify(&sign_json(claims.clone())).is_ok());
+    claims["nbf"] = serde_json::json!(now + 600);
+    assert!(unauthorized_msg(plain.verify(&sign_json(claims))).contains("not yet valid"));
 }
 
 #[test]
