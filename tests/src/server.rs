@@ -86,6 +86,11 @@ impl Server {
         }
     }
 
+    /// The server's data folder.
+    pub fn data_dir(&self) -> &std::path::Path {
+        self._dir.path()
+    }
+
     /// The server process's id (to send it signals).
     pub fn pid(&self) -> u32 {
         self.child.id()

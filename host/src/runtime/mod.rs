@@ -14,6 +14,7 @@
 //!
 //! - [`engine`]: engine configuration and the epoch ticker thread;
 //! - [`validate`]: what a plugin may import and must export;
+//! - [`admission`]: what makes a plugin costly to compile, checked first; compile slots;
 //! - [`cache`]: precompiled artifacts keyed by wasm sha256 + engine fingerprint;
 //! - [`host`]: bindings for `wit/task.wit` and the host interface;
 //! - [`limits`], [`capture`]: per-run limits and bounded stdout/stderr;
@@ -21,6 +22,7 @@
 //! - [`run`]: one run from instantiation to [`Outcome`];
 //! - [`kv`]: the key-value trait that stores implement.
 
+mod admission;
 mod bounds;
 mod cache;
 mod capture;
@@ -32,6 +34,7 @@ mod outcome;
 mod run;
 mod validate;
 
+pub use admission::CompileBudget;
 pub use bounds::{
     HOST_BYTE_FUEL, HOST_CALL_FUEL, LOG_LINE_OVERHEAD, MAX_ERROR_BYTES, MAX_LOG_LINES,
     MAX_NOTE_BYTES, MAX_STORED_OUTCOME_BYTES, TASKHOST_CALL_FUEL,
@@ -66,6 +69,8 @@ pub struct RuntimeConfig {
     /// Bytes of compiled plugins kept ready to instantiate (by the size of
     /// their compiled code); the least recently used go first.
     pub instance_cache_bytes: u64,
+    /// What one plugin may ask of the compiler, and compilations at once.
+    pub compile: admission::CompileBudget,
 }
 
 impl Default for RuntimeConfig {
@@ -76,6 +81,7 @@ impl Default for RuntimeConfig {
             max_wasm_stack: 512 << 10,
             epoch_tick: Duration::from_millis(10),
             instance_cache_bytes: 512 << 20,
+            compile: admission::CompileBudget::default(),
         }
     }
 }
@@ -135,6 +141,7 @@ struct RuntimeInner {
     plugins: Mutex<PluginCache>,
     kv: Arc<dyn KvStore>,
     slots: Arc<Semaphore>,
+    compiles: admission::CompileSlots,
     config: RuntimeConfig,
     _ticker: engine::EpochTicker,
 }
@@ -172,6 +179,7 @@ impl Runtime {
                 plugins: Mutex::new(PluginCache::new(config.instance_cache_bytes)),
                 kv,
                 slots: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1) as usize)),
+                compiles: admission::CompileSlots::new(config.compile.concurrent),
                 config,
                 _ticker: ticker,
             }),
@@ -198,7 +206,8 @@ impl Runtime {
             return Ok((plugin.clone(), Prepared::Cached));
         }
         validate::check_header(wasm)?;
-        let (component, how, bytes) = self.load_or_compile(&sha256, wasm)?;
+        admission::admit(wasm, &self.inner.config.compile)?;
+        let (component, how, bytes, artifact) = self.load_or_compile(&sha256, wasm)?;
         validate::check_component(&self.inner.engine, &component)?;
         let pre = self
             .inner
@@ -206,6 +215,10 @@ impl Runtime {
             .instantiate_pre(&component)
             .and_then(TaskPre::new)
             .map_err(|e| InvalidPlugin::Mismatch(format!("{e:#}")))?;
+        // Only an accepted plugin's compiled code is kept.
+        if let Some((key, artifact)) = artifact {
+            self.inner.artifacts.put(&key, &artifact);
+        }
         let plugin = Plugin {
             inner: Arc::new(PluginInner {
                 sha256: sha256.clone(),
@@ -231,41 +244,52 @@ impl Runtime {
         self.plugins().remove(sha256);
     }
 
+    /// Compilations in progress, and the most there were at once.
+    pub fn compile_usage(&self) -> (usize, usize) {
+        self.inner.compiles.usage()
+    }
+
     /// Bytes of compiled code in the cache, and how many plugins.
     pub fn cache_usage(&self) -> (u64, usize) {
         let cache = self.plugins();
         (cache.bytes, cache.lru.len())
     }
 
+    /// The component, how it was made ready, its size, and — when it was
+    /// compiled here — the artifact to keep once it is accepted.
+    #[allow(clippy::type_complexity)]
     fn load_or_compile(
         &self,
         sha256: &str,
         wasm: &[u8],
-    ) -> Result<(Component, Prepared, u64), InvalidPlugin> {
+    ) -> Result<(Component, Prepared, u64, Option<(String, Vec<u8>)>), InvalidPlugin> {
         let key = format!("{sha256}-{}", self.inner.fingerprint);
         if let Some(artifact) = self.inner.artifacts.get(&key) {
             // SAFETY: the key carries this engine's fingerprint, and artifact
             // caches hold only what `compile` below wrote (see `cache`).
             match unsafe { Component::deserialize(&self.inner.engine, &artifact) } {
                 Ok(component) => {
-                    return Ok((component, Prepared::Loaded, artifact.len() as u64));
+                    return Ok((component, Prepared::Loaded, artifact.len() as u64, None));
                 }
                 Err(e) => tracing::warn!(%key, error = %e, "discarding an unloadable artifact"),
             }
         }
-        let component = Component::new(&self.inner.engine, wasm)
-            .map_err(|e| InvalidPlugin::Malformed(format!("{e:#}")))?;
-        let bytes = match component.serialize() {
+        let component = {
+            let _slot = self.inner.compiles.acquire();
+            Component::new(&self.inner.engine, wasm)
+                .map_err(|e| InvalidPlugin::Malformed(format!("{e:#}")))?
+        };
+        match component.serialize() {
             Ok(artifact) => {
-                self.inner.artifacts.put(&key, &artifact);
-                artifact.len() as u64
+                let bytes = artifact.len() as u64;
+                Ok((component, Prepared::Compiled, bytes, Some((key, artifact))))
             }
             Err(e) => {
                 tracing::warn!(%key, error = %e, "could not serialize a compiled plugin");
-                wasm.len() as u64
+                let bytes = wasm.len() as u64;
+                Ok((component, Prepared::Compiled, bytes, None))
             }
-        };
-        Ok((component, Prepared::Compiled, bytes))
+        }
     }
 
     /// Runs a prepared plugin once, under `request.limits`. Never fails: every

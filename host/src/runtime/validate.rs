@@ -65,6 +65,8 @@ pub enum InvalidPlugin {
     UnknownImport(String),
     #[error("the component's `run` or imports do not match `{WORLD}`: {0}")]
     Mismatch(String),
+    #[error("the component would cost too much to compile: {0}; split the work or make it smaller")]
+    TooCostly(String),
 }
 
 impl InvalidPlugin {
@@ -79,6 +81,7 @@ impl InvalidPlugin {
             InvalidPlugin::DeniedImport(..) => "import_denied",
             InvalidPlugin::UnknownImport(_) => "import_unknown",
             InvalidPlugin::Mismatch(_) => "wrong_world",
+            InvalidPlugin::TooCostly(_) => "too_costly",
         }
     }
 }
