@@ -275,9 +275,21 @@ impl From<crate::store::StoreError> for ApiError {
             E::InUse(why) => ApiError::conflict("in_use", why),
             E::Contention(_) => ApiError::unavailable(e.to_string()),
             E::Quota(q) => q.into(),
+            // The cause goes to the log (with the request id); the caller
+            // gets the kind and the request id to quote, no internals.
+            other if other.is_transient() => {
+                tracing::warn!(error = %other, "store unavailable");
+                ApiError::unavailable(
+                    "the store is unavailable; try again later (quote the X-Request-Id header to the operator)",
+                )
+                .store_failed()
+            }
             other => {
                 tracing::error!(error = %other, "store error");
-                ApiError::unavailable(format!("the store failed: {other}")).store_failed()
+                ApiError::internal(
+                    "the store failed (quote the X-Request-Id header to the operator; the node's log has the cause)",
+                )
+                .store_failed()
             }
         }
     }
