@@ -12,6 +12,7 @@
 //! - [`ops`]: health, readiness and Prometheus metrics.
 
 pub mod auth;
+mod contract;
 pub mod error;
 mod executions;
 mod nodes;
@@ -130,13 +131,16 @@ fn routes(limits: &ApiLimits, api: bool) -> OpenApiRouter<AppState> {
 
 /// The OpenAPI document of the API.
 pub fn openapi() -> utoipa::openapi::OpenApi {
-    routes(&ApiLimits::default(), true).split_for_parts().1
+    let mut doc = routes(&ApiLimits::default(), true).split_for_parts().1;
+    utoipa::Modify::modify(&contract::Contract, &mut doc);
+    doc
 }
 
 /// The whole HTTP application, as the node's role has it.
 pub fn router(state: AppState) -> axum::Router {
     let api = state.node.config().role.serves_api();
-    let (router, doc) = routes(&state.limits, api).split_for_parts();
+    let (router, mut doc) = routes(&state.limits, api).split_for_parts();
+    utoipa::Modify::modify(&contract::Contract, &mut doc);
     let doc = Arc::new(doc);
     let timeout = state.limits.request_timeout;
     router

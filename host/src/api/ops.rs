@@ -45,7 +45,8 @@ async fn readyz(State(state): State<AppState>) -> ApiResult<&'static str> {
 const READY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(3);
 
 /// Prometheus metrics of this node (OpenMetrics text).
-#[utoipa::path(get, path = "/metrics", tag = "ops", security(()), responses((status = 200, body = String)))]
+#[utoipa::path(get, path = "/metrics", tag = "ops", security(()),
+    responses((status = 200, body = String, content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
     let node = &state.node;
     let live_nodes = match state.store.live_nodes().await {
