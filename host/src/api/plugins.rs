@@ -33,6 +33,7 @@ pub(super) fn routes(max_plugin_bytes: usize) -> OpenApiRouter<AppState> {
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct UploadParams {
     /// Plugin name: letters, digits, `.`, `_`, `-`; at most 100 characters.
@@ -51,6 +52,12 @@ pub(super) struct UploadForm {
     #[schema(value_type = String, format = Binary)]
     file: Vec<u8>,
 }
+
+/// A plugin's `.wasm` bytes, as a body (binary, not an array of numbers).
+#[derive(ToSchema)]
+#[schema(value_type = String, format = Binary)]
+#[allow(dead_code)] // documents the body only
+pub(super) struct WasmBytes(Vec<u8>);
 
 fn check_label(what: &str, value: Option<&str>) -> ApiResult<String> {
     let Some(value) = value else {
@@ -107,7 +114,8 @@ async fn read_form(request: Request) -> ApiResult<(Option<String>, Option<String
 /// `name` and `version` in the query, or a multipart form.
 #[utoipa::path(post, path = "/v1/plugins", tag = "plugins", params(UploadParams),
     request_body(content(
-        (Vec<u8> = "application/wasm"),
+        (WasmBytes = "application/wasm"),
+        (WasmBytes = "application/octet-stream"),
         (UploadForm = "multipart/form-data"),
     )),
     responses((status = 201, body = PluginRecord), (status = 409, body = ErrorBody, description = "name and version exist"),
@@ -187,6 +195,7 @@ async fn receive(
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct ListParams {
     /// Only plugins with this name.
@@ -238,7 +247,7 @@ async fn get(
 
 /// Download a plugin's wasm.
 #[utoipa::path(get, path = "/v1/plugins/{id}/wasm", tag = "plugins",
-    responses((status = 200, content_type = "application/wasm", body = Vec<u8>), (status = 404, body = ErrorBody)))]
+    responses((status = 200, content_type = "application/wasm", body = WasmBytes), (status = 404, body = ErrorBody)))]
 async fn download(
     State(state): State<AppState>,
     principal: Principal,

@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# A client generated from /openapi.json by a kept generator
+# (openapi-python-client, PyPI, pinned) performs the README walkthrough
+# against a real `taskhost serve`: upload, run, schedule, pause.
+#
+# Uses target/debug/taskhost (built if missing) and the venv in .stv.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+venv="${SCHEMATHESIS_VENV:-$PWD/.stv}"
+[ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+"$venv/bin/pip" install --quiet "openapi-python-client==0.29.1"
+rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
+cargo build --workspace --bins --quiet
+bin=target/debug/taskhost
+secret="client-walkthrough-secret-0123456789"
+dir="$(mktemp -d)"
+port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
+"$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir/data" --jwt-secret "$secret" >"$dir/out" 2>"$dir/err" &
+pid=$!
+trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
+for _ in $(seq 100); do
+  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
+  sleep 0.1
+done
+curl -fsS "http://127.0.0.1:$port/openapi.json" >"$dir/openapi.json"
+(cd "$dir" && "$venv/bin/openapi-python-client" generate --path openapi.json --meta none \
+  --output-path taskhost_client >"$dir/generate.log" 2>&1) || { cat "$dir/generate.log"; exit 1; }
+token="$("$bin" token --secret "$secret" --tenant acme --scopes plugins:read,plugins:write,schedules:read,schedules:write,executions:read,executions:write)"
+wasm="$(ls target/plugins/wasm32-wasip2/release/hello.wasm 2>/dev/null || find target -name hello.wasm -path '*wasm32-wasip2*' | head -n 1)"
+PYTHONPATH="$dir" "$venv/bin/python" scripts/client_walkthrough.py "http://127.0.0.1:$port" "$token" "$wasm"
