@@ -68,6 +68,9 @@ pub struct Snapshot {
     pub tenants_running: usize,
     /// `None` when the store could not tell.
     pub live_nodes: Option<usize>,
+    /// Plugin compilations in progress, and the most there were at once.
+    pub compiling: usize,
+    pub compiling_peak: usize,
 }
 
 /// A node's metrics.
@@ -92,6 +95,8 @@ pub struct Metrics {
     workers_free: Gauge,
     tenants_running: Gauge,
     live_nodes: Gauge,
+    compiling: Gauge,
+    compiling_peak: Gauge,
 }
 
 impl Default for Metrics {
@@ -123,6 +128,8 @@ impl Metrics {
             workers_free: Gauge::default(),
             tenants_running: Gauge::default(),
             live_nodes: Gauge::default(),
+            compiling: Gauge::default(),
+            compiling_peak: Gauge::default(),
             registry: Registry::default(),
         };
         let r = &mut registry;
@@ -221,6 +228,16 @@ impl Metrics {
             "Nodes with a current heartbeat",
             m.live_nodes.clone(),
         );
+        r.register(
+            "compilations_in_progress",
+            "Plugin compilations running now (at most one per core)",
+            m.compiling.clone(),
+        );
+        r.register(
+            "compilations_peak",
+            "The most plugin compilations that ran at once since the node started",
+            m.compiling_peak.clone(),
+        );
         // Known series start at zero, so that alerts on them need no
         // "absent" clause.
         for op in STORE_OPS {
@@ -302,6 +319,8 @@ impl Metrics {
         self.in_flight.set(gauge(now.in_flight));
         self.workers_free.set(gauge(now.workers_free));
         self.tenants_running.set(gauge(now.tenants_running));
+        self.compiling.set(gauge(now.compiling));
+        self.compiling_peak.set(gauge(now.compiling_peak));
         if let Some(live) = now.live_nodes {
             self.live_nodes.set(gauge(live));
         }

@@ -83,6 +83,37 @@ async fn a_component_built_to_be_slow_to_compile_is_refused_before_compiling() {
     assert_eq!(std::fs::read_dir(&artifacts).map_or(0, |d| d.count()), 1);
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn twenty_uploads_at_once_compile_at_most_the_configured_number_at_a_time() {
+    let s = Server::start_with(None, &["--max-compiles", "1"], None);
+    let token = s.admin("acme");
+    let hello = taskhost_tests::plugin("hello");
+    // The same bytes under twenty names: each upload compiles (uploads do
+    // not take compiled code from a cache, so that their time tells nothing
+    // about other tenants' uploads).
+    let names: Vec<String> = (0..20).map(|i| format!("h{i}")).collect();
+    let uploads = names
+        .iter()
+        .map(|name| upload(&s, &token, name, hello.clone()));
+    for (status, body) in join_all(uploads).await {
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+    }
+    let text = s
+        .client
+        .get(s.at("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let peak = text
+        .lines()
+        .find_map(|l| l.strip_prefix("taskhost_compilations_peak "))
+        .expect("the peak gauge");
+    assert_eq!(peak.trim(), "1", "{text}");
+}
+
 async fn upload(s: &Server, token: &str, name: &str, wasm: Vec<u8>) -> (StatusCode, Value) {
     let response = s
         .client

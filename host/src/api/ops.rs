@@ -57,12 +57,15 @@ async fn metrics(State(state): State<AppState>) -> impl IntoResponse {
         }
     };
     let (workers_free, tenants_running) = node.slots();
+    let (compiling, compiling_peak) = state.runtime.compile_usage();
     let text = node.metrics().render(Snapshot {
         queued: node.queued(),
         in_flight: node.in_flight(),
         workers_free,
         tenants_running,
         live_nodes,
+        compiling,
+        compiling_peak,
     });
     ([(header::CONTENT_TYPE, CONTENT_TYPE)], text)
 }

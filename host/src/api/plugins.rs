@@ -175,7 +175,9 @@ async fn receive(
     )?;
     let runtime = state.runtime.clone();
     let wasm = body.clone();
-    let prepared = tokio::task::spawn_blocking(move || runtime.prepare(&wasm))
+    // Always compiled (not taken from a cache): the time an upload takes
+    // must not tell whether another tenant uploaded the same bytes.
+    let prepared = tokio::task::spawn_blocking(move || runtime.prepare_upload(&wasm))
         .await
         .map_err(|e| ApiError::internal(format!("validation task failed: {e}")))?;
     let plugin = prepared.map_err(|e| ApiError::unprocessable(e.code(), e.to_string()))?;

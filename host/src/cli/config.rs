@@ -111,6 +111,10 @@ pub struct ServeConfig {
         with = "crate::serde_util::option_duration"
     )]
     pub retention: Option<Duration>,
+    /// Plugin compilations at once (default: one per core); more wait.
+    #[arg(long, env = "TASKHOST_MAX_COMPILES", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_compiles: Option<usize>,
     /// Largest plugin upload, in bytes.
     #[arg(long, env = "TASKHOST_MAX_PLUGIN_BYTES", value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -265,6 +269,10 @@ impl ServeConfig {
                 .max(1),
             max_body_bytes: self.max_body_bytes.unwrap_or(api.max_body_bytes),
             max_plugin_bytes: self.max_plugin_bytes.unwrap_or(api.max_plugin_bytes),
+            max_compiles: self
+                .max_compiles
+                .unwrap_or(crate::runtime::CompileBudget::default().concurrent)
+                .max(1),
             max_run_fuel: self.max_run_fuel.unwrap_or(DEFAULT_CAPS.fuel),
             max_run_timeout: self.max_run_timeout.unwrap_or(DEFAULT_CAPS.timeout),
             max_run_memory: self.max_run_memory.unwrap_or(DEFAULT_CAPS.memory_bytes),
@@ -314,6 +322,7 @@ pub struct Settings {
     pub max_connections: usize,
     pub max_body_bytes: usize,
     pub max_plugin_bytes: usize,
+    pub max_compiles: usize,
     pub max_run_fuel: u64,
     #[serde(with = "crate::serde_util::duration")]
     pub max_run_timeout: Duration,

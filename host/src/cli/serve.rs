@@ -150,6 +150,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let runtime_config = RuntimeConfig {
         // Each pool slot reserves the largest memory a run may have.
         max_memory_bytes: settings.max_run_memory,
+        compile: crate::runtime::CompileBudget {
+            concurrent: settings.max_compiles,
+            ..Default::default()
+        },
         ..RuntimeConfig::default()
     };
     let runtime = Runtime::with_stores(

@@ -201,13 +201,24 @@ impl Runtime {
 
     /// Like [`Runtime::prepare`], and says whether it compiled, loaded or hit the cache.
     pub fn prepare_traced(&self, wasm: &[u8]) -> Result<(Plugin, Prepared), InvalidPlugin> {
+        self.prepare_with(wasm, true)
+    }
+
+    /// Like [`Runtime::prepare`], but always compiles, whatever the caches
+    /// hold: for uploads, whose latency must not tell one tenant whether
+    /// another already uploaded the same bytes. (Runs use the caches.)
+    pub fn prepare_upload(&self, wasm: &[u8]) -> Result<Plugin, InvalidPlugin> {
+        self.prepare_with(wasm, false).map(|(plugin, _)| plugin)
+    }
+
+    fn prepare_with(&self, wasm: &[u8], reuse: bool) -> Result<(Plugin, Prepared), InvalidPlugin> {
         let sha256 = sha256_hex(wasm);
-        if let Some(plugin) = self.plugins().get(&sha256) {
+        if reuse && let Some(plugin) = self.plugins().get(&sha256) {
             return Ok((plugin.clone(), Prepared::Cached));
         }
         validate::check_header(wasm)?;
         admission::admit(wasm, &self.inner.config.compile)?;
-        let (component, how, bytes, artifact) = self.load_or_compile(&sha256, wasm)?;
+        let (component, how, bytes, artifact) = self.load_or_compile(&sha256, wasm, reuse)?;
         validate::check_component(&self.inner.engine, &component)?;
         let pre = self
             .inner
@@ -262,9 +273,10 @@ impl Runtime {
         &self,
         sha256: &str,
         wasm: &[u8],
+        reuse: bool,
     ) -> Result<(Component, Prepared, u64, Option<(String, Vec<u8>)>), InvalidPlugin> {
         let key = format!("{sha256}-{}", self.inner.fingerprint);
-        if let Some(artifact) = self.inner.artifacts.get(&key) {
+        if reuse && let Some(artifact) = self.inner.artifacts.get(&key) {
             // SAFETY: the key carries this engine's fingerprint, and artifact
             // caches hold only what `compile` below wrote (see `cache`).
             match unsafe { Component::deserialize(&self.inner.engine, &artifact) } {
