@@ -111,6 +111,11 @@ pub struct ServeConfig {
         with = "crate::serde_util::option_duration"
     )]
     pub retention: Option<Duration>,
+    /// Bytes of compiled plugins kept in the data folder; the least recently
+    /// used are removed first.
+    #[arg(long, env = "TASKHOST_MAX_ARTIFACT_BYTES", value_name = "BYTES")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_artifact_bytes: Option<u64>,
     /// Plugin compilations at once (default: one per core); more wait.
     #[arg(long, env = "TASKHOST_MAX_COMPILES", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -269,6 +274,9 @@ impl ServeConfig {
                 .max(1),
             max_body_bytes: self.max_body_bytes.unwrap_or(api.max_body_bytes),
             max_plugin_bytes: self.max_plugin_bytes.unwrap_or(api.max_plugin_bytes),
+            max_artifact_bytes: self
+                .max_artifact_bytes
+                .unwrap_or(crate::runtime::DEFAULT_ARTIFACT_BYTES),
             max_compiles: self
                 .max_compiles
                 .unwrap_or(crate::runtime::CompileBudget::default().concurrent)
@@ -323,6 +331,7 @@ pub struct Settings {
     pub max_body_bytes: usize,
     pub max_plugin_bytes: usize,
     pub max_compiles: usize,
+    pub max_artifact_bytes: u64,
     pub max_run_fuel: u64,
     #[serde(with = "crate::serde_util::duration")]
     pub max_run_timeout: Duration,

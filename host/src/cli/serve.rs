@@ -158,7 +158,10 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     };
     let runtime = Runtime::with_stores(
         runtime_config,
-        Arc::new(DirArtifacts::new(data_dir.join("artifacts"))),
+        Arc::new(DirArtifacts::with_limit(
+            data_dir.join("artifacts"),
+            settings.max_artifact_bytes,
+        )),
         Arc::new(store.clone()),
     )?;
     let caps = crate::runtime::Limits {

@@ -48,21 +48,66 @@ impl ArtifactCache for MemoryArtifacts {
 /// Keeps artifacts as files `<dir>/<key>.cwasm`.
 pub struct DirArtifacts {
     dir: PathBuf,
+    /// Bytes of artifacts kept; the least recently used go first.
+    max_bytes: u64,
 }
+
+/// Bytes of compiled artifacts a folder keeps unless told otherwise.
+pub const DEFAULT_ARTIFACT_BYTES: u64 = 2 << 30;
 
 impl DirArtifacts {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        DirArtifacts { dir: dir.into() }
+        DirArtifacts::with_limit(dir, DEFAULT_ARTIFACT_BYTES)
+    }
+
+    /// A folder that keeps at most `max_bytes` of artifacts.
+    pub fn with_limit(dir: impl Into<PathBuf>, max_bytes: u64) -> Self {
+        DirArtifacts {
+            dir: dir.into(),
+            max_bytes,
+        }
     }
 
     fn path(&self, key: &str) -> PathBuf {
         self.dir.join(format!("{key}.cwasm"))
     }
+
+    /// Removes the least recently used artifacts (by modification time,
+    /// which `get` refreshes) until the folder is within its limit.
+    fn evict(&self) {
+        let Ok(entries) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        let mut files: Vec<(std::time::SystemTime, u64, PathBuf)> = entries
+            .flatten()
+            .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+            .filter_map(|e| {
+                let meta = e.metadata().ok()?;
+                Some((meta.modified().ok()?, meta.len(), e.path()))
+            })
+            .collect();
+        let mut total: u64 = files.iter().map(|f| f.1).sum();
+        files.sort();
+        for (_, len, path) in files {
+            if total <= self.max_bytes {
+                break;
+            }
+            if std::fs::remove_file(&path).is_ok() {
+                total = total.saturating_sub(len);
+            }
+        }
+    }
 }
 
 impl ArtifactCache for DirArtifacts {
     fn get(&self, key: &str) -> Option<Vec<u8>> {
-        std::fs::read(self.path(key)).ok()
+        let path = self.path(key);
+        let bytes = std::fs::read(&path).ok()?;
+        // Recently used: the last to be evicted.
+        if let Ok(file) = std::fs::File::options().append(true).open(&path) {
+            let _ = file.set_modified(std::time::SystemTime::now());
+        }
+        Some(bytes)
     }
 
     fn put(&self, key: &str, artifact: &[u8]) {
@@ -75,6 +120,7 @@ impl ArtifactCache for DirArtifacts {
             tracing::warn!(dir = %self.dir.display(), error = %e, "could not cache a compiled plugin");
             let _ = std::fs::remove_file(&tmp);
         }
+        self.evict();
     }
 }
 
@@ -99,4 +145,31 @@ pub(crate) fn engine_fingerprint(engine: &Engine) -> String {
     let mut hasher = ShaHasher(Sha256::new());
     engine.precompile_compatibility_hash().hash(&mut hasher);
     hex::encode(&hasher.0.finalize()[..8])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_artifact_folder_keeps_to_its_limit_dropping_the_least_recently_used() {
+        let dir =
+            std::env::temp_dir().join(format!("taskhost-artifacts-{}", crate::model::new_id()));
+        let cache = DirArtifacts::with_limit(&dir, 250);
+        let old = std::time::SystemTime::now() - std::time::Duration::from_secs(60);
+        cache.put("a", &[0; 100]);
+        cache.put("b", &[0; 100]);
+        for key in ["a", "b"] {
+            let file = std::fs::File::options()
+                .append(true)
+                .open(cache.path(key))
+                .expect("open");
+            file.set_modified(old).expect("age it");
+        }
+        assert!(cache.get("a").is_some(), "a is used again");
+        cache.put("c", &[0; 100]);
+        assert!(cache.get("b").is_none(), "the least recently used went");
+        assert!(cache.get("a").is_some() && cache.get("c").is_some());
+        let _ = std::fs::remove_dir_all(dir);
+    }
 }

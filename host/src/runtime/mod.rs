@@ -39,7 +39,7 @@ pub use bounds::{
     HOST_BYTE_FUEL, HOST_CALL_FUEL, LOG_LINE_OVERHEAD, MAX_ERROR_BYTES, MAX_LOG_LINES,
     MAX_NOTE_BYTES, MAX_STORED_OUTCOME_BYTES, TASKHOST_CALL_FUEL,
 };
-pub use cache::{ArtifactCache, DirArtifacts, MemoryArtifacts, sha256_hex};
+pub use cache::{ArtifactCache, DEFAULT_ARTIFACT_BYTES, DirArtifacts, MemoryArtifacts, sha256_hex};
 pub use kv::{KvError, KvNamespace, KvQuota, KvStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryKv};
 pub use limits::Limits;
 pub use outcome::{LogLevel, LogLine, Outcome, Progress, RunError, Status};
