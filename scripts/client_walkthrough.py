@@ -7,13 +7,13 @@ import sys
 import time
 
 from taskhost_client import AuthenticatedClient
-from taskhost_client.api.executions import get as get_execution
-from taskhost_client.api.executions import list_ as list_executions
-from taskhost_client.api.executions import submit
-from taskhost_client.api.plugins import list_ as list_plugins
-from taskhost_client.api.plugins import upload
-from taskhost_client.api.schedules import create as create_schedule
-from taskhost_client.api.schedules import pause
+from taskhost_client.api.executions import executions_get as get_execution
+from taskhost_client.api.executions import executions_list as list_executions
+from taskhost_client.api.executions import executions_submit as submit
+from taskhost_client.api.plugins import plugins_list as list_plugins
+from taskhost_client.api.plugins import plugins_upload as upload
+from taskhost_client.api.schedules import schedules_create as create_schedule
+from taskhost_client.api.schedules import schedules_pause as pause
 from taskhost_client.models import Execution, NewExecution, NewSchedule, PluginRecord
 from taskhost_client.types import File
 

@@ -1,6 +1,6 @@
-//! Makes `/openapi.json` a contract a client can be generated from: every
-//! path parameter is declared, and every error status the server can answer
-//! is documented, with the error envelope as its body.
+//! Makes `/openapi.json` a contract a client can be generated from: operation
+//! ids are unique, every path parameter is declared, and every error status
+//! the server can answer is documented, with the error envelope as its body.
 //!
 //! The handlers' own annotations say what is particular to them (success
 //! bodies, their query parameters, a 409 or a 413 with words); the errors
@@ -68,10 +68,23 @@ impl utoipa::Modify for Contract {
                 &mut item.patch,
             ];
             for operation in operations.into_iter().flatten() {
+                name_uniquely(operation);
                 declare_path_parameters(operation, &names);
                 document_errors(operation, errors);
             }
         }
+    }
+}
+
+/// Operation ids are the handlers' names (`list`, `get`…), which repeat
+/// across resources: prefixed with the operation's tag they are unique, as
+/// client generators need (`plugins_list`, `schedules_get`…).
+fn name_uniquely(operation: &mut Operation) {
+    let tag = operation.tags.as_ref().and_then(|t| t.first()).cloned();
+    if let (Some(tag), Some(id)) = (tag, operation.operation_id.as_mut())
+        && !id.starts_with(&format!("{tag}_"))
+    {
+        *id = format!("{tag}_{id}");
     }
 }
 
