@@ -53,5 +53,18 @@ async fn slow_headers_are_cut_off_and_others_are_served() {
         closed_within(stream, Duration::from_secs(10));
     }
     slow.join().expect("slow client thread");
+
+    // A keep-alive connection left idle after a request is closed too.
+    let mut kept = TcpStream::connect(address(&s)).expect("connect");
+    kept.write_all(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        .expect("write");
+    let mut answer = [0u8; 512];
+    let n = kept.read(&mut answer).expect("the answer");
+    assert!(
+        answer[..n].starts_with(b"HTTP/1.1 200"),
+        "{:?}",
+        String::from_utf8_lossy(&answer[..n])
+    );
+    closed_within(kept, Duration::from_secs(10));
     assert!(s.memory_kib().0 > 0, "the server is still up");
 }
