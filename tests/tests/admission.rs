@@ -42,22 +42,10 @@ async fn a_component_built_to_be_slow_to_compile_is_refused_before_compiling() {
     let s = Server::start(None);
     let token = s.admin("acme");
     let wasm = costly(3 << 20);
-    let uploads = (0..20).map(|i| {
-        let (s, token, wasm) = (&s, &token, wasm.clone());
-        async move {
-            let response = s
-                .client
-                .post(s.at(&format!("/v1/plugins?name=costly-{i}&version=1.0.0")))
-                .bearer_auth(token)
-                .body(wasm)
-                .send()
-                .await
-                .expect("upload");
-            let status = response.status();
-            let body: Value = response.json().await.expect("json");
-            (status, body)
-        }
-    });
+    let names: Vec<String> = (0..20).map(|i| format!("costly-{i}")).collect();
+    let uploads = names
+        .iter()
+        .map(|name| upload(&s, &token, name, wasm.clone()));
     let health = s.call(Method::GET, "/healthz", None, None);
     let (results, (health, _)) = tokio::join!(join_all(uploads), health);
     assert_eq!(health, StatusCode::OK);

@@ -51,6 +51,12 @@ impl TestCa {
     }
 }
 
+/// `taskhost serve` with this certificate and key.
+fn https_server(cert: &Path, key: &Path) -> Server {
+    let (cert, key) = (cert.to_str().expect("utf-8"), key.to_str().expect("utf-8"));
+    Server::start_with(None, &["--tls-cert", cert, "--tls-key", key], None)
+}
+
 /// `taskhost plugin list` against `server`, trusting `ca` if given.
 fn list_plugins(server: &Server, ca: Option<&Path>) -> Output {
     let token = server.token("acme", &[Scope::PluginsRead]);
@@ -81,16 +87,7 @@ fn the_cli_speaks_https_to_serve_and_refuses_a_server_it_cannot_verify() {
     let ca = TestCa::new("taskhost test CA");
     let ca_pem = ca.write(&dir.path().join("ca.pem"));
     let (cert, key) = ca.issue(dir.path());
-    let server = Server::start_with(
-        None,
-        &[
-            "--tls-cert",
-            cert.to_str().expect("utf-8"),
-            "--tls-key",
-            key.to_str().expect("utf-8"),
-        ],
-        None,
-    );
+    let server = https_server(&cert, &key);
     assert!(server.url.starts_with("https://"), "{}", server.url);
 
     let trusted = list_plugins(&server, Some(&ca_pem));
@@ -125,16 +122,7 @@ fn serve_takes_a_new_certificate_on_sighup_and_keeps_the_old_one_if_the_new_is_b
     let old_ca = TestCa::new("old CA");
     let old_pem = old_ca.write(&dir.path().join("old-ca.pem"));
     let (cert, key) = old_ca.issue(dir.path());
-    let server = Server::start_with(
-        None,
-        &[
-            "--tls-cert",
-            cert.to_str().expect("utf-8"),
-            "--tls-key",
-            key.to_str().expect("utf-8"),
-        ],
-        None,
-    );
+    let server = https_server(&cert, &key);
     let first = list_plugins(&server, Some(&old_pem));
     assert!(first.status.success(), "{}", stderr(&first));
 
