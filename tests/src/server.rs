@@ -86,6 +86,18 @@ impl Server {
         }
     }
 
+    /// The node's `/metrics` text.
+    pub async fn metrics(&self) -> String {
+        self.client
+            .get(self.at("/metrics"))
+            .send()
+            .await
+            .expect("metrics")
+            .text()
+            .await
+            .expect("metrics text")
+    }
+
     /// The server's data folder.
     pub fn data_dir(&self) -> &std::path::Path {
         self._dir.path()

@@ -86,20 +86,9 @@ async fn twenty_uploads_at_once_compile_at_most_the_configured_number_at_a_time(
     for (status, body) in join_all(uploads).await {
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }
-    let text = s
-        .client
-        .get(s.at("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let peak = text
-        .lines()
-        .find_map(|l| l.strip_prefix("taskhost_compilations_peak "))
-        .expect("the peak gauge");
-    assert_eq!(peak.trim(), "1", "{text}");
+    let text = s.metrics().await;
+    let peak = taskhost_tests::metric_value(&text, "taskhost_compilations_peak");
+    assert_eq!(peak, 1.0, "{text}");
 }
 
 async fn upload(s: &Server, token: &str, name: &str, wasm: Vec<u8>) -> (StatusCode, Value) {

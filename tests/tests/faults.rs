@@ -13,6 +13,7 @@ use taskhost::scheduler::{ExecutionSpec, Node, SchedulerConfig};
 use taskhost::store::faults::Op;
 use taskhost::store::{Completion, Lease, Release};
 use taskhost_tests::cluster::{Cluster, test_config, upload};
+use taskhost_tests::metric_value;
 use taskhost_tests::stores::Harness;
 
 /// One attempt only, as ad hoc runs have by default: a host fault that used
@@ -45,10 +46,7 @@ async fn get(h: &Harness, id: &str) -> Execution {
 
 /// The value of one series in a node's /metrics text.
 fn metric(node: &Node, series: &str) -> f64 {
-    let text = node.metrics().render(Default::default());
-    text.lines()
-        .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
-        .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
+    metric_value(&node.metrics().render(Default::default()), series)
 }
 
 async fn a_result_save_failing_for_5s_is_retried_and_recorded_once(h: Harness) {

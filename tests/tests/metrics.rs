@@ -4,6 +4,7 @@
 
 use reqwest::{Method, StatusCode, header};
 use serde_json::json;
+use taskhost_tests::metric_value;
 use taskhost_tests::server::Server;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -83,16 +84,7 @@ async fn metrics_count_runs_and_every_refusal_in_one_registry() {
     ] {
         assert!(helped.contains(family), "{family} missing from\n{text}");
     }
-    let value = |series: &str| {
-        text.lines()
-            .find_map(|l| {
-                l.strip_prefix(series)?
-                    .strip_prefix(' ')?
-                    .parse::<f64>()
-                    .ok()
-            })
-            .unwrap_or_else(|| panic!("{series} missing from\n{text}"))
-    };
+    let value = |series: &str| metric_value(&text, series);
     assert_eq!(
         value(r#"taskhost_uploads_refused_total{code="not_wasm"}"#),
         1.0

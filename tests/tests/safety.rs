@@ -7,6 +7,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
 use taskhost::runtime::{MAX_ERROR_BYTES, MAX_NOTE_BYTES, MAX_STORED_OUTCOME_BYTES};
+use taskhost_tests::metric_value;
 use taskhost_tests::server::Server;
 
 /// The test node's largest fuel: its `--max-run-fuel`.
@@ -166,23 +167,11 @@ async fn outcomes_are_bounded_before_they_are_kept(s: Server) {
 
 /// Reads the node's free workers and tenants holding slots from /metrics.
 async fn slots(s: &Server) -> (u64, u64) {
-    let text = s
-        .client
-        .get(s.at("/metrics"))
-        .send()
-        .await
-        .expect("metrics")
-        .text()
-        .await
-        .expect("text");
-    let gauge = |name: &str| {
-        text.lines()
-            .find_map(|l| l.strip_prefix(name)?.trim().parse().ok())
-            .unwrap_or(u64::MAX)
-    };
+    let text = s.metrics().await;
+    let gauge = |name: &str| metric_value(&text, name) as u64;
     (
-        gauge("taskhost_workers_free "),
-        gauge("taskhost_tenants_running "),
+        gauge("taskhost_workers_free"),
+        gauge("taskhost_tenants_running"),
     )
 }
 

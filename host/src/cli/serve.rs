@@ -22,8 +22,9 @@ use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-/// The key that checks API tokens: configured, or the data folder's dev secret.
-fn verifier(config: &Settings, data_dir: &Path) -> anyhow::Result<Verifier> {
+/// The key that checks API tokens: configured, or the data folder's
+/// development secret (`dev`, read once by `serve`).
+fn verifier(config: &Settings, dev: Option<&str>) -> anyhow::Result<Verifier> {
     let key = match (&config.jwt_secret, &config.jwt_public_key) {
         (Some(_), Some(_)) => bail!("give either --jwt-secret or --jwt-public-key, not both"),
         (Some(secret), None) => KeyConfig::Hs256 {
@@ -46,7 +47,10 @@ fn verifier(config: &Settings, data_dir: &Path) -> anyhow::Result<Verifier> {
             }
         }
         (None, None) => KeyConfig::Hs256 {
-            secret: dev_secret(data_dir)?.into_bytes(),
+            secret: dev
+                .context("no key configured and no development secret")?
+                .as_bytes()
+                .to_vec(),
         },
     };
     let rules = TokenRules {
@@ -124,11 +128,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     }
     let data_dir = settings.data_dir.clone();
     let url = settings.store.clone();
-    let verifier = verifier(&settings, &data_dir)?.with_rates(
+    let dev = if settings.jwt_secret.is_none() && settings.jwt_public_key.is_none() {
+        Some(dev_secret(&data_dir)?)
+    } else {
+        None
+    };
+    let verifier = verifier(&settings, dev.as_deref())?.with_rates(
         crate::api::rates::RequestRates::new(settings.quotas.clone()),
     );
-    if settings.jwt_secret.is_none() && settings.jwt_public_key.is_none() {
-        let secret = dev_secret(&data_dir)?;
+    if let Some(secret) = &dev {
         let scopes = Scope::ALL;
         let token = auth::mint_hs256(
             secret.as_bytes(),
