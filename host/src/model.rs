@@ -328,6 +328,14 @@ impl ExecutionStatus {
         }
     }
 
+    /// The status named `name` (as [`ExecutionStatus::as_str`] writes it).
+    pub fn parse(name: &str) -> Option<Self> {
+        use ExecutionStatus::*;
+        [Queued, Running, Succeeded, Failed, Cancelled, Dead]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+
     /// Whether the execution is over.
     pub fn is_final(self) -> bool {
         !matches!(self, ExecutionStatus::Queued | ExecutionStatus::Running)

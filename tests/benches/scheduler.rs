@@ -201,8 +201,20 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio");
+    // Parts named on the command line run alone (e.g. `throughput`, to profile it).
+    let named: Vec<String> = std::env::args()
+        .skip(1)
+        .filter(|a| !a.starts_with('-'))
+        .collect();
+    let part = |name: &str| named.is_empty() || named.iter().any(|n| n == name);
     println!("taskhost scheduler benchmark (embedded SQLite store, hello plugin)");
-    tokio.block_on(latency(quick));
-    tokio.block_on(throughput(quick));
-    tokio.block_on(memory(quick));
+    if part("latency") {
+        tokio.block_on(latency(quick));
+    }
+    if part("throughput") {
+        tokio.block_on(throughput(quick));
+    }
+    if part("memory") {
+        tokio.block_on(memory(quick));
+    }
 }

@@ -37,6 +37,8 @@ taskhost_tests::conformance!(
     expired_executions_are_deleted,
     kv_quota_counts_keys_and_bytes,
     due_soon_shares_the_heap_across_tenants,
+    batch_claims_and_fenced_completions,
+    batch_inserts_all_or_nothing,
 );
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -1156,4 +1158,132 @@ async fn due_soon_shares_the_heap_across_tenants(h: Harness) {
     );
     assert_eq!(store.queued_count("flood").await.expect("count"), 50);
     assert_eq!(store.queued_count("quiet").await.expect("count"), 1);
+}
+
+/// The hot path: claims in batches (racing claimants, each execution claimed
+/// once, the record read back as claimed), completions written from the
+/// claimant's copy and fenced by its lease.
+async fn batch_claims_and_fenced_completions(h: Harness) {
+    let store = &h.store;
+    let mut all = Vec::new();
+    for _ in 0..300 {
+        all.push(Execution::queued("acme", "p", store.now(), store.now()));
+    }
+    store.create_executions(&all).await.expect("insert");
+    let ids: Arc<Vec<String>> = Arc::new(all.iter().map(|e| e.id.clone()).collect());
+    let mut tasks = tokio::task::JoinSet::new();
+    for claimant in 0..4usize {
+        let (store, ids) = (store.clone(), ids.clone());
+        tasks.spawn(async move {
+            let owner = format!("node-{claimant}");
+            let mut rotated = ids.to_vec();
+            rotated.rotate_left(claimant * 77);
+            let mut won = Vec::new();
+            for chunk in rotated.chunks(100) {
+                for e in store.claim_many(chunk, &owner, LEASE).await.expect("claim") {
+                    assert_eq!(e.status, ExecutionStatus::Running);
+                    assert_eq!(e.lease_owner.as_deref(), Some(owner.as_str()));
+                    assert!(e.lease_token.is_some() && e.started_at.is_some());
+                    won.push(e);
+                }
+            }
+            won
+        });
+    }
+    let mut claimed: HashMap<String, Execution> = HashMap::new();
+    while let Some(won) = tasks.join_next().await {
+        for e in won.expect("claimant") {
+            assert!(claimed.insert(e.id.clone(), e).is_none(), "claimed twice");
+        }
+    }
+    assert_eq!(claimed.len(), 300, "every execution was claimed");
+    let first = claimed.values().next().expect("one").clone();
+    let stored = store.get_execution("acme", &first.id).await.expect("get");
+    assert_eq!(stored.as_ref(), Some(&first), "read back as claimed");
+
+    // A renewal in between (a new version) does not stop the completion.
+    let lease = Lease::of(&first).expect("lease");
+    store
+        .renew_lease(&first.id, &lease, LEASE)
+        .await
+        .expect("renew");
+    let done = store
+        .complete_claimed(&first, &lease, Completion::Finished(succeeded()))
+        .await
+        .expect("complete")
+        .expect("held");
+    assert_eq!(done.status, ExecutionStatus::Succeeded);
+    let stored = store
+        .get_execution("acme", &first.id)
+        .await
+        .expect("get")
+        .expect("kept");
+    assert_eq!(stored, done, "stored as returned");
+    assert_eq!(stored.lease_owner, None);
+    assert_eq!(stored.lease_token, None);
+    assert!(stored.started_at.is_some() && stored.finished_at.is_some());
+    assert_eq!(
+        store
+            .complete_claimed(&first, &lease, Completion::Finished(succeeded()))
+            .await
+            .expect("complete"),
+        None,
+        "a second completion under the same lease is refused"
+    );
+
+    // A claimant whose lease was taken over cannot complete.
+    let second = claimed
+        .values()
+        .find(|e| e.id != first.id)
+        .expect("two")
+        .clone();
+    h.clock.advance(LEASE + Duration::from_secs(1));
+    store
+        .requeue_expired(1000, &HashSet::new())
+        .await
+        .expect("requeue");
+    let later = h.store.now() + chrono::Duration::seconds(120);
+    h.clock.set(later);
+    let retaken = store
+        .claim_many(std::slice::from_ref(&second.id), "node-new", LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(retaken.len(), 1, "re-queued and claimed again");
+    let old = Lease::of(&second).expect("lease");
+    assert_eq!(
+        store
+            .complete_claimed(&second, &old, Completion::Finished(succeeded()))
+            .await
+            .expect("complete"),
+        None,
+        "the old claimant's result is dropped"
+    );
+    let new = Lease::of(&retaken[0]).expect("lease");
+    let outcome = Outcome::not_run(Status::Failed, "boom");
+    let failed = store
+        .complete_claimed(&retaken[0], &new, Completion::Finished(outcome))
+        .await
+        .expect("complete")
+        .expect("held");
+    assert_eq!(failed.status, ExecutionStatus::Failed);
+    assert_eq!(failed.node.as_deref(), Some("node-new"));
+}
+
+/// A batch insert writes nothing when one of its executions exists.
+async fn batch_inserts_all_or_nothing(h: Harness) {
+    let store = &h.store;
+    let existing = queued(&h, "acme").await;
+    let mut batch = vec![existing.clone()];
+    for _ in 0..10 {
+        batch.push(Execution::queued("acme", "p", store.now(), store.now()));
+    }
+    match store.create_executions(&batch).await {
+        Err(StoreError::Conflict(_)) => {}
+        other => panic!("expected a conflict, got {other:?}"),
+    }
+    for e in &batch[1..] {
+        assert_eq!(store.get_execution("acme", &e.id).await.expect("get"), None);
+    }
+    store.create_executions(&batch[1..]).await.expect("insert");
+    assert_eq!(store.queued_count("acme").await.expect("count"), 11);
 }

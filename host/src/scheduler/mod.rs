@@ -42,7 +42,7 @@ pub use retention::SWEEPER_LOCK;
 use crate::model::{DEFAULT_RETENTION, Execution, NodeInfo, Schedule};
 use crate::quota::QuotaConfig;
 use crate::runtime::{Limits, Plugin, Runtime};
-use crate::store::{Lease, Release, Store, StoreError};
+use crate::store::{Lease, Queued, Release, Store, StoreError};
 use chrono::{DateTime, Utc};
 use lru::LruCache;
 use queue::Queue;
@@ -228,6 +228,9 @@ struct NodeInner {
     clock_stepped: Notify,
 }
 
+/// Most executions claimed in one store call.
+const CLAIM_BATCH: usize = 256;
+
 /// A claimed run's hold on a worker and a tenant slot. Dropping it — when the
 /// run ends, or if its task panics — gives both back and wakes the dispatcher.
 struct RunSlot {
@@ -337,6 +340,11 @@ impl Node {
 
     /// Puts an execution into this node's heap if it is due within the horizon.
     pub(crate) fn offer(&self, e: &Execution) {
+        self.offer_queued(&Queued::of(e));
+    }
+
+    /// [`Node::offer`] for what a queue keeps of an execution.
+    pub(crate) fn offer_queued(&self, e: &Queued) {
         if !self.claims() {
             return; // another node will find it in the store
         }
@@ -391,74 +399,103 @@ impl Node {
     }
 
     /// Claims and starts every ready execution the limits allow, fairly across
-    /// tenants. Returns how many it started.
+    /// tenants, a batch per store call. Returns how many it started.
     pub async fn dispatch(&self) -> usize {
         let mut started = 0;
         while self.claims() {
-            self.queue().promote(self.inner.store.now());
-            let Ok(permit) = self.inner.workers.clone().try_acquire_owned() else {
+            let slots = self.take_ready();
+            if slots.is_empty() {
                 break;
-            };
-            let limit = self.inner.config.tenant_limit.max(1);
-            let entry = {
-                let tenants = self.tenants();
-                self.queue()
-                    .pop_ready(|t| tenants.get(t).copied().unwrap_or(0) < limit)
-            };
-            let Some(entry) = entry else { break };
+            }
+            let ids: Vec<String> = slots.iter().map(|s| s.id.clone()).collect();
             let asked = tokio::time::Instant::now();
+            let config = &self.inner.config;
             let claimed = self
                 .inner
                 .store
-                .claim(
-                    &entry.id,
-                    &self.inner.config.node_id,
-                    self.inner.config.lease,
-                )
+                .claim_many(&ids, &config.node_id, config.lease)
                 .await;
-            self.queue().forget(&entry.id);
-            let execution = match claimed {
-                Ok(Some(execution)) => execution,
-                Ok(None) => continue,
+            {
+                let mut queue = self.queue();
+                for id in &ids {
+                    queue.forget(id);
+                }
+            }
+            let claimed = match claimed {
+                Ok(claimed) => claimed,
                 Err(e) => {
-                    // The next refill brings it back; wait for it rather
+                    // The next refill brings them back; wait for it rather
                     // than hammer a store that fails.
                     self.inner.metrics.store_error("claim");
-                    tracing::warn!(execution = %entry.id, error = %e, "claim failed");
+                    tracing::warn!(executions = ids.len(), error = %e, "claim failed");
                     break;
                 }
             };
-            self.count_dequeued(&execution.tenant);
-            *self.tenants().entry(execution.tenant.clone()).or_default() += 1;
-            self.active().insert(execution.id.clone());
-            let slot = RunSlot {
-                node: self.clone(),
-                tenant: execution.tenant.clone(),
-                id: execution.id.clone(),
-                permit: Some(permit),
+            let mut slots: HashMap<String, RunSlot> =
+                slots.into_iter().map(|s| (s.id.clone(), s)).collect();
+            for execution in claimed {
+                let Some(slot) = slots.remove(&execution.id) else {
+                    continue;
+                };
+                self.start_run(execution, slot, asked);
+                started += 1;
+            }
+            // The slots of executions not claimed (another node took them,
+            // or they were cancelled) are given back as they drop here.
+        }
+        started
+    }
+
+    /// Takes up to [`CLAIM_BATCH`] ready executions off the heap, each with
+    /// a worker and a slot of its tenant's limit.
+    fn take_ready(&self) -> Vec<RunSlot> {
+        let limit = self.inner.config.tenant_limit.max(1);
+        let mut queue = self.queue();
+        queue.promote(self.inner.store.now());
+        let mut tenants = self.tenants();
+        let mut slots = Vec::new();
+        while slots.len() < CLAIM_BATCH {
+            let Ok(permit) = self.inner.workers.clone().try_acquire_owned() else {
+                break;
             };
-            let node = self.clone();
-            let stop = self.inner.stop_runs.clone();
-            let span = tracing::info_span!("run", execution = %execution.id,
-                tenant = %execution.tenant, node = %self.inner.config.node_id);
-            self.inner.running.spawn(
-                async move {
-                    let _slot = slot;
-                    let (id, lease) = (execution.id.clone(), Lease::of(&execution));
-                    tokio::select! {
-                        () = node.run_claimed(execution, asked) => {}
-                        () = stop.cancelled() => {
-                            if let Some(lease) = lease {
-                                node.give_back(&id, &lease).await;
-                            }
+            let Some(entry) = queue.pop_ready(|t| tenants.get(t).copied().unwrap_or(0) < limit)
+            else {
+                break;
+            };
+            *tenants.entry(entry.tenant.clone()).or_default() += 1;
+            slots.push(RunSlot {
+                node: self.clone(),
+                tenant: entry.tenant,
+                id: entry.id,
+                permit: Some(permit),
+            });
+        }
+        slots
+    }
+
+    /// Starts a claimed execution's run in its own task.
+    fn start_run(&self, execution: Execution, slot: RunSlot, asked: tokio::time::Instant) {
+        self.count_dequeued(&execution.tenant);
+        self.active().insert(execution.id.clone());
+        let node = self.clone();
+        let stop = self.inner.stop_runs.clone();
+        let span = tracing::info_span!("run", execution = %execution.id,
+            tenant = %execution.tenant, node = %self.inner.config.node_id);
+        self.inner.running.spawn(
+            async move {
+                let _slot = slot;
+                let (id, lease) = (execution.id.clone(), Lease::of(&execution));
+                tokio::select! {
+                    () = node.run_claimed(execution, asked) => {}
+                    () = stop.cancelled() => {
+                        if let Some(lease) = lease {
+                            node.give_back(&id, &lease).await;
                         }
                     }
                 }
-                .instrument(span),
-            );
-            started += 1;
-        }
-        started
+            }
+            .instrument(span),
+        );
     }
 
     /// Gives an unfinished run's execution back to the queue (shutdown).

@@ -14,7 +14,7 @@
 //! tenants nothing. An id is held once; the dispatcher forgets it after its
 //! claim attempt, whatever the result, so a later re-queue can bring it back.
 
-use crate::model::Execution;
+use crate::store::Queued;
 use chrono::{DateTime, Utc};
 use std::cmp::Reverse;
 use std::collections::{BTreeMap, BinaryHeap, HashMap};
@@ -42,7 +42,7 @@ pub(crate) struct Queue {
 
 impl Queue {
     /// Adds an execution unless it is already held. Returns whether it was new.
-    pub fn offer(&mut self, e: &Execution) -> bool {
+    pub fn offer(&mut self, e: &Queued) -> bool {
         if self.entries.contains_key(&e.id) {
             return false;
         }

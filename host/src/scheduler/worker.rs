@@ -132,7 +132,7 @@ impl Node {
         let mut backoff = SAVE_BACKOFF;
         loop {
             let error = match store
-                .complete(&execution.id, &held.lease, completion.clone())
+                .complete_claimed(execution, &held.lease, completion.clone())
                 .await
             {
                 Ok(Some(done)) => {

@@ -6,7 +6,7 @@
 //! `*_replace(record, expected)` writes only if the stored version is still
 //! `expected`, so of several racing writers exactly one wins, on any backend.
 
-use super::StoreError;
+use super::{Lease, StoreError};
 use crate::model::{Execution, ExecutionStatus, NodeInfo, PluginRecord, Schedule};
 use crate::runtime::KvQuota;
 use chrono::{DateTime, Utc};
@@ -55,6 +55,36 @@ pub struct Usage {
 #[derive(Debug, Clone, Default)]
 pub struct PluginFilter {
     pub name: Option<String>,
+}
+
+/// What a node's in-memory queue keeps of a queued execution: enough to
+/// order it and to claim it, never the whole record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Queued {
+    pub id: String,
+    pub tenant: String,
+    pub priority: i32,
+    pub due_at: DateTime<Utc>,
+}
+
+impl Queued {
+    pub fn of(e: &Execution) -> Queued {
+        Queued {
+            id: e.id.clone(),
+            tenant: e.tenant.clone(),
+            priority: e.priority,
+            due_at: e.due_at,
+        }
+    }
+}
+
+/// A claim of queued, due executions by one node, in one go
+/// ([`Backend::executions_claim`]).
+#[derive(Debug, Clone)]
+pub struct ClaimOrder {
+    pub owner: String,
+    pub now: DateTime<Utc>,
+    pub lease_until: DateTime<Utc>,
 }
 
 /// Storage queries. Implemented by `sqlite` and `mongo`; checked by one
@@ -128,13 +158,57 @@ pub trait Backend: Send + Sync + 'static {
     /// Tenants with queued executions due at or before `before`.
     async fn executions_due_tenants(&self, before: DateTime<Utc>) -> Result<Vec<String>>;
     /// `tenant`'s queued executions due at or before `before`: highest
-    /// priority first, then earliest due.
+    /// priority first, then earliest due. Only what a queue keeps of them.
     async fn executions_due(
         &self,
         tenant: &str,
         before: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<Execution>>;
+    ) -> Result<Vec<Queued>>;
+    /// Stores new executions all or none: `Conflict` (and nothing written)
+    /// if any fire key is taken. The default inserts one by one; backends
+    /// with transactions override it.
+    async fn execution_insert_many(&self, executions: &[Execution]) -> Result<()> {
+        for e in executions {
+            if !self.execution_insert(e).await? {
+                return Err(StoreError::Conflict(format!("execution {}", e.id)));
+            }
+        }
+        Ok(())
+    }
+    /// Whether [`Backend::executions_claim`] and
+    /// [`Backend::execution_write_fenced`] are available; otherwise the store
+    /// claims and completes by compare-and-swap, one execution at a time.
+    fn batch_claims(&self) -> bool {
+        false
+    }
+    /// Claims those of `ids` that are still queued and due at `order.now`,
+    /// each with a fresh fencing token, in one transaction. Returns the
+    /// claimed executions.
+    async fn executions_claim(
+        &self,
+        _ids: &[String],
+        _order: &ClaimOrder,
+    ) -> Result<Vec<Execution>> {
+        Err(StoreError::backend(format!(
+            "batch claims are not supported by {}",
+            self.kind()
+        )))
+    }
+    /// Writes `execution` (changed by the node that runs it) if `held` is
+    /// still its lease; returns its new version, or `None` if the lease was
+    /// lost. Only called when [`Backend::batch_claims`].
+    async fn execution_write_fenced(
+        &self,
+        execution: &Execution,
+        _held: &Lease,
+    ) -> Result<Option<u64>> {
+        Err(StoreError::backend(format!(
+            "fenced writes of {} are not supported by {}",
+            execution.id,
+            self.kind()
+        )))
+    }
     /// How many of `tenant`'s executions are queued.
     async fn executions_queued_count(&self, tenant: &str) -> Result<u64>;
     /// Deletes up to `limit` executions whose `expires_at` is at or before
@@ -281,6 +355,10 @@ pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
             ("priority", Field::Int(e.priority.into())),
             ("due_at", Field::time(Some(e.due_at))),
             ("lease_expires_at", Field::time(e.lease_expires_at)),
+            ("lease_owner", Field::text(e.lease_owner.as_deref())),
+            ("lease_token", Field::text(e.lease_token.as_deref())),
+            ("node", Field::text(e.node.as_deref())),
+            ("started_at", Field::time(e.started_at)),
             ("created_at", Field::time(Some(e.created_at))),
             ("expires_at", Field::time(e.expires_at)),
             ("version", Field::Int(e.version as i64)),

@@ -12,7 +12,10 @@
 //! ([`Store::modify_execution`]); only the holder of the current claim (its
 //! [`Lease`]: owner and fencing token) may renew, complete or release it.
 
-use super::{CAS_ATTEMPTS, ExecutionFilter, Page, PageRequest, Store, StoreError, after, page};
+use super::{
+    CAS_ATTEMPTS, ClaimOrder, ExecutionFilter, Page, PageRequest, Queued, Store, StoreError, after,
+    page,
+};
 use crate::model::{Execution, ExecutionStatus, RetryDecision};
 use crate::runtime::{Outcome, Status};
 use chrono::{DateTime, Utc};
@@ -131,6 +134,12 @@ impl Store {
         Ok(())
     }
 
+    /// Stores new executions in one transaction, all or none (`Conflict`
+    /// if one exists already).
+    pub async fn create_executions(&self, executions: &[Execution]) -> Result<(), StoreError> {
+        self.backend.execution_insert_many(executions).await
+    }
+
     /// Stores the execution for one fire of a schedule, unless that fire
     /// (schedule id + fire time) already has one. Returns whether it was new.
     /// However many nodes race, exactly one execution exists per fire.
@@ -178,11 +187,7 @@ impl Store {
     /// in-memory heap holds: `limit` in all, shared equally by the tenants
     /// with such work, each tenant's first in dispatch order (priority, then
     /// due time) — so one tenant's backlog cannot crowd out the others.
-    pub async fn due_soon(
-        &self,
-        horizon: Duration,
-        limit: u32,
-    ) -> Result<Vec<Execution>, StoreError> {
+    pub async fn due_soon(&self, horizon: Duration, limit: u32) -> Result<Vec<Queued>, StoreError> {
         let before = after(self.now(), horizon);
         let tenants = self.backend.executions_due_tenants(before).await?;
         if tenants.is_empty() {
@@ -221,6 +226,41 @@ impl Store {
         .await
     }
 
+    /// Claims those of `ids` that are queued and due, for `owner`, in one go
+    /// where the backend can ([`Backend::batch_claims`](super::Backend::batch_claims)),
+    /// else each by compare-and-swap, concurrently. Returns the claimed ones;
+    /// an error only if none could be claimed because of it.
+    pub async fn claim_many(
+        &self,
+        ids: &[String],
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Vec<Execution>, StoreError> {
+        if !self.backend.batch_claims() {
+            let claims = ids.iter().map(|id| self.claim(id, owner, lease));
+            let mut claimed = Vec::with_capacity(ids.len());
+            let mut failure = None;
+            for result in futures::future::join_all(claims).await {
+                match result {
+                    Ok(e) => claimed.extend(e),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            return match failure {
+                Some(e) if claimed.is_empty() => Err(e),
+                _ => Ok(claimed),
+            };
+        }
+        self.faults.check(super::faults::Op::Claim)?;
+        let now = self.now();
+        let order = ClaimOrder {
+            owner: owner.to_owned(),
+            now,
+            lease_until: after(now, lease),
+        };
+        self.backend.executions_claim(ids, &order).await
+    }
+
     /// Extends `held`'s lease on a running execution by `lease`.
     pub async fn renew_lease(
         &self,
@@ -257,42 +297,56 @@ impl Store {
         completion: Completion,
     ) -> Result<Option<Execution>, StoreError> {
         self.faults.check(super::faults::Op::Complete)?;
+        self.complete_by_cas(id, held, completion).await
+    }
+
+    /// [`Store::complete`] for the node that ran `claimed` (its copy as
+    /// claimed): where the backend can, the finished record is built from
+    /// that copy and written fenced by the lease, with no read first. A retry
+    /// goes the compare-and-swap way, which keeps a cancel that arrived
+    /// during the run.
+    pub async fn complete_claimed(
+        &self,
+        claimed: &Execution,
+        held: &Lease,
+        completion: Completion,
+    ) -> Result<Option<Execution>, StoreError> {
+        self.faults.check(super::faults::Op::Complete)?;
+        if !self.backend.batch_claims() || matches!(completion, Completion::RetryAt(..)) {
+            return self.complete_by_cas(&claimed.id, held, completion).await;
+        }
+        if !holds_lease(claimed, held) {
+            return Ok(None);
+        }
+        let mut e = claimed.clone();
+        drop_lease(&mut e);
+        apply(&mut e, completion, self.now());
+        Ok(self
+            .backend
+            .execution_write_fenced(&e, held)
+            .await?
+            .map(|version| {
+                e.version = version;
+                e
+            }))
+    }
+
+    async fn complete_by_cas(
+        &self,
+        id: &str,
+        held: &Lease,
+        completion: Completion,
+    ) -> Result<Option<Execution>, StoreError> {
         let (now, held) = (self.now(), held.clone());
-        let done = self
-            .modify_execution(id, move |e| {
-                if !holds_lease(e, &held) {
-                    return false;
-                }
-                drop_lease(e);
-                match completion.clone() {
-                    Completion::Finished(outcome) => {
-                        let status = if outcome.status == Status::Succeeded {
-                            ExecutionStatus::Succeeded
-                        } else {
-                            ExecutionStatus::Failed
-                        };
-                        e.outcome = Some(outcome);
-                        e.finish(status, now);
-                    }
-                    Completion::RetryAt(at, outcome) => {
-                        e.status = ExecutionStatus::Queued;
-                        e.attempt += 1;
-                        e.due_at = at;
-                        e.outcome = Some(outcome);
-                    }
-                    Completion::Dead(outcome) => {
-                        e.outcome = Some(outcome);
-                        e.finish(ExecutionStatus::Dead, now);
-                    }
-                    Completion::Cancelled(outcome) => {
-                        e.outcome = outcome.or(e.outcome.take());
-                        e.finish(ExecutionStatus::Cancelled, now);
-                    }
-                }
-                true
-            })
-            .await?;
-        Ok(done)
+        self.modify_execution(id, move |e| {
+            if !holds_lease(e, &held) {
+                return false;
+            }
+            drop_lease(e);
+            apply(e, completion.clone(), now);
+            true
+        })
+        .await
     }
 
     /// Gives a running execution back to the queue without using up an
@@ -372,6 +426,35 @@ impl Store {
             true
         })
         .await
+    }
+}
+
+/// The end of a run, on the record: outcome, status, and the next attempt.
+fn apply(e: &mut Execution, completion: Completion, now: DateTime<Utc>) {
+    match completion {
+        Completion::Finished(outcome) => {
+            let status = if outcome.status == Status::Succeeded {
+                ExecutionStatus::Succeeded
+            } else {
+                ExecutionStatus::Failed
+            };
+            e.outcome = Some(outcome);
+            e.finish(status, now);
+        }
+        Completion::RetryAt(at, outcome) => {
+            e.status = ExecutionStatus::Queued;
+            e.attempt += 1;
+            e.due_at = at;
+            e.outcome = Some(outcome);
+        }
+        Completion::Dead(outcome) => {
+            e.outcome = Some(outcome);
+            e.finish(ExecutionStatus::Dead, now);
+        }
+        Completion::Cancelled(outcome) => {
+            e.outcome = outcome.or(e.outcome.take());
+            e.finish(ExecutionStatus::Cancelled, now);
+        }
     }
 }
 

@@ -20,7 +20,9 @@ pub mod faults;
 pub mod mongo;
 pub mod sqlite;
 
-pub use backend::{Backend, ExecutionFilter, PageQuery, PluginFilter, ScheduleFilter, Usage};
+pub use backend::{
+    Backend, ClaimOrder, ExecutionFilter, PageQuery, PluginFilter, Queued, ScheduleFilter, Usage,
+};
 pub use executions::{Completion, Lease, LeaseRenewal, Release};
 
 use crate::clock::SharedClock;

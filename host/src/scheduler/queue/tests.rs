@@ -1,11 +1,12 @@
 use super::*;
 
-fn exec(id: &str, tenant: &str, priority: i32, due_s: i64) -> Execution {
-    let due = DateTime::from_timestamp(due_s, 0).expect("time");
-    let mut e = Execution::queued(tenant, "p", due, due);
-    e.id = id.into();
-    e.priority = priority;
-    e
+fn exec(id: &str, tenant: &str, priority: i32, due_s: i64) -> Queued {
+    Queued {
+        id: id.into(),
+        tenant: tenant.into(),
+        priority,
+        due_at: DateTime::from_timestamp(due_s, 0).expect("time"),
+    }
 }
 
 fn drain(q: &mut Queue) -> Vec<String> {

@@ -15,11 +15,12 @@
 
 mod indexes;
 mod kv;
+mod queue;
 
 use super::StoreError;
 use super::backend::{
-    Backend, ExecutionFilter, Field, PageQuery, PluginFilter, Result, Row, ScheduleFilter, Usage,
-    execution_row, from_doc, node_row, plugin_row, schedule_row,
+    Backend, ExecutionFilter, Field, PageQuery, PluginFilter, Queued, Result, Row, ScheduleFilter,
+    Usage, execution_row, from_doc, node_row, plugin_row, schedule_row,
 };
 use crate::model::{Execution, NodeInfo, PluginRecord, Schedule};
 use crate::runtime::KvQuota;
@@ -460,16 +461,12 @@ impl Backend for MongoBackend {
         tenant: &str,
         before: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<Execution>> {
-        let filter =
-            doc! { "status": "queued", "tenant": tenant, "due_at": { "$lte": ms(before) } };
-        self.find(
-            "executions",
-            filter,
-            doc! { "priority": -1, "due_at": 1, "_id": 1 },
-            limit,
-        )
-        .await
+    ) -> Result<Vec<Queued>> {
+        self.due(tenant, before, limit).await
+    }
+
+    async fn execution_insert_many(&self, executions: &[Execution]) -> Result<()> {
+        self.insert_many(executions).await
     }
 
     async fn executions_queued_count(&self, tenant: &str) -> Result<u64> {

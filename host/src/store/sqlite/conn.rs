@@ -52,6 +52,14 @@ INSERT INTO kv_usage (tenant, keys, bytes)
     r#"
 ALTER TABLE nodes ADD COLUMN draining INTEGER NOT NULL DEFAULT 0;
 "#,
+    // A claim changes these columns without rewriting the document (see
+    // `executions`); NULL in older rows means "as the document says".
+    r#"
+ALTER TABLE executions ADD COLUMN lease_owner TEXT;
+ALTER TABLE executions ADD COLUMN lease_token TEXT;
+ALTER TABLE executions ADD COLUMN node TEXT;
+ALTER TABLE executions ADD COLUMN started_at INTEGER;
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.
@@ -206,14 +214,15 @@ fn serve(conn: Connection, jobs: mpsc::Receiver<Box<dyn Job>>) {
 fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> std::result::Result<(), String> {
     conn.execute_batch("BEGIN IMMEDIATE")
         .map_err(|e| e.to_string())?;
+    // Cached statements: a batch runs three of them per job.
+    let run = |text: &str| conn.prepare_cached(text).and_then(|mut s| s.execute([]));
     for job in batch.iter_mut() {
-        let step = conn.execute_batch("SAVEPOINT job").and_then(|()| {
-            let ok = job.run(conn);
-            conn.execute_batch(if ok {
-                "RELEASE job"
+        let step = run("SAVEPOINT job").and_then(|_| {
+            if job.run(conn) {
+                run("RELEASE job")
             } else {
-                "ROLLBACK TO job; RELEASE job"
-            })
+                run("ROLLBACK TO job").and_then(|_| run("RELEASE job"))
+            }
         });
         if let Err(e) = step {
             let _ = conn.execute_batch("ROLLBACK");

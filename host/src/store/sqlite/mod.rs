@@ -9,10 +9,12 @@
 //! Records are JSON documents beside the columns that queries filter and sort
 //! on. The schema is versioned with `PRAGMA user_version` (see `conn::MIGRATIONS`).
 
+use super::Lease;
 use super::StoreError;
 use super::backend::{
-    Backend, ExecutionChange, ExecutionFilter, Field, PageQuery, PluginFilter, Result, Row,
-    ScheduleFilter, Usage, execution_row, from_doc, node_row, plugin_row, schedule_row,
+    Backend, ClaimOrder, ExecutionChange, ExecutionFilter, Field, PageQuery, PluginFilter, Queued,
+    Result, Row, ScheduleFilter, Usage, execution_row, from_doc, node_row, plugin_row,
+    schedule_row,
 };
 use crate::model::{Execution, NodeInfo, PluginRecord, Schedule};
 use crate::runtime::KvQuota;
@@ -22,6 +24,7 @@ use rusqlite::{Connection, OptionalExtension, ToSql, params};
 use serde::de::DeserializeOwned;
 
 mod conn;
+mod executions;
 mod kv;
 
 pub use conn::SqliteBackend;
@@ -309,8 +312,23 @@ impl Backend for SqliteBackend {
 
     async fn execution_get(&self, id: &str) -> Result<Option<Execution>> {
         let id = id.to_owned();
-        self.call(move |c| doc(c, "SELECT doc FROM executions WHERE id = ?", &id))
-            .await
+        self.call(move |c| executions::get(c, &id)).await
+    }
+
+    async fn execution_insert_many(&self, executions: &[Execution]) -> Result<()> {
+        self.insert_many(executions).await
+    }
+
+    fn batch_claims(&self) -> bool {
+        true
+    }
+
+    async fn executions_claim(&self, ids: &[String], order: &ClaimOrder) -> Result<Vec<Execution>> {
+        self.claim_many(ids, order).await
+    }
+
+    async fn execution_write_fenced(&self, e: &Execution, held: &Lease) -> Result<Option<u64>> {
+        self.write_fenced(e, held).await
     }
 
     async fn execution_replace(
@@ -336,9 +354,7 @@ impl Backend for SqliteBackend {
         self.call(move |c| {
             // Inside the batch's IMMEDIATE transaction: no other writer, in this
             // process or another, can come between the read and the write.
-            let Some(mut execution) =
-                doc::<Execution>(c, "SELECT doc FROM executions WHERE id = ?", &id)?
-            else {
+            let Some(mut execution) = executions::get(c, &id)? else {
                 return Ok(None);
             };
             let expected = execution.version;
@@ -360,7 +376,10 @@ impl Backend for SqliteBackend {
         page: &PageQuery,
     ) -> Result<Vec<Execution>> {
         let mut args: Vec<Box<dyn ToSql + Send>> = vec![Box::new(tenant.to_owned())];
-        let mut text = String::from("SELECT doc FROM executions WHERE tenant = ?");
+        let mut text = format!(
+            "SELECT {} FROM executions WHERE tenant = ?",
+            executions::COLUMNS
+        );
         let mut add = |clause: &str, arg: Box<dyn ToSql + Send>| {
             text.push_str(clause);
             args.push(arg);
@@ -381,7 +400,16 @@ impl Backend for SqliteBackend {
             add(" AND created_at < ?", Box::new(ms(v)));
         }
         let text = paged(text, &mut args, page);
-        self.call(move |c| list(c, &text, &args)).await
+        self.call(move |c| {
+            let refs: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref() as &dyn ToSql).collect();
+            let mut stmt = c.prepare_cached(&text).map_err(sql)?;
+            let rows = stmt
+                .query_map(refs.as_slice(), executions::RawExecution::from_row)
+                .map_err(sql)?;
+            rows.map(|row| row.map_err(sql).and_then(executions::RawExecution::parse))
+                .collect()
+        })
+        .await
     }
 
     async fn executions_due_tenants(&self, before: DateTime<Utc>) -> Result<Vec<String>> {
@@ -411,17 +439,8 @@ impl Backend for SqliteBackend {
         tenant: &str,
         before: DateTime<Utc>,
         limit: u32,
-    ) -> Result<Vec<Execution>> {
-        let tenant = tenant.to_owned();
-        self.call(move |c| {
-            docs(
-                c,
-                "SELECT doc FROM executions WHERE status = 'queued' AND tenant = ? AND due_at <= ?
-                 ORDER BY priority DESC, due_at, id LIMIT ?",
-                &[&tenant, &ms(before), &limit],
-            )
-        })
-        .await
+    ) -> Result<Vec<Queued>> {
+        self.due(tenant, before, limit).await
     }
 
     async fn executions_queued_count(&self, tenant: &str) -> Result<u64> {
@@ -480,10 +499,9 @@ impl Backend for SqliteBackend {
 
     async fn executions_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Execution>> {
         self.call(move |c| {
-            docs(
+            executions::select(
                 c,
-                "SELECT doc FROM executions WHERE status = 'running' AND lease_expires_at < ?
-                 ORDER BY lease_expires_at LIMIT ?",
+                "WHERE status = 'running' AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?",
                 &[&ms(now), &limit],
             )
         })
