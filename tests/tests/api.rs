@@ -12,7 +12,8 @@ taskhost_tests::both_stores!(
     schedule_lifecycle,
     adhoc_runs_and_misbehaving_plugins,
     auth_and_tenant_isolation,
-    bad_input_table
+    bad_input_table,
+    batch_submit
 );
 
 async fn call(
@@ -807,6 +808,7 @@ async fn openapi_lists_every_route_the_router_serves() {
         "POST /v1/schedules/{id}/resume",
         "POST /v1/schedules/{id}/trigger",
         "POST /v1/executions",
+        "POST /v1/executions/batch",
         "GET /v1/executions",
         "GET /v1/executions/{id}",
         "POST /v1/executions/{id}/cancel",
@@ -884,4 +886,130 @@ async fn multipart_upload() {
     assert_eq!(response.status(), StatusCode::BAD_REQUEST);
     let body: Value = response.json().await.expect("json");
     assert_eq!(body["error"]["code"], "empty_body");
+}
+
+/// `POST /v1/executions/batch`: all queued in one request, or none with each
+/// refused run named.
+async fn batch_submit(s: Server) {
+    let token = s.admin("tenant-a");
+    let plugin = upload(&s, &token, "hello").await;
+    let plugin_id = plugin["id"].as_str().expect("id").to_owned();
+    let runs: Vec<Value> = (0..50)
+        .map(|i| json!({"plugin_id": plugin_id, "input": {"name": format!("n{i}")}, "priority": i % 3}))
+        .collect();
+    let (code, accepted) = call(
+        &s,
+        Method::POST,
+        "/v1/executions/batch",
+        Some(&token),
+        Some(json!({ "runs": runs })),
+    )
+    .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{accepted}");
+    let ids: Vec<&str> = accepted["ids"]
+        .as_array()
+        .expect("ids")
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert_eq!(ids.len(), 50);
+    eventually("the batch to run", || async {
+        executions(&s, &token, "status=succeeded").await.len() == 50
+    })
+    .await;
+
+    // One bad run refuses the batch: none is queued, each refusal is named.
+    let mut runs: Vec<Value> = (0..10)
+        .map(|_| json!({"plugin_id": plugin_id, "input": {"name": "x"}}))
+        .collect();
+    runs[3]["plugin_id"] = json!("no-such-plugin");
+    runs[7]["limits"] = json!({"fuel": u64::MAX});
+    runs[9]["wait"] = json!("1s");
+    let (code, refused) = call(
+        &s,
+        Method::POST,
+        "/v1/executions/batch",
+        Some(&token),
+        Some(json!({ "runs": runs })),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    assert_eq!(refused["error"]["code"], "invalid_batch");
+    let errors = refused["error"]["details"]["errors"]
+        .as_array()
+        .expect("errors");
+    let indices: Vec<u64> = errors.iter().filter_map(|e| e["index"].as_u64()).collect();
+    assert_eq!(indices, [9], "the batch's own checks come first: {refused}");
+    runs[9].as_object_mut().expect("run").remove("wait");
+    let (code, refused) = call(
+        &s,
+        Method::POST,
+        "/v1/executions/batch",
+        Some(&token),
+        Some(json!({ "runs": runs })),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
+    let errors = refused["error"]["details"]["errors"]
+        .as_array()
+        .expect("errors");
+    let found: Vec<(u64, &str)> = errors
+        .iter()
+        .map(|e| {
+            (
+                e["index"].as_u64().unwrap_or(99),
+                e["code"].as_str().unwrap_or(""),
+            )
+        })
+        .collect();
+    assert_eq!(
+        found,
+        [(3, "unknown_plugin"), (7, "limit_exceeds_cap")],
+        "{refused}"
+    );
+    assert_eq!(
+        executions(&s, &token, "").await.len(),
+        50,
+        "nothing was queued"
+    );
+
+    // Sizes, scopes and tenants.
+    for count in [0, 1001] {
+        let runs = vec![json!({"plugin_id": plugin_id}); count];
+        let (code, body) = call(
+            &s,
+            Method::POST,
+            "/v1/executions/batch",
+            Some(&token),
+            Some(json!({ "runs": runs })),
+        )
+        .await;
+        assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{count}: {body}");
+        assert_eq!(body["error"]["code"], "invalid_batch");
+    }
+    let reader = s.token("tenant-a", &[Scope::ExecutionsRead]);
+    let one = json!({"runs": [{"plugin_id": plugin_id}]});
+    let (code, _) = call(
+        &s,
+        Method::POST,
+        "/v1/executions/batch",
+        Some(&reader),
+        Some(one.clone()),
+    )
+    .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let other = s.admin("tenant-b");
+    let (code, body) = call(
+        &s,
+        Method::POST,
+        "/v1/executions/batch",
+        Some(&other),
+        Some(one),
+    )
+    .await;
+    assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        body["error"]["details"]["errors"][0]["code"],
+        "unknown_plugin"
+    );
 }

@@ -6,9 +6,9 @@ use super::error::{ApiError, ApiResult, Json, Query};
 use super::{AppState, ErrorBody};
 use crate::model::{Execution, ExecutionStatus, RetryPolicy};
 use crate::runtime::Limits;
-use crate::scheduler::ExecutionSpec;
+use crate::scheduler::{BatchError, ExecutionSpec};
 use crate::store::{ExecutionFilter, Page, PageRequest};
-use axum::extract::{Path, State};
+use axum::extract::{DefaultBodyLimit, Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::Deserialize;
@@ -18,8 +18,13 @@ use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
-pub(super) fn routes() -> OpenApiRouter<AppState> {
+/// Most runs in one batch.
+pub const MAX_BATCH_RUNS: usize = 1000;
+
+pub(super) fn routes(max_batch_bytes: usize) -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
+        .routes(routes!(submit_batch))
+        .layer(DefaultBodyLimit::max(max_batch_bytes))
         .routes(routes!(submit, list))
         .routes(routes!(get))
         .routes(routes!(cancel))
@@ -49,6 +54,116 @@ pub(super) struct NewExecution {
     /// Wait up to this long (e.g. "10s") for the run to finish and return it.
     #[schema(value_type = Option<String>, example = "10s")]
     wait: Option<String>,
+}
+
+/// Many ad hoc runs, queued together.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewExecutions {
+    /// 1 to 1,000 runs, each as for `POST /v1/executions` (without `wait`).
+    runs: Vec<NewExecution>,
+}
+
+/// The runs of a batch, queued.
+#[derive(Debug, serde::Serialize, ToSchema)]
+pub(super) struct BatchAccepted {
+    /// The executions' ids, in the order of the runs.
+    ids: Vec<String>,
+}
+
+/// Submit up to 1,000 ad hoc executions in one request and one store
+/// transaction. All or none: if any run is refused, none is queued, and the
+/// 422 answer lists each refused run (`details.errors`: `index`, `code`,
+/// `message`). The body may be up to 16 times the usual JSON limit.
+#[utoipa::path(post, path = "/v1/executions/batch", tag = "executions", request_body = NewExecutions,
+    responses((status = 202, body = BatchAccepted, description = "all queued"),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
+        (status = 422, body = ErrorBody, description = "refused runs (none was queued) or a bad batch size"),
+        (status = 429, body = ErrorBody, description = "over the queued-executions quota or the request rate")))]
+async fn submit_batch(
+    State(state): State<AppState>,
+    principal: Principal,
+    Json(batch): Json<NewExecutions>,
+) -> ApiResult<(StatusCode, Json<BatchAccepted>)> {
+    principal.require(Scope::ExecutionsWrite)?;
+    if batch.runs.is_empty() || batch.runs.len() > MAX_BATCH_RUNS {
+        return Err(ApiError::unprocessable(
+            "invalid_batch",
+            format!(
+                "a batch holds 1 to {MAX_BATCH_RUNS} runs; this one has {}",
+                batch.runs.len()
+            ),
+        )
+        .with_details(serde_json::json!({ "field": "runs" })));
+    }
+    let mut refused = Vec::new();
+    let mut specs = Vec::with_capacity(batch.runs.len());
+    for (index, run) in batch.runs.into_iter().enumerate() {
+        if run.wait.is_some() {
+            refused.push(item_error(
+                index,
+                ApiError::unprocessable("invalid_wait", "a run in a batch cannot wait")
+                    .with_details(serde_json::json!({ "field": "wait" })),
+            ));
+        }
+        specs.push(run.into_spec(&principal.tenant));
+    }
+    if !refused.is_empty() {
+        return Err(refused_batch(refused));
+    }
+    match state.node.enqueue_many(specs).await {
+        Ok(executions) => Ok((
+            StatusCode::ACCEPTED,
+            Json(BatchAccepted {
+                ids: executions.into_iter().map(|e| e.id).collect(),
+            }),
+        )),
+        Err(BatchError::Refused(errors)) => Err(refused_batch(
+            errors
+                .into_iter()
+                .map(|(index, e)| item_error(index, e.into()))
+                .collect(),
+        )),
+        Err(BatchError::Failed(e)) => Err(e.into()),
+    }
+}
+
+/// One refused run of a batch, for `details.errors`.
+fn item_error(index: usize, e: ApiError) -> serde_json::Value {
+    let mut item = serde_json::json!({ "index": index, "code": e.code, "message": e.message });
+    if !e.details.is_null() {
+        item["details"] = e.details;
+    }
+    item
+}
+
+fn refused_batch(errors: Vec<serde_json::Value>) -> ApiError {
+    let first = errors
+        .first()
+        .and_then(|e| e["message"].as_str())
+        .unwrap_or_default()
+        .to_owned();
+    ApiError::unprocessable(
+        "invalid_batch",
+        format!(
+            "{} of the runs were refused and none was queued; the first: {first}",
+            errors.len()
+        ),
+    )
+    .with_details(serde_json::json!({ "errors": errors }))
+}
+
+impl NewExecution {
+    fn into_spec(self, tenant: &str) -> ExecutionSpec {
+        let mut spec = ExecutionSpec::ad_hoc(tenant, &self.plugin_id);
+        spec.input = self.input;
+        spec.limits = self.limits;
+        spec.config = self.config;
+        spec.priority = self.priority;
+        spec.retry = self.retry.unwrap_or(RetryPolicy::ONCE);
+        spec.retention = self.retention;
+        spec
+    }
 }
 
 /// Submit an ad hoc execution. With `wait`, the response comes when it
@@ -88,13 +203,7 @@ async fn submit(
         }
         None => None,
     };
-    let mut spec = ExecutionSpec::ad_hoc(&principal.tenant, &new.plugin_id);
-    spec.input = new.input;
-    spec.limits = new.limits;
-    spec.config = new.config;
-    spec.priority = new.priority;
-    spec.retry = new.retry.unwrap_or(RetryPolicy::ONCE);
-    spec.retention = new.retention;
+    let spec = new.into_spec(&principal.tenant);
     let execution = state
         .node
         .enqueue(spec)

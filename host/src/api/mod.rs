@@ -125,7 +125,7 @@ fn routes(limits: &ApiLimits, api: bool) -> OpenApiRouter<AppState> {
     }
     ops.merge(plugins::routes(limits.max_plugin_bytes))
         .merge(schedules::routes())
-        .merge(executions::routes())
+        .merge(executions::routes(limits.max_body_bytes.saturating_mul(16)))
         .merge(nodes::routes())
 }
 

@@ -88,6 +88,24 @@ pub(crate) enum NodeCommand {
 
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ExecCommand {
+    /// Submit an ad hoc run of a plugin.
+    Submit {
+        plugin_id: String,
+        /// The run's input, as JSON.
+        #[arg(long)]
+        input: Option<String>,
+        /// -100 to 100; higher runs first.
+        #[arg(long, default_value_t = 0)]
+        priority: i32,
+        /// Wait this long (e.g. 10s) for the result.
+        #[arg(long)]
+        wait: Option<String>,
+    },
+    /// Submit up to 1,000 runs at once, all or none: FILE ("-" for stdin)
+    /// holds a JSON array of runs as `submit` sends them (`plugin_id`,
+    /// `input`, `priority`, `limits`, `retry`…), or one such object per line.
+    /// Prints the new executions' ids.
+    SubmitBatch { file: PathBuf },
     /// List executions, newest first.
     List {
         #[arg(long)]
@@ -354,6 +372,42 @@ pub(crate) async fn exec(conn: Conn, command: ExecCommand) -> anyhow::Result<Exi
             let request = client.http.get(client.url("/v1/executions")).query(&query);
             print(&conn, &client.send(request).await?, headers, fields)
         }
+        ExecCommand::Submit {
+            plugin_id,
+            input,
+            priority,
+            wait,
+        } => {
+            let input: Value = match input {
+                Some(text) => serde_json::from_str(&text)
+                    .map_err(|e| anyhow::anyhow!("--input is not JSON: {e}"))?,
+                None => Value::Null,
+            };
+            let mut body = json!({"plugin_id": plugin_id, "input": input, "priority": priority});
+            if let Some(wait) = wait {
+                body["wait"] = json!(wait);
+            }
+            print(
+                &conn,
+                &client.post("/v1/executions", Some(body)).await?,
+                headers,
+                fields,
+            )
+        }
+        ExecCommand::SubmitBatch { file } => {
+            let runs = read_runs(&file)?;
+            let accepted = client
+                .post("/v1/executions/batch", Some(json!({ "runs": runs })))
+                .await?;
+            if conn.json {
+                println!("{}", serde_json::to_string_pretty(&accepted)?);
+            } else {
+                for id in accepted["ids"].as_array().into_iter().flatten() {
+                    println!("{}", text(id));
+                }
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ExecCommand::Get { id } => print(
             &conn,
             &client.get(&format!("/v1/executions/{id}")).await?,
@@ -384,4 +438,30 @@ pub(crate) async fn exec(conn: Conn, command: ExecCommand) -> anyhow::Result<Exi
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// The runs of a batch file: a JSON array, or one JSON object per line.
+fn read_runs(file: &std::path::Path) -> anyhow::Result<Vec<Value>> {
+    let text = if file.as_os_str() == "-" {
+        std::io::read_to_string(std::io::stdin())?
+    } else {
+        std::fs::read_to_string(file)
+            .map_err(|e| anyhow::anyhow!("could not read {}: {e}", file.display()))?
+    };
+    if let Ok(Value::Array(runs)) = serde_json::from_str::<Value>(&text) {
+        return Ok(runs);
+    }
+    text.lines()
+        .enumerate()
+        .filter(|(_, line)| !line.trim().is_empty())
+        .map(|(i, line)| {
+            serde_json::from_str(line).map_err(|e| {
+                anyhow::anyhow!(
+                    "{} line {}: not a JSON run ({e}); give a JSON array or one object per line",
+                    file.display(),
+                    i + 1
+                )
+            })
+        })
+        .collect()
 }

@@ -148,6 +148,17 @@ pub(super) struct QueueCount {
     counted_at: std::time::Instant,
 }
 
+/// Why a batch of executions was not made (nothing of it was).
+#[derive(Debug, thiserror::Error)]
+pub enum BatchError {
+    /// These specs (by index) were refused; the others were fine.
+    #[error("{} of the runs were refused", .0.len())]
+    Refused(Vec<(usize, EnqueueError)>),
+    /// The batch as a whole failed: the quota, or the store.
+    #[error(transparent)]
+    Failed(EnqueueError),
+}
+
 /// Why an execution was not made.
 #[derive(Debug, thiserror::Error)]
 pub enum EnqueueError {
@@ -167,24 +178,107 @@ impl Node {
     /// when the spec is a fire that already has its execution (another node,
     /// or an earlier pass, made it).
     pub async fn enqueue(&self, spec: ExecutionSpec) -> Result<Option<Execution>, EnqueueError> {
-        let config = &self.inner.config;
-        policy::check_run(spec.priority, &spec.retry, &spec.limits, &config.caps)?;
-        policy::check_retention(spec.retention)?;
-        let store = &self.inner.store;
         // A fire's plugin exists: a plugin cannot be deleted while a schedule uses it.
-        if !matches!(spec.origin, Origin::Fire { .. })
-            && store
-                .get_plugin(&spec.tenant, &spec.plugin_id)
-                .await?
-                .is_none()
-        {
-            return Err(EnqueueError::UnknownPlugin(spec.plugin_id));
-        }
-        let quotas = config.quotas.for_tenant(&spec.tenant);
+        let is_fire = matches!(spec.origin, Origin::Fire { .. });
+        self.check(&spec, !is_fire).await?;
         let queued = self.queued_estimate(&spec.tenant).await?;
+        let quotas = self.inner.config.quotas.for_tenant(&spec.tenant);
         QuotaExceeded::check("queued_executions", quotas.queued_executions, queued, 1)?;
+        let store = &self.inner.store;
+        let e = self.build(spec, store.now());
+        if is_fire {
+            if !store.materialize_fire(&e).await? {
+                return Ok(None);
+            }
+        } else {
+            store.create_execution(&e).await?;
+        }
+        self.enqueued(std::slice::from_ref(&e));
+        Ok(Some(e))
+    }
 
-        let now = store.now();
+    /// Makes many ad hoc executions of one tenant in one store transaction,
+    /// all or none: every spec is checked first, and if any is refused none
+    /// is written and the error of each refused one is returned with its
+    /// index. The queue quota must have room for all of them.
+    pub async fn enqueue_many(
+        &self,
+        specs: Vec<ExecutionSpec>,
+    ) -> Result<Vec<Execution>, BatchError> {
+        let Some(tenant) = specs.first().map(|s| s.tenant.clone()) else {
+            return Ok(Vec::new());
+        };
+        let mut refused = Vec::new();
+        let mut plugins: HashMap<String, bool> = HashMap::new();
+        for (i, spec) in specs.iter().enumerate() {
+            if spec.tenant != tenant || spec.origin != Origin::AdHoc {
+                let why = PolicyError::new(
+                    "invalid_batch",
+                    "",
+                    "a batch holds ad hoc runs of one tenant",
+                );
+                refused.push((i, EnqueueError::Policy(why)));
+                continue;
+            }
+            // Each plugin is looked up once per batch.
+            let known = match plugins.get(&spec.plugin_id) {
+                Some(known) => *known,
+                None => {
+                    let known = self.plugin_exists(spec).await.map_err(BatchError::Failed)?;
+                    plugins.insert(spec.plugin_id.clone(), known);
+                    known
+                }
+            };
+            if let Err(e) = self.check(spec, false).await {
+                refused.push((i, e));
+            } else if !known {
+                refused.push((i, EnqueueError::UnknownPlugin(spec.plugin_id.clone())));
+            }
+        }
+        if !refused.is_empty() {
+            return Err(BatchError::Refused(refused));
+        }
+        let queued = self
+            .queued_estimate(&tenant)
+            .await
+            .map_err(|e| BatchError::Failed(e.into()))?;
+        let quotas = self.inner.config.quotas.for_tenant(&tenant);
+        let n = specs.len() as u64;
+        QuotaExceeded::check("queued_executions", quotas.queued_executions, queued, n)
+            .map_err(|e| BatchError::Failed(e.into()))?;
+        let now = self.inner.store.now();
+        let executions: Vec<Execution> = specs.into_iter().map(|s| self.build(s, now)).collect();
+        self.inner
+            .store
+            .create_executions(&executions)
+            .await
+            .map_err(|e| BatchError::Failed(e.into()))?;
+        self.enqueued(&executions);
+        Ok(executions)
+    }
+
+    /// Checks a spec against the node's caps and, with `plugin`, that its
+    /// plugin exists in its tenant.
+    async fn check(&self, spec: &ExecutionSpec, plugin: bool) -> Result<(), EnqueueError> {
+        let caps = &self.inner.config.caps;
+        policy::check_run(spec.priority, &spec.retry, &spec.limits, caps)?;
+        policy::check_retention(spec.retention)?;
+        if plugin && !self.plugin_exists(spec).await? {
+            return Err(EnqueueError::UnknownPlugin(spec.plugin_id.clone()));
+        }
+        Ok(())
+    }
+
+    async fn plugin_exists(&self, spec: &ExecutionSpec) -> Result<bool, EnqueueError> {
+        let store = &self.inner.store;
+        Ok(store
+            .get_plugin(&spec.tenant, &spec.plugin_id)
+            .await?
+            .is_some())
+    }
+
+    /// The record of a checked spec, queued.
+    fn build(&self, spec: ExecutionSpec, now: DateTime<Utc>) -> Execution {
         let due = add_saturating(spec.due_at.unwrap_or(now), spec.delay);
         let mut e = Execution::queued(&spec.tenant, &spec.plugin_id, due, now);
         e.input = spec.input;
@@ -192,7 +286,7 @@ impl Node {
         e.config = spec.config;
         e.priority = spec.priority;
         e.retry = spec.retry;
-        e.retention = spec.retention.unwrap_or(config.retention);
+        e.retention = spec.retention.unwrap_or(self.inner.config.retention);
         match spec.origin {
             Origin::Fire {
                 schedule_id,
@@ -200,24 +294,21 @@ impl Node {
             } => {
                 e.schedule_id = Some(schedule_id);
                 e.fire_time = Some(fire_time);
-                if !store.materialize_fire(&e).await? {
-                    return Ok(None);
-                }
             }
-            Origin::TriggerNow { schedule_id } => {
-                e.schedule_id = Some(schedule_id);
-                store.create_execution(&e).await?;
-            }
-            Origin::Rerun { schedule_id, .. } => {
-                e.schedule_id = schedule_id;
-                store.create_execution(&e).await?;
-            }
-            Origin::AdHoc => store.create_execution(&e).await?,
+            Origin::TriggerNow { schedule_id } => e.schedule_id = Some(schedule_id),
+            Origin::Rerun { schedule_id, .. } => e.schedule_id = schedule_id,
+            Origin::AdHoc => {}
         }
-        self.count_enqueued(&e.tenant);
-        self.offer(&e);
-        tracing::debug!(execution = %e.id, tenant = %e.tenant, due_at = %e.due_at, "execution queued");
-        Ok(Some(e))
+        e
+    }
+
+    /// New executions were stored: count them and queue them here.
+    fn enqueued(&self, executions: &[Execution]) {
+        for e in executions {
+            self.count_enqueued(&e.tenant);
+            self.offer(e);
+            tracing::debug!(execution = %e.id, tenant = %e.tenant, due_at = %e.due_at, "execution queued");
+        }
     }
 
     /// The tenant's queued executions, for its quota: counted in the store at

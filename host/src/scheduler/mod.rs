@@ -35,7 +35,7 @@ mod retention;
 pub mod trigger;
 mod worker;
 
-pub use enqueue::{EnqueueError, ExecutionSpec, Origin};
+pub use enqueue::{BatchError, EnqueueError, ExecutionSpec, Origin};
 pub use materializer::{DEFAULT_GRACE, first_fire};
 pub use retention::SWEEPER_LOCK;
 
