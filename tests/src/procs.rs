@@ -45,6 +45,12 @@ impl NodeProc {
         }
     }
 
+    /// Uses `dir` as the data folder (several nodes may share one, e.g. to
+    /// share compiled plugins).
+    pub fn share_data_dir(&mut self, dir: &Path) {
+        self.dir = dir.to_owned();
+    }
+
     pub fn url(&self) -> String {
         format!("http://127.0.0.1:{}", self.port)
     }

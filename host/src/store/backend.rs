@@ -195,9 +195,10 @@ pub trait Backend: Send + Sync + 'static {
             self.kind()
         )))
     }
-    /// Writes `execution` (changed by the node that runs it) if `held` is
-    /// still its lease; returns its new version, or `None` if the lease was
-    /// lost. Only called when [`Backend::batch_claims`].
+    /// Writes `execution`, finished by the node that ran it (a final status:
+    /// nothing but the status, the lease, the expiry and the document
+    /// changed), if `held` is still its lease; returns its new version, or
+    /// `None` if the lease was lost. Only called when [`Backend::batch_claims`].
     async fn execution_write_fenced(
         &self,
         execution: &Execution,

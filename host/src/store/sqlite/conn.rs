@@ -103,17 +103,20 @@ impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for TypedJob<T, F>
 /// The SQLite backend. Cheap to share; dropping the last handle stops its thread.
 pub struct SqliteBackend {
     jobs: mpsc::Sender<Box<dyn Job>>,
+    /// Dropped with the backend: the checkpointer thread then stops.
+    _checkpoints: Option<mpsc::Sender<()>>,
 }
 
 impl SqliteBackend {
     /// Opens (creating if needed) the database at `path` and migrates it.
     pub async fn open(path: &str) -> Result<Self> {
         let path = path.to_owned();
+        let conn_path = path.clone();
         let (ready_tx, ready_rx) = oneshot::channel();
         let (jobs, rx) = mpsc::channel::<Box<dyn Job>>();
         std::thread::Builder::new()
             .name("taskhost-sqlite".into())
-            .spawn(move || match connect(&path) {
+            .spawn(move || match connect(&conn_path) {
                 Ok(conn) => {
                     let _ = ready_tx.send(Ok(()));
                     serve(conn, rx);
@@ -126,7 +129,11 @@ impl SqliteBackend {
         ready_rx
             .await
             .map_err(|_| StoreError::backend("the SQLite thread stopped"))??;
-        Ok(SqliteBackend { jobs })
+        let checkpoints = (!path_is_memory(&path)).then(|| start_checkpointer(path));
+        Ok(SqliteBackend {
+            jobs,
+            _checkpoints: checkpoints,
+        })
     }
 
     /// Runs `work` on the connection thread, inside a transaction.
@@ -164,8 +171,16 @@ fn connect(path: &str) -> Result<Connection> {
         .map_err(sql)?;
     // WAL + synchronous=NORMAL: a committed transaction survives a process
     // crash (kill -9); only an OS crash or power loss may lose the last ones.
+    //
+    // Checkpoints (copying the WAL into the database, with an fsync) run on
+    // their own thread and connection (`start_checkpointer`), not in the
+    // commit of whichever job filled the WAL: a request never waits for one.
+    // A 64 MiB page cache and memory-mapped reads keep a large queue's
+    // indexes in memory, so that work does not slow as the queue grows.
     conn.execute_batch(
-        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;",
+        "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
+         PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;
+         PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456;",
     )
     .map_err(sql)?;
     migrate(&mut conn)?;
@@ -233,4 +248,40 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> std::result::Resu
         let _ = conn.execute_batch("ROLLBACK");
         e.to_string()
     })
+}
+
+fn path_is_memory(path: &str) -> bool {
+    path.is_empty() || path == ":memory:" || path.starts_with("file::memory:")
+}
+
+/// How often the checkpointer copies the WAL into the database.
+const CHECKPOINT_EVERY: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Starts the thread that checkpoints the WAL (`PASSIVE`: it never blocks the
+/// writer or readers). It stops when the returned sender is dropped.
+fn start_checkpointer(path: String) -> mpsc::Sender<()> {
+    let (stop, stopped) = mpsc::channel::<()>();
+    let spawned = std::thread::Builder::new()
+        .name("taskhost-sqlite-checkpoint".into())
+        .spawn(move || {
+            let conn = match Connection::open(&path) {
+                Ok(conn) => conn,
+                Err(e) => {
+                    tracing::warn!(error = %e, "could not open the checkpoint connection; the WAL is checkpointed only when taskhost restarts");
+                    return;
+                }
+            };
+            let _ = conn.busy_timeout(std::time::Duration::from_secs(1));
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY) {
+                if let Err(e) = conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(())) {
+                    tracing::debug!(error = %e, "WAL checkpoint failed; trying again");
+                }
+            }
+            // A last full copy, so that the WAL is small when taskhost stops.
+            let _ = conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(()));
+        });
+    if let Err(e) = spawned {
+        tracing::warn!(error = %e, "could not start the checkpoint thread");
+    }
+    stop
 }

@@ -25,6 +25,17 @@ use rusqlite::{Connection, ToSql};
 pub(super) const COLUMNS: &str =
     "doc, status, version, lease_expires_at, lease_owner, lease_token, node, started_at";
 
+/// The columns a completion by the running node changes (besides the
+/// document and the version). [`SqliteBackend::write_fenced`] is used for
+/// final completions only, which change nothing else.
+const FINISH_COLUMNS: [&str; 5] = [
+    "status",
+    "lease_expires_at",
+    "lease_owner",
+    "lease_token",
+    "expires_at",
+];
+
 /// An execution as read: its document and the columns laid over it.
 pub(super) struct RawExecution {
     doc: String,
@@ -158,7 +169,13 @@ impl SqliteBackend {
         let row = execution_row(e)?;
         let (owner, token) = (held.owner.clone(), held.token.clone());
         self.call(move |c| {
-            let fields: Vec<_> = row.fields.iter().filter(|(n, _)| *n != "version").collect();
+            // Only the columns a finished run changes: an index is updated
+            // only when a column it holds is set.
+            let fields: Vec<_> = row
+                .fields
+                .iter()
+                .filter(|(n, _)| FINISH_COLUMNS.contains(n))
+                .collect();
             let sets: Vec<String> = fields.iter().map(|(n, _)| format!("{n} = ?")).collect();
             let text = format!(
                 "UPDATE executions SET {}, doc = ?, version = version + 1

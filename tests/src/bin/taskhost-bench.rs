@@ -1,0 +1,399 @@
+//! The end-to-end benchmark: the real `taskhost serve` on the embedded store,
+//! driven through its HTTP API by a keep-alive Rust client.
+//!
+//! ```text
+//! cargo run --release -p taskhost-tests --bin taskhost-bench -- [a] [b] [ingest] [--reps 3] [--quick]
+//! ```
+//!
+//! - **a** (throughput): N = 20,000 runs of the no-op `bench` plugin queued
+//!   through the batch endpoint on an API-only node; then a worker node
+//!   starts on the same store; time from starting its process until its
+//!   metrics count N finished runs.
+//! - **b** (latency): one run every 5 ms (open loop) for 2,000 runs on an
+//!   idle node; each run's latency is from just before its POST to the
+//!   plugin's entry (the plugin reads the wall clock and returns it).
+//! - **ingest**: single POSTs (32 keep-alive connections) and batches of
+//!   1,000 (4 connections) to an API-only node with 0, 20,000 and 200,000
+//!   runs already queued.
+//!
+//! Each workload runs `--reps` times (default 3); the median is reported.
+//! Every run is a fresh sandbox with fuel and memory limits, and every state
+//! change is committed (WAL) before it is acknowledged.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use taskhost::api::auth::{Scope, mint_hs256};
+use taskhost_tests::procs::NodeProc;
+use taskhost_tests::server::SECRET;
+
+/// Raised quotas: the benchmark is one tenant with a large backlog.
+const CONFIG: &str = "[quotas.default]\nqueued_executions = 100000000\nrequests_per_second = 100000000\nrequest_burst = 100000000\n";
+const TENANT: &str = "bench";
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let quick = args.iter().any(|a| a == "--quick");
+    let reps = args
+        .iter()
+        .position(|a| a == "--reps")
+        .and_then(|i| args.get(i + 1)?.parse().ok())
+        .unwrap_or(3usize);
+    let named: Vec<&str> = args
+        .iter()
+        .map(String::as_str)
+        .filter(|a| ["a", "b", "ingest"].contains(a))
+        .collect();
+    let part = |name: &str| named.is_empty() || named.contains(&name);
+    taskhost::tls::install_provider();
+    let tokio = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio");
+    println!(
+        "taskhost end-to-end benchmark (HTTP, embedded SQLite store, bench plugin), {reps} reps"
+    );
+    if part("a") {
+        let n = if quick { 2_000 } else { 20_000 };
+        let rates: Vec<f64> = (0..reps).map(|_| tokio.block_on(workload_a(n))).collect();
+        println!(
+            "  A: {n} queued no-op runs, worker start → all completed: median {:.0} runs/s ({})",
+            median(&rates),
+            list(&rates, 0)
+        );
+    }
+    if part("b") {
+        let n = if quick { 200 } else { 2_000 };
+        let mut p50s = Vec::new();
+        let mut p99s = Vec::new();
+        for _ in 0..reps {
+            let (p50, p99, max) = tokio.block_on(workload_b(n));
+            println!("    B rep: p50 {p50:.3} ms  p99 {p99:.3} ms  max {max:.3} ms");
+            p50s.push(p50);
+            p99s.push(p99);
+        }
+        println!(
+            "  B: one run every 5 ms, POST → plugin entry, n={n}: median p50 {:.3} ms, p99 {:.3} ms",
+            median(&p50s),
+            median(&p99s)
+        );
+    }
+    if part("ingest") {
+        let backlogs: &[usize] = if quick {
+            &[0, 20_000]
+        } else {
+            &[0, 20_000, 200_000]
+        };
+        let singles = if quick { 5_000 } else { 20_000 };
+        for &backlog in backlogs {
+            let mut single = Vec::new();
+            let mut batch = Vec::new();
+            for _ in 0..reps {
+                let (s, b) = tokio.block_on(ingest(backlog, singles));
+                single.push(s);
+                batch.push(b);
+            }
+            println!(
+                "  ingest with {backlog} queued: single POSTs median {:.0}/s ({}); batches of 1,000 median {:.0} runs/s ({})",
+                median(&single),
+                list(&single, 0),
+                median(&batch),
+                list(&batch, 0)
+            );
+        }
+    }
+}
+
+fn median(values: &[f64]) -> f64 {
+    let mut v = values.to_vec();
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+fn list(values: &[f64], decimals: usize) -> String {
+    values
+        .iter()
+        .map(|v| format!("{v:.decimals$}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+fn now_us() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_micros() as u64)
+}
+
+/// A folder with the benchmark's config file, and a client.
+struct Bench {
+    dir: tempfile::TempDir,
+    client: reqwest::Client,
+    token: String,
+}
+
+impl Bench {
+    fn new() -> Bench {
+        let dir = tempfile::tempdir().expect("temporary folder");
+        std::fs::write(dir.path().join("bench.toml"), CONFIG).expect("config");
+        let token = mint_hs256(
+            SECRET.as_bytes(),
+            "bench",
+            TENANT,
+            &[Scope::Admin],
+            Duration::from_secs(3600),
+            chrono::Utc::now(),
+        )
+        .expect("token");
+        let client = reqwest::Client::builder()
+            .pool_max_idle_per_host(256)
+            .timeout(Duration::from_secs(120))
+            .build()
+            .expect("client");
+        Bench { dir, client, token }
+    }
+
+    fn store(&self) -> String {
+        format!("sqlite://{}", self.dir.path().join("bench.db").display())
+    }
+
+    /// A node sharing the benchmark's store and data folder.
+    fn node(&self, id: &str, extra: &[&str]) -> NodeProc {
+        let config = self.dir.path().join("bench.toml");
+        let mut args = vec!["--config", config.to_str().expect("utf-8 path")];
+        args.extend_from_slice(extra);
+        let mut node = NodeProc::new(id, &self.store(), self.dir.path(), &args);
+        node.share_data_dir(&self.dir.path().join("data"));
+        node.start(Duration::from_secs(30)).expect("node starts");
+        node
+    }
+
+    async fn upload(&self, node: &NodeProc) -> String {
+        let response = self
+            .client
+            .post(format!(
+                "{}/v1/plugins?name=bench&version=1.0.0",
+                node.url()
+            ))
+            .bearer_auth(&self.token)
+            .body(taskhost_tests::plugin("bench"))
+            .send()
+            .await
+            .expect("upload");
+        assert_eq!(response.status(), StatusCode::CREATED, "upload");
+        let plugin: Value = response.json().await.expect("json");
+        plugin["id"].as_str().expect("id").to_owned()
+    }
+
+    /// Queues `n` runs through the batch endpoint, 4 requests at a time.
+    async fn queue(&self, node: &NodeProc, plugin: &str, n: usize) -> Duration {
+        let started = Instant::now();
+        let url = format!("{}/v1/executions/batch", node.url());
+        let chunks: Vec<usize> = (0..n)
+            .step_by(1000)
+            .map(|from| (n - from).min(1000))
+            .collect();
+        let next = Arc::new(AtomicUsize::new(0));
+        let chunks = Arc::new(chunks);
+        let mut tasks = tokio::task::JoinSet::new();
+        for _ in 0..4 {
+            let (client, url, token) = (self.client.clone(), url.clone(), self.token.clone());
+            let (next, chunks, plugin) = (next.clone(), chunks.clone(), plugin.to_owned());
+            tasks.spawn(async move {
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&size) = chunks.get(i) else { break };
+                    let runs: Vec<Value> = (0..size)
+                        .map(|k| json!({"plugin_id": plugin, "input": {"n": i * 1000 + k}}))
+                        .collect();
+                    let response = client
+                        .post(&url)
+                        .bearer_auth(&token)
+                        .json(&json!({ "runs": runs }))
+                        .send()
+                        .await
+                        .expect("batch");
+                    assert_eq!(response.status(), StatusCode::ACCEPTED, "batch");
+                    let _ = response.bytes().await;
+                }
+            });
+        }
+        while tasks.join_next().await.is_some() {}
+        started.elapsed()
+    }
+
+    async fn finished(&self, node: &NodeProc) -> f64 {
+        let Ok(response) = self
+            .client
+            .get(format!("{}/metrics", node.url()))
+            .send()
+            .await
+        else {
+            return 0.0;
+        };
+        let text = response.text().await.unwrap_or_default();
+        text.lines()
+            .filter(|l| l.starts_with("taskhost_runs_total{"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum()
+    }
+}
+
+/// Workload A; returns runs/s.
+async fn workload_a(n: usize) -> f64 {
+    let bench = Bench::new();
+    let api = bench.node("api", &["--role", "api"]);
+    let plugin = bench.upload(&api).await;
+    bench.queue(&api, &plugin, n).await;
+    let started = Instant::now();
+    let worker = bench.node(
+        "worker",
+        &[
+            "--role",
+            "worker",
+            "--workers",
+            "128",
+            "--tenant-limit",
+            "128",
+        ],
+    );
+    let listening = started.elapsed();
+    let trace = std::env::var_os("BENCH_TRACE").is_some();
+    loop {
+        let done = bench.finished(&worker).await;
+        if trace {
+            eprintln!("{:>5} ms {done}", started.elapsed().as_millis());
+        }
+        if done >= n as f64 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        assert!(
+            started.elapsed() < Duration::from_secs(300),
+            "workload A timed out"
+        );
+    }
+    let elapsed = started.elapsed();
+    let rate = n as f64 / elapsed.as_secs_f64();
+    println!(
+        "    A rep: {n} runs in {:.3} s = {rate:.0} runs/s (the worker listened after {} ms)",
+        elapsed.as_secs_f64(),
+        listening.as_millis()
+    );
+    drop(worker);
+    drop(api);
+    rate
+}
+
+/// Workload B; returns p50, p99 and max in milliseconds.
+async fn workload_b(n: usize) -> (f64, f64, f64) {
+    let bench = Bench::new();
+    let node = bench.node("node", &[]);
+    let plugin = bench.upload(&node).await;
+    let url = format!("{}/v1/executions", node.url());
+    // Warm the connection pool and the plugin.
+    for _ in 0..20 {
+        post_one(&bench, &url, &plugin).await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let began = tokio::time::Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for i in 0..n {
+        tokio::time::sleep_until(began + Duration::from_millis(5 * i as u64)).await;
+        let (client, url, token) = (bench.client.clone(), url.clone(), bench.token.clone());
+        let plugin = plugin.clone();
+        tasks.spawn(async move {
+            let sent = now_us();
+            let response = client
+                .post(&url)
+                .bearer_auth(&token)
+                .json(&json!({"plugin_id": plugin, "input": {"i": i}}))
+                .send()
+                .await
+                .expect("post");
+            assert_eq!(response.status(), StatusCode::ACCEPTED);
+            let execution: Value = response.json().await.expect("json");
+            (execution["id"].as_str().expect("id").to_owned(), sent)
+        });
+    }
+    let mut sent = Vec::new();
+    while let Some(r) = tasks.join_next().await {
+        sent.push(r.expect("post task"));
+    }
+    let mut latencies = Vec::new();
+    for (id, at) in sent {
+        let entered = loop {
+            let response = bench
+                .client
+                .get(format!("{url}/{id}"))
+                .bearer_auth(&bench.token)
+                .send()
+                .await
+                .expect("get");
+            let execution: Value = response.json().await.expect("json");
+            if let Some(entered) = execution["outcome"]["output"].as_u64() {
+                break entered;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        };
+        latencies.push(entered.saturating_sub(at) as f64 / 1000.0);
+    }
+    latencies.sort_by(f64::total_cmp);
+    let rank = |p: f64| {
+        latencies[((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1]
+    };
+    (rank(0.5), rank(0.99), latencies[latencies.len() - 1])
+}
+
+async fn post_one(bench: &Bench, url: &str, plugin: &str) {
+    let response = bench
+        .client
+        .post(url)
+        .bearer_auth(&bench.token)
+        .json(&json!({"plugin_id": plugin}))
+        .send()
+        .await
+        .expect("post");
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    let _ = response.bytes().await;
+}
+
+/// Ingest on an API-only node with `backlog` runs queued; returns single
+/// POSTs/s and batched runs/s.
+async fn ingest(backlog: usize, singles: usize) -> (f64, f64) {
+    let bench = Bench::new();
+    let node = bench.node("api", &["--role", "api"]);
+    let plugin = bench.upload(&node).await;
+    if backlog > 0 {
+        bench.queue(&node, &plugin, backlog).await;
+    }
+    let url = format!("{}/v1/executions", node.url());
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..32 {
+        let (client, url, token) = (bench.client.clone(), url.clone(), bench.token.clone());
+        let (next, plugin) = (next.clone(), plugin.clone());
+        tasks.spawn(async move {
+            while next.fetch_add(1, Ordering::Relaxed) < singles {
+                let response = client
+                    .post(&url)
+                    .bearer_auth(&token)
+                    .json(&json!({"plugin_id": plugin, "input": {"n": 1}}))
+                    .send()
+                    .await
+                    .expect("post");
+                assert_eq!(response.status(), StatusCode::ACCEPTED);
+                let _ = response.bytes().await;
+            }
+        });
+    }
+    while tasks.join_next().await.is_some() {}
+    let single = singles as f64 / started.elapsed().as_secs_f64();
+    let batched = 100_000;
+    let took = bench.queue(&node, &plugin, batched).await;
+    let batch = batched as f64 / took.as_secs_f64();
+    println!("    ingest rep ({backlog} queued): {single:.0} POSTs/s, {batch:.0} batched runs/s");
+    (single, batch)
+}
