@@ -1009,21 +1009,43 @@ async fn wakeups_across_processes(h: Harness) {
     let other = taskhost::store::Store::open(&h.url, Arc::new(h.clock.clone()))
         .await
         .expect("open");
-    let woken = other.wakeups();
-    let notified = woken.notified();
-    tokio::pin!(notified);
-    notified.as_mut().enable();
-    queued(&h, "acme").await;
-    let wait = if other.watches_others() {
-        Duration::from_secs(10)
-    } else {
-        Duration::ZERO
-    };
-    let heard = tokio::time::timeout(wait, notified).await.is_ok();
+    let news = other.news();
+    let e = queued(&h, "acme").await;
     match other.kind() {
-        // MongoDB servers with change streams push the change to every node.
+        // MongoDB servers with change streams tell every node of new work,
+        // with what its queue keeps; a claim is not news.
         "mongodb" if other.watches_others() => {
-            assert!(heard, "the change stream did not wake the other store")
+            let heard = async {
+                loop {
+                    news.arrived().await;
+                    let (queued, _) = news.take();
+                    if let Some(q) = queued.iter().find(|q| q.id == e.id) {
+                        return q.clone();
+                    }
+                }
+            };
+            let q = tokio::time::timeout(Duration::from_secs(10), heard)
+                .await
+                .expect("the change stream told the other store");
+            assert_eq!(
+                (q.tenant.as_str(), q.priority, q.due_at),
+                ("acme", e.priority, e.due_at)
+            );
+            claim(&h, &e.id, "node-a").await;
+            let quiet = async {
+                loop {
+                    news.arrived().await;
+                    if news.take().0.iter().any(|q| q.id == e.id) {
+                        return;
+                    }
+                }
+            };
+            assert!(
+                tokio::time::timeout(Duration::from_secs(1), quiet)
+                    .await
+                    .is_err(),
+                "a claim is not news"
+            );
         }
         // Without them (and on SQLite) the other node finds it at its next refill.
         _ => {

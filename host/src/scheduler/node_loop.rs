@@ -93,7 +93,7 @@ impl Node {
     /// Sleeps until the next due execution, new work, a free worker or the
     /// next refill; then dispatches.
     async fn dispatch_loop(&self) {
-        let store_wake = self.inner.store.wakeups();
+        let news = self.inner.store.news();
         let mut refill_at = tokio::time::Instant::now();
         loop {
             if tokio::time::Instant::now() >= refill_at && self.claims() {
@@ -123,7 +123,17 @@ impl Node {
             tokio::select! {
                 () = tokio::time::sleep_until(until) => {}
                 () = self.inner.wake.notified() => {}
-                () = store_wake.notified() => { refill_at = tokio::time::Instant::now(); }
+                () = news.arrived() => {
+                    // Executions queued by other nodes: into the heap as
+                    // they are, or a refill if some news was missed.
+                    let (queued, missed) = news.take();
+                    for q in &queued {
+                        self.offer_queued(q);
+                    }
+                    if missed {
+                        refill_at = tokio::time::Instant::now();
+                    }
+                }
             }
         }
     }

@@ -264,10 +264,11 @@ pub trait Backend: Send + Sync + 'static {
     async fn node_drain(&self, id: &str) -> Result<bool>;
     async fn node_remove(&self, id: &str) -> Result<bool>;
 
-    /// Starts notifying `wake` whenever executions change in the store, also
-    /// through other processes (MongoDB change streams). Returns false where
-    /// the backend or server cannot; nodes then rely on their refill interval.
-    async fn watch_executions(&self, _wake: std::sync::Arc<tokio::sync::Notify>) -> bool {
+    /// Starts telling `news` of every execution that becomes queued in the
+    /// store, also through other processes (MongoDB change streams). Returns
+    /// false where the backend or server cannot; nodes then rely on their
+    /// refill interval.
+    async fn watch_executions(&self, _news: std::sync::Arc<super::news::News>) -> bool {
         false
     }
 }

@@ -18,6 +18,7 @@ mod backend;
 mod executions;
 pub mod faults;
 pub mod mongo;
+pub mod news;
 pub mod sqlite;
 
 pub use backend::{
@@ -32,7 +33,6 @@ use crate::runtime::{KvError, KvNamespace, KvQuota, KvStore};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::Notify;
 
 /// The store used when none is configured.
 pub const DEFAULT_URL: &str = "sqlite://./taskhost-data/taskhost.db";
@@ -153,8 +153,8 @@ fn page<T>(items: Vec<T>, query: &PageQuery, id: impl Fn(&T) -> &str) -> Page<T>
 pub struct Store {
     backend: Arc<dyn Backend>,
     clock: SharedClock,
-    wake: Arc<Notify>,
-    /// Whether `wake` also hears other processes' changes (change streams).
+    news: Arc<news::News>,
+    /// Whether `news` hears of other processes' executions (change streams).
     watching: bool,
     faults: Arc<faults::Faults>,
 }
@@ -173,7 +173,7 @@ impl Store {
             });
         };
         let mut store = Store::new(backend, clock);
-        store.watching = store.backend.watch_executions(store.wake.clone()).await;
+        store.watching = store.backend.watch_executions(store.news.clone()).await;
         Ok(store)
     }
 
@@ -181,7 +181,7 @@ impl Store {
         Store {
             backend,
             clock,
-            wake: Arc::new(Notify::new()),
+            news: Arc::default(),
             watching: false,
             faults: Arc::default(),
         }
@@ -205,14 +205,14 @@ impl Store {
         &self.clock
     }
 
-    /// Notified, where [`Store::watches_others`], when executions change in
-    /// another process (MongoDB change streams). Work made in this process is
-    /// queued by the node that made it, without a wake-up.
-    pub fn wakeups(&self) -> Arc<Notify> {
-        self.wake.clone()
+    /// News of executions queued by other processes, where
+    /// [`Store::watches_others`] (MongoDB change streams). Work made in this
+    /// process is queued by the node that made it.
+    pub fn news(&self) -> Arc<news::News> {
+        self.news.clone()
     }
 
-    /// Whether [`Store::wakeups`] also reports other processes' changes
+    /// Whether [`Store::news`] reports other processes' executions
     /// (MongoDB change streams). Without them, nodes poll.
     pub fn watches_others(&self) -> bool {
         self.watching

@@ -649,38 +649,7 @@ impl Backend for MongoBackend {
         self.delete("nodes", doc! { "_id": id }).await
     }
 
-    async fn watch_executions(&self, wake: std::sync::Arc<tokio::sync::Notify>) -> bool {
-        let mut stream = match self.coll("executions").watch().await {
-            Ok(stream) => stream,
-            Err(e) => {
-                tracing::info!(error = %e, "change streams unavailable; idle nodes poll at their refill interval");
-                return false;
-            }
-        };
-        let executions = self.coll("executions");
-        tokio::spawn(async move {
-            // Reopened after an outage; meanwhile nodes poll at their refill
-            // interval.
-            let mut backoff = Duration::from_secs(1);
-            loop {
-                match stream.try_next().await {
-                    Ok(Some(_)) => {
-                        wake.notify_waiters();
-                        backoff = Duration::from_secs(1);
-                        continue;
-                    }
-                    Ok(None) => tracing::info!("change stream closed; reopening"),
-                    Err(e) => tracing::warn!(error = %e, "change stream failed; reopening"),
-                }
-                stream = loop {
-                    tokio::time::sleep(backoff).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
-                    if let Ok(stream) = executions.watch().await {
-                        break stream;
-                    }
-                };
-            }
-        });
-        true
+    async fn watch_executions(&self, news: std::sync::Arc<super::news::News>) -> bool {
+        self.watch_queued(news).await
     }
 }
