@@ -71,10 +71,14 @@ trait Job: Send {
     fn run(&mut self, conn: &Connection) -> bool;
     /// Answers the caller once the batch committed (or failed to).
     fn finish(self: Box<Self>, commit: std::result::Result<(), String>);
+    /// Whether the job runs in a savepoint of its own. A job of one
+    /// statement needs none: SQLite undoes a failed statement by itself.
+    fn savepoint(&self) -> bool;
 }
 
 struct TypedJob<T, F> {
     work: Option<F>,
+    savepoint: bool,
     result: Option<Result<T>>,
     reply: oneshot::Sender<Result<T>>,
 }
@@ -97,6 +101,10 @@ impl<T: Send, F: FnOnce(&Connection) -> Result<T> + Send> Job for TypedJob<T, F>
             (Ok(()), None) => Err(StoreError::backend("job did not run")),
         };
         let _ = self.reply.send(result);
+    }
+
+    fn savepoint(&self) -> bool {
+        self.savepoint
     }
 }
 
@@ -136,14 +144,34 @@ impl SqliteBackend {
         })
     }
 
-    /// Runs `work` on the connection thread, inside a transaction.
+    /// Runs `work` on the connection thread, inside a transaction: all of
+    /// it, or (if it fails) none of it.
     pub(super) async fn call<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(work, true).await
+    }
+
+    /// [`SqliteBackend::call`] for work of a single statement (which SQLite
+    /// makes all or nothing by itself), without the cost of a savepoint.
+    pub(super) async fn call_statement<T, F>(&self, work: F) -> Result<T>
+    where
+        T: Send + 'static,
+        F: FnOnce(&Connection) -> Result<T> + Send + 'static,
+    {
+        self.submit(work, false).await
+    }
+
+    async fn submit<T, F>(&self, work: F, savepoint: bool) -> Result<T>
     where
         T: Send + 'static,
         F: FnOnce(&Connection) -> Result<T> + Send + 'static,
     {
         let (reply, answer) = oneshot::channel();
         let job = Box::new(TypedJob {
+            savepoint,
             work: Some(work),
             result: None,
             reply,
@@ -180,7 +208,7 @@ fn connect(path: &str) -> Result<Connection> {
     conn.execute_batch(
         "PRAGMA journal_mode = WAL; PRAGMA synchronous = NORMAL; PRAGMA foreign_keys = ON;
          PRAGMA wal_autocheckpoint = 0; PRAGMA journal_size_limit = 67108864;
-         PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456;",
+         PRAGMA cache_size = -65536; PRAGMA mmap_size = 268435456; PRAGMA temp_store = MEMORY;",
     )
     .map_err(sql)?;
     migrate(&mut conn)?;
@@ -232,6 +260,10 @@ fn run_batch(conn: &Connection, batch: &mut [Box<dyn Job>]) -> std::result::Resu
     // Cached statements: a batch runs three of them per job.
     let run = |text: &str| conn.prepare_cached(text).and_then(|mut s| s.execute([]));
     for job in batch.iter_mut() {
+        if !job.savepoint() {
+            job.run(conn);
+            continue;
+        }
         let step = run("SAVEPOINT job").and_then(|_| {
             if job.run(conn) {
                 run("RELEASE job")

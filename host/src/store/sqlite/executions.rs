@@ -168,7 +168,7 @@ impl SqliteBackend {
     pub(super) async fn write_fenced(&self, e: &Execution, held: &Lease) -> Result<Option<u64>> {
         let row = execution_row(e)?;
         let (owner, token) = (held.owner.clone(), held.token.clone());
-        self.call(move |c| {
+        self.call_statement(move |c| {
             // Only the columns a finished run changes: an index is updated
             // only when a column it holds is set.
             let fields: Vec<_> = row

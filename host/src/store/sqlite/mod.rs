@@ -300,7 +300,7 @@ impl Backend for SqliteBackend {
             execution_row(execution)?,
             format!("execution {}", execution.id),
         );
-        self.call(move |c| {
+        self.call_statement(move |c| {
             match insert_row(c, "executions", &row, "ON CONFLICT (fire_key) DO NOTHING") {
                 Ok(n) => Ok(n == 1),
                 Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(what)),
