@@ -21,7 +21,7 @@ fi
 secret="schemathesis-secret-0123456789abcdef"
 # shellcheck source=lib/test-server.sh
 source scripts/lib/test-server.sh
-all="admin,plugins:read,plugins:write,schedules:read,schedules:write,executions:read,executions:write"
+all="admin,plugins:read,plugins:write,schedules:read,schedules:write,executions:read,executions:write,secrets:read,secrets:write"
 admin="Authorization: Bearer $("$bin" token --secret "$secret" --tenant acme --scopes "$all")"
 other="Authorization: Bearer $("$bin" token --secret "$secret" --tenant globex --scopes plugins:read)"
 status=0

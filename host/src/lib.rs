@@ -24,6 +24,7 @@ pub mod model;
 pub mod quota;
 pub mod runtime;
 pub mod scheduler;
+pub mod secrets;
 mod serde_util;
 pub mod store;
 pub mod tls;

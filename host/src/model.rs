@@ -276,6 +276,9 @@ pub struct Schedule {
     /// Read-only config given to every run.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Names of the tenant's secrets its runs may read (`secret-get`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
     /// How long its finished executions are kept; the node's default if unset.
     #[serde(
         default,
@@ -372,6 +375,9 @@ pub struct Execution {
     pub limits: Limits,
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Names of the tenant's secrets the run may read (`secret-get`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub secrets: Vec<String>,
     /// The node holding the lease while running.
     #[serde(default)]
     pub lease_owner: Option<String>,
@@ -440,6 +446,7 @@ impl Execution {
             input: serde_json::Value::Null,
             limits: Limits::default(),
             config: BTreeMap::new(),
+            secrets: Vec::new(),
             lease_owner: None,
             node: None,
             lease_expires_at: None,
@@ -464,6 +471,18 @@ impl Execution {
         self.lease_owner = None;
         self.lease_expires_at = None;
     }
+}
+
+/// A tenant's secret as the API shows it: never its value.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct SecretInfo {
+    pub name: String,
+    /// 1 when made; one more at each new value.
+    pub version: u64,
+    #[serde(with = "crate::serde_util::time")]
+    pub created_at: DateTime<Utc>,
+    #[serde(with = "crate::serde_util::time")]
+    pub updated_at: DateTime<Utc>,
 }
 
 /// A host node's heartbeat.

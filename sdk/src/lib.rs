@@ -186,6 +186,22 @@ impl Context {
         host::config_get(key)
     }
 
+    /// One of the tenant's secrets, if this run may read it (its schedule
+    /// or request names it in `secrets`). The host scrubs the value from the
+    /// run's output, errors and logs before storing them, so logging it by
+    /// mistake does not leak it.
+    ///
+    /// ```no_run
+    /// # use taskhost_sdk::{Context, Result};
+    /// fn call_partner(ctx: &Context, _input: ()) -> Result<String> {
+    ///     let token = ctx.secret("PARTNER_TOKEN")?;
+    ///     Ok(format!("token has {} characters", token.len()))
+    /// }
+    /// ```
+    pub fn secret(&self, name: &str) -> Result<String> {
+        host::secret_get(name).map_err(Error::Fatal)
+    }
+
     /// Read a JSON value from this plugin's key-value state.
     pub fn kv_get<T: DeserializeOwned>(&self, key: &str) -> Result<Option<T>> {
         match self.kv_get_bytes(key)? {

@@ -14,6 +14,9 @@ pub const SECRET: &str = "test-secret-for-black-box-tests-0123";
 pub struct Server {
     child: Child,
     pub url: String,
+    /// The store URL it was started with (`None`: the embedded store in
+    /// its data folder).
+    pub store: Option<String>,
     pub client: reqwest::Client,
     _dir: tempfile::TempDir,
 }
@@ -81,6 +84,7 @@ impl Server {
         Server {
             child,
             url,
+            store: store.map(str::to_owned),
             client,
             _dir: dir,
         }

@@ -815,6 +815,9 @@ async fn openapi_lists_every_route_the_router_serves() {
         "POST /v1/executions/{id}/rerun",
         "GET /v1/nodes",
         "POST /v1/nodes/{id}/drain",
+        "GET /v1/secrets",
+        "PUT /v1/secrets/{name}",
+        "DELETE /v1/secrets/{name}",
     ]
     .map(String::from)
     .to_vec();

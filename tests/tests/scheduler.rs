@@ -32,6 +32,7 @@ fn schedule(tenant: &str, plugin_id: &str, trigger: Trigger, now: DateTime<Utc>)
         ends_at: None,
         retention: None,
         config: Default::default(),
+        secrets: Vec::new(),
         paused: false,
         next_fire_at: None,
         last_fire_at: None,

@@ -46,4 +46,12 @@ fn the_readme_walkthrough_works_as_written() {
         "the logs of a scheduled run: {stdout}"
     );
     assert!(stdout.contains("succeeded"), "{stdout}");
+    assert!(
+        stdout.contains("PARTNER_TOKEN"),
+        "the secret is listed: {stdout}"
+    );
+    assert!(
+        !stdout.contains("s3cr3t-value"),
+        "a secret value was shown: {stdout}"
+    );
 }

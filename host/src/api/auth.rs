@@ -42,18 +42,22 @@ pub enum Scope {
     SchedulesWrite,
     ExecutionsRead,
     ExecutionsWrite,
+    SecretsRead,
+    SecretsWrite,
     Admin,
 }
 
 impl Scope {
     /// Every scope, in canonical order.
-    pub const ALL: [Scope; 7] = [
+    pub const ALL: [Scope; 9] = [
         Scope::PluginsRead,
         Scope::PluginsWrite,
         Scope::SchedulesRead,
         Scope::SchedulesWrite,
         Scope::ExecutionsRead,
         Scope::ExecutionsWrite,
+        Scope::SecretsRead,
+        Scope::SecretsWrite,
         Scope::Admin,
     ];
 
@@ -66,6 +70,8 @@ impl Scope {
             Scope::SchedulesWrite => "schedules:write",
             Scope::ExecutionsRead => "executions:read",
             Scope::ExecutionsWrite => "executions:write",
+            Scope::SecretsRead => "secrets:read",
+            Scope::SecretsWrite => "secrets:write",
             Scope::Admin => "admin",
         }
     }
@@ -89,7 +95,7 @@ impl FromStr for Scope {
 }
 
 const VALID_SCOPES: &str = "plugins:read, plugins:write, schedules:read, schedules:write, \
-                            executions:read, executions:write, admin";
+                            executions:read, executions:write, secrets:read, secrets:write, admin";
 
 /// Errors from key loading, token minting and secret generation.
 #[derive(Debug, thiserror::Error)]

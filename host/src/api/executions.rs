@@ -42,6 +42,9 @@ pub(super) struct NewExecution {
     limits: Limits,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    /// Names of the tenant's secrets the run may read (at most 32).
+    #[serde(default)]
+    secrets: Vec<String>,
     /// -100 to 100; higher runs first.
     #[serde(default)]
     priority: i32,
@@ -61,6 +64,7 @@ pub(super) struct NewExecution {
 #[serde(deny_unknown_fields)]
 pub(super) struct NewExecutions {
     /// 1 to 1,000 runs, each as for `POST /v1/executions` (without `wait`).
+    #[schema(min_items = 1, max_items = 1000)]
     runs: Vec<NewExecution>,
 }
 
@@ -159,6 +163,7 @@ impl NewExecution {
         spec.input = self.input;
         spec.limits = self.limits;
         spec.config = self.config;
+        spec.secrets = self.secrets;
         spec.priority = self.priority;
         spec.retry = self.retry.unwrap_or(RetryPolicy::ONCE);
         spec.retention = self.retention;

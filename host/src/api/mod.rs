@@ -20,6 +20,7 @@ mod ops;
 mod plugins;
 pub mod rates;
 mod schedules;
+mod secrets;
 pub mod server;
 
 use crate::quota::QuotaExceeded;
@@ -127,6 +128,7 @@ fn routes(limits: &ApiLimits, api: bool) -> OpenApiRouter<AppState> {
         .merge(schedules::routes())
         .merge(executions::routes(limits.max_body_bytes.saturating_mul(16)))
         .merge(nodes::routes())
+        .merge(secrets::routes())
 }
 
 /// The OpenAPI document of the API.

@@ -52,6 +52,9 @@ pub(super) struct NewSchedule {
     jitter: Duration,
     #[serde(default)]
     config: BTreeMap<String, String>,
+    /// Names of the tenant's secrets its runs may read (at most 32).
+    #[serde(default)]
+    secrets: Vec<String>,
     #[serde(default)]
     paused: bool,
     #[serde(default, with = "crate::serde_util::option_time")]
@@ -79,6 +82,7 @@ pub(super) struct SchedulePatch {
     #[schema(value_type = Option<String>)]
     jitter: Option<String>,
     config: Option<BTreeMap<String, String>>,
+    secrets: Option<Vec<String>>,
     #[serde(default, with = "crate::serde_util::option_duration")]
     #[schema(value_type = Option<String>)]
     retention: Option<Duration>,
@@ -130,6 +134,7 @@ async fn create(
         catch_up: new.catch_up,
         jitter: new.jitter,
         config: new.config,
+        secrets: new.secrets,
         paused: new.paused,
         starts_at: new.starts_at,
         ends_at: new.ends_at,
@@ -288,6 +293,9 @@ fn apply(s: &mut Schedule, p: &SchedulePatch, jitter: Option<Duration>) {
     }
     if let Some(v) = p.retention {
         s.retention = Some(v);
+    }
+    if let Some(v) = &p.secrets {
+        s.secrets = v.clone();
     }
     if let Some(v) = &p.config {
         s.config = v.clone();

@@ -67,6 +67,9 @@ pub(crate) enum ScheduleCommand {
         /// Input JSON for every run.
         #[arg(long, default_value = "null")]
         input: String,
+        /// A secret its runs may read (repeat for more).
+        #[arg(long = "secret", value_name = "NAME")]
+        secrets: Vec<String>,
     },
     /// List schedules.
     List,
@@ -100,6 +103,9 @@ pub(crate) enum ExecCommand {
         /// Wait this long (e.g. 10s) for the result.
         #[arg(long)]
         wait: Option<String>,
+        /// A secret the run may read (repeat for more).
+        #[arg(long = "secret", value_name = "NAME")]
+        secrets: Vec<String>,
     },
     /// Submit up to 1,000 runs at once, all or none: FILE ("-" for stdin)
     /// holds a JSON array of runs as `submit` sends them (`plugin_id`,
@@ -121,20 +127,20 @@ pub(crate) enum ExecCommand {
     Logs { id: String },
 }
 
-struct Client {
-    http: reqwest::Client,
+pub(crate) struct Client {
+    pub(crate) http: reqwest::Client,
     conn: Conn,
 }
 
 impl Client {
-    fn new(conn: Conn) -> anyhow::Result<Client> {
+    pub(crate) fn new(conn: Conn) -> anyhow::Result<Client> {
         Ok(Client {
             http: crate::tls::http_client(conn.ca_cert.as_deref())?,
             conn,
         })
     }
 
-    async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
+    pub(crate) async fn send(&self, request: reqwest::RequestBuilder) -> anyhow::Result<Value> {
         let request = match &self.conn.token {
             Some(token) => request.bearer_auth(token),
             None => request,
@@ -157,11 +163,11 @@ impl Client {
         Ok(body)
     }
 
-    fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         format!("{}{path}", self.conn.server.trim_end_matches('/'))
     }
 
-    async fn get(&self, path: &str) -> anyhow::Result<Value> {
+    pub(crate) async fn get(&self, path: &str) -> anyhow::Result<Value> {
         self.send(self.http.get(self.url(path))).await
     }
 
@@ -205,7 +211,7 @@ fn table(headers: &[&str], rows: Vec<Vec<String>>) {
     }
 }
 
-fn print(
+pub(crate) fn print(
     conn: &Conn,
     value: &Value,
     headers: &[&str],
@@ -323,6 +329,7 @@ pub(crate) async fn schedule(conn: Conn, command: ScheduleCommand) -> anyhow::Re
             every,
             once,
             input,
+            secrets,
         } => {
             let trigger = match (cron, every, once) {
                 (Some(expr), _, _) => json!({"kind": "cron", "expr": expr, "timezone": timezone}),
@@ -331,8 +338,8 @@ pub(crate) async fn schedule(conn: Conn, command: ScheduleCommand) -> anyhow::Re
                 _ => json!({"kind": "manual"}),
             };
             let input: Value = serde_json::from_str(&input).context("--input is not valid JSON")?;
-            let body =
-                json!({"name": name, "plugin_id": plugin, "trigger": trigger, "input": input});
+            let body = json!({"name": name, "plugin_id": plugin, "trigger": trigger,
+                "input": input, "secrets": secrets});
             client.post("/v1/schedules", Some(body)).await?
         }
         ScheduleCommand::List => client.get("/v1/schedules").await?,
@@ -377,13 +384,15 @@ pub(crate) async fn exec(conn: Conn, command: ExecCommand) -> anyhow::Result<Exi
             input,
             priority,
             wait,
+            secrets,
         } => {
             let input: Value = match input {
                 Some(text) => serde_json::from_str(&text)
                     .map_err(|e| anyhow::anyhow!("--input is not JSON: {e}"))?,
                 None => Value::Null,
             };
-            let mut body = json!({"plugin_id": plugin_id, "input": input, "priority": priority});
+            let mut body = json!({"plugin_id": plugin_id, "input": input, "priority": priority,
+                "secrets": secrets});
             if let Some(wait) = wait {
                 body["wait"] = json!(wait);
             }

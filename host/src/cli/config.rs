@@ -45,6 +45,12 @@ pub struct ServeConfig {
     #[arg(long, env = "TASKHOST_TLS_KEY", value_name = "FILE")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    /// File holding the key tenant secrets are sealed under (64 hex digits;
+    /// `openssl rand -hex 32`). Or set TASKHOST_SECRETS_KEY to the key itself.
+    /// Without either, a development key is made in the data folder.
+    #[arg(long, env = "TASKHOST_SECRETS_KEY_FILE", value_name = "FILE")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets_key_file: Option<PathBuf>,
     /// HS256 secret for API tokens.
     #[arg(
         long,
@@ -253,6 +259,7 @@ impl ServeConfig {
                 .unwrap_or_else(|| format!("sqlite://{}", data_dir.join("taskhost.db").display())),
             tls_cert: self.tls_cert.clone(),
             tls_key: self.tls_key.clone(),
+            secrets_key_file: self.secrets_key_file.clone(),
             jwt_secret: self.jwt_secret.clone(),
             jwt_public_key: self.jwt_public_key.clone(),
             jwt_algorithm: self.jwt_algorithm.clone(),
@@ -301,6 +308,8 @@ pub struct Settings {
     pub tls_cert: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tls_key: Option<PathBuf>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub secrets_key_file: Option<PathBuf>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub jwt_secret: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]

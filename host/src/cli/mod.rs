@@ -7,6 +7,7 @@
 mod client;
 mod config;
 mod run;
+mod secret;
 mod serve;
 mod token;
 
@@ -71,6 +72,14 @@ enum Command {
         #[command(subcommand)]
         command: client::ExecCommand,
     },
+    /// Set, list and delete the tenant's secrets on a server (values are
+    /// never shown).
+    Secret {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        command: secret::SecretCommand,
+    },
     /// List the nodes sharing a store, and drain one before maintenance.
     Node {
         #[command(flatten)]
@@ -106,6 +115,7 @@ pub fn main() -> ExitCode {
             Command::Schedule { conn, command } => client::schedule(conn, command).await,
             Command::Exec { conn, command } => client::exec(conn, command).await,
             Command::Node { conn, command } => client::node(conn, command).await,
+            Command::Secret { conn, command } => secret::secret(conn, command).await,
         }
     });
     match result {

@@ -15,6 +15,7 @@ use crate::api::{ApiLimits, AppState, router};
 use crate::clock::SystemClock;
 use crate::runtime::{DirArtifacts, Runtime, RuntimeConfig};
 use crate::scheduler::{DEFAULT_CAPS, Node, SchedulerConfig};
+use crate::secrets::SecretKey;
 use crate::store::Store;
 use crate::tls::ServerTls;
 use anyhow::{Context, bail};
@@ -66,7 +67,17 @@ fn verifier(config: &Settings, dev: Option<&str>) -> anyhow::Result<Verifier> {
 /// (with the command that fixes it), and one that cannot be read is an error,
 /// never silently replaced.
 pub fn dev_secret(data_dir: &Path) -> anyhow::Result<String> {
-    let path = data_dir.join("dev-secret");
+    private_file(data_dir, "dev-secret", || Ok(auth::generate_secret()?))
+}
+
+/// The file `name` of `data_dir`, made with `make` on first use, private
+/// (see [`dev_secret`]).
+fn private_file(
+    data_dir: &Path,
+    name: &str,
+    make: impl FnOnce() -> anyhow::Result<String>,
+) -> anyhow::Result<String> {
+    let path = data_dir.join(name);
     match std::fs::metadata(&path) {
         Ok(meta) => {
             #[cfg(unix)]
@@ -91,7 +102,7 @@ pub fn dev_secret(data_dir: &Path) -> anyhow::Result<String> {
         Err(e) => return Err(e).with_context(|| format!("could not read {}", path.display())),
     }
     create_private_dir(data_dir)?;
-    let secret = auth::generate_secret()?;
+    let secret = make()?;
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -102,6 +113,29 @@ pub fn dev_secret(data_dir: &Path) -> anyhow::Result<String> {
     std::io::Write::write_all(&mut file, secret.as_bytes())
         .with_context(|| format!("could not write {}", path.display()))?;
     Ok(secret)
+}
+
+/// The key tenant secrets are sealed under: the operator's file, or
+/// `TASKHOST_SECRETS_KEY`, or else a development key made in the data folder
+/// (said so on stderr).
+fn secrets_key(settings: &Settings) -> anyhow::Result<SecretKey> {
+    let (text, whence) = if let Some(file) = &settings.secrets_key_file {
+        let text = std::fs::read_to_string(file)
+            .with_context(|| format!("could not read the secrets key {}", file.display()))?;
+        (text, file.display().to_string())
+    } else if let Ok(text) = std::env::var("TASKHOST_SECRETS_KEY") {
+        (text, "TASKHOST_SECRETS_KEY".to_owned())
+    } else {
+        let text = private_file(&settings.data_dir, "secrets-key", || {
+            Ok(SecretKey::generate())
+        })?;
+        eprintln!(
+            "WARNING: no --secrets-key-file or TASKHOST_SECRETS_KEY configured; tenant secrets are sealed under the development key {}.",
+            settings.data_dir.join("secrets-key").display()
+        );
+        (text, "the development key".to_owned())
+    };
+    SecretKey::parse(&text).with_context(|| format!("invalid secrets key in {whence}"))
 }
 
 /// Creates `dir` (0700 where it is new).
@@ -133,6 +167,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     } else {
         None
     };
+    let secrets_key = secrets_key(&settings)?;
     let verifier = verifier(&settings, dev.as_deref())?.with_rates(
         crate::api::rates::RequestRates::new(settings.quotas.clone()),
     );
@@ -189,6 +224,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             role: settings.role,
             heartbeat_ttl: settings.heartbeat,
             quotas: settings.quotas.clone(),
+            secrets_key: Some(secrets_key),
             ..SchedulerConfig::default()
         },
         store.clone(),

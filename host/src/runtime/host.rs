@@ -36,6 +36,7 @@ pub(crate) struct RunState {
     kv: Arc<dyn KvStore>,
     namespace: KvNamespace,
     kv_quota: Option<KvQuota>,
+    secrets: Arc<BTreeMap<String, Result<String, String>>>,
     /// Fuel our host functions charged that the call hook has not taken yet.
     pub(crate) fuel_debt: u64,
 }
@@ -47,6 +48,7 @@ pub(crate) struct RunStateInit {
     pub kv: Arc<dyn KvStore>,
     pub namespace: KvNamespace,
     pub kv_quota: Option<KvQuota>,
+    pub secrets: Arc<BTreeMap<String, Result<String, String>>>,
 }
 
 impl RunState {
@@ -74,6 +76,7 @@ impl RunState {
             kv: init.kv,
             namespace: init.namespace,
             kv_quota: init.kv_quota,
+            secrets: init.secrets,
             fuel_debt: 0,
         }
     }
@@ -182,6 +185,16 @@ impl host::Host for RunState {
     async fn config_get(&mut self, key: String) -> Option<String> {
         self.charge(key.len());
         self.config.get(&key).cloned()
+    }
+
+    async fn secret_get(&mut self, name: String) -> Result<String, String> {
+        self.charge(name.len());
+        match self.secrets.get(&name) {
+            Some(value) => value.clone(),
+            None => Err(format!(
+                "secret {name:?} is not granted to this run; name it in the schedule's or the run's `secrets`"
+            )),
+        }
     }
 
     async fn progress(&mut self, percent: u8, note: Option<String>) {

@@ -144,6 +144,34 @@ impl Outcome {
         }
     }
 
+    /// Replaces each secret's value (`(name, value)`) wherever the run could
+    /// have put it: output, error, backtrace, logs, stdout, stderr, progress.
+    pub fn scrub(&mut self, secrets: &[(String, String)]) {
+        use crate::secrets::scrub;
+        if let Some(output) = self.output.take() {
+            let mut text = String::from_utf8_lossy(&output).into_owned();
+            self.output = Some(if scrub(&mut text, secrets) {
+                text.into_bytes()
+            } else {
+                output
+            });
+        }
+        if let Some(error) = &mut self.error {
+            scrub(&mut error.message, secrets);
+            if let Some(backtrace) = &mut error.backtrace {
+                scrub(backtrace, secrets);
+            }
+        }
+        for line in &mut self.logs {
+            scrub(&mut line.message, secrets);
+        }
+        scrub(&mut self.stdout, secrets);
+        scrub(&mut self.stderr, secrets);
+        if let Some(note) = self.progress.as_mut().and_then(|p| p.note.as_mut()) {
+            scrub(note, secrets);
+        }
+    }
+
     /// The output parsed as JSON, if it is JSON.
     pub fn output_json(&self) -> Option<serde_json::Value> {
         self.output

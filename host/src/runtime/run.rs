@@ -43,6 +43,9 @@ pub struct RunRequest {
     pub config: Arc<BTreeMap<String, String>>,
     /// Whose key-value state the run sees.
     pub namespace: KvNamespace,
+    /// The secrets the run may read, by name: the value, or why it cannot
+    /// have it. Their values are scrubbed from the outcome.
+    pub secrets: Arc<BTreeMap<String, Result<String, String>>>,
     /// How much kv state the tenant may keep; unlimited if unset.
     pub kv_quota: Option<KvQuota>,
 }
@@ -61,6 +64,7 @@ impl RunRequest {
             limits: Limits::default(),
             config: Arc::default(),
             namespace: KvNamespace::new("local", "local"),
+            secrets: Arc::default(),
             kv_quota: None,
         }
     }
@@ -80,6 +84,7 @@ pub(crate) async fn execute(
 ) -> Outcome {
     let started = Instant::now();
     let limits = request.limits;
+    let secrets = request.secrets.clone();
     let mut store = Store::new(
         engine,
         RunState::new(RunStateInit {
@@ -89,6 +94,7 @@ pub(crate) async fn execute(
             kv: kv.clone(),
             namespace: request.namespace,
             kv_quota: request.kv_quota,
+            secrets: secrets.clone(),
         }),
     );
     store.limiter(|state| &mut state.limiter);
@@ -142,6 +148,13 @@ pub(crate) async fn execute(
         stderr: state.stderr.text(),
         progress: state.progress,
     };
+    let values: Vec<(String, String)> = secrets
+        .iter()
+        .filter_map(|(name, value)| Some((name.clone(), value.as_ref().ok()?.clone())))
+        .collect();
+    if !values.is_empty() {
+        outcome.scrub(&values);
+    }
     bounds::enforce(&mut outcome, &limits);
     outcome
 }

@@ -44,6 +44,8 @@ pub struct ExecutionSpec {
     pub input: serde_json::Value,
     pub limits: Limits,
     pub config: BTreeMap<String, String>,
+    /// Secrets the run may read.
+    pub secrets: Vec<String>,
     pub priority: i32,
     pub retry: RetryPolicy,
     /// Kept this long once finished; the node's default if unset.
@@ -64,6 +66,7 @@ impl ExecutionSpec {
             input: serde_json::Value::Null,
             limits: Limits::default(),
             config: BTreeMap::new(),
+            secrets: Vec::new(),
             priority: 0,
             retry: RetryPolicy::ONCE,
             retention: None,
@@ -81,6 +84,7 @@ impl ExecutionSpec {
             input: schedule.input.clone(),
             limits: schedule.limits,
             config: schedule.config.clone(),
+            secrets: schedule.secrets.clone(),
             priority: schedule.priority,
             retry: schedule.retry,
             retention: schedule.retention,
@@ -118,6 +122,7 @@ impl ExecutionSpec {
             input: old.input.clone(),
             limits: old.limits,
             config: old.config.clone(),
+            secrets: old.secrets.clone(),
             priority: old.priority,
             retry: old.retry,
             retention: Some(old.retention),
@@ -263,6 +268,7 @@ impl Node {
         let caps = &self.inner.config.caps;
         policy::check_run(spec.priority, &spec.retry, &spec.limits, caps)?;
         policy::check_retention(spec.retention)?;
+        policy::check_secrets(&spec.secrets)?;
         if plugin && !self.plugin_exists(spec).await? {
             return Err(EnqueueError::UnknownPlugin(spec.plugin_id.clone()));
         }
@@ -284,6 +290,7 @@ impl Node {
         e.input = spec.input;
         e.limits = spec.limits;
         e.config = spec.config;
+        e.secrets = spec.secrets;
         e.priority = spec.priority;
         e.retry = spec.retry;
         e.retention = spec.retention.unwrap_or(self.inner.config.retention);

@@ -137,6 +137,9 @@ pub struct SchedulerConfig {
     /// Plugins whose name and hash this node remembers (the compiled code is
     /// in the runtime's cache, bounded by bytes).
     pub plugin_cache_entries: usize,
+    /// The key tenant secrets are sealed under; without one, runs that
+    /// name secrets cannot read them.
+    pub secrets_key: Option<crate::secrets::SecretKey>,
 }
 
 /// Per-run caps a node allows by default. Output and log caps keep the
@@ -169,6 +172,7 @@ impl Default for SchedulerConfig {
             retention: DEFAULT_RETENTION,
             sweep_every: Duration::from_secs(60),
             plugin_cache_entries: 4096,
+            secrets_key: None,
         }
     }
 }

@@ -149,6 +149,24 @@ pub fn check_limits(limits: &Limits, cap: &Limits) -> Result<(), PolicyError> {
     Ok(())
 }
 
+/// The secrets a run names: valid names, at most
+/// [`MAX_SECRETS_PER_RUN`](crate::secrets::MAX_SECRETS_PER_RUN).
+pub fn check_secrets(names: &[String]) -> Result<(), PolicyError> {
+    let max = crate::secrets::MAX_SECRETS_PER_RUN;
+    if names.len() > max {
+        return Err(PolicyError::new(
+            "invalid_secrets",
+            "secrets",
+            format!("a run may name at most {max} secrets"),
+        ));
+    }
+    for name in names {
+        crate::secrets::check_name(name)
+            .map_err(|e| PolicyError::new("invalid_secrets", "secrets", e.to_string()))?;
+    }
+    Ok(())
+}
+
 pub fn check_retention(retention: Option<Duration>) -> Result<(), PolicyError> {
     match retention {
         Some(r) if !RETENTION_RANGE.contains(&r) => Err(PolicyError::new(
@@ -207,6 +225,7 @@ pub fn check_schedule(s: &Schedule, cap: &Limits, min_period: Duration) -> Resul
     check_run(s.priority, &s.retry, &s.limits, cap)?;
     check_catch_up(&s.catch_up)?;
     check_retention(s.retention)?;
+    check_secrets(&s.secrets)?;
     if s.jitter > MAX_JITTER {
         return Err(PolicyError::new(
             "invalid_jitter",

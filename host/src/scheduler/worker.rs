@@ -37,6 +37,9 @@ enum Unready {
     Host(Arc<String>),
 }
 
+/// A run's secrets by name: the value, or why it cannot have it.
+type Secrets = Arc<std::collections::BTreeMap<String, Result<String, String>>>;
+
 /// First wait before saving a result again; it doubles up to [`SAVE_BACKOFF_MAX`].
 const SAVE_BACKOFF: Duration = Duration::from_millis(100);
 const SAVE_BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -50,8 +53,17 @@ impl Node {
             return;
         };
         let mut held = HeldLease::new(lease, self.inner.config.lease, asked);
-        let outcome = match self.plugin_for(&execution).await {
-            Ok((plugin, name)) => {
+        let ready = match self.plugin_for(&execution).await {
+            Ok((plugin, name)) => match self.secrets_for(&execution).await {
+                Ok(secrets) => Ok((plugin, name, secrets)),
+                Err(e) => Err(Unready::Host(Arc::new(format!(
+                    "could not load the run's secrets: {e}"
+                )))),
+            },
+            Err(unready) => Err(unready),
+        };
+        let outcome = match ready {
+            Ok((plugin, name, secrets)) => {
                 if let Some(observer) = &self.inner.observer {
                     observer(&execution);
                 }
@@ -59,7 +71,7 @@ impl Node {
                     (self.inner.store.now() - execution.due_at).num_milliseconds() as f64 / 1e3;
                 self.inner.metrics.started(late);
                 match self
-                    .run_with_lease(&execution, &mut held, plugin, name)
+                    .run_with_lease(&execution, &mut held, plugin, name, secrets)
                     .await
                 {
                     Ok(outcome) => outcome,
@@ -190,6 +202,20 @@ impl Node {
         answer
     }
 
+    /// The secrets the execution names, opened (see [`crate::secrets`]).
+    async fn secrets_for(&self, e: &Execution) -> Result<Secrets, StoreError> {
+        if e.secrets.is_empty() {
+            return Ok(Secrets::default());
+        }
+        let key = self.inner.config.secrets_key.as_ref();
+        let opened = self
+            .inner
+            .store
+            .open_secrets(key, &e.tenant, &e.secrets)
+            .await?;
+        Ok(Arc::new(opened))
+    }
+
     /// The prepared plugin and its name, an `invalid_plugin` outcome, or a
     /// host fault.
     /// The compiled code comes from the runtime's cache (bounded by bytes);
@@ -289,6 +315,7 @@ impl Node {
         held: &mut HeldLease,
         plugin: Plugin,
         name: String,
+        secrets: Secrets,
     ) -> Result<Outcome, Interrupted> {
         let mut request = RunRequest::new(if e.input.is_null() {
             Vec::new()
@@ -302,6 +329,7 @@ impl Node {
         request.limits = e.limits;
         request.config = Arc::new(e.config.clone());
         request.namespace = KvNamespace::new(&e.tenant, name);
+        request.secrets = secrets;
         let quotas = self.inner.config.quotas.for_tenant(&e.tenant);
         request.kv_quota = Some(KvQuota {
             keys: quotas.kv_keys,

@@ -7,7 +7,7 @@
 //! `expected`, so of several racing writers exactly one wins, on any backend.
 
 use super::{Lease, StoreError};
-use crate::model::{Execution, ExecutionStatus, NodeInfo, PluginRecord, Schedule};
+use crate::model::{Execution, ExecutionStatus, NodeInfo, PluginRecord, Schedule, SecretInfo};
 use crate::runtime::KvQuota;
 use chrono::{DateTime, Utc};
 
@@ -253,6 +253,24 @@ pub trait Backend: Send + Sync + 'static {
         quota: Option<KvQuota>,
     ) -> Result<()>;
     async fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool>;
+
+    // Tenant secrets, sealed (see `crate::secrets`): the store never sees a value.
+    /// Stores `tenant`'s secret `name`, new (version 1) or replacing the
+    /// sealed value (version + 1). A new one past `max` secrets of the
+    /// tenant is refused (`Quota`).
+    async fn secret_put(
+        &self,
+        tenant: &str,
+        name: &str,
+        sealed: &[u8],
+        now: DateTime<Utc>,
+        max: u64,
+    ) -> Result<SecretInfo>;
+    /// `tenant`'s secrets, by name.
+    async fn secret_list(&self, tenant: &str) -> Result<Vec<SecretInfo>>;
+    /// A secret's sealed value.
+    async fn secret_get(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>>;
+    async fn secret_delete(&self, tenant: &str, name: &str) -> Result<bool>;
 
     // Node heartbeats.
     /// Writes a node's heartbeat, keeping its drain flag (which only

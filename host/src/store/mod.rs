@@ -19,6 +19,7 @@ mod executions;
 pub mod faults;
 pub mod mongo;
 pub mod news;
+mod secrets;
 pub mod sqlite;
 
 pub use backend::{

@@ -91,7 +91,7 @@ fn main() {
             let mut single = Vec::new();
             let mut batch = Vec::new();
             for _ in 0..reps {
-                let (s, b) = tokio.block_on(ingest(backlog, singles));
+                let (s, b) = tokio.block_on(ingest(backlog, singles, quick));
                 single.push(s);
                 batch.push(b);
             }
@@ -361,7 +361,7 @@ async fn post_one(bench: &Bench, url: &str, plugin: &str) {
 
 /// Ingest on an API-only node with `backlog` runs queued; returns single
 /// POSTs/s and batched runs/s.
-async fn ingest(backlog: usize, singles: usize) -> (f64, f64) {
+async fn ingest(backlog: usize, singles: usize, quick: bool) -> (f64, f64) {
     let bench = Bench::new();
     let node = bench.node("api", &["--role", "api"]);
     let plugin = bench.upload(&node).await;
@@ -391,7 +391,7 @@ async fn ingest(backlog: usize, singles: usize) -> (f64, f64) {
     }
     while tasks.join_next().await.is_some() {}
     let single = singles as f64 / started.elapsed().as_secs_f64();
-    let batched = 100_000;
+    let batched = if quick { 10_000 } else { 100_000 };
     let took = bench.queue(&node, &plugin, batched).await;
     let batch = batched as f64 / took.as_secs_f64();
     println!("    ingest rep ({backlog} queued): {single:.0} POSTs/s, {batch:.0} batched runs/s");

@@ -32,6 +32,7 @@ impl MongoBackend {
                 Some(unique()),
             ),
             ("schedules", doc! { "tenant": 1, "name": 1 }, Some(unique())),
+            ("secrets", doc! { "tenant": 1, "name": 1 }, Some(unique())),
             ("schedules", doc! { "tenant": 1, "_id": -1 }, None),
             ("schedules", doc! { "paused": 1, "next_fire_at": 1 }, None),
             ("schedules", doc! { "plugin_id": 1 }, None),

@@ -16,13 +16,14 @@
 mod indexes;
 mod kv;
 mod queue;
+mod secrets;
 
 use super::StoreError;
 use super::backend::{
     Backend, ExecutionFilter, Field, PageQuery, PluginFilter, Queued, Result, Row, ScheduleFilter,
     Usage, execution_row, from_doc, node_row, plugin_row, schedule_row,
 };
-use crate::model::{Execution, NodeInfo, PluginRecord, Schedule};
+use crate::model::{Execution, NodeInfo, PluginRecord, Schedule, SecretInfo};
 use crate::runtime::KvQuota;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
@@ -634,6 +635,29 @@ impl Backend for MongoBackend {
                 Ok(node)
             })
             .collect()
+    }
+
+    async fn secret_put(
+        &self,
+        tenant: &str,
+        name: &str,
+        sealed: &[u8],
+        now: DateTime<Utc>,
+        max: u64,
+    ) -> Result<SecretInfo> {
+        self.put_secret(tenant, name, sealed, now, max).await
+    }
+
+    async fn secret_list(&self, tenant: &str) -> Result<Vec<SecretInfo>> {
+        self.list_secrets(tenant).await
+    }
+
+    async fn secret_get(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>> {
+        self.get_secret(tenant, name).await
+    }
+
+    async fn secret_delete(&self, tenant: &str, name: &str) -> Result<bool> {
+        self.delete_secret(tenant, name).await
     }
 
     async fn node_drain(&self, id: &str) -> Result<bool> {

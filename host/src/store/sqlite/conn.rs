@@ -60,6 +60,12 @@ ALTER TABLE executions ADD COLUMN lease_token TEXT;
 ALTER TABLE executions ADD COLUMN node TEXT;
 ALTER TABLE executions ADD COLUMN started_at INTEGER;
 "#,
+    r#"
+CREATE TABLE secrets (
+    tenant TEXT NOT NULL, name TEXT NOT NULL, version INTEGER NOT NULL,
+    created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, value BLOB NOT NULL,
+    PRIMARY KEY (tenant, name)) WITHOUT ROWID;
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.

@@ -16,7 +16,7 @@ use super::backend::{
     Result, Row, ScheduleFilter, Usage, execution_row, from_doc, node_row, plugin_row,
     schedule_row,
 };
-use crate::model::{Execution, NodeInfo, PluginRecord, Schedule};
+use crate::model::{Execution, NodeInfo, PluginRecord, Schedule, SecretInfo};
 use crate::runtime::KvQuota;
 use chrono::{DateTime, Utc};
 use rusqlite::types::{ToSqlOutput, Value, ValueRef};
@@ -26,6 +26,7 @@ use serde::de::DeserializeOwned;
 mod conn;
 mod executions;
 mod kv;
+mod secrets;
 
 pub use conn::SqliteBackend;
 
@@ -580,6 +581,29 @@ impl Backend for SqliteBackend {
 
     async fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool> {
         self.kv_remove(tenant, plugin, key).await
+    }
+
+    async fn secret_put(
+        &self,
+        tenant: &str,
+        name: &str,
+        sealed: &[u8],
+        now: DateTime<Utc>,
+        max: u64,
+    ) -> Result<SecretInfo> {
+        self.put_secret(tenant, name, sealed, now, max).await
+    }
+
+    async fn secret_list(&self, tenant: &str) -> Result<Vec<SecretInfo>> {
+        self.list_secrets(tenant).await
+    }
+
+    async fn secret_get(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>> {
+        self.get_secret(tenant, name).await
+    }
+
+    async fn secret_delete(&self, tenant: &str, name: &str) -> Result<bool> {
+        self.delete_secret(tenant, name).await
     }
 
     async fn node_upsert(&self, node: &NodeInfo) -> Result<bool> {
