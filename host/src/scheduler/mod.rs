@@ -25,6 +25,7 @@
 //! with the lease (owner and fencing token) checked; [`lease`] says how a
 //! node holds a lease safely.
 
+mod dispatch;
 mod enqueue;
 mod lease;
 mod materializer;
@@ -42,7 +43,7 @@ pub use retention::SWEEPER_LOCK;
 use crate::model::{DEFAULT_RETENTION, Execution, NodeInfo, Schedule};
 use crate::quota::QuotaConfig;
 use crate::runtime::{Limits, Plugin, Runtime};
-use crate::store::{Lease, Queued, Release, Store, StoreError};
+use crate::store::{Queued, Store, StoreError};
 use chrono::{DateTime, Utc};
 use lru::LruCache;
 use queue::Queue;
@@ -53,7 +54,6 @@ use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::Instrument;
 
 /// What a node does.
 #[derive(
@@ -400,114 +400,6 @@ impl Node {
     /// nothing leaked).
     pub fn slots(&self) -> (usize, usize) {
         (self.inner.workers.available_permits(), self.tenants().len())
-    }
-
-    /// Claims and starts every ready execution the limits allow, fairly across
-    /// tenants, a batch per store call. Returns how many it started.
-    pub async fn dispatch(&self) -> usize {
-        let mut started = 0;
-        while self.claims() {
-            let slots = self.take_ready();
-            if slots.is_empty() {
-                break;
-            }
-            let ids: Vec<String> = slots.iter().map(|s| s.id.clone()).collect();
-            let asked = tokio::time::Instant::now();
-            let config = &self.inner.config;
-            let claimed = self
-                .inner
-                .store
-                .claim_many(&ids, &config.node_id, config.lease)
-                .await;
-            {
-                let mut queue = self.queue();
-                for id in &ids {
-                    queue.forget(id);
-                }
-            }
-            let claimed = match claimed {
-                Ok(claimed) => claimed,
-                Err(e) => {
-                    // The next refill brings them back; wait for it rather
-                    // than hammer a store that fails.
-                    self.inner.metrics.store_error("claim");
-                    tracing::warn!(executions = ids.len(), error = %e, "claim failed");
-                    break;
-                }
-            };
-            let mut slots: HashMap<String, RunSlot> =
-                slots.into_iter().map(|s| (s.id.clone(), s)).collect();
-            for execution in claimed {
-                let Some(slot) = slots.remove(&execution.id) else {
-                    continue;
-                };
-                self.start_run(execution, slot, asked);
-                started += 1;
-            }
-            // The slots of executions not claimed (another node took them,
-            // or they were cancelled) are given back as they drop here.
-        }
-        started
-    }
-
-    /// Takes up to [`CLAIM_BATCH`] ready executions off the heap, each with
-    /// a worker and a slot of its tenant's limit.
-    fn take_ready(&self) -> Vec<RunSlot> {
-        let limit = self.inner.config.tenant_limit.max(1);
-        let mut queue = self.queue();
-        queue.promote(self.inner.store.now());
-        let mut tenants = self.tenants();
-        let mut slots = Vec::new();
-        while slots.len() < CLAIM_BATCH {
-            let Ok(permit) = self.inner.workers.clone().try_acquire_owned() else {
-                break;
-            };
-            let Some(entry) = queue.pop_ready(|t| tenants.get(t).copied().unwrap_or(0) < limit)
-            else {
-                break;
-            };
-            *tenants.entry(entry.tenant.clone()).or_default() += 1;
-            slots.push(RunSlot {
-                node: self.clone(),
-                tenant: entry.tenant,
-                id: entry.id,
-                permit: Some(permit),
-            });
-        }
-        slots
-    }
-
-    /// Starts a claimed execution's run in its own task.
-    fn start_run(&self, execution: Execution, slot: RunSlot, asked: tokio::time::Instant) {
-        self.count_dequeued(&execution.tenant);
-        self.active().insert(execution.id.clone());
-        let node = self.clone();
-        let stop = self.inner.stop_runs.clone();
-        let span = tracing::info_span!("run", execution = %execution.id,
-            tenant = %execution.tenant, node = %self.inner.config.node_id);
-        self.inner.running.spawn(
-            async move {
-                let _slot = slot;
-                let (id, lease) = (execution.id.clone(), Lease::of(&execution));
-                tokio::select! {
-                    () = node.run_claimed(execution, asked) => {}
-                    () = stop.cancelled() => {
-                        if let Some(lease) = lease {
-                            node.give_back(&id, &lease).await;
-                        }
-                    }
-                }
-            }
-            .instrument(span),
-        );
-    }
-
-    /// Gives an unfinished run's execution back to the queue (shutdown).
-    async fn give_back(&self, id: &str, lease: &Lease) {
-        if let Err(e) = self.inner.store.release(id, lease, Release::Shutdown).await {
-            self.inner.metrics.store_error("release");
-            tracing::warn!(execution = %id, error = %e, "could not release a lease at shutdown");
-        }
     }
 
     /// Waits until every run started so far has finished.

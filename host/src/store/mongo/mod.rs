@@ -13,19 +13,22 @@
 //! Plugin wasm is kept in 1 MiB chunks, so the 16 MB document limit does not
 //! cap plugin size.
 
+mod errors;
 mod indexes;
 mod kv;
+mod plugins;
 mod queue;
 mod secrets;
 
 use super::StoreError;
 use super::backend::{
     Backend, ExecutionFilter, Field, PageQuery, PluginFilter, Queued, Result, Row, ScheduleFilter,
-    Usage, execution_row, from_doc, node_row, plugin_row, schedule_row,
+    Usage, execution_row, from_doc, node_row, schedule_row,
 };
 use crate::model::{Execution, NodeInfo, PluginRecord, Schedule, SecretInfo};
 use crate::runtime::KvQuota;
 use chrono::{DateTime, Utc};
+use errors::{db_err, is_duplicate};
 use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
 use mongodb::options::{ClientOptions, WriteConcern};
@@ -33,59 +36,9 @@ use mongodb::{Client, Collection, Database};
 use serde::de::DeserializeOwned;
 use std::time::Duration;
 
-/// Size of one stored chunk of plugin wasm.
-const CHUNK_BYTES: usize = 1 << 20;
-const DUPLICATE_KEY: i32 = 11000;
-
 /// The MongoDB backend.
 pub struct MongoBackend {
     db: Database,
-}
-
-/// Server error codes that mean "not now": the server is stepping down,
-/// shutting down, unreachable or overloaded, or a write lost a race.
-const TRANSIENT_CODES: [i32; 14] = [
-    6, 7, 89, 91, 112, 189, 262, 9001, 10107, 11600, 11602, 13435, 13436, 50,
-];
-
-/// A driver error, classified by its kind, labels and server code.
-fn db_err(e: mongodb::error::Error) -> StoreError {
-    use mongodb::error::{ErrorKind, RETRYABLE_WRITE_ERROR, TRANSIENT_TRANSACTION_ERROR};
-    let code = match e.kind.as_ref() {
-        ErrorKind::Command(c) => Some(c.code),
-        ErrorKind::Write(mongodb::error::WriteFailure::WriteConcernError(w)) => Some(w.code),
-        _ => None,
-    };
-    let transient = matches!(
-        e.kind.as_ref(),
-        ErrorKind::Io(_)
-            | ErrorKind::ServerSelection { .. }
-            | ErrorKind::ConnectionPoolCleared { .. }
-            | ErrorKind::DnsResolve { .. }
-            | ErrorKind::Shutdown
-    ) || e.contains_label(RETRYABLE_WRITE_ERROR)
-        || e.contains_label(TRANSIENT_TRANSACTION_ERROR)
-        || code.is_some_and(|c| TRANSIENT_CODES.contains(&c));
-    if transient {
-        StoreError::Unavailable(Box::new(e))
-    } else {
-        StoreError::Backend(Box::new(e))
-    }
-}
-
-/// Whether a write was refused by a unique index (by the server's code).
-fn is_duplicate(e: &mongodb::error::Error) -> bool {
-    use mongodb::error::{ErrorKind, WriteFailure};
-    match e.kind.as_ref() {
-        ErrorKind::Write(WriteFailure::WriteError(w)) => w.code == DUPLICATE_KEY,
-        ErrorKind::Command(c) => c.code == DUPLICATE_KEY,
-        ErrorKind::InsertMany(failure) => failure
-            .write_errors
-            .iter()
-            .flatten()
-            .any(|w| w.code == DUPLICATE_KEY),
-        _ => false,
-    }
 }
 
 fn ms(t: DateTime<Utc>) -> i64 {
@@ -240,45 +193,7 @@ impl Backend for MongoBackend {
     }
 
     async fn plugin_insert(&self, plugin: &PluginRecord, wasm: &[u8]) -> Result<()> {
-        let chunks: Vec<Document> = wasm
-            .chunks(CHUNK_BYTES)
-            .enumerate()
-            .map(|(n, bytes)| {
-                let data = bson::Binary {
-                    subtype: bson::spec::BinarySubtype::Generic,
-                    bytes: bytes.to_vec(),
-                };
-                doc! { "plugin_id": &plugin.id, "n": n as i64, "data": data }
-            })
-            .collect();
-        // Chunks first: a plugin document is visible only with all its bytes.
-        if !chunks.is_empty() {
-            self.coll("plugin_chunks")
-                .insert_many(chunks)
-                .await
-                .map_err(db_err)?;
-        }
-        match self
-            .coll("plugins")
-            .insert_one(document(&plugin_row(plugin)?))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) => {
-                let _ = self
-                    .coll("plugin_chunks")
-                    .delete_many(doc! { "plugin_id": &plugin.id })
-                    .await;
-                Err(if is_duplicate(&e) {
-                    StoreError::Conflict(format!(
-                        "plugin {} version {}",
-                        plugin.name, plugin.version
-                    ))
-                } else {
-                    db_err(e)
-                })
-            }
-        }
+        self.insert_plugin(plugin, wasm).await
     }
 
     async fn plugin_get(&self, id: &str) -> Result<Option<PluginRecord>> {
@@ -286,24 +201,7 @@ impl Backend for MongoBackend {
     }
 
     async fn plugin_wasm(&self, id: &str) -> Result<Option<Vec<u8>>> {
-        let cursor = self
-            .coll("plugin_chunks")
-            .find(doc! { "plugin_id": id })
-            .sort(doc! { "n": 1 })
-            .await
-            .map_err(db_err)?;
-        let chunks: Vec<Document> = cursor.try_collect().await.map_err(db_err)?;
-        if chunks.is_empty() {
-            return Ok(None);
-        }
-        let mut wasm = Vec::new();
-        for chunk in &chunks {
-            let data = chunk
-                .get_binary_generic("data")
-                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
-            wasm.extend_from_slice(data);
-        }
-        Ok(Some(wasm))
+        self.wasm_chunks(id).await
     }
 
     async fn plugin_list(

@@ -12,23 +12,22 @@
 use super::Lease;
 use super::StoreError;
 use super::backend::{
-    Backend, ClaimOrder, ExecutionChange, ExecutionFilter, Field, PageQuery, PluginFilter, Queued,
-    Result, Row, ScheduleFilter, Usage, execution_row, from_doc, node_row, plugin_row,
-    schedule_row,
+    Backend, ClaimOrder, ExecutionChange, ExecutionFilter, PageQuery, PluginFilter, Queued, Result,
+    ScheduleFilter, Usage, execution_row, from_doc, node_row, plugin_row, schedule_row,
 };
 use crate::model::{Execution, NodeInfo, PluginRecord, Schedule, SecretInfo};
 use crate::runtime::KvQuota;
 use chrono::{DateTime, Utc};
-use rusqlite::types::{ToSqlOutput, Value, ValueRef};
-use rusqlite::{Connection, OptionalExtension, ToSql, params};
-use serde::de::DeserializeOwned;
+use rusqlite::{OptionalExtension, ToSql, params};
 
 mod conn;
 mod executions;
 mod kv;
+mod rows;
 mod secrets;
 
 pub use conn::SqliteBackend;
+use rows::{doc, docs, insert_row, list, ms, paged, replace_row};
 
 /// A SQLite error, classified: a busy or locked database, or failing I/O,
 /// may pass; anything else will not.
@@ -45,94 +44,6 @@ fn sql(e: rusqlite::Error) -> StoreError {
 fn is_unique_violation(e: &rusqlite::Error) -> bool {
     matches!(e, rusqlite::Error::SqliteFailure(f, _) if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
         || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY)
-}
-
-impl ToSql for Field {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(match self {
-            Field::Text(t) => ToSqlOutput::Borrowed(ValueRef::Text(t.as_bytes())),
-            Field::Int(i) => ToSqlOutput::Owned(Value::Integer(*i)),
-            Field::Null => ToSqlOutput::Owned(Value::Null),
-        })
-    }
-}
-
-/// Inserts a row; `on_conflict` is appended (e.g. `ON CONFLICT (fire_key) DO NOTHING`).
-/// Returns the number of rows inserted.
-fn insert_row(
-    c: &Connection,
-    table: &str,
-    row: &Row,
-    on_conflict: &str,
-) -> rusqlite::Result<usize> {
-    let names: Vec<&str> = row.fields.iter().map(|(n, _)| *n).collect();
-    let text = format!(
-        "INSERT INTO {table} (id, {}, doc) VALUES (?{}, ?) {on_conflict}",
-        names.join(", "),
-        ", ?".repeat(names.len())
-    );
-    let mut args: Vec<&dyn ToSql> = vec![&row.id];
-    args.extend(row.fields.iter().map(|(_, v)| v as &dyn ToSql));
-    args.push(&row.doc);
-    c.prepare_cached(&text)?.execute(args.as_slice())
-}
-
-/// Replaces a row if its stored version is `expected`; true if it did.
-fn replace_row(c: &Connection, table: &str, row: &Row, expected: u64) -> rusqlite::Result<bool> {
-    let sets: Vec<String> = row.fields.iter().map(|(n, _)| format!("{n} = ?")).collect();
-    let text = format!(
-        "UPDATE {table} SET {}, doc = ? WHERE id = ? AND version = ?",
-        sets.join(", ")
-    );
-    let mut args: Vec<&dyn ToSql> = row.fields.iter().map(|(_, v)| v as &dyn ToSql).collect();
-    let expected = expected as i64;
-    args.extend([&row.doc as &dyn ToSql, &row.id, &expected]);
-    Ok(c.prepare_cached(&text)?.execute(args.as_slice())? == 1)
-}
-
-fn ms(t: DateTime<Utc>) -> i64 {
-    t.timestamp_millis()
-}
-
-/// Runs a query whose single column is a JSON document.
-fn docs<T: DeserializeOwned>(
-    conn: &Connection,
-    sql_text: &str,
-    args: &[&dyn ToSql],
-) -> Result<Vec<T>> {
-    let mut stmt = conn.prepare_cached(sql_text).map_err(sql)?;
-    let rows = stmt
-        .query_map(args, |row| row.get::<_, String>(0))
-        .map_err(sql)?;
-    rows.map(|row| row.map_err(sql).and_then(|text| from_doc(&text)))
-        .collect()
-}
-
-fn doc<T: DeserializeOwned>(conn: &Connection, sql_text: &str, id: &str) -> Result<Option<T>> {
-    let text: Option<String> = conn
-        .prepare_cached(sql_text)
-        .and_then(|mut s| s.query_row([id], |r| r.get(0)).optional())
-        .map_err(sql)?;
-    text.map(|t| from_doc(&t)).transpose()
-}
-
-/// Appends `AND id < ?` and the order and limit of a page.
-fn paged(mut text: String, args: &mut Vec<Box<dyn ToSql + Send>>, page: &PageQuery) -> String {
-    if let Some(before) = &page.before {
-        text.push_str(" AND id < ?");
-        args.push(Box::new(before.clone()));
-    }
-    text.push_str(&format!(" ORDER BY id DESC LIMIT {}", page.limit));
-    text
-}
-
-fn list<T: DeserializeOwned>(
-    conn: &Connection,
-    text: &str,
-    args: &[Box<dyn ToSql + Send>],
-) -> Result<Vec<T>> {
-    let refs: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref() as &dyn ToSql).collect();
-    docs(conn, text, &refs)
 }
 
 #[async_trait::async_trait]
