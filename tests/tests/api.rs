@@ -891,6 +891,17 @@ async fn multipart_upload() {
     assert_eq!(body["error"]["code"], "empty_body");
 }
 
+async fn batch(s: &Server, token: &str, body: Value) -> (StatusCode, Value) {
+    call(
+        s,
+        Method::POST,
+        "/v1/executions/batch",
+        Some(token),
+        Some(body),
+    )
+    .await
+}
+
 /// `POST /v1/executions/batch`: all queued in one request, or none with each
 /// refused run named.
 async fn batch_submit(s: Server) {
@@ -900,14 +911,7 @@ async fn batch_submit(s: Server) {
     let runs: Vec<Value> = (0..50)
         .map(|i| json!({"plugin_id": plugin_id, "input": {"name": format!("n{i}")}, "priority": i % 3}))
         .collect();
-    let (code, accepted) = call(
-        &s,
-        Method::POST,
-        "/v1/executions/batch",
-        Some(&token),
-        Some(json!({ "runs": runs })),
-    )
-    .await;
+    let (code, accepted) = batch(&s, &token, json!({ "runs": runs })).await;
     assert_eq!(code, StatusCode::ACCEPTED, "{accepted}");
     let ids: Vec<&str> = accepted["ids"]
         .as_array()
@@ -928,14 +932,7 @@ async fn batch_submit(s: Server) {
     runs[3]["plugin_id"] = json!("no-such-plugin");
     runs[7]["limits"] = json!({"fuel": u64::MAX});
     runs[9]["wait"] = json!("1s");
-    let (code, refused) = call(
-        &s,
-        Method::POST,
-        "/v1/executions/batch",
-        Some(&token),
-        Some(json!({ "runs": runs })),
-    )
-    .await;
+    let (code, refused) = batch(&s, &token, json!({ "runs": runs })).await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     assert_eq!(refused["error"]["code"], "invalid_batch");
     let errors = refused["error"]["details"]["errors"]
@@ -944,14 +941,7 @@ async fn batch_submit(s: Server) {
     let indices: Vec<u64> = errors.iter().filter_map(|e| e["index"].as_u64()).collect();
     assert_eq!(indices, [9], "the batch's own checks come first: {refused}");
     runs[9].as_object_mut().expect("run").remove("wait");
-    let (code, refused) = call(
-        &s,
-        Method::POST,
-        "/v1/executions/batch",
-        Some(&token),
-        Some(json!({ "runs": runs })),
-    )
-    .await;
+    let (code, refused) = batch(&s, &token, json!({ "runs": runs })).await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{refused}");
     let errors = refused["error"]["details"]["errors"]
         .as_array()
@@ -979,37 +969,16 @@ async fn batch_submit(s: Server) {
     // Sizes, scopes and tenants.
     for count in [0, 1001] {
         let runs = vec![json!({"plugin_id": plugin_id}); count];
-        let (code, body) = call(
-            &s,
-            Method::POST,
-            "/v1/executions/batch",
-            Some(&token),
-            Some(json!({ "runs": runs })),
-        )
-        .await;
+        let (code, body) = batch(&s, &token, json!({ "runs": runs })).await;
         assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{count}: {body}");
         assert_eq!(body["error"]["code"], "invalid_batch");
     }
     let reader = s.token("tenant-a", &[Scope::ExecutionsRead]);
     let one = json!({"runs": [{"plugin_id": plugin_id}]});
-    let (code, _) = call(
-        &s,
-        Method::POST,
-        "/v1/executions/batch",
-        Some(&reader),
-        Some(one.clone()),
-    )
-    .await;
+    let (code, _) = batch(&s, &reader, one.clone()).await;
     assert_eq!(code, StatusCode::FORBIDDEN);
     let other = s.admin("tenant-b");
-    let (code, body) = call(
-        &s,
-        Method::POST,
-        "/v1/executions/batch",
-        Some(&other),
-        Some(one),
-    )
-    .await;
+    let (code, body) = batch(&s, &other, one).await;
     assert_eq!(code, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
     assert_eq!(
         body["error"]["details"]["errors"][0]["code"],
