@@ -48,6 +48,7 @@ impl Node {
                 let Some(slot) = slots.remove(&execution.id) else {
                     continue;
                 };
+                self.count_dequeued(&execution.tenant);
                 self.start_run(execution, slot, asked);
                 started += 1;
             }
@@ -84,9 +85,49 @@ impl Node {
         slots
     }
 
+    /// For a new execution due now: if this node has a worker and a slot of
+    /// the tenant's limit free, and no ready execution waits in its heap
+    /// (which would come first), takes them and marks `e` claimed by this
+    /// node, so that it is stored claimed. Dropping the slot gives them back.
+    pub(super) fn reserve_new(&self, e: &mut Execution) -> Option<RunSlot> {
+        let now = self.inner.store.now();
+        if !self.claims() || e.due_at > now {
+            return None;
+        }
+        let limit = self.inner.config.tenant_limit.max(1);
+        let mut queue = self.queue();
+        queue.promote(now);
+        if queue.has_ready() {
+            return None;
+        }
+        let mut tenants = self.tenants();
+        if tenants.get(&e.tenant).copied().unwrap_or(0) >= limit {
+            return None;
+        }
+        let permit = self.inner.workers.clone().try_acquire_owned().ok()?;
+        *tenants.entry(e.tenant.clone()).or_default() += 1;
+        let owner = self.inner.config.node_id.clone();
+        e.status = crate::model::ExecutionStatus::Running;
+        e.lease_owner = Some(owner.clone());
+        e.node = Some(owner);
+        e.lease_token = Some(crate::model::new_id());
+        e.lease_expires_at = Some(crate::store::after(now, self.inner.config.lease));
+        e.started_at = Some(now);
+        Some(RunSlot {
+            node: self.clone(),
+            tenant: e.tenant.clone(),
+            id: e.id.clone(),
+            permit: Some(permit),
+        })
+    }
+
     /// Starts a claimed execution's run in its own task.
-    fn start_run(&self, execution: Execution, slot: RunSlot, asked: tokio::time::Instant) {
-        self.count_dequeued(&execution.tenant);
+    pub(super) fn start_run(
+        &self,
+        execution: Execution,
+        slot: RunSlot,
+        asked: tokio::time::Instant,
+    ) {
         self.active().insert(execution.id.clone());
         let node = self.clone();
         let stop = self.inner.stop_runs.clone();

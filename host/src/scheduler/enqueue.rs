@@ -142,6 +142,9 @@ fn jitter(schedule: &Schedule, at: DateTime<Utc>) -> Duration {
     Duration::from_millis((fraction * span as f64) as u64)
 }
 
+/// How long this node trusts that a plugin it looked up still exists.
+pub const PLUGIN_SEEN_TTL: Duration = Duration::from_secs(1);
+
 /// How long a tenant's queued count from the store is trusted.
 pub const QUEUE_COUNT_TTL: Duration = Duration::from_secs(1);
 
@@ -190,15 +193,23 @@ impl Node {
         let quotas = self.inner.config.quotas.for_tenant(&spec.tenant);
         QuotaExceeded::check("queued_executions", quotas.queued_executions, queued, 1)?;
         let store = &self.inner.store;
-        let e = self.build(spec, store.now());
+        let mut e = self.build(spec, store.now());
         if is_fire {
             if !store.materialize_fire(&e).await? {
                 return Ok(None);
             }
-        } else {
-            store.create_execution(&e).await?;
+            self.enqueued(std::slice::from_ref(&e));
+            return Ok(Some(e));
         }
-        self.enqueued(std::slice::from_ref(&e));
+        // Work this node can start now, with nothing waiting ahead of it, is
+        // stored already claimed: no queue, no claim round trip.
+        let asked = tokio::time::Instant::now();
+        let slot = self.reserve_new(&mut e);
+        store.create_execution(&e).await?;
+        match slot {
+            Some(slot) => self.start_run(e.clone(), slot, asked),
+            None => self.enqueued(std::slice::from_ref(&e)),
+        }
         Ok(Some(e))
     }
 
@@ -275,12 +286,40 @@ impl Node {
         Ok(())
     }
 
+    /// Whether the spec's plugin exists in its tenant: from the store, or
+    /// from this node's memory of a recent look ([`PLUGIN_SEEN_TTL`]), so a
+    /// stream of submissions costs the store one plugin read a second. A
+    /// plugin deleted through this node is forgotten at once; one deleted
+    /// through another node may take runs for that second, which then end
+    /// `invalid_plugin` ("not found").
     async fn plugin_exists(&self, spec: &ExecutionSpec) -> Result<bool, EnqueueError> {
+        let now = std::time::Instant::now();
+        {
+            let mut seen = self.plugins_seen();
+            if let Some((tenant, at)) = seen.get(&spec.plugin_id)
+                && *tenant == spec.tenant
+                && now.duration_since(*at) < PLUGIN_SEEN_TTL
+            {
+                return Ok(true);
+            }
+        }
         let store = &self.inner.store;
-        Ok(store
+        let exists = store
             .get_plugin(&spec.tenant, &spec.plugin_id)
             .await?
-            .is_some())
+            .is_some();
+        if exists {
+            self.plugins_seen()
+                .put(spec.plugin_id.clone(), (spec.tenant.clone(), now));
+        }
+        Ok(exists)
+    }
+
+    fn plugins_seen(&self) -> std::sync::MutexGuard<'_, super::PluginsSeen> {
+        self.inner
+            .plugins_seen
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// The record of a checked spec, queued.

@@ -185,6 +185,9 @@ struct PluginMeta {
     name: String,
 }
 
+/// Plugins seen by enqueue: id → (tenant, when it was looked up).
+type PluginsSeen = LruCache<String, (String, std::time::Instant)>;
+
 /// A plugin being loaded, shared by every run that waits for it.
 type Loading = Arc<tokio::sync::OnceCell<(Plugin, String)>>;
 
@@ -208,6 +211,8 @@ struct NodeInner {
     active: Mutex<HashSet<String>>,
     /// Plugins seen, bounded; the compiled code lives in the runtime's cache.
     plugins: Mutex<LruCache<String, PluginMeta>>,
+    /// Plugins enqueue found in the store lately: id → (tenant, when).
+    plugins_seen: Mutex<PluginsSeen>,
     /// Plugins being loaded now (single flight); removed once loaded.
     loading: Mutex<HashMap<String, Loading>>,
     /// Run tasks; finished ones are reaped as they end.
@@ -286,6 +291,7 @@ impl Node {
                 active: Mutex::new(HashSet::new()),
                 plugins: Mutex::new(LruCache::new(cache)),
                 loading: Mutex::new(HashMap::new()),
+                plugins_seen: Mutex::new(LruCache::new(cache)),
                 running: TaskTracker::new(),
                 stop_runs: CancellationToken::new(),
                 wake: Notify::new(),
@@ -362,6 +368,11 @@ impl Node {
     pub fn forget_plugin(&self, plugin_id: &str, sha256: &str) {
         self.inner
             .plugins
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .pop(plugin_id);
+        self.inner
+            .plugins_seen
             .lock()
             .unwrap_or_else(|p| p.into_inner())
             .pop(plugin_id);

@@ -137,6 +137,12 @@ impl Queue {
         });
     }
 
+    /// Whether an execution is ready (due and held) now.
+    pub fn has_ready(&mut self) -> bool {
+        self.drop_stale_heads();
+        !self.ready.is_empty()
+    }
+
     /// Drops an id after its claim attempt.
     pub fn forget(&mut self, id: &str) {
         self.entries.remove(id);
