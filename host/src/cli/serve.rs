@@ -225,6 +225,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             heartbeat_ttl: settings.heartbeat,
             quotas: settings.quotas.clone(),
             secrets_key: Some(secrets_key),
+            start_on_enqueue: true,
             ..SchedulerConfig::default()
         },
         store.clone(),

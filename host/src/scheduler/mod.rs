@@ -140,6 +140,11 @@ pub struct SchedulerConfig {
     /// The key tenant secrets are sealed under; without one, runs that
     /// name secrets cannot read them.
     pub secrets_key: Option<crate::secrets::SecretKey>,
+    /// Start a new run in [`Node::enqueue`] itself when a worker is free and
+    /// nothing ready waits ahead of it, storing it already claimed (`serve`
+    /// does). Off, every run goes through the heap and [`Node::dispatch`],
+    /// which is what tests driving a node step by step expect.
+    pub start_on_enqueue: bool,
 }
 
 /// Per-run caps a node allows by default. Output and log caps keep the
@@ -173,6 +178,7 @@ impl Default for SchedulerConfig {
             sweep_every: Duration::from_secs(60),
             plugin_cache_entries: 4096,
             secrets_key: None,
+            start_on_enqueue: false,
         }
     }
 }
