@@ -53,7 +53,7 @@ async fn json_logs_carry_the_request_and_the_run() {
             message(l) == "request" && field(l, "request_id") == Some(&json!("req-logs-1"))
         });
         let queued = lines.iter().find(|l| {
-            message(l) == "execution queued" && field(l, "execution") == Some(&json!(id))
+            message(l) == "execution created" && field(l, "execution") == Some(&json!(id))
         });
         let ran = lines
             .iter()

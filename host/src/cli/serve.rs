@@ -117,7 +117,7 @@ fn private_file(
 
 /// The key tenant secrets are sealed under: the operator's file, or
 /// `TASKHOST_SECRETS_KEY`, or else a development key made in the data folder
-/// (said so on stderr).
+/// (said so in the log).
 fn secrets_key(settings: &Settings) -> anyhow::Result<SecretKey> {
     let (text, whence) = if let Some(file) = &settings.secrets_key_file {
         let text = std::fs::read_to_string(file)
@@ -129,9 +129,9 @@ fn secrets_key(settings: &Settings) -> anyhow::Result<SecretKey> {
         let text = private_file(&settings.data_dir, "secrets-key", || {
             Ok(SecretKey::generate())
         })?;
-        eprintln!(
-            "WARNING: no --secrets-key-file or TASKHOST_SECRETS_KEY configured; tenant secrets are sealed under the development key {}.",
-            settings.data_dir.join("secrets-key").display()
+        tracing::warn!(
+            key = %settings.data_dir.join("secrets-key").display(),
+            "no --secrets-key-file or TASKHOST_SECRETS_KEY configured; tenant secrets are sealed under the development key"
         );
         (text, "the development key".to_owned())
     };

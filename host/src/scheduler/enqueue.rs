@@ -207,7 +207,10 @@ impl Node {
         let slot = self.reserve_new(&mut e);
         store.create_execution(&e).await?;
         match slot {
-            Some(slot) => self.start_run(e.clone(), slot, asked),
+            Some(slot) => {
+                tracing::debug!(execution = %e.id, tenant = %e.tenant, due_at = %e.due_at, started = true, "execution created");
+                self.start_run(e.clone(), slot, asked);
+            }
             None => self.enqueued(std::slice::from_ref(&e)),
         }
         Ok(Some(e))
@@ -353,7 +356,7 @@ impl Node {
         for e in executions {
             self.count_enqueued(&e.tenant);
             self.offer(e);
-            tracing::debug!(execution = %e.id, tenant = %e.tenant, due_at = %e.due_at, "execution queued");
+            tracing::debug!(execution = %e.id, tenant = %e.tenant, due_at = %e.due_at, started = false, "execution created");
         }
     }
 
