@@ -16,13 +16,16 @@ peers="${PEERS:-$PWD/../shared/peers}"
 rustup target add wasm32-wasip2 >/dev/null 2>&1 || true
 cargo build --release --quiet --workspace --bins
 bench=target/release/taskhost-bench
+# Each step starts with the page cache's dirty pages written out (`sync`),
+# so that no step pays for the previous one's writes.
 for rep in $(seq "$reps"); do
   echo "== rep $rep"
-  "$bench" a --reps 1 | grep "A rep"
-  "$peers/run.sh" A nopersist --conc 64
-  "$peers/run.sh" A aof --conc 64
-  "$bench" b --reps 1 | grep "B rep"
-  "$peers/run.sh" B nopersist
-  "$peers/run.sh" B aof
+  sync; "$bench" a --reps 1 | grep "A rep"
+  sync; "$peers/run.sh" A nopersist --conc 64
+  sync; "$peers/run.sh" A aof --conc 64
+  sync; "$bench" b --reps 1 | grep "B rep"
+  sync; "$peers/run.sh" B nopersist
+  sync; "$peers/run.sh" B aof
 done
+sync
 "$bench" ingest --reps "$reps"

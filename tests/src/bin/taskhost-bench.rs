@@ -120,6 +120,12 @@ fn list(values: &[f64], decimals: usize) -> String {
         .join(", ")
 }
 
+/// Writes out the page cache's dirty pages (`sync`) before a timed part, so
+/// that it does not pay for the set-up's writes, or another program's.
+fn settle() {
+    let _ = std::process::Command::new("sync").status();
+}
+
 fn now_us() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -246,6 +252,7 @@ async fn workload_a(n: usize) -> f64 {
     let api = bench.node("api", &["--role", "api"]);
     let plugin = bench.upload(&api).await;
     bench.queue(&api, &plugin, n).await;
+    settle();
     let started = Instant::now();
     let worker = bench.node(
         "worker",
@@ -296,6 +303,7 @@ async fn workload_b(n: usize) -> (f64, f64, f64) {
     for _ in 0..20 {
         post_one(&bench, &url, &plugin).await;
     }
+    settle();
     tokio::time::sleep(Duration::from_millis(200)).await;
     let began = tokio::time::Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
@@ -369,6 +377,7 @@ async fn ingest(backlog: usize, singles: usize, quick: bool) -> (f64, f64) {
         bench.queue(&node, &plugin, backlog).await;
     }
     let url = format!("{}/v1/executions", node.url());
+    settle();
     let next = Arc::new(AtomicUsize::new(0));
     let started = Instant::now();
     let mut tasks = tokio::task::JoinSet::new();
