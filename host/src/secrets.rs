@@ -12,7 +12,7 @@
 //! secrets its schedule or request names ([`MAX_SECRETS_PER_RUN`] at most).
 //! Before a run's outcome is stored, every value it was given is replaced in
 //! its output, error, logs, stdout, stderr and progress note by
-//! `[redacted:NAME]` ([`scrub`]).
+//! `[redacted:NAME]` ([`Scrubber`]).
 
 use chacha20poly1305::aead::{Aead, KeyInit, OsRng, Payload};
 use chacha20poly1305::{AeadCore, XChaCha20Poly1305, XNonce};
@@ -132,26 +132,82 @@ pub fn check_name(name: &str) -> Result<(), SecretError> {
     }
 }
 
-/// Replaces every occurrence of each value in `text` by `[redacted:NAME]`,
-/// also in its JSON-escaped form (as it appears inside JSON strings).
-/// Returns whether anything was replaced.
-pub fn scrub(text: &mut String, secrets: &[(String, String)]) -> bool {
-    let mut changed = false;
-    for (name, value) in secrets {
-        if value.is_empty() {
-            continue;
-        }
-        let mark = format!("[redacted:{name}]");
-        let escaped = serde_json::to_string(value).unwrap_or_default();
-        let escaped = escaped.trim_matches('"');
-        for form in [value.as_str(), escaped] {
-            if !form.is_empty() && text.contains(form) {
-                *text = text.replace(form, &mark);
-                changed = true;
+/// Most bytes scrubbing may add to one run's outcome (marks are longer than
+/// short values). Past it, a value is masked with `*`s of its own length, so
+/// a one-byte secret in 4 MiB of output cannot grow it a hundredfold.
+pub const MAX_SCRUB_GROWTH: usize = 64 << 10;
+
+/// Finds a run's secret values — raw, and JSON-escaped as they appear inside
+/// JSON strings — in one pass over a text, and replaces each by
+/// `[redacted:NAME]`. Built once per run.
+pub struct Scrubber {
+    finder: aho_corasick::AhoCorasick,
+    /// The mark of each pattern, by pattern index.
+    marks: Vec<String>,
+    /// Bytes the marks may still add (see [`MAX_SCRUB_GROWTH`]).
+    growth_left: usize,
+}
+
+impl Scrubber {
+    /// A scrubber for `(name, value)` pairs; `None` if there is nothing to find.
+    pub fn new(secrets: &[(String, String)]) -> Option<Scrubber> {
+        let mut patterns = Vec::new();
+        let mut marks = Vec::new();
+        for (name, value) in secrets.iter().filter(|(_, v)| !v.is_empty()) {
+            let quoted = serde_json::to_string(value).unwrap_or_default();
+            let escaped = &quoted[1..quoted.len() - 1];
+            for form in [value.as_str(), escaped] {
+                patterns.push(form.to_owned());
+                marks.push(format!("[redacted:{name}]"));
             }
         }
+        if patterns.is_empty() {
+            return None;
+        }
+        let finder = aho_corasick::AhoCorasick::builder()
+            .match_kind(aho_corasick::MatchKind::LeftmostLongest)
+            .build(&patterns)
+            .ok()?;
+        Some(Scrubber {
+            finder,
+            marks,
+            growth_left: MAX_SCRUB_GROWTH,
+        })
     }
-    changed
+
+    /// `bytes` with every value replaced, or `None` if none occurs.
+    pub fn bytes(&mut self, bytes: &[u8]) -> Option<Vec<u8>> {
+        let mut found = self.finder.find_iter(bytes).peekable();
+        found.peek()?;
+        let mut out = Vec::with_capacity(bytes.len());
+        let mut at = 0;
+        for m in found {
+            out.extend_from_slice(&bytes[at..m.start()]);
+            let mark = self.marks[m.pattern().as_usize()].as_bytes();
+            let grows = mark.len().saturating_sub(m.len());
+            if grows <= self.growth_left {
+                self.growth_left -= grows;
+                out.extend_from_slice(mark);
+            } else {
+                out.resize(out.len() + m.len(), b'*');
+            }
+            at = m.end();
+        }
+        out.extend_from_slice(&bytes[at..]);
+        Some(out)
+    }
+
+    /// Replaces every value in `text`. Returns whether anything was replaced.
+    pub fn text(&mut self, text: &mut String) -> bool {
+        match self.bytes(text.as_bytes()) {
+            Some(scrubbed) => {
+                // Values and marks are whole UTF-8 strings, so the result is too.
+                *text = String::from_utf8_lossy(&scrubbed).into_owned();
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 #[cfg(test)]
@@ -174,15 +230,35 @@ mod tests {
 
     #[test]
     fn scrubs_raw_and_json_escaped_values() {
-        let secrets = vec![("pw".to_owned(), "a\"b\\c".to_owned())];
-        let mut json = serde_json::to_string(&serde_json::json!({"leak": "x a\"b\\c y"})).unwrap();
-        assert!(scrub(&mut json, &secrets));
+        let secrets = vec![("pw".to_owned(), "a\"b\\c\"".to_owned())];
+        let mut scrubber = Scrubber::new(&secrets).expect("patterns");
+        let mut json =
+            serde_json::to_string(&serde_json::json!({"leak": "x a\"b\\c\" y"})).unwrap();
+        assert!(scrubber.text(&mut json));
         assert_eq!(json, r#"{"leak":"x [redacted:pw] y"}"#);
-        let mut raw = "raw a\"b\\c".to_owned();
-        scrub(&mut raw, &secrets);
+        let mut raw = "raw a\"b\\c\"".to_owned();
+        scrubber.text(&mut raw);
         assert_eq!(raw, "raw [redacted:pw]");
+        let mut clean = "nothing here".to_owned();
+        assert!(!scrubber.text(&mut clean));
         assert!(check_name("API_TOKEN.v2-x").is_ok());
         assert!(check_name("no spaces").is_err());
         assert!(check_name("").is_err());
+    }
+
+    #[test]
+    fn scrubbing_grows_a_text_by_a_bounded_amount() {
+        let secrets = vec![("A_LONG_SECRET_NAME".to_owned(), "a".to_owned())];
+        let mut scrubber = Scrubber::new(&secrets).expect("patterns");
+        let flood = vec![b'a'; 1 << 20];
+        let scrubbed = scrubber.bytes(&flood).expect("found");
+        assert!(scrubbed.len() <= flood.len() + MAX_SCRUB_GROWTH);
+        let text = String::from_utf8(scrubbed).expect("utf-8");
+        let mark = "[redacted:A_LONG_SECRET_NAME]";
+        assert!(text.starts_with(mark) && text.ends_with('*'), "marks, then masks");
+        assert!(
+            text.replace(mark, "").replace('*', "").is_empty(),
+            "every occurrence is hidden"
+        );
     }
 }

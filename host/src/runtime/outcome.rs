@@ -144,31 +144,25 @@ impl Outcome {
         }
     }
 
-    /// Replaces each secret's value (`(name, value)`) wherever the run could
-    /// have put it: output, error, backtrace, logs, stdout, stderr, progress.
-    pub fn scrub(&mut self, secrets: &[(String, String)]) {
-        use crate::secrets::scrub;
-        if let Some(output) = self.output.take() {
-            let mut text = String::from_utf8_lossy(&output).into_owned();
-            self.output = Some(if scrub(&mut text, secrets) {
-                text.into_bytes()
-            } else {
-                output
-            });
+    /// Replaces the run's secret values wherever the run could have put
+    /// them: output, error, backtrace, logs, stdout, stderr, progress.
+    pub fn scrub(&mut self, scrubber: &mut crate::secrets::Scrubber) {
+        if let Some(scrubbed) = self.output.as_deref().and_then(|o| scrubber.bytes(o)) {
+            self.output = Some(scrubbed);
         }
         if let Some(error) = &mut self.error {
-            scrub(&mut error.message, secrets);
+            scrubber.text(&mut error.message);
             if let Some(backtrace) = &mut error.backtrace {
-                scrub(backtrace, secrets);
+                scrubber.text(backtrace);
             }
         }
         for line in &mut self.logs {
-            scrub(&mut line.message, secrets);
+            scrubber.text(&mut line.message);
         }
-        scrub(&mut self.stdout, secrets);
-        scrub(&mut self.stderr, secrets);
+        scrubber.text(&mut self.stdout);
+        scrubber.text(&mut self.stderr);
         if let Some(note) = self.progress.as_mut().and_then(|p| p.note.as_mut()) {
-            scrub(note, secrets);
+            scrubber.text(note);
         }
     }
 

@@ -152,8 +152,8 @@ pub(crate) async fn execute(
         .iter()
         .filter_map(|(name, value)| Some((name.clone(), value.as_ref().ok()?.clone())))
         .collect();
-    if !values.is_empty() {
-        outcome.scrub(&values);
+    if let Some(mut scrubber) = crate::secrets::Scrubber::new(&values) {
+        outcome.scrub(&mut scrubber);
     }
     bounds::enforce(&mut outcome, &limits);
     outcome

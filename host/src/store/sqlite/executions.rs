@@ -20,6 +20,7 @@ use crate::store::backend::{ClaimOrder, Queued, Result, execution_row, from_doc}
 use crate::store::{Lease, StoreError};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ToSql};
+use std::sync::LazyLock;
 
 /// The columns a read of an execution selects, in [`State`]'s order.
 pub(super) const COLUMNS: &str =
@@ -122,14 +123,29 @@ pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<Execution>> {
     Ok(select(conn, "WHERE id = ?", &[&id])?.pop())
 }
 
-/// Claims one execution by columns alone; the row as it is now, if claimed.
-fn claim_one(conn: &Connection, id: &str, order: &ClaimOrder) -> Result<Option<RawExecution>> {
-    let text = format!(
+/// The statements of the hot path, written out once (a statement's text is
+/// also its key in the connection's statement cache).
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "UPDATE executions SET status = 'running', lease_owner = ?1, node = ?1, lease_token = ?2,
            lease_expires_at = ?3, started_at = ?4, version = version + 1
          WHERE id = ?5 AND status = 'queued' AND due_at <= ?4
          RETURNING {COLUMNS}"
-    );
+    )
+});
+/// Sets [`FINISH_COLUMNS`] in their order, then the document.
+static FINISH: LazyLock<String> = LazyLock::new(|| {
+    let sets: Vec<String> = FINISH_COLUMNS.iter().map(|n| format!("{n} = ?")).collect();
+    format!(
+        "UPDATE executions SET {}, doc = ?, version = version + 1
+         WHERE id = ? AND status = 'running' AND lease_owner = ? AND lease_token = ?
+         RETURNING version",
+        sets.join(", ")
+    )
+});
+
+/// Claims one execution by columns alone; the row as it is now, if claimed.
+fn claim_one(conn: &Connection, id: &str, order: &ClaimOrder) -> Result<Option<RawExecution>> {
     let token = crate::model::new_id();
     let args: [&dyn ToSql; 5] = [
         &order.owner,
@@ -138,7 +154,7 @@ fn claim_one(conn: &Connection, id: &str, order: &ClaimOrder) -> Result<Option<R
         &ms(order.now),
         &id,
     ];
-    let mut stmt = conn.prepare_cached(&text).map_err(sql)?;
+    let mut stmt = conn.prepare_cached(&CLAIM).map_err(sql)?;
     let mut rows = stmt.query(args.as_slice()).map_err(sql)?;
     match rows.next().map_err(sql)? {
         Some(row) => Ok(Some(RawExecution::from_row(row).map_err(sql)?)),
@@ -171,21 +187,17 @@ impl SqliteBackend {
         self.call_statement(move |c| {
             // Only the columns a finished run changes: an index is updated
             // only when a column it holds is set.
-            let fields: Vec<_> = row
-                .fields
-                .iter()
-                .filter(|(n, _)| FINISH_COLUMNS.contains(n))
-                .collect();
-            let sets: Vec<String> = fields.iter().map(|(n, _)| format!("{n} = ?")).collect();
-            let text = format!(
-                "UPDATE executions SET {}, doc = ?, version = version + 1
-                 WHERE id = ? AND status = 'running' AND lease_owner = ? AND lease_token = ?
-                 RETURNING version",
-                sets.join(", ")
-            );
-            let mut args: Vec<&dyn ToSql> = fields.iter().map(|(_, v)| v as &dyn ToSql).collect();
+            let mut args: Vec<&dyn ToSql> = Vec::with_capacity(FINISH_COLUMNS.len() + 4);
+            for name in FINISH_COLUMNS {
+                let (_, value) = row
+                    .fields
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .ok_or_else(|| StoreError::backend(format!("no column {name} in a row")))?;
+                args.push(value);
+            }
             args.extend([&row.doc as &dyn ToSql, &row.id, &owner, &token]);
-            let mut stmt = c.prepare_cached(&text).map_err(sql)?;
+            let mut stmt = c.prepare_cached(&FINISH).map_err(sql)?;
             let mut rows = stmt.query(args.as_slice()).map_err(sql)?;
             match rows.next().map_err(sql)? {
                 Some(r) => Ok(Some(r.get::<_, i64>(0).map_err(sql)? as u64)),
