@@ -255,7 +255,10 @@ mod tests {
         assert!(scrubbed.len() <= flood.len() + MAX_SCRUB_GROWTH);
         let text = String::from_utf8(scrubbed).expect("utf-8");
         let mark = "[redacted:A_LONG_SECRET_NAME]";
-        assert!(text.starts_with(mark) && text.ends_with('*'), "marks, then masks");
+        assert!(
+            text.starts_with(mark) && text.ends_with('*'),
+            "marks, then masks"
+        );
         assert!(
             text.replace(mark, "").replace('*', "").is_empty(),
             "every occurrence is hidden"
