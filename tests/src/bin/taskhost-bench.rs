@@ -2,7 +2,7 @@
 //! driven through its HTTP API by a keep-alive Rust client.
 //!
 //! ```text
-//! cargo run --release -p taskhost-tests --bin taskhost-bench -- [a] [b] [ingest] [--reps 3] [--quick]
+//! cargo run --release -p taskhost-tests --bin taskhost-bench -- [a] [b] [ingest [--backlog N]] [--reps 3] [--quick]
 //! ```
 //!
 //! - **a** (throughput): N = 20,000 runs of the no-op `bench` plugin queued
@@ -81,7 +81,15 @@ fn main() {
         );
     }
     if part("ingest") {
-        let backlogs: &[usize] = if quick {
+        let chosen: Vec<usize> = args
+            .iter()
+            .position(|a| a == "--backlog")
+            .and_then(|i| args.get(i + 1)?.parse().ok())
+            .into_iter()
+            .collect();
+        let backlogs: &[usize] = if !chosen.is_empty() {
+            &chosen
+        } else if quick {
             &[0, 20_000]
         } else {
             &[0, 20_000, 200_000]
@@ -375,6 +383,10 @@ async fn ingest(backlog: usize, singles: usize, quick: bool) -> (f64, f64) {
     let plugin = bench.upload(&node).await;
     if backlog > 0 {
         bench.queue(&node, &plugin, backlog).await;
+        // A standing backlog, not one being loaded: the store copies what
+        // was just written from its WAL into the database file in the
+        // background (checkpoints every 500 ms); give it the time to.
+        tokio::time::sleep(Duration::from_millis(backlog as u64 / 100)).await;
     }
     let url = format!("{}/v1/executions", node.url());
     settle();
