@@ -43,7 +43,7 @@ pub enum SecretError {
 
 /// The key secrets are sealed under.
 #[derive(Clone)]
-pub struct SecretKey(XChaCha20Poly1305);
+pub struct SecretKey(XChaCha20Poly1305, [u8; 32]);
 
 impl std::fmt::Debug for SecretKey {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -62,9 +62,20 @@ impl SecretKey {
             .or_else(|| base64::engine::general_purpose::STANDARD.decode(text).ok())
             .filter(|b| b.len() == 32)
             .ok_or(SecretError::BadKey)?;
-        XChaCha20Poly1305::new_from_slice(&bytes)
-            .map(SecretKey)
-            .map_err(|_| SecretError::BadKey)
+        let cipher = XChaCha20Poly1305::new_from_slice(&bytes).map_err(|_| SecretError::BadKey)?;
+        // Other keys come from this one by HMAC, each for one purpose, so
+        // the sealing key itself is never used for anything else.
+        Ok(SecretKey(
+            cipher,
+            hmac_sha256(&bytes, b"taskhost: derived keys"),
+        ))
+    }
+
+    /// The secret `tenant`'s webhooks are signed with (HMAC-SHA256, per the
+    /// Standard Webhooks conventions): derived from this key, so every node
+    /// sharing the key signs alike and nothing more is stored.
+    pub fn webhook_secret(&self, tenant: &str) -> [u8; 32] {
+        hmac_sha256(&self.1, format!("webhook-signing:{tenant}").as_bytes())
     }
 
     /// A new random key, as 64 hex digits.
@@ -208,6 +219,16 @@ impl Scrubber {
             None => false,
         }
     }
+}
+
+/// HMAC-SHA256 of `message` under `key`.
+pub fn hmac_sha256(key: &[u8], message: &[u8]) -> [u8; 32] {
+    use hmac::{Mac, SimpleHmac};
+    // HMAC takes keys of any length, so this cannot fail.
+    let mut mac = <SimpleHmac<sha2::Sha256> as Mac>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC accepts any key length"));
+    mac.update(message);
+    mac.finalize().into_bytes().into()
 }
 
 #[cfg(test)]

@@ -27,6 +27,20 @@
 //! taskhost run target/wasm32-wasip2/release/hello.wasm --input '{"name":"Ada"}'
 //! ```
 //!
+//! # Outbound HTTP
+//!
+//! [`http`] is a small blocking client on `wasi:http`. A plugin reaches only
+//! the hosts its schedule or run grants (`"network": {"allow": [...]}`);
+//! anything else fails with an error saying why.
+//!
+//! ```ignore
+//! let status: Status = taskhost_sdk::http::get("https://api.example.com/status")
+//!     .header("authorization", &format!("Bearer {}", ctx.secret("API_TOKEN")?))
+//!     .send()?
+//!     .error_for_status()?
+//!     .json()?;
+//! ```
+//!
 //! # Errors
 //!
 //! [`Error::retryable`] failures are retried by the host according to the
@@ -39,6 +53,8 @@
 //!
 //! A panic ends the run with the status `trapped`; the host reports the panic
 //! message. Prefer returning an [`Error`].
+
+pub mod http;
 
 // Lets the generated bindings name this crate the same way from inside and outside.
 extern crate self as taskhost_sdk;
@@ -62,6 +78,9 @@ pub mod bindings {
         export_macro_name: "__export_task_world",
         default_bindings_module: "taskhost_sdk::__private::bindings",
         runtime_path: "taskhost_sdk::__private::wit_bindgen::rt",
+        // The world's `wasi:http` import and what it uses (`wasi:io`,
+        // `wasi:clocks`); a plugin that makes no request imports none of it.
+        generate_all,
     });
 }
 

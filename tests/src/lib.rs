@@ -3,6 +3,7 @@
 
 pub mod cluster;
 pub mod procs;
+pub mod receiver;
 pub mod server;
 pub mod stores;
 

@@ -811,6 +811,8 @@ async fn openapi_lists_every_route_the_router_serves() {
         "POST /v1/executions/batch",
         "GET /v1/executions",
         "GET /v1/executions/{id}",
+        "GET /v1/executions/{id}/deliveries",
+        "GET /v1/webhooks/secret",
         "POST /v1/executions/{id}/cancel",
         "POST /v1/executions/{id}/rerun",
         "GET /v1/nodes",

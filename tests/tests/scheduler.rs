@@ -33,6 +33,8 @@ fn schedule(tenant: &str, plugin_id: &str, trigger: Trigger, now: DateTime<Utc>)
         retention: None,
         config: Default::default(),
         secrets: Vec::new(),
+        network: None,
+        notify: Vec::new(),
         paused: false,
         next_fire_at: None,
         last_fire_at: None,

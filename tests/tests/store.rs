@@ -40,6 +40,7 @@ taskhost_tests::conformance!(
     batch_claims_and_fenced_completions,
     batch_inserts_all_or_nothing,
     secrets_sealed_versioned_and_scoped,
+    webhooks_marked_with_the_end_and_claimed_once,
 );
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -80,6 +81,8 @@ fn schedule(tenant: &str, name: &str, plugin_id: &str, now: DateTime<Utc>) -> Sc
         retention: None,
         config: Default::default(),
         secrets: Vec::new(),
+        network: None,
+        notify: Vec::new(),
         paused: false,
         next_fire_at: Some(now),
         last_fire_at: None,
@@ -1370,5 +1373,78 @@ async fn secrets_sealed_versioned_and_scoped(h: Harness) {
             .delete_secret("globex", "API_TOKEN")
             .await
             .expect("delete")
+    );
+}
+
+/// An execution with webhooks is marked due in the same write as its end
+/// (the fenced completion), found by `notify_due` until its deliveries are
+/// done, and claimed by one of two racing deliverers.
+async fn webhooks_marked_with_the_end_and_claimed_once(h: Harness) {
+    let store = &h.store;
+    let mut e = Execution::queued("acme", "p", store.now(), store.now());
+    e.notify = vec![taskhost::model::NotifyTarget {
+        url: "https://hooks.example.com/x".into(),
+        on: Vec::new(),
+    }];
+    let plain = Execution::queued("acme", "p", store.now(), store.now());
+    store
+        .create_executions(&[e.clone(), plain.clone()])
+        .await
+        .expect("insert");
+    let claimed = store
+        .claim_many(&[e.id.clone(), plain.id.clone()], "node-1", LEASE)
+        .await
+        .expect("claim");
+    for c in &claimed {
+        let lease = Lease::of(c).expect("lease");
+        store
+            .complete_claimed(c, &lease, Completion::Finished(succeeded()))
+            .await
+            .expect("complete")
+            .expect("held");
+    }
+    let due = store.notify_due(store.now(), 10).await.expect("due");
+    assert_eq!(
+        due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        [e.id.as_str()],
+        "only the execution with targets"
+    );
+    // Two deliverers race to claim it: one wins.
+    let now = store.now();
+    let later = now + chrono::Duration::seconds(30);
+    let mut wins = 0;
+    for _ in 0..2 {
+        let won = store
+            .modify_execution(&e.id, move |x| {
+                if x.notify_due_at.is_none_or(|t| t > now) {
+                    return false;
+                }
+                x.notify_due_at = Some(later);
+                true
+            })
+            .await
+            .expect("modify");
+        wins += usize::from(won.is_some());
+    }
+    assert_eq!(wins, 1);
+    assert!(store.notify_due(now, 10).await.expect("due").is_empty());
+    h.clock.advance(Duration::from_secs(31));
+    assert_eq!(
+        store.notify_due(store.now(), 10).await.expect("due").len(),
+        1
+    );
+    store
+        .modify_execution(&e.id, |x| {
+            x.notify_due_at = None;
+            true
+        })
+        .await
+        .expect("done");
+    assert!(
+        store
+            .notify_due(store.now(), 10)
+            .await
+            .expect("due")
+            .is_empty()
     );
 }

@@ -187,7 +187,8 @@ async fn secrets_are_sealed_granted_and_scrubbed(s: Server) {
     assert_eq!(gone["status"], "failed");
 }
 
-/// A plugin built against the contract before `secret-get` existed still
+/// A plugin built against the contract before `secret-get` and the `wasi:http`
+/// import existed (`tests/fixtures/hello-contract-0.1.0-before-secrets.wasm`) still
 /// validates and runs.
 #[tokio::test]
 async fn plugins_built_before_secrets_still_run() {

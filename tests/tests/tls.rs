@@ -204,3 +204,43 @@ fn bad_tls_settings_are_refused_before_serving() {
         stderr(&broken)
     );
 }
+
+/// A plugin's outbound HTTPS verifies the server's certificate against the
+/// system's roots: a server whose CA only this test knows is refused, and
+/// the refusal is recorded.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn plugins_outbound_https_verifies_certificates() {
+    use reqwest::Method;
+    use serde_json::json;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new("taskhost test CA");
+    let (cert, key) = ca.issue(dir.path());
+    let target = https_server(&cert, &key);
+    let port = target
+        .url
+        .rsplit(':')
+        .next()
+        .expect("port")
+        .trim_end_matches('/');
+    let config = "[network]\nopen_ranges = [\"127.0.0.0/8\"]\n";
+    let s = Server::start_with(None, &[], Some(config));
+    let token = s.admin("acme");
+    let plugin = s.upload(&token, "test-http").await;
+    let body = json!({
+        "plugin_id": plugin["id"], "wait": "30s",
+        "input": {"requests": [{"url": format!("https://127.0.0.1:{port}/healthz")}]},
+        "network": {"allow": [format!("127.0.0.1:{port}")]},
+    });
+    let (code, e) = s
+        .call(Method::POST, "/v1/executions", Some(&token), Some(body))
+        .await;
+    assert_eq!(code, reqwest::StatusCode::OK, "{e}");
+    let error = e["outcome"]["output"][0]["error"]
+        .as_str()
+        .unwrap_or_default();
+    assert!(!error.is_empty(), "the request must fail: {e}");
+    let record = &e["outcome"]["http"][0];
+    let why = record["error"].as_str().unwrap_or_default().to_lowercase();
+    assert!(why.contains("certificate"), "{e}");
+    assert!(record["status"].is_null(), "{e}");
+}

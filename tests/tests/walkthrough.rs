@@ -7,11 +7,18 @@ use taskhost_tests::{repo_root, taskhost_bin};
 
 /// The shell block between the walkthrough markers of the README.
 fn walkthrough() -> String {
+    block("walkthrough")
+}
+
+/// The shell block between the `NAME:start` and `NAME:end` markers.
+fn block(name: &str) -> String {
     let readme = std::fs::read_to_string(repo_root().join("README.md")).expect("README");
     let start = readme
-        .find("<!-- walkthrough:start -->")
+        .find(&format!("<!-- {name}:start -->"))
         .expect("start marker");
-    let end = readme.find("<!-- walkthrough:end -->").expect("end marker");
+    let end = readme
+        .find(&format!("<!-- {name}:end -->"))
+        .expect("end marker");
     let block = &readme[start..end];
     let body = block.split_once("```sh\n").expect("a sh block").1;
     body.rsplit_once("```").expect("closed block").0.to_owned()
@@ -54,4 +61,43 @@ fn the_readme_walkthrough_works_as_written() {
         !stdout.contains("s3cr3t-value"),
         "a secret value was shown: {stdout}"
     );
+}
+
+/// The README's outbound HTTP walkthrough: `http-check` on a schedule
+/// against a local server the node's policy opens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_http_walkthrough_works_as_written() {
+    let web = taskhost_tests::receiver::Receiver::start(0).await;
+    let config = "[network]\nopen_ranges = [\"127.0.0.0/8\"]\nplain_http = true\n";
+    let server = Server::start_with(None, &[], Some(config));
+    let bin_dir = taskhost_bin().parent().expect("bin dir");
+    let path = format!(
+        "{}:{}",
+        bin_dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    );
+    let script = block("http-walkthrough");
+    let (url, hook, token) = (web.url("/ok"), web.url("/hook"), server.admin("dev"));
+    let output = tokio::task::spawn_blocking(move || {
+        Command::new("bash")
+            .args(["-euo", "pipefail", "-c", &script])
+            .current_dir(repo_root())
+            .env("PATH", path)
+            .env("TASKHOST_SERVER", &server.url)
+            .env("TASKHOST_TOKEN", token)
+            .env("STATUS_URL", url)
+            .env("HOOK_URL", hook)
+            .output()
+            .expect("run bash")
+    })
+    .await
+    .expect("join");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the walkthrough failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains("succeeded"), "a successful check: {stdout}");
+    assert!(web.received().is_empty(), "no failure, so no webhook");
 }

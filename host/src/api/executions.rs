@@ -45,6 +45,12 @@ pub(super) struct NewExecution {
     /// Names of the tenant's secrets the run may read (at most 32).
     #[serde(default)]
     secrets: Vec<String>,
+    /// The hosts the plugin may call over HTTP; none if unset.
+    #[serde(default)]
+    network: Option<crate::net::NetworkGrant>,
+    /// Webhooks to call when the run ends (at most 8).
+    #[serde(default)]
+    notify: Vec<crate::model::NotifyTarget>,
     /// -100 to 100; higher runs first.
     #[serde(default)]
     priority: i32,
@@ -164,6 +170,8 @@ impl NewExecution {
         spec.limits = self.limits;
         spec.config = self.config;
         spec.secrets = self.secrets;
+        spec.network = self.network;
+        spec.notify = self.notify;
         spec.priority = self.priority;
         spec.retry = self.retry.unwrap_or(RetryPolicy::ONCE);
         spec.retention = self.retention;

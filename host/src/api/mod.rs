@@ -22,6 +22,7 @@ pub mod rates;
 mod schedules;
 mod secrets;
 pub mod server;
+mod webhooks;
 
 use crate::quota::QuotaExceeded;
 use crate::runtime::Runtime;
@@ -129,6 +130,7 @@ fn routes(limits: &ApiLimits, api: bool) -> OpenApiRouter<AppState> {
         .merge(executions::routes(limits.max_body_bytes.saturating_mul(16)))
         .merge(nodes::routes())
         .merge(secrets::routes())
+        .merge(webhooks::routes())
 }
 
 /// The OpenAPI document of the API.

@@ -55,6 +55,12 @@ pub(super) struct NewSchedule {
     /// Names of the tenant's secrets its runs may read (at most 32).
     #[serde(default)]
     secrets: Vec<String>,
+    /// The hosts its plugin may call over HTTP; none if unset.
+    #[serde(default)]
+    network: Option<crate::net::NetworkGrant>,
+    /// Webhooks to call when a run ends (at most 8).
+    #[serde(default)]
+    notify: Vec<crate::model::NotifyTarget>,
     #[serde(default)]
     paused: bool,
     #[serde(default, with = "crate::serde_util::option_time")]
@@ -83,6 +89,9 @@ pub(super) struct SchedulePatch {
     jitter: Option<String>,
     config: Option<BTreeMap<String, String>>,
     secrets: Option<Vec<String>>,
+    /// Replaces the network grant (`{"allow": []}` to remove every host).
+    network: Option<crate::net::NetworkGrant>,
+    notify: Option<Vec<crate::model::NotifyTarget>>,
     #[serde(default, with = "crate::serde_util::option_duration")]
     #[schema(value_type = Option<String>)]
     retention: Option<Duration>,
@@ -91,8 +100,12 @@ pub(super) struct SchedulePatch {
 /// Checks what a client may set on a schedule, against the node's caps and
 /// the tenant's shortest allowed period.
 fn validate(state: &AppState, s: &Schedule) -> Result<(), PolicyError> {
-    let quotas = state.node.config().quotas.for_tenant(&s.tenant);
-    policy::check_schedule(s, &state.node.config().caps, quotas.min_schedule_period)
+    let config = state.node.config();
+    let quotas = config.quotas.for_tenant(&s.tenant);
+    policy::check_schedule(s, &config.caps, quotas.min_schedule_period)?;
+    let network = config.egress.policy();
+    policy::check_network(&s.tenant, s.network.as_ref(), network)?;
+    policy::check_notify(&s.tenant, &s.notify, network)
 }
 
 /// Create a schedule.
@@ -135,6 +148,8 @@ async fn create(
         jitter: new.jitter,
         config: new.config,
         secrets: new.secrets,
+        network: new.network,
+        notify: new.notify,
         paused: new.paused,
         starts_at: new.starts_at,
         ends_at: new.ends_at,
@@ -296,6 +311,12 @@ fn apply(s: &mut Schedule, p: &SchedulePatch, jitter: Option<Duration>) {
     }
     if let Some(v) = &p.secrets {
         s.secrets = v.clone();
+    }
+    if let Some(v) = &p.network {
+        s.network = Some(v.clone());
+    }
+    if let Some(v) = &p.notify {
+        s.notify = v.clone();
     }
     if let Some(v) = &p.config {
         s.config = v.clone();

@@ -43,6 +43,8 @@ pub(crate) enum PluginCommand {
     List,
 }
 
+// Parsed once per command: the size of the largest variant costs nothing.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum ScheduleCommand {
     /// Create a schedule: give --cron, --every or --once (or none: manual).
@@ -70,6 +72,8 @@ pub(crate) enum ScheduleCommand {
         /// A secret its runs may read (repeat for more).
         #[arg(long = "secret", value_name = "NAME")]
         secrets: Vec<String>,
+        #[command(flatten)]
+        reach: Reach,
     },
     /// List schedules.
     List,
@@ -79,6 +83,39 @@ pub(crate) enum ScheduleCommand {
     Resume { id: String },
     /// Run a schedule once now.
     Trigger { id: String },
+}
+
+/// What a schedule's or run's plugin may call, and whom to tell when it ends.
+#[derive(Debug, clap::Args)]
+pub(crate) struct Reach {
+    /// A host the plugin may call over HTTP (repeat for more):
+    /// api.example.com, *.example.com:443, or * for any.
+    #[arg(long = "allow-host", value_name = "PATTERN")]
+    allow_hosts: Vec<String>,
+    /// A webhook to call when a run ends (repeat for more).
+    #[arg(long = "notify", value_name = "URL")]
+    notify: Vec<String>,
+    /// The ends the webhooks report, e.g. failed,dead,timed_out (default: every end).
+    #[arg(long = "notify-on", value_name = "EVENTS", value_delimiter = ',')]
+    notify_on: Vec<String>,
+}
+
+impl Reach {
+    /// Adds `network` and `notify` to a request body.
+    fn apply(self, body: &mut Value) {
+        if !self.allow_hosts.is_empty() {
+            body["network"] = json!({"allow": self.allow_hosts});
+        }
+        if !self.notify.is_empty() {
+            let on = self.notify_on;
+            body["notify"] = Value::Array(
+                self.notify
+                    .into_iter()
+                    .map(|url| json!({"url": url, "on": on}))
+                    .collect(),
+            );
+        }
+    }
 }
 
 #[derive(Debug, clap::Subcommand)]
@@ -106,6 +143,8 @@ pub(crate) enum ExecCommand {
         /// A secret the run may read (repeat for more).
         #[arg(long = "secret", value_name = "NAME")]
         secrets: Vec<String>,
+        #[command(flatten)]
+        reach: Reach,
     },
     /// Submit up to 1,000 runs at once, all or none: FILE ("-" for stdin)
     /// holds a JSON array of runs as `submit` sends them (`plugin_id`,
@@ -330,6 +369,7 @@ pub(crate) async fn schedule(conn: Conn, command: ScheduleCommand) -> anyhow::Re
             once,
             input,
             secrets,
+            reach,
         } => {
             let trigger = match (cron, every, once) {
                 (Some(expr), _, _) => json!({"kind": "cron", "expr": expr, "timezone": timezone}),
@@ -338,8 +378,9 @@ pub(crate) async fn schedule(conn: Conn, command: ScheduleCommand) -> anyhow::Re
                 _ => json!({"kind": "manual"}),
             };
             let input: Value = serde_json::from_str(&input).context("--input is not valid JSON")?;
-            let body = json!({"name": name, "plugin_id": plugin, "trigger": trigger,
+            let mut body = json!({"name": name, "plugin_id": plugin, "trigger": trigger,
                 "input": input, "secrets": secrets});
+            reach.apply(&mut body);
             client.post("/v1/schedules", Some(body)).await?
         }
         ScheduleCommand::List => client.get("/v1/schedules").await?,
@@ -385,6 +426,7 @@ pub(crate) async fn exec(conn: Conn, command: ExecCommand) -> anyhow::Result<Exi
             priority,
             wait,
             secrets,
+            reach,
         } => {
             let input: Value = match input {
                 Some(text) => serde_json::from_str(&text)
@@ -393,6 +435,7 @@ pub(crate) async fn exec(conn: Conn, command: ExecCommand) -> anyhow::Result<Exi
             };
             let mut body = json!({"plugin_id": plugin_id, "input": input, "priority": priority,
                 "secrets": secrets});
+            reach.apply(&mut body);
             if let Some(wait) = wait {
                 body["wait"] = json!(wait);
             }

@@ -189,7 +189,7 @@ pub struct ServeConfig {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub node_id: Option<String>,
     /// A TOML file with any of these settings (keys as the flags, with `_`),
-    /// and the `[quotas]` section (file only).
+    /// and the `[quotas]` and `[network]` sections (file only).
     #[arg(long, env = "TASKHOST_CONFIG", value_name = "FILE")]
     #[serde(skip)]
     pub config: Option<PathBuf>,
@@ -201,6 +201,11 @@ pub struct ServeConfig {
     #[arg(skip)]
     #[serde(default, skip_serializing)]
     pub quotas: QuotaConfig,
+    /// What runs and webhooks may reach: `[network]` (hosts, open_ranges,
+    /// plain_http) and `[network.tenants.NAME]`.
+    #[arg(skip)]
+    #[serde(default, skip_serializing)]
+    pub network: Option<crate::net::NetworkConfig>,
 }
 
 impl ServeConfig {
@@ -294,6 +299,7 @@ impl ServeConfig {
             retention,
             data_dir,
             quotas: self.quotas.clone(),
+            network: self.network.clone().unwrap_or_default(),
         })
     }
 }
@@ -348,6 +354,7 @@ pub struct Settings {
     #[serde(with = "crate::serde_util::duration")]
     pub retention: Duration,
     pub quotas: QuotaConfig,
+    pub network: crate::net::NetworkConfig,
 }
 
 /// The shortest HS256 secret accepted: 256 bits.

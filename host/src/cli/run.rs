@@ -1,6 +1,7 @@
 //! `taskhost run`: run a plugin once, locally, under the same limits as a node.
 
-use crate::runtime::{Limits, RunRequest, Runtime, RuntimeConfig, Status};
+use crate::net::{Egress, NetworkConfig, NetworkPolicy};
+use crate::runtime::{Limits, RunNetwork, RunRequest, Runtime, RuntimeConfig, Status};
 use anyhow::{Context, bail};
 use bytesize::ByteSize;
 use std::collections::BTreeMap;
@@ -51,6 +52,20 @@ pub(crate) struct RunArgs {
     /// A config value the plugin can read (repeatable): --config key=value.
     #[arg(long = "config", value_name = "KEY=VALUE", value_parser = parse_key_value)]
     config: Vec<(String, String)>,
+
+    /// A host the plugin may call over HTTP (repeatable): api.example.com,
+    /// *.example.com:443, or * for any. Without one it may call none.
+    #[arg(long = "allow-host", value_name = "PATTERN")]
+    allow_hosts: Vec<String>,
+
+    /// Open an address range that is refused by default (repeatable), e.g.
+    /// 127.0.0.0/8 to call a server on this machine.
+    #[arg(long = "allow-range", value_name = "CIDR")]
+    allow_ranges: Vec<String>,
+
+    /// Allow plain http:// (default: https only).
+    #[arg(long)]
+    allow_http: bool,
 
     /// Print the outcome on one line instead of indented.
     #[arg(long)]
@@ -107,7 +122,21 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         timeout: args.timeout,
         output_bytes: args.output_limit,
         log_bytes: args.log_limit,
+        ..Limits::default()
     };
+    if !args.allow_hosts.is_empty() {
+        let policy = NetworkPolicy::from_config(&NetworkConfig {
+            open_ranges: args.allow_ranges,
+            plain_http: args.allow_http,
+            ..NetworkConfig::default()
+        })
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+        request.network = Some(RunNetwork {
+            egress: Egress::new(policy).map_err(|e| anyhow::anyhow!("{e}"))?,
+            tenant: "local".into(),
+            allow: crate::net::pattern::parse_all(&args.allow_hosts)?,
+        });
+    }
     request.config = Arc::new(args.config.into_iter().collect::<BTreeMap<_, _>>());
     let outcome = runtime.run_wasm(&wasm, request).await;
     let json = if args.compact {

@@ -225,6 +225,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             heartbeat_ttl: settings.heartbeat,
             quotas: settings.quotas.clone(),
             secrets_key: Some(secrets_key),
+            egress: crate::net::Egress::new(
+                crate::net::NetworkPolicy::from_config(&settings.network)
+                    .map_err(|e| anyhow::anyhow!("invalid [network] settings: {e}"))?,
+            )
+            .map_err(|e| anyhow::anyhow!(e))?,
             start_on_enqueue: true,
             ..SchedulerConfig::default()
         },

@@ -33,6 +33,11 @@ pub const MAX_LOG_LINES: usize = 10_000;
 pub const MAX_ERROR_BYTES: usize = 64 << 10;
 /// Longest progress note kept.
 pub const MAX_NOTE_BYTES: usize = 1 << 10;
+/// Most outbound HTTP requests recorded per run (also the node's cap on
+/// `limits.http_requests`); later ones are counted only.
+pub const MAX_HTTP_RECORDS: usize = 1000;
+/// Longest host, path, refusal or error text kept in an HTTP record.
+pub const MAX_HTTP_FIELD_BYTES: usize = 512;
 /// Fuel every call from the guest into the host costs (WASI included): about
 /// what 1 µs of guest compute burns.
 pub const HOST_CALL_FUEL: u64 = 1_000;
@@ -126,7 +131,8 @@ pub fn enforce(outcome: &mut Outcome, limits: &Limits) {
                 .logs
                 .iter()
                 .map(|l| l.message.len() + LOG_LINE_OVERHEAD as usize)
-                .sum::<usize>())
+                .sum::<usize>()
+            + outcome.http.len() * (4 * MAX_HTTP_FIELD_BYTES + 256))
         + 4096;
     if worst <= MAX_STORED_OUTCOME_BYTES {
         return;

@@ -5,6 +5,7 @@ use super::bounds::{
     self, HOST_BYTE_FUEL, LOG_LINE_OVERHEAD, MAX_LOG_LINES, MAX_NOTE_BYTES, TASKHOST_CALL_FUEL,
 };
 use super::capture::CapturePipe;
+use super::http::{HttpHooks, MAX_FIELDS_BYTES, MAX_RESOURCES};
 use super::kv::{self, KvNamespace, KvQuota, KvStore};
 use super::limits::MemoryLimiter;
 use super::outcome::{LogLevel, LogLine, Progress};
@@ -13,12 +14,20 @@ use std::sync::Arc;
 use std::time::Instant;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 wasmtime::component::bindgen!({
     path: "../wit",
     world: "task",
     imports: { default: async },
     exports: { default: async },
+    // The world imports `wasi:http/outgoing-handler`; these come from
+    // wasmtime-wasi(-http), linked by `Runtime::with_stores`.
+    with: {
+        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "wasi:io": wasmtime_wasi::p2::bindings::io,
+        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+    },
 });
 
 use self::taskhost::plugin::{host, types};
@@ -26,6 +35,8 @@ use self::taskhost::plugin::{host, types};
 /// Everything one run's `wasmtime::Store` holds. A fresh one per run.
 pub(crate) struct RunState {
     wasi: WasiCtx,
+    http: WasiHttpCtx,
+    pub(crate) hooks: HttpHooks,
     table: ResourceTable,
     pub(crate) limiter: MemoryLimiter,
     pub(crate) stdout: CapturePipe,
@@ -49,14 +60,16 @@ pub(crate) struct RunStateInit {
     pub namespace: KvNamespace,
     pub kv_quota: Option<KvQuota>,
     pub secrets: Arc<BTreeMap<String, Result<String, String>>>,
+    pub hooks: HttpHooks,
 }
 
 impl RunState {
     pub(crate) fn new(init: RunStateInit) -> Self {
         let stdout = CapturePipe::new("stdout", init.log_bytes);
         let stderr = CapturePipe::new("stderr", init.log_bytes);
-        // No preopened directories, no network, no environment, no arguments:
-        // only clocks, randomness and the captured stdout/stderr.
+        // No preopened directories, no sockets, no environment, no arguments:
+        // only clocks, randomness and the captured stdout/stderr. Outbound
+        // HTTP goes through `wasi:http` and the run's grant (see `http`).
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())
@@ -64,9 +77,15 @@ impl RunState {
             .allow_udp(false)
             .allow_ip_name_lookup(false)
             .build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELDS_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
         RunState {
             wasi,
-            table: ResourceTable::new(),
+            http,
+            hooks: init.hooks,
+            table,
             limiter: MemoryLimiter::new(init.memory_bytes),
             stdout,
             stderr,
@@ -93,6 +112,16 @@ impl WasiView for RunState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
         }
     }
 }

@@ -26,6 +26,17 @@ pub struct Limits {
     pub output_bytes: u64,
     /// Bytes the plugin may write to stdout, to stderr, and through `log` (each).
     pub log_bytes: u64,
+    /// Outbound HTTP requests a run may make (refused ones count too).
+    pub http_requests: u32,
+    /// Request body bytes a run may send, over all its requests.
+    pub http_sent_bytes: u64,
+    /// Response body bytes a run may receive, over all its requests.
+    pub http_received_bytes: u64,
+    /// Longest one request may take, to the end of its response (and never
+    /// past the run's own timeout).
+    #[serde(with = "crate::serde_util::duration")]
+    #[schema(value_type = String, example = "10s")]
+    pub http_timeout: Duration,
 }
 
 impl Limits {
@@ -39,6 +50,14 @@ impl Limits {
     pub const DEFAULT_OUTPUT_BYTES: u64 = 1 << 20;
     /// 1 MiB each of stdout, stderr and structured logs.
     pub const DEFAULT_LOG_BYTES: u64 = 1 << 20;
+    /// 20 outbound HTTP requests.
+    pub const DEFAULT_HTTP_REQUESTS: u32 = 20;
+    /// 1 MiB of request bodies.
+    pub const DEFAULT_HTTP_SENT_BYTES: u64 = 1 << 20;
+    /// 8 MiB of response bodies.
+    pub const DEFAULT_HTTP_RECEIVED_BYTES: u64 = 8 << 20;
+    /// 10 seconds per request.
+    pub const DEFAULT_HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 }
 
 impl Default for Limits {
@@ -49,6 +68,10 @@ impl Default for Limits {
             timeout: Self::DEFAULT_TIMEOUT,
             output_bytes: Self::DEFAULT_OUTPUT_BYTES,
             log_bytes: Self::DEFAULT_LOG_BYTES,
+            http_requests: Self::DEFAULT_HTTP_REQUESTS,
+            http_sent_bytes: Self::DEFAULT_HTTP_SENT_BYTES,
+            http_received_bytes: Self::DEFAULT_HTTP_RECEIVED_BYTES,
+            http_timeout: Self::DEFAULT_HTTP_TIMEOUT,
         }
     }
 }

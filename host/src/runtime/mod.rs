@@ -17,6 +17,7 @@
 //! - [`admission`]: what makes a plugin costly to compile, checked first; compile slots;
 //! - [`cache`]: precompiled artifacts keyed by wasm sha256 + engine fingerprint;
 //! - [`host`]: bindings for `wit/task.wit` and the host interface;
+//! - [`http`]: outbound HTTP (`wasi:http`) under the run's grant and limits;
 //! - [`limits`], [`capture`]: per-run limits and bounded stdout/stderr;
 //! - [`bounds`]: caps on everything a run produces, and the fuel host calls cost;
 //! - [`run`]: one run from instantiation to [`Outcome`];
@@ -28,6 +29,7 @@ mod cache;
 mod capture;
 mod engine;
 mod host;
+mod http;
 mod kv;
 mod limits;
 mod outcome;
@@ -36,13 +38,14 @@ mod validate;
 
 pub use admission::CompileBudget;
 pub use bounds::{
-    HOST_BYTE_FUEL, HOST_CALL_FUEL, LOG_LINE_OVERHEAD, MAX_ERROR_BYTES, MAX_LOG_LINES,
-    MAX_NOTE_BYTES, MAX_STORED_OUTCOME_BYTES, TASKHOST_CALL_FUEL,
+    HOST_BYTE_FUEL, HOST_CALL_FUEL, LOG_LINE_OVERHEAD, MAX_ERROR_BYTES, MAX_HTTP_RECORDS,
+    MAX_LOG_LINES, MAX_NOTE_BYTES, MAX_STORED_OUTCOME_BYTES, TASKHOST_CALL_FUEL,
 };
 pub use cache::{ArtifactCache, DEFAULT_ARTIFACT_BYTES, DirArtifacts, MemoryArtifacts, sha256_hex};
+pub use http::RunNetwork;
 pub use kv::{KvError, KvNamespace, KvQuota, KvStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryKv};
 pub use limits::Limits;
-pub use outcome::{LogLevel, LogLine, Outcome, Progress, RunError, Status};
+pub use outcome::{HttpRecord, LogLevel, LogLine, Outcome, Progress, RunError, Status};
 pub use run::RunRequest;
 pub use validate::{InvalidPlugin, WORLD};
 
@@ -166,7 +169,15 @@ impl Runtime {
         let mut linker = Linker::new(&engine);
         let link = |l: &mut Linker<RunState>| -> wasmtime::Result<()> {
             wasmtime_wasi::p2::add_to_linker_async(l)?;
-            host::Task::add_to_linker::<_, wasmtime::component::HasSelf<_>>(l, |s| s)
+            wasmtime_wasi_http::p2::add_only_http_to_linker_async(l)?;
+            host::taskhost::plugin::types::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+                l,
+                |s| s,
+            )?;
+            host::taskhost::plugin::host::add_to_linker::<_, wasmtime::component::HasSelf<_>>(
+                l,
+                |s| s,
+            )
         };
         link(&mut linker).map_err(|e| RuntimeError::Engine(format!("{e:#}")))?;
         let ticker = engine::EpochTicker::start(engine.clone(), config.epoch_tick)?;

@@ -120,6 +120,42 @@ pub struct Outcome {
     pub stderr: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub progress: Option<Progress>,
+    /// The outbound HTTP requests the run made or was refused, in order
+    /// (at most [`MAX_HTTP_RECORDS`](super::bounds::MAX_HTTP_RECORDS)).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub http: Vec<HttpRecord>,
+    /// Requests past the records kept, counted only.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub http_unrecorded: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
+}
+
+/// One outbound HTTP request of a run: what was asked, and what came of it.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct HttpRecord {
+    pub method: String,
+    /// `host:port`.
+    pub host: String,
+    /// The path, without the query (which may carry credentials).
+    pub path: String,
+    /// The response's status, once headers arrived.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Request body bytes sent.
+    pub sent_bytes: u64,
+    /// Response body bytes the plugin read.
+    pub received_bytes: u64,
+    /// From the request to its response's headers (or its failure), in milliseconds.
+    pub duration_ms: u64,
+    /// Why it was not sent (the network policy or a limit refused it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub refused: Option<String>,
+    /// Why it failed after it was sent (connection, TLS, timeout, body limit).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
 }
 
 impl Outcome {
@@ -141,6 +177,8 @@ impl Outcome {
             stdout: String::new(),
             stderr: String::new(),
             progress: None,
+            http: Vec::new(),
+            http_unrecorded: 0,
         }
     }
 
@@ -163,6 +201,15 @@ impl Outcome {
         scrubber.text(&mut self.stderr);
         if let Some(note) = self.progress.as_mut().and_then(|p| p.note.as_mut()) {
             scrubber.text(note);
+        }
+        for record in &mut self.http {
+            scrubber.text(&mut record.path);
+            for text in [&mut record.refused, &mut record.error]
+                .into_iter()
+                .flatten()
+            {
+                scrubber.text(text);
+            }
         }
     }
 

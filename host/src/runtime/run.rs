@@ -8,6 +8,7 @@ use super::RuntimeConfig;
 use super::bounds::{self, HOST_CALL_FUEL};
 use super::capture::CaptureOverflow;
 use super::host::{Invocation, RunState, RunStateInit, TaskError, TaskPre};
+use super::http::{HttpHooks, RunNetwork};
 use super::kv::{KvNamespace, KvQuota, KvStore};
 use super::limits::{Limits, MemoryLimitExceeded};
 use super::outcome::{Outcome, RunError, Status};
@@ -48,6 +49,8 @@ pub struct RunRequest {
     pub secrets: Arc<BTreeMap<String, Result<String, String>>>,
     /// How much kv state the tenant may keep; unlimited if unset.
     pub kv_quota: Option<KvQuota>,
+    /// What the run may reach over HTTP; nothing if unset.
+    pub network: Option<RunNetwork>,
 }
 
 impl RunRequest {
@@ -66,6 +69,7 @@ impl RunRequest {
             namespace: KvNamespace::new("local", "local"),
             secrets: Arc::default(),
             kv_quota: None,
+            network: None,
         }
     }
 }
@@ -85,6 +89,7 @@ pub(crate) async fn execute(
     let started = Instant::now();
     let limits = request.limits;
     let secrets = request.secrets.clone();
+    let deadline = started + limits.timeout;
     let mut store = Store::new(
         engine,
         RunState::new(RunStateInit {
@@ -95,6 +100,7 @@ pub(crate) async fn execute(
             namespace: request.namespace,
             kv_quota: request.kv_quota,
             secrets: secrets.clone(),
+            hooks: HttpHooks::new(request.network, limits, deadline),
         }),
     );
     store.limiter(|state| &mut state.limiter);
@@ -105,7 +111,6 @@ pub(crate) async fn execute(
     // callback) would report stale fuel.
     let _ = store.set_fuel(limits.fuel);
     let _ = store.fuel_async_yield_interval(Some(FUEL_SLICE));
-    let deadline = started + limits.timeout;
     store.epoch_deadline_callback(move |_| {
         if Instant::now() >= deadline {
             Err(wasmtime::Error::new(TimedOut))
@@ -135,6 +140,7 @@ pub(crate) async fn execute(
     let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let state = store.into_data();
     let (status, output, error) = classify(result, &state, &limits);
+    let (http, http_unrecorded) = state.hooks.records.take();
     let mut outcome = Outcome {
         status,
         output,
@@ -147,6 +153,8 @@ pub(crate) async fn execute(
         stdout: state.stdout.text(),
         stderr: state.stderr.text(),
         progress: state.progress,
+        http,
+        http_unrecorded,
     };
     let values: Vec<(String, String)> = secrets
         .iter()

@@ -3,9 +3,10 @@
 //! A plugin must be a WebAssembly *component* (not a core module), must export
 //! this host's `run`, and may import only what the host provides and grants:
 //! the `taskhost:plugin` interfaces of the version we speak, and the sandboxed
-//! part of WASI p2 (clocks, random, stdio, I/O streams). Filesystem and socket
-//! access are refused: a plugin that imports them is rejected at upload, not
-//! left to fail at run time.
+//! part of WASI p2 (clocks, random, stdio, I/O streams), and outbound HTTP
+//! (`wasi:http/outgoing-handler`, which only reaches what the run is granted).
+//! Filesystem and socket access are refused: a plugin that imports them is
+//! rejected at upload, not left to fail at run time.
 
 use wasmtime::Engine;
 use wasmtime::component::Component;
@@ -36,6 +37,10 @@ const GRANTED_WASI: &[&str] = &[
     "wasi:random/random",
     "wasi:random/insecure",
     "wasi:random/insecure-seed",
+    // Outbound HTTP: linked for every plugin, usable only within the run's
+    // grant (see `runtime::http`).
+    "wasi:http/types",
+    "wasi:http/outgoing-handler",
 ];
 
 /// Why a plugin was refused. The message names the problem and, where it can,
@@ -149,7 +154,7 @@ fn check_import(name: &str) -> Result<(), InvalidPlugin> {
     } else if interface.starts_with("wasi:sockets/") {
         Some("network sockets are not granted to plugins")
     } else if interface.starts_with("wasi:http/") {
-        Some("outbound HTTP is not granted to plugins")
+        Some("a plugin may make outbound requests (wasi:http/outgoing-handler), not serve them")
     } else {
         None
     };
@@ -191,6 +196,11 @@ mod tests {
         ));
         assert!(matches!(
             check_import("wasi:sockets/tcp@0.2.0"),
+            Err(InvalidPlugin::DeniedImport(..))
+        ));
+        assert!(check_import("wasi:http/outgoing-handler@0.2.3").is_ok());
+        assert!(matches!(
+            check_import("wasi:http/incoming-handler@0.2.3"),
             Err(InvalidPlugin::DeniedImport(..))
         ));
         assert!(matches!(

@@ -46,6 +46,10 @@ pub struct ExecutionSpec {
     pub config: BTreeMap<String, String>,
     /// Secrets the run may read.
     pub secrets: Vec<String>,
+    /// Hosts the run may call.
+    pub network: Option<crate::net::NetworkGrant>,
+    /// Webhooks called when it ends.
+    pub notify: Vec<crate::model::NotifyTarget>,
     pub priority: i32,
     pub retry: RetryPolicy,
     /// Kept this long once finished; the node's default if unset.
@@ -67,6 +71,8 @@ impl ExecutionSpec {
             limits: Limits::default(),
             config: BTreeMap::new(),
             secrets: Vec::new(),
+            network: None,
+            notify: Vec::new(),
             priority: 0,
             retry: RetryPolicy::ONCE,
             retention: None,
@@ -85,6 +91,8 @@ impl ExecutionSpec {
             limits: schedule.limits,
             config: schedule.config.clone(),
             secrets: schedule.secrets.clone(),
+            network: schedule.network.clone(),
+            notify: schedule.notify.clone(),
             priority: schedule.priority,
             retry: schedule.retry,
             retention: schedule.retention,
@@ -123,6 +131,8 @@ impl ExecutionSpec {
             limits: old.limits,
             config: old.config.clone(),
             secrets: old.secrets.clone(),
+            network: old.network.clone(),
+            notify: old.notify.clone(),
             priority: old.priority,
             retry: old.retry,
             retention: Some(old.retention),
@@ -283,6 +293,9 @@ impl Node {
         policy::check_run(spec.priority, &spec.retry, &spec.limits, caps)?;
         policy::check_retention(spec.retention)?;
         policy::check_secrets(&spec.secrets)?;
+        let network = self.inner.config.egress.policy();
+        policy::check_network(&spec.tenant, spec.network.as_ref(), network)?;
+        policy::check_notify(&spec.tenant, &spec.notify, network)?;
         if plugin && !self.plugin_exists(spec).await? {
             return Err(EnqueueError::UnknownPlugin(spec.plugin_id.clone()));
         }
@@ -333,6 +346,8 @@ impl Node {
         e.limits = spec.limits;
         e.config = spec.config;
         e.secrets = spec.secrets;
+        e.network = spec.network;
+        e.notify = spec.notify;
         e.priority = spec.priority;
         e.retry = spec.retry;
         e.retention = spec.retention.unwrap_or(self.inner.config.retention);

@@ -145,6 +145,9 @@ pub struct SchedulerConfig {
     /// does). Off, every run goes through the heap and [`Node::dispatch`],
     /// which is what tests driving a node step by step expect.
     pub start_on_enqueue: bool,
+    /// The node's way out: its network policy and HTTP client, for runs'
+    /// requests and webhooks. The default reaches nothing.
+    pub egress: crate::net::Egress,
 }
 
 /// Per-run caps a node allows by default. Output and log caps keep the
@@ -156,6 +159,10 @@ pub const DEFAULT_CAPS: Limits = Limits {
     timeout: Duration::from_secs(15 * 60),
     output_bytes: 4 << 20,
     log_bytes: 1 << 20,
+    http_requests: crate::runtime::MAX_HTTP_RECORDS as u32,
+    http_sent_bytes: 64 << 20,
+    http_received_bytes: 256 << 20,
+    http_timeout: Duration::from_secs(5 * 60),
 };
 
 impl Default for SchedulerConfig {
@@ -179,6 +186,7 @@ impl Default for SchedulerConfig {
             plugin_cache_entries: 4096,
             secrets_key: None,
             start_on_enqueue: false,
+            egress: crate::net::Egress::deny_all(),
         }
     }
 }

@@ -1,6 +1,7 @@
 //! The node's loops: what `Node::run` keeps going until shutdown — the
 //! heartbeat, the materializer, the expired-lease reaper, the retention
-//! sweeper, the clock watch and the dispatcher — and the graceful stop.
+//! sweeper, the clock watch, the webhook deliverer and the dispatcher — and
+//! the graceful stop.
 
 use super::Node;
 use std::future::Future;
@@ -80,6 +81,23 @@ impl Node {
                 if let Err(e) = node.sweep_expired().await {
                     node.inner.metrics.store_error("sweep");
                     tracing::warn!(error = %e, "sweeping expired executions failed");
+                }
+            }
+        });
+        let deliverer = crate::webhooks::deliver::Deliverer {
+            store: self.inner.store.clone(),
+            egress: self.inner.config.egress.clone(),
+            key: self.inner.config.secrets_key.clone(),
+            node_id: self.inner.config.node_id.clone(),
+        };
+        let node = self.clone();
+        let mut deliver = every(Duration::from_millis(500));
+        loops.spawn(async move {
+            loop {
+                deliver.tick().await;
+                if let Err(e) = deliverer.pass().await {
+                    node.inner.metrics.store_error("webhooks");
+                    tracing::warn!(error = %e, "delivering webhooks failed");
                 }
             }
         });

@@ -119,11 +119,26 @@ pub fn check_limits(limits: &Limits, cap: &Limits) -> Result<(), PolicyError> {
             format!("limits.{name} is {value}; this server allows at most {max}"),
         ))
     };
-    let checks: [(&str, u64, u64); 4] = [
+    let checks: [(&str, u64, u64); 7] = [
         ("fuel", limits.fuel, cap.fuel),
         ("memory_bytes", limits.memory_bytes, cap.memory_bytes),
         ("output_bytes", limits.output_bytes, cap.output_bytes),
         ("log_bytes", limits.log_bytes, cap.log_bytes),
+        (
+            "http_requests",
+            limits.http_requests.into(),
+            cap.http_requests.into(),
+        ),
+        (
+            "http_sent_bytes",
+            limits.http_sent_bytes,
+            cap.http_sent_bytes,
+        ),
+        (
+            "http_received_bytes",
+            limits.http_received_bytes,
+            cap.http_received_bytes,
+        ),
     ];
     for (name, value, max) in checks {
         if value > max {
@@ -132,6 +147,13 @@ pub fn check_limits(limits: &Limits, cap: &Limits) -> Result<(), PolicyError> {
     }
     if limits.timeout > cap.timeout {
         return over("timeout", human(limits.timeout), human(cap.timeout));
+    }
+    if limits.http_timeout > cap.http_timeout {
+        return over(
+            "http_timeout",
+            human(limits.http_timeout),
+            human(cap.http_timeout),
+        );
     }
     for (name, zero) in [
         ("fuel", limits.fuel == 0),
@@ -194,6 +216,73 @@ fn check_catch_up(c: &CatchUp) -> Result<(), PolicyError> {
                 human(MAX_CATCH_UP_WINDOW)
             ),
         ));
+    }
+    Ok(())
+}
+
+/// Most webhooks one schedule or run may name.
+pub const MAX_NOTIFY_TARGETS: usize = 8;
+/// Longest webhook URL.
+pub const MAX_URL_BYTES: usize = 2048;
+
+/// A network grant: valid patterns, each within the tenant's and the node's
+/// policy.
+pub fn check_network(
+    tenant: &str,
+    grant: Option<&crate::net::NetworkGrant>,
+    policy: &crate::net::NetworkPolicy,
+) -> Result<(), PolicyError> {
+    let Some(grant) = grant else { return Ok(()) };
+    let patterns = crate::net::pattern::parse_all(&grant.allow)
+        .map_err(|e| PolicyError::new("invalid_network", "network.allow", e.to_string()))?;
+    policy
+        .check_grant(tenant, &patterns)
+        .map_err(|e| PolicyError::new("network_not_allowed", "network.allow", e))
+}
+
+/// Webhook targets: at most [`MAX_NOTIFY_TARGETS`], each URL allowed by the
+/// tenant's and the node's network policy, each event a status name.
+pub fn check_notify(
+    tenant: &str,
+    targets: &[crate::model::NotifyTarget],
+    policy: &crate::net::NetworkPolicy,
+) -> Result<(), PolicyError> {
+    if targets.len() > MAX_NOTIFY_TARGETS {
+        return Err(PolicyError::new(
+            "invalid_notify",
+            "notify",
+            format!("at most {MAX_NOTIFY_TARGETS} webhooks"),
+        ));
+    }
+    for (i, t) in targets.iter().enumerate() {
+        let field = format!("notify[{i}].url");
+        let url = reqwest::Url::parse(&t.url)
+            .ok()
+            .filter(|_| t.url.len() <= MAX_URL_BYTES)
+            .ok_or_else(|| {
+                PolicyError::new(
+                    "invalid_notify",
+                    &field,
+                    format!(
+                        "{field} must be an absolute http(s) URL of at most {MAX_URL_BYTES} bytes"
+                    ),
+                )
+            })?;
+        policy
+            .check_url(tenant, None, &url)
+            .map_err(|e| PolicyError::new("network_not_allowed", &field, e.to_string()))?;
+        for event in &t.on {
+            if !crate::webhooks::EVENTS.contains(&event.as_str()) {
+                return Err(PolicyError::new(
+                    "invalid_notify",
+                    &format!("notify[{i}].on"),
+                    format!(
+                        "unknown event {event:?}; use {}",
+                        crate::webhooks::EVENTS.join(", ")
+                    ),
+                ));
+            }
+        }
     }
     Ok(())
 }

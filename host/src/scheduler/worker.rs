@@ -330,6 +330,13 @@ impl Node {
         request.config = Arc::new(e.config.clone());
         request.namespace = KvNamespace::new(&e.tenant, name);
         request.secrets = secrets;
+        request.network = e.network.as_ref().map(|grant| crate::runtime::RunNetwork {
+            egress: self.inner.config.egress.clone(),
+            tenant: e.tenant.clone(),
+            // Checked when the run was made; a pattern that no longer parses
+            // grants nothing.
+            allow: crate::net::pattern::parse_all(&grant.allow).unwrap_or_default(),
+        });
         let quotas = self.inner.config.quotas.for_tenant(&e.tenant);
         request.kv_quota = Some(KvQuota {
             keys: quotas.kv_keys,

@@ -219,6 +219,9 @@ pub trait Backend: Send + Sync + 'static {
     async fn tenant_usage(&self, tenant: &str) -> Result<Usage>;
     /// Running executions whose lease expired before `now`.
     async fn executions_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Execution>>;
+    /// Finished executions whose webhooks are due by `now`, soonest first.
+    async fn executions_notify_due(&self, now: DateTime<Utc>, limit: u32)
+    -> Result<Vec<Execution>>;
 
     // Locks: a named lock held by one owner until `expires_at`.
     /// Takes the lock if it is free, expired, or already `owner`'s.
@@ -381,6 +384,7 @@ pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
             ("started_at", Field::time(e.started_at)),
             ("created_at", Field::time(Some(e.created_at))),
             ("expires_at", Field::time(e.expires_at)),
+            ("notify_due_at", Field::time(e.notify_due_at)),
             ("version", Field::Int(e.version as i64)),
         ],
     })

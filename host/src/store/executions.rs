@@ -122,6 +122,16 @@ impl Store {
         Err(StoreError::Contention(format!("execution {id}")))
     }
 
+    /// Finished executions whose webhooks are due by `now` (see
+    /// [`crate::webhooks`]), soonest first.
+    pub async fn notify_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.backend.executions_notify_due(now, limit).await
+    }
+
     /// Stores a new execution. Only the scheduler's enqueue path makes
     /// them (`Node::enqueue`), and it also queues them on its node.
     pub async fn create_execution(&self, execution: &Execution) -> Result<(), StoreError> {

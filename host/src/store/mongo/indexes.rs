@@ -44,6 +44,7 @@ impl MongoBackend {
                 None,
             ),
             ("executions", doc! { "expires_at": 1 }, None),
+            ("executions", doc! { "notify_due_at": 1 }, None),
             // Garbage collection only: the sweeper removes expired executions
             // on time (driven by the node's clock); this catches what it left.
             (

@@ -430,6 +430,16 @@ impl Backend for MongoBackend {
             .await
     }
 
+    async fn executions_notify_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Execution>> {
+        let filter = doc! { "notify_due_at": { "$ne": Bson::Null, "$lte": ms(now) } };
+        self.find("executions", filter, doc! { "notify_due_at": 1 }, limit)
+            .await
+    }
+
     async fn lock_acquire(
         &self,
         name: &str,

@@ -66,6 +66,11 @@ CREATE TABLE secrets (
     created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, value BLOB NOT NULL,
     PRIMARY KEY (tenant, name)) WITHOUT ROWID;
 "#,
+    // Executions with webhooks to deliver (see `crate::webhooks`).
+    r#"
+ALTER TABLE executions ADD COLUMN notify_due_at INTEGER;
+CREATE INDEX executions_notify ON executions (notify_due_at) WHERE notify_due_at IS NOT NULL;
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.

@@ -29,12 +29,13 @@ pub(super) const COLUMNS: &str =
 /// The columns a completion by the running node changes (besides the
 /// document and the version). [`SqliteBackend::write_fenced`] is used for
 /// final completions only, which change nothing else.
-const FINISH_COLUMNS: [&str; 5] = [
+const FINISH_COLUMNS: [&str; 6] = [
     "status",
     "lease_expires_at",
     "lease_owner",
     "lease_token",
     "expires_at",
+    "notify_due_at",
 ];
 
 /// An execution as read: its document and the columns laid over it.

@@ -420,6 +420,21 @@ impl Backend for SqliteBackend {
         .await
     }
 
+    async fn executions_notify_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Execution>> {
+        self.call(move |c| {
+            executions::select(
+                c,
+                "WHERE notify_due_at <= ? ORDER BY notify_due_at LIMIT ?",
+                &[&ms(now), &limit],
+            )
+        })
+        .await
+    }
+
     async fn lock_acquire(
         &self,
         name: &str,

@@ -11,6 +11,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod webhook;
+pub use webhook::{Delivery, DeliveryAttempt, DeliveryState, NotifyTarget};
+
 /// A new time-ordered id.
 pub fn new_id() -> String {
     uuid::Uuid::now_v7().to_string()
@@ -279,6 +282,12 @@ pub struct Schedule {
     /// Names of the tenant's secrets its runs may read (`secret-get`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// The hosts its plugin may call over HTTP; none if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::net::NetworkGrant>,
+    /// Webhooks to call when a run ends (at most 8).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyTarget>,
     /// How long its finished executions are kept; the node's default if unset.
     #[serde(
         default,
@@ -378,6 +387,12 @@ pub struct Execution {
     /// Names of the tenant's secrets the run may read (`secret-get`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub secrets: Vec<String>,
+    /// The hosts its plugin may call over HTTP; none if unset.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<crate::net::NetworkGrant>,
+    /// Webhooks to call when a run ends (at most 8).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub notify: Vec<NotifyTarget>,
     /// The node holding the lease while running.
     #[serde(default)]
     pub lease_owner: Option<String>,
@@ -413,6 +428,17 @@ pub struct Execution {
     /// When it will be removed: `finished_at + retention`, set when it ends.
     #[serde(default, with = "crate::serde_util::option_time")]
     pub expires_at: Option<DateTime<Utc>>,
+    /// Its webhook deliveries (see `GET /v1/executions/{id}/deliveries`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub deliveries: Vec<Delivery>,
+    /// When a node should next look at its webhooks: set when it ends with
+    /// `notify` targets, cleared when every delivery is done.
+    #[serde(
+        default,
+        with = "crate::serde_util::option_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub notify_due_at: Option<DateTime<Utc>>,
     #[serde(default)]
     pub version: u64,
 }
@@ -447,6 +473,8 @@ impl Execution {
             limits: Limits::default(),
             config: BTreeMap::new(),
             secrets: Vec::new(),
+            network: None,
+            notify: Vec::new(),
             lease_owner: None,
             node: None,
             lease_expires_at: None,
@@ -459,6 +487,8 @@ impl Execution {
             outcome: None,
             retention: DEFAULT_RETENTION,
             expires_at: None,
+            deliveries: Vec::new(),
+            notify_due_at: None,
             version: 0,
         }
     }
@@ -470,6 +500,11 @@ impl Execution {
         self.expires_at = Some(add_saturating(now, self.retention));
         self.lease_owner = None;
         self.lease_expires_at = None;
+        if !self.notify.is_empty() && self.deliveries.is_empty() {
+            // Durable with the end itself: a node's deliverer plans and sends
+            // the webhooks from here (`crate::webhooks`).
+            self.notify_due_at = Some(now);
+        }
     }
 }
 

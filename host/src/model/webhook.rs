@@ -1,0 +1,70 @@
+//! What a schedule or run asks to be told (`notify`), and the record of
+//! each webhook sent about it (see [`crate::webhooks`]).
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// A webhook a schedule or run calls when a run ends.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NotifyTarget {
+    /// Where the event is POSTed (https, or http where the operator allows it).
+    pub url: String,
+    /// The ends to report: an execution status (`succeeded`, `failed`,
+    /// `dead`, `cancelled`) or an outcome status (`timed_out`,
+    /// `out_of_fuel`, `memory_limit`, `trapped`, …). Empty means every end.
+    #[serde(default)]
+    pub on: Vec<String>,
+}
+
+/// One webhook event for one target, and how its delivery went.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Delivery {
+    /// The message id (`webhook-id`): the same on every attempt, so a
+    /// receiver can drop duplicates.
+    pub id: String,
+    pub url: String,
+    /// The event type, e.g. `execution.failed`.
+    pub event: String,
+    pub state: DeliveryState,
+    #[serde(with = "crate::serde_util::time")]
+    pub created_at: DateTime<Utc>,
+    /// When the next attempt is due, while pending.
+    #[serde(
+        default,
+        with = "crate::serde_util::option_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub next_at: Option<DateTime<Utc>>,
+    /// Every attempt so far, oldest first.
+    #[serde(default)]
+    pub attempts: Vec<DeliveryAttempt>,
+}
+
+/// Where a delivery stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not delivered yet; it will be tried (again) at `next_at`.
+    Pending,
+    /// A 2xx answer was received.
+    Delivered,
+    /// Given up: attempts or time ran out, or the target is not allowed.
+    Failed,
+}
+
+/// One try to deliver a webhook.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct DeliveryAttempt {
+    #[serde(with = "crate::serde_util::time")]
+    pub at: DateTime<Utc>,
+    /// The receiver's HTTP status, if it answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<u16>,
+    /// Why it failed: the network policy, a connection error, a timeout.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub duration_ms: u64,
+    /// The node that tried.
+    pub node: String,
+}
