@@ -59,6 +59,16 @@ struct Code {
     code: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Outcome {
+    outcome: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Direction {
+    direction: &'static str,
+}
+
 /// The node's state at scrape time.
 #[derive(Debug, Default, Clone, Copy)]
 pub struct Snapshot {
@@ -90,6 +100,9 @@ pub struct Metrics {
     host_faults: Counter,
     results_unsaved: Counter,
     clock_steps: Counter,
+    http_requests: Family<Outcome, Counter>,
+    http_bytes: Family<Direction, Counter>,
+    webhook_attempts: Family<Outcome, Counter>,
     queue_depth: Gauge,
     in_flight: Gauge,
     workers_free: Gauge,
@@ -123,6 +136,9 @@ impl Metrics {
             host_faults: Counter::default(),
             results_unsaved: Counter::default(),
             clock_steps: Counter::default(),
+            http_requests: Family::default(),
+            http_bytes: Family::default(),
+            webhook_attempts: Family::default(),
             queue_depth: Gauge::default(),
             in_flight: Gauge::default(),
             workers_free: Gauge::default(),
@@ -204,6 +220,21 @@ impl Metrics {
             m.clock_steps.clone(),
         );
         r.register(
+            "http_requests",
+            "Plugins' outbound HTTP requests, by outcome: answered, failed (no answer), refused (by the network policy or a limit)",
+            m.http_requests.clone(),
+        );
+        r.register(
+            "http_bytes",
+            "Body bytes of plugins' outbound HTTP requests, by direction (sent, received)",
+            m.http_bytes.clone(),
+        );
+        r.register(
+            "webhook_attempts",
+            "Webhook delivery attempts, by outcome: delivered, retrying, failed (given up)",
+            m.webhook_attempts.clone(),
+        );
+        r.register(
             "queue_depth",
             "Executions held in this node's queue",
             m.queue_depth.clone(),
@@ -259,6 +290,40 @@ impl Metrics {
         self.runs.get_or_create(&Status { status }).inc();
         self.duration.observe(seconds);
         self.fuel.inc_by(fuel);
+    }
+
+    /// A run's outbound HTTP requests, from its records.
+    pub(crate) fn http(&self, records: &[crate::runtime::HttpRecord], unrecorded: u64) {
+        for r in records {
+            let outcome = if r.refused.is_some() {
+                "refused"
+            } else if r.status.is_some() {
+                "answered"
+            } else {
+                "failed"
+            };
+            self.http_requests.get_or_create(&Outcome { outcome }).inc();
+            self.http_bytes
+                .get_or_create(&Direction { direction: "sent" })
+                .inc_by(r.sent_bytes);
+            self.http_bytes
+                .get_or_create(&Direction {
+                    direction: "received",
+                })
+                .inc_by(r.received_bytes);
+        }
+        if unrecorded > 0 {
+            self.http_requests
+                .get_or_create(&Outcome { outcome: "refused" })
+                .inc_by(unrecorded);
+        }
+    }
+
+    /// A webhook delivery attempt ended: `delivered`, `retrying` or `failed`.
+    pub(crate) fn webhook_attempt(&self, outcome: &'static str) {
+        self.webhook_attempts
+            .get_or_create(&Outcome { outcome })
+            .inc();
     }
 
     /// A schedule's fire was refused (quota or policy) and skipped.

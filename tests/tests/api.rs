@@ -813,6 +813,7 @@ async fn openapi_lists_every_route_the_router_serves() {
         "GET /v1/executions/{id}",
         "GET /v1/executions/{id}/deliveries",
         "GET /v1/webhooks/secret",
+        "GET /v1/cron/preview",
         "POST /v1/executions/{id}/cancel",
         "POST /v1/executions/{id}/rerun",
         "GET /v1/nodes",

@@ -98,6 +98,20 @@ async fn grants_and_policy_decide_what_a_run_reaches() {
             .unwrap_or_default()
             .contains("169.254.169.254")
     );
+    let metrics = s.metrics().await;
+    let count = |outcome: &str| {
+        taskhost_tests::metric_value(
+            &metrics,
+            &format!("taskhost_http_requests_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(
+        (count("answered"), count("refused")),
+        (2.0, 3.0),
+        "{metrics}"
+    );
+    let received = "taskhost_http_bytes_total{direction=\"received\"}";
+    assert!(taskhost_tests::metric_value(&metrics, received) >= 5.0);
 
     // A run without a grant reaches nothing.
     let e = run(

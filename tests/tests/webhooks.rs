@@ -108,6 +108,15 @@ async fn retried_until_the_receiver_is_back(s: Server) {
     );
     let attempts = d[0]["attempts"].as_array().expect("attempts");
     assert_eq!(attempts.last().expect("last")["status"], 200);
+    let metrics = s.metrics().await;
+    let count = |outcome: &str| {
+        taskhost_tests::metric_value(
+            &metrics,
+            &format!("taskhost_webhook_attempts_total{{outcome=\"{outcome}\"}}"),
+        )
+    };
+    assert_eq!(count("delivered"), 1.0, "{metrics}");
+    assert!(count("retrying") >= 1.0, "{metrics}");
 
     // Another tenant sees neither the execution nor its deliveries.
     let other = s.admin("globex");

@@ -13,6 +13,7 @@
 
 pub mod auth;
 mod contract;
+mod cron;
 pub mod error;
 mod executions;
 mod nodes;
@@ -131,6 +132,7 @@ fn routes(limits: &ApiLimits, api: bool) -> OpenApiRouter<AppState> {
         .merge(nodes::routes())
         .merge(secrets::routes())
         .merge(webhooks::routes())
+        .merge(cron::routes())
 }
 
 /// The OpenAPI document of the API.

@@ -26,7 +26,7 @@ pub(crate) struct Conn {
     token: Option<String>,
     /// Print the API's JSON instead of a table.
     #[arg(long, global = true)]
-    json: bool,
+    pub(crate) json: bool,
 }
 
 #[derive(Debug, clap::Subcommand)]

@@ -6,6 +6,7 @@
 
 mod client;
 mod config;
+mod cron;
 mod run;
 mod secret;
 mod serve;
@@ -80,6 +81,13 @@ enum Command {
         #[command(subcommand)]
         command: secret::SecretCommand,
     },
+    /// Preview a cron expression's fire times in a time zone.
+    Cron {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        command: cron::CronCommand,
+    },
     /// List the nodes sharing a store, and drain one before maintenance.
     Node {
         #[command(flatten)]
@@ -116,6 +124,7 @@ pub fn main() -> ExitCode {
             Command::Exec { conn, command } => client::exec(conn, command).await,
             Command::Node { conn, command } => client::node(conn, command).await,
             Command::Secret { conn, command } => secret::secret(conn, command).await,
+            Command::Cron { conn, command } => cron::cron(conn, command).await,
         }
     });
     match result {

@@ -89,6 +89,10 @@ impl Node {
             egress: self.inner.config.egress.clone(),
             key: self.inner.config.secrets_key.clone(),
             node_id: self.inner.config.node_id.clone(),
+            on_attempt: {
+                let node = self.clone();
+                std::sync::Arc::new(move |outcome| node.inner.metrics.webhook_attempt(outcome))
+            },
         };
         let node = self.clone();
         let mut deliver = every(Duration::from_millis(500));

@@ -32,6 +32,8 @@ pub struct Deliverer {
     /// Signs the deliveries; without it they fail (there is nothing to sign with).
     pub key: Option<SecretKey>,
     pub node_id: String,
+    /// Told how each attempt ended: `delivered`, `retrying` or `failed`.
+    pub on_attempt: std::sync::Arc<dyn Fn(&'static str) + Send + Sync>,
 }
 
 /// How one attempt went.
@@ -81,7 +83,9 @@ impl Deliverer {
             results.push((d.id.clone(), self.attempt(&e, d).await));
         }
         let ended = e.finished_at.unwrap_or(now);
-        self.store
+        let tried: Vec<String> = results.iter().map(|(id, _)| id.clone()).collect();
+        let recorded = self
+            .store
             .modify_execution(&id, move |e| {
                 let now = results
                     .last()
@@ -95,6 +99,15 @@ impl Deliverer {
                 true
             })
             .await?;
+        for d in recorded.iter().flat_map(|e| &e.deliveries) {
+            if tried.contains(&d.id) {
+                (self.on_attempt)(match d.state {
+                    DeliveryState::Delivered => "delivered",
+                    DeliveryState::Failed => "failed",
+                    DeliveryState::Pending => "retrying",
+                });
+            }
+        }
         Ok(true)
     }
 

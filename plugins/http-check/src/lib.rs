@@ -41,7 +41,10 @@ fn check(ctx: &Context, input: Check) -> Result<Report> {
     }
     let response = request.send()?;
     let ms = started.elapsed().as_millis();
-    ctx.info(&format!("{} answered {} in {ms} ms", input.url, response.status));
+    ctx.info(&format!(
+        "{} answered {} in {ms} ms",
+        input.url, response.status
+    ));
     if response.status != input.expect_status {
         return Err(Error::retryable(format!(
             "{} answered {}; expected {}",
