@@ -144,7 +144,17 @@ impl Request {
             match location {
                 Some(location) if redirect && left > 0 => {
                     left -= 1;
-                    request.url = resolve(&request.url, &location)?;
+                    let next = resolve(&request.url, &location)?;
+                    // Credentials go to the origin they were meant for only.
+                    if origin(&next) != origin(&request.url) {
+                        request.headers.retain(|(n, _)| {
+                            !matches!(
+                                n.as_str(),
+                                "authorization" | "cookie" | "proxy-authorization"
+                            )
+                        });
+                    }
+                    request.url = next;
                     // 303 (and, as browsers do, 301/302 after a POST) become GETs.
                     if response.status == 303
                         || (matches!(response.status, 301 | 302) && request.method == "POST")
@@ -228,9 +238,18 @@ fn split_url(url: &str) -> Result<Target<'_>, HttpError> {
     })
 }
 
+/// The scheme and authority of an absolute URL, lower-cased.
+fn origin(url: &str) -> String {
+    match split_url(url) {
+        Ok(t) => format!("{:?}://{}", t.scheme, t.authority.to_ascii_lowercase()),
+        Err(_) => String::new(),
+    }
+}
+
 /// `location` made absolute against `base`.
 fn resolve(base: &str, location: &str) -> Result<String, HttpError> {
-    if location.contains("://") {
+    let lower = location.get(..8).unwrap_or(location).to_ascii_lowercase();
+    if lower.starts_with("http://") || lower.starts_with("https://") {
         return Ok(location.to_owned());
     }
     let target = split_url(base)?;
@@ -358,5 +377,11 @@ mod tests {
         assert_eq!(resolve(base, "c").expect("r"), "https://h/a/c");
         assert_eq!(resolve(base, "//o/p").expect("r"), "https://o/p");
         assert_eq!(resolve(base, "http://o/p").expect("r"), "http://o/p");
+        assert_eq!(
+            resolve(base, "/login?next=https://x").expect("r"),
+            "https://h/login?next=https://x"
+        );
+        assert_ne!(origin("https://h/a"), origin("http://h/a"));
+        assert_eq!(origin("https://H/a"), origin("https://h/b?c"));
     }
 }

@@ -502,8 +502,11 @@ impl Execution {
         self.lease_expires_at = None;
         if !self.notify.is_empty() && self.deliveries.is_empty() {
             // Durable with the end itself: a node's deliverer plans and sends
-            // the webhooks from here (`crate::webhooks`).
+            // the webhooks from here (`crate::webhooks`); the record stays
+            // while they may still be retried.
             self.notify_due_at = Some(now);
+            let keep = add_saturating(now, webhook::KEEP_WHILE_DELIVERING);
+            self.expires_at = self.expires_at.max(Some(keep));
         }
     }
 }

@@ -3,6 +3,12 @@
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+/// How long after its end an execution with webhooks is kept at least,
+/// whatever its retention: the deliveries' retry window
+/// ([`crate::webhooks::GIVE_UP_AFTER`]) and an hour to spare.
+pub const KEEP_WHILE_DELIVERING: Duration = Duration::from_secs(25 * 3600);
 
 /// A webhook a schedule or run calls when a run ends.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]

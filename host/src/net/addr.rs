@@ -39,6 +39,7 @@ fn v4_kind(ip: Ipv4Addr) -> Option<&'static str> {
         (192, 0, 0) => "IETF protocol assignments",
         (192, 0, 2) | (198, 51, 100) | (203, 0, 113) => "documentation",
         (198, 18..=19, _) => "benchmarking",
+        (192, 88, 99) => "6to4 relay (deprecated)",
         _ if ip.is_multicast() => "multicast",
         _ if ip.is_broadcast() => "broadcast",
         (240..=255, _, _) => "reserved",
@@ -56,6 +57,7 @@ fn v6_kind(ip: Ipv6Addr) -> Option<&'static str> {
         x if x & 0xffc0 == 0xfec0 => "site-local",
         x if x & 0xff00 == 0xff00 => "multicast",
         0x2001 if s[1] == 0x0db8 => "documentation",
+        0x0064 if s[1] == 0xff9b && s[2] == 1 => "NAT64 (local use)",
         0x0100 if s[1..4] == [0, 0, 0] => "discard-only",
         _ => return None,
     })

@@ -21,8 +21,8 @@ use std::sync::Arc;
 /// delivery record) sees.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum Refusal {
-    #[error("{url} is not an absolute http(s) URL")]
-    BadUrl { url: String },
+    #[error("the URL is not an absolute http(s) URL (scheme {scheme:?})")]
+    BadUrl { scheme: String },
     #[error("plain http:// is not allowed on this node; use https://")]
     PlainHttp,
     #[error(
@@ -39,8 +39,15 @@ pub enum Refusal {
         ip: std::net::IpAddr,
         kind: &'static str,
     },
-    #[error("{host} could not be resolved: {why}")]
-    Resolve { host: String, why: String },
+}
+
+/// A name that did not resolve: an ordinary failure (it may resolve later),
+/// not a refusal.
+#[derive(Debug, thiserror::Error)]
+#[error("{host} could not be resolved: {why}")]
+struct Unresolved {
+    host: String,
+    why: String,
 }
 
 /// The node's network policy, parsed.
@@ -107,13 +114,13 @@ impl NetworkPolicy {
             "http" => return Err(Refusal::PlainHttp),
             _ => {
                 return Err(Refusal::BadUrl {
-                    url: url.to_string(),
+                    scheme: url.scheme().to_owned(),
                 });
             }
         }
         let (Some(host), Some(port)) = (url.host(), url.port_or_known_default()) else {
             return Err(Refusal::BadUrl {
-                url: url.to_string(),
+                scheme: url.scheme().to_owned(),
             });
         };
         let name = host.to_string();
@@ -235,7 +242,7 @@ impl reqwest::dns::Resolve for CheckedResolver {
             let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
                 .await
                 .map_err(|e| {
-                    Box::new(Refusal::Resolve {
+                    Box::new(Unresolved {
                         host: host.clone(),
                         why: e.to_string(),
                     }) as Box<dyn std::error::Error + Send + Sync>
@@ -257,11 +264,13 @@ impl reqwest::dns::Resolve for CheckedResolver {
                 })
                 .collect();
             if allowed.is_empty() {
-                let refusal = first_refusal.unwrap_or(Refusal::Resolve {
-                    host,
-                    why: "no addresses".into(),
+                return Err(match first_refusal {
+                    Some(refusal) => Box::new(refusal) as Box<dyn std::error::Error + Send + Sync>,
+                    None => Box::new(Unresolved {
+                        host,
+                        why: "no addresses".into(),
+                    }),
                 });
-                return Err(Box::new(refusal) as Box<dyn std::error::Error + Send + Sync>);
             }
             Ok(Box::new(allowed.into_iter()) as reqwest::dns::Addrs)
         })
@@ -296,7 +305,14 @@ pub fn describe(error: &reqwest::Error) -> String {
     if error.is_timeout() {
         return "timed out".into();
     }
-    let mut text = error.to_string();
+    // reqwest's own message names the URL, query and all; the causes do not.
+    let mut text = String::from(if error.is_connect() {
+        "could not connect"
+    } else if error.is_body() || error.is_decode() {
+        "the body failed"
+    } else {
+        "the request failed"
+    });
     let mut cause = std::error::Error::source(error);
     while let Some(e) = cause {
         text = format!("{text}: {e}");

@@ -36,6 +36,8 @@ use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 pub(crate) const MAX_RESOURCES: usize = 512;
 /// Bytes one header map may take in memory.
 pub(crate) const MAX_FIELDS_BYTES: usize = 32 << 10;
+/// Requests of one run sent at once; more wait for one of them to end.
+pub(crate) const MAX_IN_FLIGHT: usize = 8;
 
 /// What a run may reach: the node's egress, whose policy applies, and the
 /// hosts the run's schedule or request granted.
@@ -73,6 +75,7 @@ pub(crate) struct HttpHooks {
     limits: Limits,
     deadline: Instant,
     requests: u32,
+    in_flight: Arc<tokio::sync::Semaphore>,
     sent: Arc<AtomicU64>,
     received: Arc<AtomicU64>,
     pub(crate) records: Records,
@@ -85,6 +88,7 @@ impl HttpHooks {
             limits,
             deadline,
             requests: 0,
+            in_flight: Arc::new(tokio::sync::Semaphore::new(MAX_IN_FLIGHT)),
             sent: Arc::default(),
             received: Arc::default(),
             records: Records::default(),
@@ -111,10 +115,24 @@ impl WasiHttpHooks for HttpHooks {
     ) -> SendFuture {
         let started = Instant::now();
         let uri = request.uri().clone();
+        let parsed = reqwest::Url::parse(&uri.to_string());
+        // Recorded as the request will go: host and port from the URL as
+        // parsed (never a user:password), the path without the query.
+        let (host, path) = match &parsed {
+            Ok(url) => (
+                format!(
+                    "{}:{}",
+                    url.host_str().unwrap_or_default(),
+                    url.port_or_known_default().unwrap_or(0)
+                ),
+                url.path().to_owned(),
+            ),
+            Err(_) => (String::new(), uri.path().to_owned()),
+        };
         let index = self.records.push(HttpRecord {
             method: request.method().to_string(),
-            host: uri.authority().map(|a| a.to_string()).unwrap_or_default(),
-            path: uri.path().to_owned(),
+            host,
+            path,
             ..HttpRecord::default()
         });
         if self.requests >= self.limits.http_requests {
@@ -129,10 +147,17 @@ impl WasiHttpHooks for HttpHooks {
             let reason = "this run is granted no hosts; name them in the schedule's or the run's \"network\": {\"allow\": [...]}".to_owned();
             return self.refuse(index, reason);
         };
-        let url = match reqwest::Url::parse(&uri.to_string()) {
+        let url = match parsed {
             Ok(url) => url,
-            Err(e) => return self.refuse(index, format!("{uri} is not a valid URL: {e}")),
+            Err(e) => return self.refuse(index, format!("the request's URL is not valid: {e}")),
         };
+        if !url.username().is_empty() || url.password().is_some() {
+            let reason = "credentials in the URL are not allowed; send them in a header".into();
+            return self.refuse(index, reason);
+        }
+        if !uri.path().starts_with('/') {
+            return self.refuse(index, "the request's path must start with `/`".into());
+        }
         if let Err(refusal) = net
             .egress
             .policy()
@@ -148,10 +173,8 @@ impl WasiHttpHooks for HttpHooks {
         let timeout = self.limits.http_timeout;
         let client = net.egress.client().clone();
         let sent = self.sent.clone();
-        let sent_left = self
-            .limits
-            .http_sent_bytes
-            .saturating_sub(sent.load(Ordering::Relaxed));
+        let sent_limit = self.limits.http_sent_bytes;
+        let in_flight = self.in_flight.clone();
         let records = self.records.clone();
         let body_budget = Budget {
             used: self.received.clone(),
@@ -160,21 +183,43 @@ impl WasiHttpHooks for HttpHooks {
             index,
         };
         Box::new(async move {
-            let (parts, body) = request.into_parts();
-            let limit = usize::try_from(sent_left).unwrap_or(usize::MAX);
-            let body = match http_body_util::Limited::new(body, limit).collect().await {
-                Ok(collected) => collected.to_bytes(),
-                Err(e) if e.is::<http_body_util::LengthLimitError>() => {
-                    let reason = "the request body is over what is left of limits.http_sent_bytes";
-                    records.update(index, |r| r.refused = Some(reason.into()));
-                    return Err(Error::HttpRequestBodySize(Some(sent_left)));
-                }
-                Err(e) => {
-                    records.update(index, |r| r.error = Some(e.to_string()));
-                    return Err(Error::InternalError(Some(e.to_string())));
-                }
+            // A few requests at a time per run; the others wait their turn
+            // (and the run's timeout bounds the wait).
+            let Ok(_slot) = in_flight.acquire_owned().await else {
+                return Err(Error::InternalError(Some("the run is ending".into())));
             };
-            sent.fetch_add(body.len() as u64, Ordering::Relaxed);
+            let (parts, mut body) = request.into_parts();
+            // Counted frame by frame against the run's whole budget, so
+            // requests whose bodies are read at the same time share it.
+            let mut buffer = Vec::new();
+            let mut counted = 0u64;
+            while let Some(frame) = body.frame().await {
+                let frame = match frame {
+                    Ok(frame) => frame,
+                    Err(e) => {
+                        records.update(index, |r| r.error = Some(e.to_string()));
+                        return Err(Error::InternalError(Some(e.to_string())));
+                    }
+                };
+                let Some(data) = frame.data_ref() else {
+                    continue;
+                };
+                let n = data.len() as u64;
+                counted += n;
+                if sent.fetch_add(n, Ordering::Relaxed) + n > sent_limit {
+                    // Not sent, so not spent: the budget is for what leaves.
+                    sent.fetch_sub(counted, Ordering::Relaxed);
+                    let reason = format!(
+                        "the request bodies are over limits.http_sent_bytes ({sent_limit} bytes)"
+                    );
+                    records.update(index, |r| r.refused = Some(reason.clone()));
+                    return Err(Error::InternalError(Some(format!(
+                        "taskhost refused the request: {reason}"
+                    ))));
+                }
+                buffer.extend_from_slice(data);
+            }
+            let body = Bytes::from(buffer);
             records.update(index, |r| r.sent_bytes = body.len() as u64);
             let mut request =
                 match reqwest::Request::try_from(http::Request::from_parts(parts, body)) {

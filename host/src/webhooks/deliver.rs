@@ -22,7 +22,7 @@ pub const CLAIM: Duration = Duration::from_secs(30);
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
 /// Executions looked at per pass, and at once.
 const BATCH: u32 = 100;
-const AT_ONCE: usize = 8;
+const AT_ONCE: usize = 32;
 
 /// Sends one node's share of the webhooks.
 #[derive(Clone)]
@@ -78,10 +78,15 @@ impl Deliverer {
         if e.notify_due_at.is_none() {
             return Ok(false); // no target wanted this end
         }
-        let mut results = Vec::new();
-        for d in e.deliveries.iter().filter(|d| is_due(d, now)) {
-            results.push((d.id.clone(), self.attempt(&e, d).await));
-        }
+        // An execution's targets at once: the claim (30 s) outlasts one
+        // attempt's timeout (10 s) however many targets it has.
+        let results: Vec<(String, Tried)> = futures::future::join_all(
+            e.deliveries
+                .iter()
+                .filter(|d| is_due(d, now))
+                .map(|d| async { (d.id.clone(), self.attempt(&e, d).await) }),
+        )
+        .await;
         let ended = e.finished_at.unwrap_or(now);
         let tried: Vec<String> = results.iter().map(|(id, _)| id.clone()).collect();
         let recorded = self
@@ -95,7 +100,11 @@ impl Deliverer {
                         record(d, tried, ended, now);
                     }
                 }
-                e.notify_due_at = next_due(e);
+                // Unless another node claimed it meanwhile (ours lapsed):
+                // then its claim stands, and its own record sets the next time.
+                if e.notify_due_at == Some(claim_until) {
+                    e.notify_due_at = next_due(e);
+                }
                 true
             })
             .await?;

@@ -63,7 +63,12 @@ fn wanted(target_on: &[String], e: &Execution) -> bool {
         return true;
     }
     let status = e.status.as_str();
-    let outcome = e.outcome.as_ref().map(|o| o.status.as_str());
+    // A cancelled run's outcome (if any) is an earlier attempt's.
+    let outcome = e
+        .outcome
+        .as_ref()
+        .filter(|_| e.status != crate::model::ExecutionStatus::Cancelled)
+        .map(|o| o.status.as_str());
     target_on
         .iter()
         .any(|on| on == status || Some(on.as_str()) == outcome)
