@@ -409,6 +409,24 @@ fn check_public_key(
 }
 
 /// Extract the token from `Authorization: Bearer <token>` (scheme case-insensitive).
+/// The console's session cookie: the token, HttpOnly, SameSite=Strict.
+pub const SESSION_COOKIE: &str = "taskhost_session";
+/// The header the console's script adds to its API calls.
+pub const CONSOLE_HEADER: &str = "x-taskhost-console";
+
+/// The token in the console's session cookie, if any.
+pub fn session_token(headers: &HeaderMap) -> Option<&str> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == SESSION_COOKIE)
+        .map(|(_, value)| value.trim())
+        .filter(|v| !v.is_empty())
+}
+
 pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
     let malformed = || ApiError::unauthorized("Authorization header must be `Bearer <token>`");
     let mut values = headers.get_all(header::AUTHORIZATION).iter();
@@ -439,7 +457,19 @@ where
 
     async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
         let verifier = Arc::<Verifier>::from_ref(state);
-        let token = bearer(&parts.headers)?;
+        let token = match bearer(&parts.headers) {
+            Ok(token) => token,
+            // The console's script: its session cookie, on a request that
+            // says it comes from the console (a header no other site's page
+            // can add without a CORS preflight, which this server refuses).
+            Err(e) if !parts.headers.contains_key(header::AUTHORIZATION) => {
+                match session_token(&parts.headers) {
+                    Some(token) if parts.headers.contains_key(CONSOLE_HEADER) => token,
+                    _ => return Err(e),
+                }
+            }
+            Err(e) => return Err(e),
+        };
         let principal = verifier.admit(token)?;
         tracing::Span::current().record("tenant", principal.tenant.as_str());
         Ok(principal)

@@ -12,6 +12,7 @@
 //! - [`ops`]: health, readiness and Prometheus metrics.
 
 pub mod auth;
+mod console;
 mod contract;
 mod cron;
 pub mod error;
@@ -149,6 +150,11 @@ pub fn router(state: AppState) -> axum::Router {
     utoipa::Modify::modify(&contract::Contract, &mut doc);
     let doc = Arc::new(doc);
     let timeout = state.limits.request_timeout;
+    let router = if api {
+        router.merge(console::routes())
+    } else {
+        router
+    };
     router
         .route(
             "/openapi.json",

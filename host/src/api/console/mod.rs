@@ -1,0 +1,132 @@
+//! The web console: server-rendered pages at `/`, served by the same binary.
+//!
+//! Pages are HTML written here (no template engine, no JavaScript build):
+//! reads are rendered on the server from the store, scoped to the signed-in
+//! token's tenant exactly as the API is. Every change — upload, create,
+//! pause, trigger, cancel, … — is a call of the `/v1` API from the small
+//! script in `console.js`, so the console can do nothing the API would not
+//! let the same token do, and no rule is written twice.
+//!
+//! Sign-in: the token is pasted once and kept in an HttpOnly, SameSite=Strict
+//! cookie ([`SESSION_COOKIE`]). The API accepts that cookie only on requests
+//! that carry the [`CONSOLE_HEADER`], which a page of another site cannot
+//! add without a CORS preflight (this server answers none): together with
+//! SameSite=Strict, no other site can act with a signed-in user's token.
+//! A token without a write scope sees no buttons for it, and the API refuses
+//! the call anyway.
+
+mod html;
+mod pages;
+
+use super::AppState;
+use super::auth::{Principal, SESSION_COOKIE, session_token};
+use axum::Router;
+use axum::extract::{FromRequestParts, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use axum::routing::get;
+use html::esc;
+
+const SCRIPT: &str = include_str!("console.js");
+const STYLE: &str = include_str!("console.css");
+
+/// The console's routes (pages and assets); the API's routes are elsewhere.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/", get(pages::overview))
+        .route("/plugins", get(pages::plugins))
+        .route("/schedules", get(pages::schedules))
+        .route("/schedules/new", get(pages::schedule_form))
+        .route("/executions", get(pages::executions))
+        .route("/executions/{id}", get(pages::execution))
+        .route("/login", get(login_form).post(login))
+        .route("/logout", axum::routing::post(logout))
+        .route("/console.js", get(|| asset(SCRIPT, "text/javascript")))
+        .route("/console.css", get(|| asset(STYLE, "text/css")))
+}
+
+async fn asset(body: &'static str, kind: &'static str) -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, kind),
+            (header::CACHE_CONTROL, "no-cache"),
+        ],
+        body,
+    )
+        .into_response()
+}
+
+/// The signed-in user of a page: the principal of the session's token, or
+/// a redirect to the sign-in page.
+pub(super) struct User(pub Principal);
+
+impl FromRequestParts<AppState> for User {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, Response> {
+        let Some(token) = session_token(&parts.headers) else {
+            return Err(Redirect::to("/login").into_response());
+        };
+        match state.verifier.admit(token) {
+            Ok(principal) => Ok(User(principal)),
+            Err(e) => Err(login_page(Some(&e.message), StatusCode::UNAUTHORIZED)),
+        }
+    }
+}
+
+async fn login_form() -> Response {
+    login_page(None, StatusCode::OK)
+}
+
+fn login_page(error: Option<&str>, status: StatusCode) -> Response {
+    let error = error.map_or(String::new(), |e| {
+        format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))
+    });
+    let body = format!(
+        r#"<main class="narrow"><h1>Sign in to taskhost</h1>{error}
+<form method="post" action="/login">
+<label for="token">API token (a JWT; <code>taskhost token</code> mints one)</label>
+<textarea id="token" name="token" rows="6" required autofocus spellcheck="false"></textarea>
+<button type="submit">Sign in</button>
+</form></main>"#
+    );
+    (status, Html(html::document("Sign in", None, &body))).into_response()
+}
+
+#[derive(serde::Deserialize)]
+struct LoginForm {
+    token: String,
+}
+
+/// Checks the token and keeps it in the session cookie.
+async fn login(State(state): State<AppState>, form: axum::Form<LoginForm>) -> Response {
+    let token = form.token.trim();
+    if let Err(e) = state.verifier.admit(token) {
+        return login_page(Some(&e.message), StatusCode::UNAUTHORIZED);
+    }
+    let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+    match HeaderValue::from_str(&cookie) {
+        Ok(value) => (
+            StatusCode::SEE_OTHER,
+            [
+                (header::SET_COOKIE, value),
+                (header::LOCATION, HeaderValue::from_static("/")),
+            ],
+        )
+            .into_response(),
+        Err(_) => login_page(Some("that is not a token"), StatusCode::BAD_REQUEST),
+    }
+}
+
+async fn logout() -> Response {
+    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+    (
+        StatusCode::SEE_OTHER,
+        [
+            (header::SET_COOKIE, cookie),
+            (header::LOCATION, "/login".to_owned()),
+        ],
+    )
+        .into_response()
+}
