@@ -322,6 +322,19 @@ async fn the_console_in_a_real_browser() {
     c.accept_alert().await.expect("confirm");
     until_text(&c, "the cancel", |t| t.contains("cancelled")).await;
 
+    // Edit it: a new expression, saved with PATCH.
+    c.goto(&s.at(&format!("/schedules/{schedule}/edit")))
+        .await
+        .expect("edit");
+    let expr = c
+        .find(Locator::Css("#schedule input[name=expr]"))
+        .await
+        .expect("expr");
+    expr.clear().await.expect("clear");
+    expr.send_keys("0 7 * * *").await.expect("type");
+    click(&c, "#schedule button[type=submit]").await;
+    until_text(&c, "the edited schedule", |t| t.contains("0 7 * * *")).await;
+
     // Pause the schedule.
     c.goto(&s.at("/schedules")).await.expect("schedules");
     click(

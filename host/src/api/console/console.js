@@ -159,8 +159,14 @@ function setupSchedule() {
       name: form.name.value, plugin_id: form.plugin_id.value, input,
       trigger: { kind: "cron", expr: form.expr.value, timezone: form.timezone.value },
     };
+    const id = form.dataset.id;
     try {
-      await api("POST", "/v1/schedules", JSON.stringify(body), "application/json");
+      if (id) {
+        delete body.plugin_id; // a schedule keeps its plugin
+        await api("PATCH", "/v1/schedules/" + encodeURIComponent(id), JSON.stringify(body), "application/json");
+      } else {
+        await api("POST", "/v1/schedules", JSON.stringify(body), "application/json");
+      }
       location.href = "/schedules";
     } catch (x) {
       shown(err, x.message);

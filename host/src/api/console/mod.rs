@@ -17,6 +17,7 @@
 
 mod html;
 mod pages;
+mod runs;
 
 use super::AppState;
 use super::auth::{Principal, SESSION_COOKIE, session_token};
@@ -38,8 +39,9 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/plugins", get(pages::plugins))
         .route("/schedules", get(pages::schedules))
         .route("/schedules/new", get(pages::schedule_form))
-        .route("/executions", get(pages::executions))
-        .route("/executions/{id}", get(pages::execution))
+        .route("/schedules/{id}/edit", get(pages::schedule_edit))
+        .route("/executions", get(runs::executions))
+        .route("/executions/{id}", get(runs::execution))
         .route("/login", get(login_form).post(login))
         .route("/logout", axum::routing::post(logout))
         .route("/console.js", get(|| asset(SCRIPT, "text/javascript")))
