@@ -34,6 +34,17 @@ pub(super) struct SecretList {
     items: Vec<SecretInfo>,
 }
 
+/// The node's secrets key (sealing secrets, deriving webhook signing
+/// secrets); 503 when the node has none.
+pub(super) fn secrets_key(state: &AppState) -> Result<&crate::secrets::SecretKey, ApiError> {
+    state
+        .node
+        .config()
+        .secrets_key
+        .as_ref()
+        .ok_or_else(|| ApiError::unavailable("this node has no secrets key configured"))
+}
+
 fn checked(name: &str) -> Result<(), ApiError> {
     check_name(name).map_err(|e| {
         ApiError::unprocessable("invalid_secret_name", e.to_string())
@@ -62,12 +73,7 @@ async fn put(
         )
         .with_details(serde_json::json!({ "field": "value" })));
     }
-    let key = state
-        .node
-        .config()
-        .secrets_key
-        .as_ref()
-        .ok_or_else(|| ApiError::unavailable("this node has no secrets key configured"))?;
+    let key = secrets_key(&state)?;
     let info = state
         .store
         .put_secret(key, &principal.tenant, &name, body.value.as_bytes())

@@ -60,12 +60,7 @@ async fn signing_secret(
     principal: Principal,
 ) -> ApiResult<Json<SigningSecret>> {
     principal.require(Scope::SecretsRead)?;
-    let key = state
-        .node
-        .config()
-        .secrets_key
-        .as_ref()
-        .ok_or_else(|| ApiError::unavailable("this node has no secrets key configured"))?;
+    let key = super::secrets::secrets_key(&state)?;
     Ok(Json(SigningSecret {
         secret: crate::webhooks::show_secret(&key.webhook_secret(&principal.tenant)),
     }))
