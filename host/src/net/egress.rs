@@ -193,30 +193,18 @@ impl Egress {
 
     /// A deny-all egress: every host is outside the node's policy.
     pub fn deny_all() -> Self {
-        let config = NetworkConfig {
-            hosts: Vec::new(),
-            ..NetworkConfig::default()
-        };
-        let policy = NetworkPolicy::from_config(&config).unwrap_or_else(|_| NetworkPolicy {
+        let deny = || NetworkPolicy {
             hosts: Vec::new(),
             tenants: HashMap::new(),
             open: OpenRanges::default(),
             plain_http: false,
-        });
-        match Egress::new(policy) {
-            Ok(egress) => egress,
-            // Building a client without TLS roots or a proxy does not fail in
-            // practice; if it ever does, this client is never used to send.
-            Err(_) => Egress {
-                policy: Arc::new(NetworkPolicy {
-                    hosts: Vec::new(),
-                    tenants: HashMap::new(),
-                    open: OpenRanges::default(),
-                    plain_http: false,
-                }),
-                client: reqwest::Client::new(),
-            },
-        }
+        };
+        // Building a client without a proxy does not fail in practice; if it
+        // ever does, the plain one is never used: every host is refused first.
+        Egress::new(deny()).unwrap_or_else(|_| Egress {
+            policy: Arc::new(deny()),
+            client: reqwest::Client::new(),
+        })
     }
 
     pub fn policy(&self) -> &NetworkPolicy {

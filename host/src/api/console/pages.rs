@@ -277,32 +277,43 @@ pub(super) async fn schedules(user: User, State(state): State<AppState>) -> Page
     let list = all_schedules(&state, tenant).await?;
     let write = user.0.has(Scope::SchedulesWrite);
     let mut rows = String::new();
+    // One read for every row's last run: the tenant's newest runs, the
+    // first of each schedule's. A page of 1,000 schedules costs one query,
+    // not 1,000 (and it refreshes itself).
+    let recent = state
+        .store
+        .list_executions(
+            tenant,
+            &ExecutionFilter::default(),
+            &PageRequest {
+                cursor: None,
+                limit: Some(1000),
+            },
+        )
+        .await
+        .map_err(failed)?
+        .items;
+    let mut last_runs: HashMap<&str, &Execution> = HashMap::new();
+    for e in &recent {
+        if let Some(schedule) = e.schedule_id.as_deref() {
+            last_runs.entry(schedule).or_insert(e);
+        }
+    }
     for s in &list {
-        let last = state
-            .store
-            .list_executions(
-                tenant,
-                &ExecutionFilter {
-                    schedule_id: Some(s.id.clone()),
-                    ..ExecutionFilter::default()
-                },
-                &PageRequest {
-                    cursor: None,
-                    limit: Some(1),
-                },
-            )
-            .await
-            .map_err(failed)?
-            .items
-            .into_iter()
-            .next();
-        let last = last.map_or(String::from("—"), |e| {
-            format!(
+        let last = match (last_runs.get(s.id.as_str()), s.last_fire_at) {
+            (Some(e), _) => format!(
                 r#"<a href="/executions/{}">{}</a>"#,
                 url(&e.id),
                 html::status(e.status.as_str())
-            )
-        });
+            ),
+            // Older than the tenant's newest 1,000 runs.
+            (None, Some(at)) => format!(
+                r#"<a href="/executions?schedule_id={}">fired {}</a>"#,
+                url(&s.id),
+                time(Some(at))
+            ),
+            (None, None) => String::from("—"),
+        };
         let (trigger, zone) = trigger_text(&s.trigger);
         let path = format!("/v1/schedules/{}", url(&s.id));
         let actions = if write {
