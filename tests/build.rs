@@ -56,10 +56,31 @@ fn main() {
     println!("cargo:rustc-env=TASKHOST_PLUGIN_DIR={}", out.display());
 }
 
-/// Rebuild the plugins when their sources, the SDK or the WIT change (cargo
-/// scans each folder; a new plugin folder counts too).
+/// Rebuild the plugins when the Rust plugins' sources, the Rust SDK or the
+/// WIT change. Only those files are watched: cargo scans a watched folder
+/// whole, and `sdk/js/node_modules` (thousands of files, rewritten by `npm
+/// ci`) or the Python and JavaScript plugins' outputs must not trigger a
+/// rebuild. A new plugin folder is picked up through `plugins/Cargo.toml`
+/// (its `members`) or on the next change of any plugin.
 fn watch(root: &Path) {
-    for path in ["plugins", "sdk", "wit"] {
-        println!("cargo:rerun-if-changed={}", root.join(path).display());
+    let plugins = root.join("plugins");
+    let mut paths = vec![
+        plugins.join("Cargo.toml"),
+        plugins.join("Cargo.lock"),
+        root.join("sdk/Cargo.toml"),
+        root.join("sdk/src"),
+        root.join("sdk/wit"),
+    ];
+    if let Ok(entries) = std::fs::read_dir(&plugins) {
+        for entry in entries.flatten() {
+            let dir = entry.path();
+            if dir.join("Cargo.toml").exists() {
+                paths.push(dir.join("Cargo.toml"));
+                paths.push(dir.join("src"));
+            }
+        }
+    }
+    for path in paths {
+        println!("cargo:rerun-if-changed={}", path.display());
     }
 }

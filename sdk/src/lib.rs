@@ -72,7 +72,7 @@ pub mod __private {
 #[allow(clippy::too_many_arguments)] // generated code
 pub mod bindings {
     wit_bindgen::generate!({
-        path: "../wit",
+        path: "wit",
         world: "task",
         pub_export_macro: true,
         export_macro_name: "__export_task_world",

@@ -2,6 +2,7 @@
 //! real `taskhost` binary, and stores to test against.
 
 pub mod cluster;
+pub mod langs;
 pub mod procs;
 pub mod receiver;
 pub mod server;
@@ -30,6 +31,21 @@ pub fn plugin_path(name: &str) -> PathBuf {
 pub fn plugin(name: &str) -> Vec<u8> {
     let path = plugin_path(name);
     std::fs::read(&path).unwrap_or_else(|e| panic!("plugin {name} at {}: {e}", path.display()))
+}
+
+/// A component that imports one empty instance named `name` and does
+/// nothing else: enough to see what validation says of that import.
+pub fn component_importing(name: &str) -> Vec<u8> {
+    use wasm_encoder::{
+        Component, ComponentImportSection, ComponentTypeRef, ComponentTypeSection, InstanceType,
+    };
+    let mut types = ComponentTypeSection::new();
+    types.instance(&InstanceType::new());
+    let mut imports = ComponentImportSection::new();
+    imports.import(name, ComponentTypeRef::Instance(0));
+    let mut component = Component::new();
+    component.section(&types).section(&imports);
+    component.finish()
 }
 
 /// The value of `series` — a metric's name with its labels, e.g.

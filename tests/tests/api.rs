@@ -712,9 +712,9 @@ async fn bad_input_table(mut s: Server) {
             "wrong_world",
         ),
         (
-            "filesystem import",
-            "fs",
-            plugin("test-fs"),
+            "denied import",
+            "server",
+            taskhost_tests::component_importing("wasi:http/incoming-handler@0.2.6"),
             422,
             "import_denied",
         ),

@@ -100,8 +100,14 @@ fn limits_from_flags_end_runs_with_their_status_and_exit_one() {
 
 #[test]
 fn an_invalid_plugin_is_an_outcome_too() {
-    let fs = plugin_path("test-fs");
-    let output = taskhost(&["run", fs.to_str().expect("utf-8")]);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let server = dir.path().join("server.wasm");
+    std::fs::write(
+        &server,
+        taskhost_tests::component_importing("wasi:http/incoming-handler@0.2.6"),
+    )
+    .expect("write");
+    let output = taskhost(&["run", server.to_str().expect("utf-8")]);
     assert_eq!(output.status.code(), Some(1));
     let json = outcome(&output);
     assert_eq!(json["status"], "invalid_plugin");
@@ -109,7 +115,7 @@ fn an_invalid_plugin_is_an_outcome_too() {
         json["error"]["message"]
             .as_str()
             .unwrap_or_default()
-            .contains("wasi:filesystem")
+            .contains("wasi:http/incoming-handler")
     );
 }
 

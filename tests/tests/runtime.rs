@@ -7,7 +7,7 @@ use taskhost::runtime::{
     DirArtifacts, InvalidPlugin, KvNamespace, Limits, LogLevel, MemoryKv, Outcome, Prepared,
     RunRequest, Runtime, RuntimeConfig, Status,
 };
-use taskhost_tests::plugin;
+use taskhost_tests::{component_importing, plugin};
 
 /// One runtime for the whole test binary, as on a node: misbehaving plugins
 /// must leave it working for everyone else.
@@ -273,21 +273,44 @@ async fn a_component_of_another_world_is_rejected() {
 }
 
 #[tokio::test]
-async fn a_filesystem_plugin_is_rejected() {
-    let error = rejected(&plugin("test-fs"));
+async fn serving_http_is_a_denied_import() {
+    let error = rejected(&component_importing("wasi:http/incoming-handler@0.2.6"));
     assert!(matches!(error, InvalidPlugin::DeniedImport(..)), "{error}");
     let text = error.to_string();
-    assert!(text.contains("wasi:filesystem/"), "{text}");
-    assert!(text.contains("filesystem access is not granted"), "{text}");
+    assert!(text.contains("wasi:http/incoming-handler"), "{text}");
+    assert!(text.contains("not serve them"), "{text}");
+    let error = rejected(&component_importing("acme:evil/thing@1.0.0"));
+    assert!(matches!(error, InvalidPlugin::UnknownImport(_)), "{error}");
 }
 
+/// A plugin may import `wasi:filesystem` (interpreters do), but with no
+/// preopened directory no path resolves: it reads nothing and writes nothing.
 #[tokio::test]
-async fn a_socket_plugin_is_rejected() {
-    let error = rejected(&plugin("test-net"));
-    assert!(matches!(error, InvalidPlugin::DeniedImport(..)), "{error}");
-    let text = error.to_string();
-    assert!(text.contains("wasi:sockets/"), "{text}");
-    assert!(text.contains("network sockets are not granted"), "{text}");
+async fn a_filesystem_plugin_runs_but_reaches_no_file() {
+    let outcome = run("test-fs", "null").await;
+    assert_eq!(outcome.status, Status::Failed, "{outcome:?}");
+    let text = message(&outcome);
+    assert!(!text.contains("root:"), "{text}");
+    assert!(
+        text.contains("pre-opened")
+            || text.contains("No such file")
+            || text.contains("not permitted"),
+        "{text}"
+    );
+    hello_still_works().await;
+}
+
+/// A plugin may import `wasi:sockets`, but every socket operation is refused.
+#[tokio::test]
+async fn a_socket_plugin_runs_but_connects_nowhere() {
+    let outcome = run("test-net", "null").await;
+    assert_eq!(outcome.status, Status::Failed, "{outcome:?}");
+    let text = message(&outcome).to_lowercase();
+    assert!(
+        text.contains("denied") || text.contains("not permitted") || text.contains("not supported"),
+        "{text}"
+    );
+    hello_still_works().await;
 }
 
 #[tokio::test]

@@ -7,6 +7,7 @@
 mod client;
 mod config;
 mod cron;
+mod new;
 mod run;
 mod secret;
 mod serve;
@@ -51,6 +52,7 @@ enum Command {
     /// Serve the REST API and run schedules (embedded store by default).
     Serve(Box<config::ServeConfig>),
     Run(run::RunArgs),
+    New(new::NewArgs),
     Token(token::TokenArgs),
     /// Upload and list plugins on a server.
     Plugin {
@@ -118,6 +120,7 @@ pub fn main() -> ExitCode {
         match cli.command {
             Command::Serve(config) => serve::serve(*config).await.map(|()| ExitCode::SUCCESS),
             Command::Run(args) => run::run(args).await,
+            Command::New(args) => new::new(args),
             Command::Token(args) => token::token(args),
             Command::Plugin { conn, command } => client::plugin(conn, command).await,
             Command::Schedule { conn, command } => client::schedule(conn, command).await,

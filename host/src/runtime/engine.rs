@@ -12,9 +12,12 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::thread::JoinHandle;
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig};
 
-/// Core instances, memories and tables a typical Rust component needs per
-/// component instance, with headroom.
-const CORE_INSTANCES_PER_RUN: u32 = 16;
+/// Core instances, memories and tables a component may need per component
+/// instance. A Rust component has a handful of core instances; a Python one
+/// built by componentize-py 0.25 has 44 (CPython and its shared libraries,
+/// dynamically linked, and their adapters). Instances are counted, not
+/// reserved, so headroom here costs nothing.
+const CORE_INSTANCES_PER_RUN: u32 = 64;
 const MEMORIES_PER_RUN: u32 = 1;
 const TABLES_PER_RUN: u32 = 4;
 /// Bytes of each linear memory and table kept resident between runs.

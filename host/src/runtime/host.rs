@@ -17,7 +17,7 @@ use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 wasmtime::component::bindgen!({
-    path: "../wit",
+    path: "../sdk/wit",
     world: "task",
     imports: { default: async },
     exports: { default: async },
@@ -68,8 +68,12 @@ impl RunState {
         let stdout = CapturePipe::new("stdout", init.log_bytes);
         let stderr = CapturePipe::new("stderr", init.log_bytes);
         // No preopened directories, no sockets, no environment, no arguments:
-        // only clocks, randomness and the captured stdout/stderr. Outbound
-        // HTTP goes through `wasi:http` and the run's grant (see `http`).
+        // only clocks, randomness and the captured stdout/stderr. A plugin
+        // may import `wasi:filesystem` and `wasi:sockets` (interpreters do),
+        // but no path resolves without a preopen, and every socket operation
+        // is refused: TCP, UDP and name lookups are off, and the default
+        // address check admits no address. Outbound HTTP goes through
+        // `wasi:http` and the run's grant (see `http`).
         let wasi = WasiCtx::builder()
             .stdout(stdout.clone())
             .stderr(stderr.clone())

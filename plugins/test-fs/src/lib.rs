@@ -1,4 +1,5 @@
-//! Tries to read a host file; it imports wasi:filesystem and must be refused.
+//! Tries to read a host file. It imports wasi:filesystem, which links, but a
+//! run has no preopened directory: the read fails and nothing is read.
 use taskhost_sdk::{Context, Result, export_task};
 
 fn read_file(_ctx: &Context, _input: serde_json::Value) -> Result<String> {

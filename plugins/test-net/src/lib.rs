@@ -1,4 +1,5 @@
-//! Tries to open a TCP connection; it imports wasi:sockets and must be refused.
+//! Tries to open a TCP connection. It imports wasi:sockets, which links, but
+//! every socket operation is refused: the connect fails.
 use std::io::Write;
 use taskhost_sdk::{Context, Result, export_task};
 

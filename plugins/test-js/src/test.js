@@ -1,0 +1,80 @@
+// The JavaScript test plugin: its input's `mode` selects a behaviour (the
+// same modes as plugins/test-py).
+//
+// - {"mode": "count"}: increments the kv counter `count` and returns it.
+// - {"mode": "retry", "fail_until_attempt": N}: fails (retryably) while the
+//   attempt is below N, then returns {"attempt": attempt}.
+// - {"mode": "fatal"}: fails fatally.
+// - {"mode": "raise"}: throws an ordinary exception (reported as retryable).
+// - {"mode": "loop"}: loops forever (stopped by fuel or the timeout).
+// - {"mode": "memhog"}: allocates 1 MiB at a time until the memory limit.
+// - {"mode": "context"}: returns what the Context shows (invocation fields,
+//   config `greeting`), exercising kv bytes/delete, progress and logging.
+// - {"mode": "secret", "name": NAME}: returns the length of a secret.
+// - {"mode": "async"}: awaits a timer, then returns "async done".
+// - {"mode": "fetch", "url": URL}: GETs URL with `fetch` (wasi:http) and
+//   returns {"status", "body"} (the run must be granted the host).
+// - anything else (or no input): returns "Hello from JavaScript!".
+import { Fatal, Retryable, task } from 'taskhost-sdk';
+
+export const run = task((ctx, input) => {
+  const mode = input !== null && typeof input === 'object' ? input.mode : undefined;
+  switch (mode) {
+    case 'count': {
+      const count = (ctx.kvGet('count') ?? 0) + 1;
+      ctx.kvSet('count', count);
+      return count;
+    }
+    case 'retry': {
+      const until = Number(input.fail_until_attempt ?? 2);
+      if (ctx.attempt < until) {
+        throw new Retryable(`attempt ${ctx.attempt} fails until attempt ${until}`);
+      }
+      return { attempt: ctx.attempt };
+    }
+    case 'fatal':
+      throw new Fatal('do not try again');
+    case 'raise':
+      return input.missing.field;
+    case 'loop': {
+      let x = 0;
+      for (;;) {
+        x += 1;
+      }
+    }
+    case 'memhog': {
+      const hoard = [];
+      for (;;) {
+        hoard.push(new Uint8Array(1 << 20).fill(0xa5));
+      }
+    }
+    case 'context': {
+      ctx.kvSetBytes('scratch', 'temp');
+      const deleted = ctx.kvDelete('scratch');
+      const deletedAgain = ctx.kvDelete('scratch');
+      ctx.progress(50, 'half way');
+      ctx.warn('a warning');
+      console.log('to the log');
+      return {
+        deleted,
+        deleted_again: deletedAgain,
+        greeting: ctx.config('greeting'),
+        execution_id: ctx.executionId,
+        schedule_id: ctx.scheduleId,
+        attempt: ctx.attempt,
+        scheduled_at_ms: ctx.scheduledAtMs,
+      };
+    }
+    case 'secret':
+      return { length: ctx.secret(input.name).length };
+    case 'async':
+      return new Promise((resolve) => setTimeout(() => resolve('async done'), 10));
+    case 'fetch':
+      return fetch(input.url).then(async (response) => ({
+        status: response.status,
+        body: await response.text(),
+      }));
+    default:
+      return 'Hello from JavaScript!';
+  }
+});

@@ -1,0 +1,60 @@
+"""The Python test plugin: its input's `mode` selects a behaviour.
+
+- {"mode": "count"}: increments the kv counter `count` and returns it.
+- {"mode": "retry", "fail_until_attempt": N}: fails (retryably) while the
+  attempt is below N, then returns {"attempt": attempt}.
+- {"mode": "fatal"}: fails fatally.
+- {"mode": "raise"}: raises an ordinary exception (reported as retryable).
+- {"mode": "loop"}: loops forever (stopped by fuel or the timeout).
+- {"mode": "memhog"}: allocates 1 MiB at a time until the memory limit.
+- {"mode": "context"}: returns what the Context shows (invocation fields,
+  config `greeting`), exercising kv bytes/delete, progress and logging.
+- {"mode": "secret", "name": NAME}: returns the length of a secret.
+- anything else (or no input): returns "Hello from Python!".
+"""
+from taskhost_sdk import Fatal, Retryable, task
+
+
+@task
+def run(ctx, input):
+    mode = input.get("mode") if isinstance(input, dict) else None
+    if mode == "count":
+        count = (ctx.kv_get("count") or 0) + 1
+        ctx.kv_set("count", count)
+        return count
+    if mode == "retry":
+        until = int(input.get("fail_until_attempt", 2))
+        if ctx.attempt < until:
+            raise Retryable(f"attempt {ctx.attempt} fails until attempt {until}")
+        return {"attempt": ctx.attempt}
+    if mode == "fatal":
+        raise Fatal("do not try again")
+    if mode == "raise":
+        return {}["missing"]
+    if mode == "loop":
+        x = 0
+        while True:
+            x += 1
+    if mode == "memhog":
+        hoard = []
+        while True:
+            hoard.append(bytearray(b"\xa5" * (1 << 20)))
+    if mode == "context":
+        ctx.kv_set_bytes("scratch", b"temp")
+        deleted = ctx.kv_delete("scratch")
+        deleted_again = ctx.kv_delete("scratch")
+        ctx.progress(50, "half way")
+        ctx.warn("a warning")
+        print("to stdout")
+        return {
+            "deleted": deleted,
+            "deleted_again": deleted_again,
+            "greeting": ctx.config("greeting"),
+            "execution_id": ctx.execution_id,
+            "schedule_id": ctx.schedule_id,
+            "attempt": ctx.attempt,
+            "scheduled_at_ms": ctx.scheduled_at_ms,
+        }
+    if mode == "secret":
+        return {"length": len(ctx.secret(input["name"]))}
+    return "Hello from Python!"

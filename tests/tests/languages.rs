@@ -1,0 +1,220 @@
+//! Python and JavaScript plugins, built from source with their SDKs' pinned
+//! tools (componentize-py, ComponentizeJS): run with `taskhost run`, under
+//! the runtime's limits, and through the API on a schedule.
+
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+use std::process::Command;
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+use taskhost::runtime::{Limits, RunRequest, Runtime, RuntimeConfig, Status};
+use taskhost_tests::langs::{self, Lang};
+use taskhost_tests::server::Server;
+use taskhost_tests::taskhost_bin;
+
+fn runtime() -> &'static Runtime {
+    static RUNTIME: OnceLock<Runtime> = OnceLock::new();
+    RUNTIME.get_or_init(|| {
+        Runtime::new(RuntimeConfig {
+            max_concurrent_runs: 8,
+            ..RuntimeConfig::default()
+        })
+        .expect("runtime")
+    })
+}
+
+/// `taskhost run` on the language's hello: the same output and log line as
+/// the Rust hello, with the default limits.
+fn hello_with_taskhost_run(lang: Lang) {
+    if !langs::tools_or_skip("hello_with_taskhost_run") {
+        return;
+    }
+    let wasm = langs::build(lang, &format!("hello-{}", lang.suffix()));
+    let output = Command::new(taskhost_bin())
+        .arg("run")
+        .arg(&wasm)
+        .args(["--input", r#"{"name":"Ada"}"#])
+        .output()
+        .expect("taskhost run");
+    let text = String::from_utf8_lossy(&output.stdout);
+    assert_eq!(
+        output.status.code(),
+        Some(0),
+        "{text}{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let outcome: Value = serde_json::from_slice(&output.stdout).expect("one JSON object");
+    assert_eq!(outcome["status"], "succeeded", "{outcome}");
+    assert_eq!(outcome["output"], "Hello, Ada!");
+    assert_eq!(outcome["logs"][0]["message"], "greeting Ada");
+    assert_eq!(outcome["logs"][0]["level"], "info");
+}
+
+#[test]
+fn python_hello_with_taskhost_run() {
+    hello_with_taskhost_run(Lang::Python);
+}
+
+#[test]
+fn js_hello_with_taskhost_run() {
+    hello_with_taskhost_run(Lang::Js);
+}
+
+/// Each misbehaviour ends with its own status, and the runtime goes on.
+async fn misbehaviour_ends_with_its_status(lang: Lang) {
+    if !langs::tools_or_skip("misbehaviour_ends_with_its_status") {
+        return;
+    }
+    let wasm = std::fs::read(langs::build(lang, &format!("test-{}", lang.suffix()))).expect("read");
+    let plugin = {
+        let wasm = wasm.clone();
+        tokio::task::spawn_blocking(move || runtime().prepare(&wasm))
+            .await
+            .expect("join")
+            .expect("the plugin validates")
+    };
+    let run = |input: Value, limits: Limits| {
+        let mut request = RunRequest::new(input.to_string().as_bytes());
+        request.limits = limits;
+        runtime().run(&plugin, request)
+    };
+
+    let outcome = run(json!({"mode": "loop"}), Limits::default()).await;
+    assert_eq!(outcome.status, Status::OutOfFuel, "{outcome:?}");
+
+    let limits = Limits {
+        fuel: u64::MAX / 4,
+        timeout: Duration::from_millis(300),
+        ..Limits::default()
+    };
+    let outcome = run(json!({"mode": "loop"}), limits).await;
+    assert_eq!(outcome.status, Status::TimedOut, "{outcome:?}");
+
+    let limits = Limits {
+        memory_bytes: 48 << 20,
+        ..Limits::default()
+    };
+    let outcome = run(json!({"mode": "memhog"}), limits).await;
+    assert_eq!(outcome.status, Status::MemoryLimit, "{outcome:?}");
+    assert!(outcome.peak_memory_bytes <= 48 << 20, "{outcome:?}");
+
+    let outcome = run(json!({"mode": "fatal"}), Limits::default()).await;
+    assert_eq!(outcome.status, Status::Failed, "{outcome:?}");
+    assert!(!outcome.error.as_ref().expect("error").retryable);
+
+    let outcome = run(json!(null), Limits::default()).await;
+    assert_eq!(outcome.status, Status::Succeeded, "{outcome:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_misbehaviour_ends_with_its_status() {
+    misbehaviour_ends_with_its_status(Lang::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_misbehaviour_ends_with_its_status() {
+    misbehaviour_ends_with_its_status(Lang::Js).await;
+}
+
+/// Through the API: the upload of a large interpreter component; a schedule
+/// every second whose runs count in kv (state kept across runs); an ad hoc
+/// run failing retryably until its second attempt, retried to success.
+async fn on_a_schedule_through_the_api(lang: Lang) {
+    if !langs::tools_or_skip("on_a_schedule_through_the_api") {
+        return;
+    }
+    let wasm = std::fs::read(langs::build(lang, &format!("test-{}", lang.suffix()))).expect("read");
+    let s = Server::start(None);
+    let token = s.admin("team");
+    let response = s
+        .client
+        .post(s.at("/v1/plugins?name=counter&version=1.0.0"))
+        .bearer_auth(&token)
+        .body(wasm)
+        .send()
+        .await
+        .expect("upload");
+    let status = response.status();
+    let plugin: Value = response.json().await.expect("json");
+    assert_eq!(status, StatusCode::CREATED, "{plugin}");
+    let plugin_id = plugin["id"].as_str().expect("id").to_owned();
+
+    let (status, schedule) = s
+        .call(
+            Method::POST,
+            "/v1/schedules",
+            Some(&token),
+            Some(json!({
+                "name": "count",
+                "plugin_id": plugin_id,
+                "trigger": {"kind": "interval", "every": "1s"},
+                "overlap": "skip",
+                "input": {"mode": "count"},
+            })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{schedule}");
+    let schedule_id = schedule["id"].as_str().expect("id").to_owned();
+    let path = format!("/v1/executions?schedule_id={schedule_id}&status=succeeded");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let runs = loop {
+        let (_, page) = s.call(Method::GET, &path, Some(&token), None).await;
+        let items = page["items"].as_array().cloned().unwrap_or_default();
+        if items.len() >= 3 {
+            break items;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "fewer than 3 runs in 60 s: {page}"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let (status, _) = s
+        .call(
+            Method::POST,
+            &format!("/v1/schedules/{schedule_id}/pause"),
+            Some(&token),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    // Newest first; each run saw the count the one before it left.
+    let mut counts: Vec<i64> = runs
+        .iter()
+        .filter_map(|r| r["outcome"]["output"].as_i64())
+        .collect();
+    counts.sort_unstable();
+    assert_eq!(counts.len(), runs.len(), "{runs:?}");
+    for pair in counts.windows(2) {
+        assert_eq!(pair[1], pair[0] + 1, "{counts:?}");
+    }
+    assert_eq!(counts[0], 1, "{counts:?}");
+
+    let (status, run) = s
+        .call(
+            Method::POST,
+            "/v1/executions",
+            Some(&token),
+            Some(json!({
+                "plugin_id": plugin_id,
+                "input": {"mode": "retry", "fail_until_attempt": 2},
+                "retry": {"max_attempts": 3, "initial_backoff": "100ms", "max_backoff": "100ms"},
+                "wait": "25s",
+            })),
+        )
+        .await;
+    assert!(status.is_success(), "{run}");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["attempt"], 2, "{run}");
+    assert_eq!(run["outcome"]["output"], json!({"attempt": 2}), "{run}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_on_a_schedule_through_the_api() {
+    on_a_schedule_through_the_api(Lang::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_on_a_schedule_through_the_api() {
+    on_a_schedule_through_the_api(Lang::Js).await;
+}
