@@ -10,9 +10,14 @@
 - {"mode": "context"}: returns what the Context shows (invocation fields,
   config `greeting`), exercising kv bytes/delete, progress and logging.
 - {"mode": "secret", "name": NAME}: returns the length of a secret.
+- {"mode": "http", "url": URL, "method"?: M, "body"?: TEXT, "headers"?: {..},
+  "max_redirects"?: N, "catch"?: BOOL}: sends the request with
+  `taskhost_sdk.http` and returns {"status", "body" (text), "url",
+  "content_type"}. A failed request raises `HttpError` (retryable), or with
+  "catch": true returns {"error": TEXT, "retryable": BOOL}.
 - anything else (or no input): returns "Hello from Python!".
 """
-from taskhost_sdk import Fatal, Retryable, task
+from taskhost_sdk import Fatal, Retryable, http, task
 
 
 @task
@@ -57,4 +62,23 @@ def run(ctx, input):
         }
     if mode == "secret":
         return {"length": len(ctx.secret(input["name"]))}
+    if mode == "http":
+        try:
+            response = http.request(
+                input.get("method", "GET"),
+                input["url"],
+                input.get("headers"),
+                input.get("body"),
+                max_redirects=int(input.get("max_redirects", 5)),
+            )
+        except http.HttpError as e:
+            if input.get("catch"):
+                return {"error": e.message, "retryable": e.retryable}
+            raise
+        return {
+            "status": response.status,
+            "body": response.text(),
+            "url": response.url,
+            "content_type": response.header("content-type"),
+        }
     return "Hello from Python!"

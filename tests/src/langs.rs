@@ -83,7 +83,10 @@ pub fn build(lang: Lang, name: &str) -> PathBuf {
     let source = root.join("plugins").join(name);
     let out = root
         .join("target/plugins")
-        .join(lang.suffix())
+        .join(match lang {
+            Lang::Python => "python",
+            Lang::Js => "js",
+        })
         .join(format!("{name}.wasm"));
     let mut command = match lang {
         Lang::Python => {

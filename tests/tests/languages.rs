@@ -218,3 +218,58 @@ async fn python_on_a_schedule_through_the_api() {
 async fn js_on_a_schedule_through_the_api() {
     on_a_schedule_through_the_api(Lang::Js).await;
 }
+
+/// Outbound HTTP from each language's SDK (`taskhost_sdk.http` in Python,
+/// `fetch` in JavaScript), to a local server the run is granted; without the
+/// grant the request is refused and recorded.
+async fn outbound_http(lang: Lang) {
+    if !langs::tools_or_skip("outbound_http") {
+        return;
+    }
+    let wasm = langs::build(lang, &format!("test-{}", lang.suffix()));
+    let web = taskhost_tests::receiver::Receiver::start(0).await;
+    let mode = match lang {
+        Lang::Python => "http",
+        Lang::Js => "fetch",
+    };
+    let input = json!({"mode": mode, "url": web.url("/ok")}).to_string();
+    let host = format!("127.0.0.1:{}", web.port);
+    let run = |grant: bool| {
+        let mut command = Command::new(taskhost_bin());
+        command.arg("run").arg(&wasm).args(["--input", &input]);
+        command.args(["--allow-range", "127.0.0.0/8", "--allow-http"]);
+        if grant {
+            command.args(["--allow-host", &host]);
+        }
+        tokio::task::spawn_blocking(move || command.output().expect("taskhost run"))
+    };
+
+    let output = run(true).await.expect("join");
+    let outcome: Value = serde_json::from_slice(&output.stdout).expect("outcome");
+    assert_eq!(outcome["status"], "succeeded", "{outcome}");
+    assert_eq!(outcome["output"]["status"], 200, "{outcome}");
+    assert_eq!(outcome["output"]["body"], "hello", "{outcome}");
+    assert_eq!(outcome["http"][0]["status"], 200, "{outcome}");
+    assert_eq!(outcome["http"][0]["path"], "/ok", "{outcome}");
+
+    let output = run(false).await.expect("join");
+    let outcome: Value = serde_json::from_slice(&output.stdout).expect("outcome");
+    assert_eq!(outcome["status"], "failed", "{outcome}");
+    assert!(
+        outcome["http"][0]["refused"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("granted no hosts"),
+        "{outcome}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn python_outbound_http() {
+    outbound_http(Lang::Python).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn js_outbound_http() {
+    outbound_http(Lang::Js).await;
+}

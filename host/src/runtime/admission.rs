@@ -6,11 +6,14 @@
 //! a function's size. So a plugin is parsed first (one linear pass, no
 //! compilation) and refused with `too_costly` when a function body, the
 //! number of functions, the total code, or the number of nested modules is
-//! over the [`CompileBudget`]. Compilations that pass run at most
+//! over the [`CompileBudget`]. The same pass checks the component's imports
+//! (the names; their types are checked after compiling), so that a plugin
+//! refused for what it imports costs no compile time either: an interpreter
+//! component takes seconds to compile. Compilations that pass run at most
 //! [`CompileBudget::concurrent`] at a time per node (see `Runtime`).
 
-use super::validate::InvalidPlugin;
-use wasmparser::{Parser, Payload};
+use super::validate::{InvalidPlugin, check_import};
+use wasmparser::{ComponentTypeRef, Parser, Payload};
 
 /// What one plugin may ask of the compiler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -44,12 +47,29 @@ impl Default for CompileBudget {
 /// parse are left to the compiler, which says what is wrong with them.
 pub fn admit(wasm: &[u8], budget: &CompileBudget) -> Result<(), InvalidPlugin> {
     let (mut functions, mut code, mut modules) = (0u64, 0usize, 0u64);
+    // Nesting: 0 is the plugin itself; its nested modules and components
+    // come inline, each closed by an `End`.
+    let mut depth = 0u32;
     for payload in Parser::new(0).parse_all(wasm) {
         let Ok(payload) = payload else {
             return Ok(());
         };
         match payload {
+            Payload::ComponentImportSection(reader) if depth == 0 => {
+                for import in reader {
+                    let Ok(import) = import else {
+                        return Ok(());
+                    };
+                    // Types a world `use`s (`invocation`) are imported by
+                    // name too; they grant nothing.
+                    if !matches!(import.ty, ComponentTypeRef::Type(_)) {
+                        check_import(&import.name.full_name())?;
+                    }
+                }
+            }
+            Payload::End(_) => depth = depth.saturating_sub(1),
             Payload::ModuleSection { .. } | Payload::ComponentSection { .. } => {
+                depth += 1;
                 modules += 1;
                 if modules > budget.modules {
                     return Err(too_costly(format!(

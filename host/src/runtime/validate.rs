@@ -155,7 +155,8 @@ pub(crate) fn check_component(engine: &Engine, component: &Component) -> Result<
     Ok(())
 }
 
-fn check_import(name: &str) -> Result<(), InvalidPlugin> {
+/// Checks one import's name (`namespace:package/interface@version`).
+pub(crate) fn check_import(name: &str) -> Result<(), InvalidPlugin> {
     let (interface, version) = name.split_once('@').unwrap_or((name, ""));
     if let Some(rest) = interface.strip_prefix(PACKAGE) {
         if !matches!(rest, "/types" | "/host") {

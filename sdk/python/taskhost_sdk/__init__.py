@@ -42,7 +42,7 @@ import traceback
 import typing
 from typing import Any, Callable, Optional
 
-__all__ = ["task", "Context", "TaskError", "Retryable", "Fatal"]
+__all__ = ["task", "Context", "TaskError", "Retryable", "Fatal", "http"]
 
 
 class TaskError(Exception):
@@ -276,3 +276,9 @@ def task(fn: Callable[..., Any]) -> Callable[..., Any]:
 
     sys.modules[fn.__module__].WitWorld = WitWorld  # type: ignore[attr-defined]
     return fn
+
+
+# The HTTP client (``taskhost_sdk.http``), imported here so that it is loaded
+# at build time whether or not the app imports it at top level. Last: it
+# imports `Retryable` from this module.
+from . import http  # noqa: E402

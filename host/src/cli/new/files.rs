@@ -120,6 +120,10 @@ fn python(name: &str, fill: &dyn Fn(&str) -> String) -> Project {
             "src/taskhost_sdk/__init__.py",
             include_str!("../../../../sdk/python/taskhost_sdk/__init__.py").into(),
         ),
+        text(
+            "src/taskhost_sdk/http.py",
+            include_str!("../../../../sdk/python/taskhost_sdk/http.py").into(),
+        ),
         text("requirements.txt", PYTHON_REQUIREMENTS.into()),
         text(".gitignore", ".venv/\n__pycache__/\n*.wasm\n".into()),
     ];
@@ -232,6 +236,27 @@ mod tests {
         let package = &project.files[0].contents;
         assert!(!package.contains("{{"), "{package}");
         serde_json::from_str::<serde_json::Value>(package).expect("package.json is JSON");
+    }
+
+    #[test]
+    fn a_python_project_carries_every_module_of_the_sdk() {
+        let sdk =
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../sdk/python/taskhost_sdk");
+        let project = project_files(Lang::Python, "demo", "");
+        for entry in std::fs::read_dir(&sdk).expect("sdk/python/taskhost_sdk") {
+            let name = entry
+                .expect("entry")
+                .file_name()
+                .to_string_lossy()
+                .into_owned();
+            if name.ends_with(".py") {
+                let path = format!("src/taskhost_sdk/{name}");
+                assert!(
+                    project.files.iter().any(|f| f.path == path),
+                    "{path} is not embedded"
+                );
+            }
+        }
     }
 
     #[test]
