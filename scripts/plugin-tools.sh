@@ -9,6 +9,10 @@
 # it installs is already there at the pinned versions.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# One install at a time (two test processes may start it together).
+mkdir -p target
+exec 9>target/plugin-tools.lock
+flock 9
 
 venv=target/tools/py
 requirements=sdk/python/requirements.txt

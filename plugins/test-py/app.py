@@ -4,6 +4,7 @@
 - {"mode": "retry", "fail_until_attempt": N}: fails (retryably) while the
   attempt is below N, then returns {"attempt": attempt}.
 - {"mode": "fatal"}: fails fatally.
+- {"mode": "exit"}: calls sys.exit(3) (the SDK makes that a fatal failure).
 - {"mode": "raise"}: raises an ordinary exception (reported as retryable).
 - {"mode": "loop"}: loops forever (stopped by fuel or the timeout).
 - {"mode": "memhog"}: allocates 1 MiB at a time until the memory limit.
@@ -17,6 +18,8 @@
   "catch": true returns {"error": TEXT, "retryable": BOOL}.
 - anything else (or no input): returns "Hello from Python!".
 """
+import sys
+
 from taskhost_sdk import Fatal, Retryable, http, task
 
 
@@ -32,6 +35,8 @@ def run(ctx, input):
         if ctx.attempt < until:
             raise Retryable(f"attempt {ctx.attempt} fails until attempt {until}")
         return {"attempt": ctx.attempt}
+    if mode == "exit":
+        sys.exit(3)
     if mode == "fatal":
         raise Fatal("do not try again")
     if mode == "raise":

@@ -11,8 +11,8 @@
 // the `task` world of the repository's `wit/` (this folder's `../wit`).
 //
 // The component is built without WASI stdio: with it, the engine also
-// imports wasi:filesystem, which the host refuses at upload. The SDK sends
-// console.* to the execution's log instead.
+// imports wasi:filesystem (which the host links to nothing), and the SDK
+// sends console.* to the execution's log instead.
 import { mkdtemp, rm, writeFile, mkdir, stat } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { dirname, join, resolve } from 'node:path';

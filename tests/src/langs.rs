@@ -97,14 +97,16 @@ pub fn build(lang: Lang, name: &str) -> PathBuf {
             c
         }
         Lang::Js => {
-            let entry = std::fs::read_dir(source.join("src"))
-                .ok()
-                .and_then(|entries| {
-                    entries
-                        .flatten()
-                        .map(|e| e.path())
-                        .find(|p| p.extension().is_some_and(|x| x == "js"))
-                })
+            // The entry is the one `.js` file in `src/` (sorted, should
+            // there ever be more).
+            let mut entries: Vec<PathBuf> = std::fs::read_dir(source.join("src"))
+                .map(|d| d.flatten().map(|e| e.path()).collect())
+                .unwrap_or_default();
+            entries.retain(|p| p.extension().is_some_and(|x| x == "js"));
+            entries.sort();
+            let entry = entries
+                .into_iter()
+                .next()
                 .unwrap_or_else(|| panic!("no .js entry in {}/src", source.display()));
             let mut c = Command::new("node");
             c.arg(root.join("sdk/js/build-plugin.mjs"))

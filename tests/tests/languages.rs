@@ -102,6 +102,14 @@ async fn misbehaviour_ends_with_its_status(lang: Lang) {
     assert_eq!(outcome.status, Status::Failed, "{outcome:?}");
     assert!(!outcome.error.as_ref().expect("error").retryable);
 
+    if lang == Lang::Python {
+        let outcome = run(json!({"mode": "exit"}), Limits::default()).await;
+        assert_eq!(outcome.status, Status::Failed, "{outcome:?}");
+        let error = outcome.error.as_ref().expect("error");
+        assert!(!error.retryable, "{outcome:?}");
+        assert!(error.message.contains("sys.exit(3)"), "{}", error.message);
+    }
+
     let outcome = run(json!(null), Limits::default()).await;
     assert_eq!(outcome.status, Status::Succeeded, "{outcome:?}");
 }

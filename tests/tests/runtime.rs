@@ -300,6 +300,17 @@ async fn a_filesystem_plugin_runs_but_reaches_no_file() {
     hello_still_works().await;
 }
 
+/// `run` returns a result; a plugin that exits instead fails, not retried.
+#[tokio::test]
+async fn a_plugin_that_exits_fails_without_retry() {
+    let outcome = run("test-abuse", r#"{"mode":"exit","n":3}"#).await;
+    assert_eq!(outcome.status, Status::Failed, "{outcome:?}");
+    let error = outcome.error.as_ref().expect("error");
+    assert!(!error.retryable, "{outcome:?}");
+    assert!(error.message.contains("called exit("), "{}", error.message);
+    hello_still_works().await;
+}
+
 /// A plugin may import `wasi:sockets`, but every socket operation is refused.
 #[tokio::test]
 async fn a_socket_plugin_runs_but_connects_nowhere() {

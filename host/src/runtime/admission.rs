@@ -13,7 +13,7 @@
 //! [`CompileBudget::concurrent`] at a time per node (see `Runtime`).
 
 use super::validate::{InvalidPlugin, check_import};
-use wasmparser::{ComponentTypeRef, Parser, Payload};
+use wasmparser::{ComponentTypeRef, Parser, Payload, TypeBounds};
 
 /// What one plugin may ask of the compiler.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -57,12 +57,11 @@ pub fn admit(wasm: &[u8], budget: &CompileBudget) -> Result<(), InvalidPlugin> {
         match payload {
             Payload::ComponentImportSection(reader) if depth == 0 => {
                 for import in reader {
-                    let Ok(import) = import else {
-                        return Ok(());
-                    };
+                    let import = import.map_err(|e| InvalidPlugin::Malformed(e.to_string()))?;
                     // Types a world `use`s (`invocation`) are imported by
-                    // name too; they grant nothing.
-                    if !matches!(import.ty, ComponentTypeRef::Type(_)) {
+                    // name too, as aliases of types defined in the component;
+                    // they grant nothing. (Imported resources are checked.)
+                    if !matches!(import.ty, ComponentTypeRef::Type(TypeBounds::Eq(_))) {
                         check_import(&import.name.full_name())?;
                     }
                 }

@@ -250,6 +250,14 @@ fn classify_trap(error: &wasmtime::Error, state: &RunState, limits: &Limits) -> 
                 humantime::format_duration(limits.timeout)
             );
             (Status::TimedOut, message, true)
+        } else if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+            // `run` returns its result; a plugin that exits (CPython's
+            // `sys.exit`, C's `exit`) has none, and exiting again won't change that.
+            let message = format!(
+                "the plugin called exit({}) instead of returning from `run`",
+                exit.0
+            );
+            (Status::Failed, message, false)
         } else if let Some(trap) = error.downcast_ref::<Trap>() {
             match trap {
                 Trap::OutOfFuel => {

@@ -11,8 +11,9 @@
 //! language runtimes generally) import them whether or not the task uses
 //! them, so refusing the import would refuse every such plugin. A run has no
 //! preopened directory (no path resolves, so nothing can be read or written)
-//! and every socket operation fails with `access-denied` (TCP, UDP and name
-//! lookups are off, and no address passes the address check); see
+//! and every socket operation fails (TCP and UDP with `access-denied`, name
+//! lookups with `permanent-resolver-failure`; no address passes the address
+//! check either); see
 //! `RunState::new`. What is refused at upload is what the host does not
 //! provide or would never grant: serving HTTP, other packages, other
 //! versions of the contract.

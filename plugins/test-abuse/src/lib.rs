@@ -7,7 +7,8 @@
 //! - `escape_output`: returns `n` bytes of `\x01` (not JSON: stored escaped);
 //! - `escape_stdout`: writes `n` bytes of `\x01` to stdout, then succeeds;
 //! - `kv_fill`: writes `n`-byte values under new keys until the host refuses;
-//!   returns how many it wrote and the refusal, as JSON.
+//!   returns how many it wrote and the refusal, as JSON;
+//! - `exit`: exits the process with code `n` instead of returning.
 use std::io::Write;
 use taskhost_sdk::__private::bindings::taskhost::plugin::types::{Invocation, TaskError};
 use taskhost_sdk::__private::bindings::taskhost::plugin::{host, types::LogLevel};
@@ -62,6 +63,7 @@ impl taskhost_sdk::__private::bindings::Guest for Abuse {
                     }
                 }
             }
+            "exit" => std::process::exit(i32::try_from(input.n).unwrap_or(1)),
             other => Err(TaskError::Fatal(format!("unknown mode {other:?}"))),
         }
     }

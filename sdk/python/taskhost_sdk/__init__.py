@@ -168,7 +168,7 @@ class Context:
     def kv_set(self, key: str, value: Any) -> None:
         """Store ``value`` as JSON in this plugin's key-value state."""
         try:
-            raw = json.dumps(value, separators=(",", ":")).encode()
+            raw = json.dumps(value, separators=(",", ":"), allow_nan=False).encode()
         except (TypeError, ValueError) as e:
             raise Fatal(f"kv value {key!r} is not JSON: {e}") from None
         self.kv_set_bytes(key, raw)
@@ -240,12 +240,16 @@ def _run(fn: Callable[..., Any], input_type: Any, invocation: Any) -> bytes:
         output = fn(ctx, value)
     except TaskError:
         raise
+    except SystemExit as e:
+        # `run` returns its result; exiting has none, and retrying won't help.
+        raise Fatal(f"the task called sys.exit({e.code!r}) instead of returning") from None
     except Exception as e:
         # The innermost frames only: formatting a deep traceback costs fuel.
         ctx.error("".join(traceback.format_exception(e, limit=-_TRACEBACK_FRAMES)).rstrip())
         raise Retryable(f"{type(e).__name__}: {e}") from None
     try:
-        return json.dumps(output, default=_to_json).encode()
+        # NaN and infinities are not JSON: refuse them rather than store them.
+        return json.dumps(output, default=_to_json, allow_nan=False).encode()
     except (TypeError, ValueError) as e:
         raise Fatal(f"output is not JSON: {e}") from None
 

@@ -142,8 +142,11 @@ fn python(name: &str, fill: &dyn Fn(&str) -> String) -> Project {
     }
 }
 
-/// The JavaScript SDK's pinned toolchain, as in `sdk/js/package.json`.
+/// The JavaScript SDK's pinned toolchain, as in `sdk/js/package.json`, and
+/// its lockfile (so a new project installs exactly what this repository's
+/// tests build with).
 const JS_PACKAGE: &str = include_str!("../../../../sdk/js/package.json");
+const JS_LOCK: &str = include_str!("../../../../sdk/js/package-lock.json");
 
 fn js(name: &str, fill: &dyn Fn(&str) -> String) -> Project {
     let artifact = format!("{name}.wasm");
@@ -160,6 +163,10 @@ fn js(name: &str, fill: &dyn Fn(&str) -> String) -> Project {
         .replace("{{esbuild}}", &pinned("esbuild"));
     let mut files = vec![
         text("package.json", package),
+        text(
+            "package-lock.json",
+            js_lock(JS_LOCK, name).unwrap_or_default(),
+        ),
         text("src/app.js", fill(include_str!("templates/js/app.js.in"))),
         text(
             "sdk/taskhost-sdk.js",
@@ -176,9 +183,24 @@ fn js(name: &str, fill: &dyn Fn(&str) -> String) -> Project {
     Project {
         language: "JavaScript",
         files,
-        commands: vec!["npm install".into(), "npm run build".into()],
+        commands: vec!["npm ci".into(), "npm run build".into()],
         artifact,
     }
+}
+
+/// The SDK's lockfile, as the lockfile of a project named `name` (whose
+/// `package.json` has the same dependencies).
+fn js_lock(lock: &str, name: &str) -> Option<String> {
+    let mut lock: serde_json::Value = serde_json::from_str(lock).ok()?;
+    lock["name"] = name.into();
+    let root = lock.get_mut("packages")?.get_mut("")?.as_object_mut()?;
+    root.insert("name".into(), name.into());
+    for field in ["bin", "license", "engines"] {
+        root.remove(field);
+    }
+    serde_json::to_string_pretty(&lock)
+        .ok()
+        .map(|text| text + "\n")
 }
 
 /// The version `sdk/js/package.json` pins `package` to.
@@ -235,7 +257,16 @@ mod tests {
         let project = project_files(Lang::Js, "demo", "");
         let package = &project.files[0].contents;
         assert!(!package.contains("{{"), "{package}");
-        serde_json::from_str::<serde_json::Value>(package).expect("package.json is JSON");
+        let package: serde_json::Value =
+            serde_json::from_str(package).expect("package.json is JSON");
+        let lock: serde_json::Value =
+            serde_json::from_str(&project.files[1].contents).expect("package-lock.json is JSON");
+        assert_eq!(lock["name"], "demo");
+        assert_eq!(lock["packages"][""]["name"], "demo");
+        assert_eq!(
+            lock["packages"][""]["dependencies"], package["dependencies"],
+            "npm ci needs the lockfile and package.json to agree"
+        );
     }
 
     #[test]

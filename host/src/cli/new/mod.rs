@@ -102,10 +102,17 @@ fn check_empty(dir: &Path) -> anyhow::Result<()> {
 /// The `taskhost-sdk = ...` line of a Rust project's manifest.
 fn sdk_dependency(sdk: Option<&str>) -> anyhow::Result<String> {
     let is_url = |s: &str| {
-        ["https://", "http://", "ssh://", "git@", "file://"]
+        ["https://", "http://", "ssh://", "file://"]
             .iter()
             .any(|p| s.starts_with(p))
     };
+    if let Some(scp) = sdk.filter(|s| s.starts_with("git@")) {
+        // Cargo takes URLs only, not scp-like `git@host:path`.
+        bail!(
+            "--sdk {scp}: cargo needs a URL; write it as ssh://{}",
+            scp.replacen(':', "/", 1)
+        );
+    }
     if let Some(url) = sdk.filter(|s| is_url(s)) {
         return Ok(format!("taskhost-sdk = {{ git = {} }}", toml_string(url)));
     }
