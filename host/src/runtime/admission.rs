@@ -44,7 +44,9 @@ impl Default for CompileBudget {
 }
 
 /// Checks `wasm` against `budget` without compiling it. Bytes that do not
-/// parse are left to the compiler, which says what is wrong with them.
+/// parse are left to the compiler, which says what is wrong with them; an
+/// import entry that does not parse is refused as malformed, since a name
+/// that cannot be read cannot be checked.
 pub fn admit(wasm: &[u8], budget: &CompileBudget) -> Result<(), InvalidPlugin> {
     let (mut functions, mut code, mut modules) = (0u64, 0usize, 0u64);
     // Nesting: 0 is the plugin itself; its nested modules and components

@@ -54,7 +54,8 @@ const GRANTED_WASI: &[&str] = &[
     // Linked, but with no preopened directory: no path resolves.
     "wasi:filesystem/types",
     "wasi:filesystem/preopens",
-    // Linked, but every operation fails with `access-denied`.
+    // Linked, but every operation fails (`access-denied`; name lookups
+    // `permanent-resolver-failure`).
     "wasi:sockets/network",
     "wasi:sockets/instance-network",
     "wasi:sockets/tcp",
