@@ -65,6 +65,12 @@ struct Outcome {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct Fate {
+    fate: &'static str,
+    reason: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Direction {
     direction: &'static str,
 }
@@ -91,6 +97,7 @@ pub struct Metrics {
     duration: Histogram,
     fuel: Counter,
     fires_skipped: Counter,
+    fires: Family<Fate, Counter>,
     swept: Counter,
     store_errors: Family<Op, Counter>,
     lease_losses: Family<When, Counter>,
@@ -127,6 +134,7 @@ impl Metrics {
             duration: Histogram::new(BUCKETS),
             fuel: Counter::default(),
             fires_skipped: Counter::default(),
+            fires: Family::default(),
             swept: Counter::default(),
             store_errors: Family::default(),
             lease_losses: Family::default(),
@@ -173,6 +181,11 @@ impl Metrics {
             "fires_skipped",
             "Schedule fires refused by a quota or policy",
             m.fires_skipped.clone(),
+        );
+        r.register(
+            "fires",
+            "Schedule fires by fate and reason (the ledger's records), counted by the node that decided them",
+            m.fires.clone(),
         );
         r.register(
             "executions_swept",
@@ -329,6 +342,19 @@ impl Metrics {
     /// A schedule's fire was refused (quota or policy) and skipped.
     pub(crate) fn fire_skipped(&self) {
         self.fires_skipped.inc();
+    }
+
+    /// This node recorded a fire's fate.
+    pub(crate) fn fire(
+        &self,
+        fate: crate::model::FireFate,
+        reason: Option<crate::model::FireReason>,
+    ) {
+        let labels = Fate {
+            fate: fate.as_str(),
+            reason: reason.map_or("", |r| r.as_str()),
+        };
+        self.fires.get_or_create(&labels).inc();
     }
 
     /// The retention sweeper removed `n` executions.

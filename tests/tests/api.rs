@@ -783,9 +783,15 @@ async fn openapi_lists_every_route_the_router_serves() {
     );
     let paths = doc["paths"].as_object().expect("paths");
     let mut documented = Vec::new();
+    let mut operation_ids = std::collections::HashSet::new();
     for (path, item) in paths {
-        for method in item.as_object().expect("path item").keys() {
+        for (method, operation) in item.as_object().expect("path item") {
             documented.push(format!("{} {path}", method.to_uppercase()));
+            let id = operation["operationId"].as_str().unwrap_or_default();
+            assert!(
+                operation_ids.insert(id.to_owned()),
+                "operationId {id:?} repeats: client generators need unique ones"
+            );
         }
     }
     documented.sort();
@@ -799,6 +805,8 @@ async fn openapi_lists_every_route_the_router_serves() {
         "GET /v1/plugins/{id}",
         "DELETE /v1/plugins/{id}",
         "GET /v1/plugins/{id}/wasm",
+        "GET /v1/plugins/{id}/aliases",
+        "POST /v1/plugins/{id}/aliases/{alias}",
         "POST /v1/schedules",
         "GET /v1/schedules",
         "GET /v1/schedules/{id}",
@@ -807,6 +815,8 @@ async fn openapi_lists_every_route_the_router_serves() {
         "POST /v1/schedules/{id}/pause",
         "POST /v1/schedules/{id}/resume",
         "POST /v1/schedules/{id}/trigger",
+        "GET /v1/schedules/{id}/fires",
+        "POST /v1/schedules/{id}/backfill",
         "POST /v1/executions",
         "POST /v1/executions/batch",
         "GET /v1/executions",

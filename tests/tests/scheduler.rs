@@ -20,6 +20,7 @@ fn schedule(tenant: &str, plugin_id: &str, trigger: Trigger, now: DateTime<Utc>)
         tenant: tenant.into(),
         name: format!("s-{}", new_id()),
         plugin_id: plugin_id.into(),
+        plugin_alias: None,
         trigger,
         input: serde_json::json!({"name": "cron"}),
         priority: 0,
@@ -513,7 +514,8 @@ async fn pause_and_resume() {
         "no fires while paused"
     );
     h.clock.advance(Duration::from_secs(5));
-    let resumed = scheduler::resume(&h.store, "acme", &s.id)
+    let resumed = node
+        .resume("acme", &s.id)
         .await
         .expect("resume")
         .expect("exists");

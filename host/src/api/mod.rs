@@ -11,12 +11,14 @@
 //! - [`plugins`], [`schedules`], [`executions`]: the resources;
 //! - [`ops`]: health, readiness and Prometheus metrics.
 
+mod aliases;
 pub mod auth;
 mod console;
 mod contract;
 mod cron;
 pub mod error;
 mod executions;
+mod fires;
 mod nodes;
 mod ops;
 mod plugins;
@@ -128,7 +130,9 @@ fn routes(limits: &ApiLimits, api: bool) -> OpenApiRouter<AppState> {
         return ops;
     }
     ops.merge(plugins::routes(limits.max_plugin_bytes))
+        .merge(aliases::routes())
         .merge(schedules::routes())
+        .merge(fires::routes())
         .merge(executions::routes(limits.max_body_bytes.saturating_mul(16)))
         .merge(nodes::routes())
         .merge(secrets::routes())

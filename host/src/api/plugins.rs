@@ -59,7 +59,7 @@ pub(super) struct UploadForm {
 #[allow(dead_code)] // documents the body only
 pub(super) struct WasmBytes(Vec<u8>);
 
-fn check_label(what: &str, value: Option<&str>) -> ApiResult<String> {
+pub(super) fn check_label(what: &str, value: Option<&str>) -> ApiResult<String> {
     let Some(value) = value else {
         return Err(ApiError::bad_request(
             "invalid_name",
@@ -157,6 +157,17 @@ async fn receive(
     };
     let name = check_label("name", name.as_deref())?;
     let version = check_label("version", version.as_deref())?;
+    // `name@version` and `name@alias` must never mean two things.
+    if state
+        .store
+        .alias_exists(&principal.tenant, &name, &version)
+        .await?
+    {
+        return Err(ApiError::conflict(
+            "alias_taken",
+            format!("{name}@{version} is an alias; choose another version"),
+        ));
+    }
     if body.is_empty() {
         return Err(ApiError::bad_request(
             "empty_body",
@@ -217,7 +228,10 @@ async fn list(
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<Page<PluginRecord>>> {
     principal.require(Scope::PluginsRead)?;
-    let filter = PluginFilter { name: params.name };
+    let filter = PluginFilter {
+        name: params.name,
+        version: None,
+    };
     let page = PageRequest {
         cursor: params.cursor,
         limit: params.limit,
@@ -264,7 +278,9 @@ async fn download(
     Ok(([(header::CONTENT_TYPE, "application/wasm")], wasm))
 }
 
-/// Delete a plugin; refused (409) while a schedule uses it.
+/// Delete a plugin; refused (409) while it is in use: a schedule pinned to
+/// it, an alias pointing to it, or a schedule following `name@latest` while
+/// it is the newest version.
 #[utoipa::path(delete, path = "/v1/plugins/{id}", tag = "plugins",
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete(

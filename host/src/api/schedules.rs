@@ -2,6 +2,7 @@
 
 use super::auth::{Principal, Scope};
 use super::error::{ApiError, ApiResult, Json, Query};
+use super::fires::ScheduleDetail;
 use super::{AppState, ErrorBody};
 use crate::model::{CatchUp, Execution, OverlapPolicy, RetryPolicy, Schedule, Trigger, new_id};
 use crate::quota::QuotaExceeded;
@@ -28,12 +29,20 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(trigger_now))
 }
 
-/// A new schedule. Only `name`, `plugin_id` and `trigger` are required.
+/// A new schedule. Only `name`, `trigger` and one of `plugin_id` and
+/// `plugin` are required.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewSchedule {
     name: String,
-    plugin_id: String,
+    /// The plugin (version) to run, by id.
+    #[serde(default)]
+    plugin_id: Option<String>,
+    /// The plugin by reference instead: `name@version` (pinned to that
+    /// version), or `name@latest` / `name@ALIAS` (follows the alias: each
+    /// fire runs the version it points to then).
+    #[serde(default)]
+    plugin: Option<String>,
     trigger: Trigger,
     #[serde(default)]
     input: serde_json::Value,
@@ -121,23 +130,15 @@ async fn create(
     let quotas = state.node.config().quotas.for_tenant(&principal.tenant);
     let usage = state.store.usage(&principal.tenant).await?;
     QuotaExceeded::check("schedules", quotas.schedules, usage.schedules, 1)?;
-    if state
-        .store
-        .get_plugin(&principal.tenant, &new.plugin_id)
-        .await?
-        .is_none()
-    {
-        return Err(ApiError::unprocessable(
-            "unknown_plugin",
-            format!("no plugin {:?} in this tenant", new.plugin_id),
-        ));
-    }
+    let (plugin_id, plugin_alias) =
+        resolve_plugin(&state, &principal.tenant, new.plugin_id, new.plugin).await?;
     let now = state.store.now();
     let mut schedule = Schedule {
         id: new_id(),
         tenant: principal.tenant.clone(),
         name: new.name,
-        plugin_id: new.plugin_id,
+        plugin_id,
+        plugin_alias,
         trigger: new.trigger,
         input: new.input,
         priority: new.priority,
@@ -161,12 +162,43 @@ async fn create(
         version: 0,
     };
     validate(&state, &schedule)?;
-    if !schedule.paused {
-        schedule.next_fire_at = first_fire(&schedule, now)
-            .map_err(|e| ApiError::unprocessable("invalid_trigger", e.to_string()))?;
-    }
+    // Paused or not, the cursor starts now: a paused schedule's fires are
+    // recorded (as skipped) from here.
+    schedule.next_fire_at = first_fire(&schedule, now)
+        .map_err(|e| ApiError::unprocessable("invalid_trigger", e.to_string()))?;
     state.store.create_schedule(&schedule).await?;
     Ok((StatusCode::CREATED, Json(schedule)))
+}
+
+/// The plugin a new schedule names: by id (pinned), or by reference
+/// (`name@version` pinned, `name@latest` or `name@alias` followed).
+async fn resolve_plugin(
+    state: &AppState,
+    tenant: &str,
+    plugin_id: Option<String>,
+    reference: Option<String>,
+) -> ApiResult<(String, Option<String>)> {
+    let unknown = |what: &str| {
+        ApiError::unprocessable(
+            "unknown_plugin",
+            format!("no plugin {what:?} in this tenant"),
+        )
+    };
+    match (plugin_id, reference) {
+        (Some(id), None) => match state.store.get_plugin(tenant, &id).await? {
+            Some(_) => Ok((id, None)),
+            None => Err(unknown(&id)),
+        },
+        (None, Some(reference)) => match state.store.resolve_plugin(tenant, &reference).await? {
+            Some(r) => Ok((r.plugin.id, r.follows)),
+            None => Err(unknown(&reference)),
+        },
+        _ => Err(ApiError::unprocessable(
+            "invalid_plugin_ref",
+            "give exactly one of plugin_id and plugin (name@version, name@latest or name@alias)",
+        )
+        .with_details(serde_json::json!({ "field": "plugin" }))),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]
@@ -204,21 +236,22 @@ async fn list(
     ))
 }
 
-/// Get a schedule.
+/// Get a schedule, with its last fire, its next 5 fires and its fires of
+/// the last 24 hours by fate.
 #[utoipa::path(get, path = "/v1/schedules/{id}", tag = "schedules",
-    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody)))]
+    responses((status = 200, body = ScheduleDetail), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
     principal: Principal,
     Path(id): Path<String>,
-) -> ApiResult<Json<Schedule>> {
+) -> ApiResult<Json<ScheduleDetail>> {
     principal.require(Scope::SchedulesRead)?;
-    state
+    let schedule = state
         .store
         .get_schedule(&principal.tenant, &id)
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("schedule"))
+        .ok_or_else(|| ApiError::not_found("schedule"))?;
+    Ok(Json(super::fires::detail(&state.store, schedule).await?))
 }
 
 /// Change a schedule. A new trigger restarts its fires from now.
@@ -240,6 +273,13 @@ async fn patch(
         })?),
         None => None,
     };
+    if patch.trigger.is_some()
+        && let Some(current) = state.store.get_schedule(&principal.tenant, &id).await?
+    {
+        // The old trigger's fires up to now get their records before the
+        // cursor jumps to the new trigger's.
+        state.node.settle(current).await?;
+    }
     let now = state.store.now();
     // The patch is applied inside the compare-and-swap, to the schedule as it
     // is then: a pause or an advanced next fire that lands meanwhile is kept.
@@ -253,7 +293,7 @@ async fn patch(
                 refused = Some(e);
                 return false;
             }
-            if patch.trigger.is_some() && !updated.paused {
+            if patch.trigger.is_some() {
                 match first_fire(&updated, now) {
                     Ok(next) => updated.next_fire_at = next,
                     Err(e) => {
@@ -354,7 +394,8 @@ async fn pause(
         .ok_or_else(|| ApiError::not_found("schedule"))
 }
 
-/// Resume a schedule: it fires from now on (the pause is not caught up).
+/// Resume a schedule: it fires from now on (the pause is not caught up; its
+/// fires are in the ledger as `skipped: paused`).
 #[utoipa::path(post, path = "/v1/schedules/{id}/resume", tag = "schedules",
     responses((status = 200, body = Schedule), (status = 404, body = ErrorBody)))]
 async fn resume(
@@ -363,7 +404,7 @@ async fn resume(
     Path(id): Path<String>,
 ) -> ApiResult<Json<Schedule>> {
     principal.require(Scope::SchedulesWrite)?;
-    let resumed = scheduler::resume(&state.store, &principal.tenant, &id).await?;
+    let resumed = state.node.resume(&principal.tenant, &id).await?;
     resumed
         .map(Json)
         .ok_or_else(|| ApiError::not_found("schedule"))
@@ -385,9 +426,23 @@ async fn trigger_now(
         .await?
         .ok_or_else(|| ApiError::not_found("schedule"))?;
     let now = state.store.now();
+    let plugin_id = match &schedule.plugin_alias {
+        None => schedule.plugin_id.clone(),
+        Some(alias) => state
+            .store
+            .resolve_plugin(&principal.tenant, alias)
+            .await?
+            .map(|r| r.plugin.id)
+            .ok_or_else(|| {
+                ApiError::unprocessable(
+                    "unknown_plugin",
+                    format!("plugin alias {alias} points to no plugin"),
+                )
+            })?,
+    };
     let execution = state
         .node
-        .enqueue(ExecutionSpec::trigger_now(&schedule, now))
+        .enqueue(ExecutionSpec::trigger_now(&schedule, &plugin_id, now))
         .await?
         .ok_or_else(|| ApiError::internal("the execution was not created"))?;
     Ok((StatusCode::ACCEPTED, Json(execution)))

@@ -41,6 +41,13 @@ pub(crate) enum PluginCommand {
     },
     /// List plugins.
     List,
+    /// Point an alias (e.g. stable) at a version: schedules following
+    /// NAME@ALIAS run it from their next fire.
+    Alias {
+        name: String,
+        alias: String,
+        version: String,
+    },
 }
 
 // Parsed once per command: the size of the largest variant costs nothing.
@@ -51,7 +58,8 @@ pub(crate) enum ScheduleCommand {
     Create {
         #[arg(long)]
         name: String,
-        /// The plugin's id.
+        /// The plugin: its id, NAME@VERSION (pinned), or NAME@latest /
+        /// NAME@ALIAS (followed: each fire runs where the alias points then).
         #[arg(long)]
         plugin: String,
         /// Cron expression (5 fields, or 6 with seconds first).
@@ -83,6 +91,31 @@ pub(crate) enum ScheduleCommand {
     Resume { id: String },
     /// Run a schedule once now.
     Trigger { id: String },
+    /// A schedule's fire ledger: every fire time and what became of it.
+    History {
+        id: String,
+        /// Fires at or after this time (RFC 3339).
+        #[arg(long)]
+        since: Option<String>,
+        /// Fires before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<String>,
+        /// Only this fate: ran, caught_up, backfilled, skipped, missed.
+        #[arg(long)]
+        fate: Option<String>,
+        #[arg(long, default_value_t = 50)]
+        limit: u32,
+    },
+    /// Run the fires of a past window that have not run (at most 1,000).
+    Backfill {
+        id: String,
+        /// The window's start, RFC 3339 (included).
+        #[arg(long)]
+        from: String,
+        /// The window's end, RFC 3339 (excluded; at most now).
+        #[arg(long)]
+        to: String,
+    },
 }
 
 /// What a schedule's or run's plugin may call, and whom to tell when it ends.
@@ -282,6 +315,18 @@ const SCHEDULE_COLUMNS: (&[&str], &[&str]) = (
     &["id", "name", "trigger", "paused", "next fire"],
     &["/id", "/name", "/trigger/kind", "/paused", "/next_fire_at"],
 );
+const FIRE_COLUMNS: (&[&str], &[&str]) = (
+    &["fire (utc)", "fate", "reason", "execution", "status"],
+    &["/fire_at", "/fate", "/reason", "/execution_id", "/status"],
+);
+const BACKFILL_COLUMNS: (&[&str], &[&str]) = (
+    &["fires", "already ran", "was skipped", "outside bounds"],
+    &["/fires", "/already_ran", "/was_skipped", "/outside_bounds"],
+);
+const ALIAS_COLUMNS: (&[&str], &[&str]) = (
+    &["name", "alias", "version", "plugin id"],
+    &["/name", "/alias", "/version", "/plugin_id"],
+);
 const EXEC_COLUMNS: (&[&str], &[&str]) = (
     &["id", "status", "run", "attempt", "created", "error"],
     &[
@@ -353,6 +398,18 @@ pub(crate) async fn plugin(conn: Conn, command: PluginCommand) -> anyhow::Result
             print(&conn, &client.send(request).await?, headers, fields)
         }
         PluginCommand::List => print(&conn, &client.get("/v1/plugins").await?, headers, fields),
+        PluginCommand::Alias {
+            name,
+            alias,
+            version,
+        } => {
+            let path = format!("/v1/plugins/{name}/aliases/{alias}");
+            let moved = client
+                .post(&path, Some(json!({"version": version})))
+                .await?;
+            let (headers, fields) = ALIAS_COLUMNS;
+            print(&conn, &moved, headers, fields)
+        }
     }
 }
 
@@ -378,7 +435,12 @@ pub(crate) async fn schedule(conn: Conn, command: ScheduleCommand) -> anyhow::Re
                 _ => json!({"kind": "manual"}),
             };
             let input: Value = serde_json::from_str(&input).context("--input is not valid JSON")?;
-            let mut body = json!({"name": name, "plugin_id": plugin, "trigger": trigger,
+            let plugin_field = if plugin.contains('@') {
+                "plugin"
+            } else {
+                "plugin_id"
+            };
+            let mut body = json!({"name": name, plugin_field: plugin, "trigger": trigger,
                 "input": input, "secrets": secrets});
             reach.apply(&mut body);
             client.post("/v1/schedules", Some(body)).await?
@@ -400,6 +462,29 @@ pub(crate) async fn schedule(conn: Conn, command: ScheduleCommand) -> anyhow::Re
                 .await?;
             let (headers, fields) = EXEC_COLUMNS;
             return print(&conn, &execution, headers, fields);
+        }
+        ScheduleCommand::History {
+            id,
+            since,
+            until,
+            fate,
+            limit,
+        } => {
+            let mut query = vec![("limit".to_owned(), limit.to_string())];
+            query.extend(since.map(|v| ("since".to_owned(), v)));
+            query.extend(until.map(|v| ("until".to_owned(), v)));
+            query.extend(fate.map(|v| ("fate".to_owned(), v)));
+            let url = client.url(&format!("/v1/schedules/{id}/fires"));
+            let fires = client.send(client.http.get(url).query(&query)).await?;
+            let (headers, fields) = FIRE_COLUMNS;
+            return print(&conn, &fires, headers, fields);
+        }
+        ScheduleCommand::Backfill { id, from, to } => {
+            let body = json!({"from": from, "to": to});
+            let path = format!("/v1/schedules/{id}/backfill");
+            let report = client.post(&path, Some(body)).await?;
+            let (headers, fields) = BACKFILL_COLUMNS;
+            return print(&conn, &report, headers, fields);
         }
     };
     print(&conn, &value, headers, fields)

@@ -11,7 +11,11 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::time::Duration;
 
+mod fire;
 mod webhook;
+pub use fire::{
+    FireCounts, FireFate, FireInfo, FireReason, FireRecord, FireWas, LATEST, PluginAlias,
+};
 pub use webhook::{Delivery, DeliveryAttempt, DeliveryState, NotifyTarget};
 
 /// A new time-ordered id.
@@ -242,7 +246,13 @@ pub struct Schedule {
     pub id: String,
     pub tenant: String,
     pub name: String,
+    /// The plugin it runs: the one it is pinned to, or (with
+    /// `plugin_alias`) the one its alias pointed to at its last fire.
     pub plugin_id: String,
+    /// The alias it follows (`name@stable`, `name@latest`): each fire runs
+    /// the version the alias points to then. None: pinned to `plugin_id`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin_alias: Option<String>,
     pub trigger: Trigger,
     /// Input given to every run (JSON).
     #[serde(default)]
@@ -326,6 +336,9 @@ pub enum ExecutionStatus {
     Cancelled,
     /// Every attempt failed.
     Dead,
+    /// A fire that did not run: its record in the schedule's fire ledger
+    /// (see `GET /v1/schedules/{id}/fires`). Listed only when asked for.
+    Skipped,
 }
 
 impl ExecutionStatus {
@@ -337,13 +350,14 @@ impl ExecutionStatus {
             ExecutionStatus::Failed => "failed",
             ExecutionStatus::Cancelled => "cancelled",
             ExecutionStatus::Dead => "dead",
+            ExecutionStatus::Skipped => "skipped",
         }
     }
 
     /// The status named `name` (as [`ExecutionStatus::as_str`] writes it).
     pub fn parse(name: &str) -> Option<Self> {
         use ExecutionStatus::*;
-        [Queued, Running, Succeeded, Failed, Cancelled, Dead]
+        [Queued, Running, Succeeded, Failed, Cancelled, Dead, Skipped]
             .into_iter()
             .find(|s| s.as_str() == name)
     }
@@ -439,6 +453,10 @@ pub struct Execution {
         skip_serializing_if = "Option::is_none"
     )]
     pub notify_due_at: Option<DateTime<Utc>>,
+    /// How its fire was decided (executions of a schedule's fires, and the
+    /// `skipped` records of fires that did not run).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fire: Option<FireInfo>,
     #[serde(default)]
     pub version: u64,
 }
@@ -489,6 +507,7 @@ impl Execution {
             expires_at: None,
             deliveries: Vec::new(),
             notify_due_at: None,
+            fire: None,
             version: 0,
         }
     }

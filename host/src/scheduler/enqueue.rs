@@ -8,10 +8,12 @@
 
 use super::Node;
 use super::policy::{self, PolicyError};
-use crate::model::{Execution, RetryPolicy, Schedule, add_saturating};
+use crate::model::{
+    Execution, ExecutionStatus, FireInfo, FireReason, RetryPolicy, Schedule, add_saturating,
+};
 use crate::quota::QuotaExceeded;
 use crate::runtime::Limits;
-use crate::store::StoreError;
+use crate::store::{FireDecided, StoreError};
 use chrono::{DateTime, Utc};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
@@ -23,6 +25,12 @@ pub enum Origin {
     AdHoc,
     /// A fire of a schedule at its fire time: unique per (schedule, fire time).
     Fire {
+        schedule_id: String,
+        fire_time: DateTime<Utc>,
+    },
+    /// A past fire of a schedule run by a backfill request: unique per
+    /// (schedule, fire time) like a fire.
+    Backfill {
         schedule_id: String,
         fire_time: DateTime<Utc>,
     },
@@ -58,6 +66,8 @@ pub struct ExecutionSpec {
     pub delay: Duration,
     /// When it may run; now if unset.
     pub due_at: Option<DateTime<Utc>>,
+    /// How its fire was decided (fires only).
+    pub fire: Option<FireInfo>,
 }
 
 impl ExecutionSpec {
@@ -78,14 +88,21 @@ impl ExecutionSpec {
             retention: None,
             delay: Duration::ZERO,
             due_at: None,
+            fire: None,
         }
     }
 
-    /// The schedule's policy, for a run of it at `at` (a fire time, or now).
-    fn of_schedule(schedule: &Schedule, origin: Origin, at: DateTime<Utc>) -> Self {
+    /// The schedule's policy, for a run of `plugin_id` (the schedule's, or
+    /// the one its alias points to now) at `at` (a fire time, or now).
+    fn of_schedule(
+        schedule: &Schedule,
+        plugin_id: &str,
+        origin: Origin,
+        at: DateTime<Utc>,
+    ) -> Self {
         ExecutionSpec {
             tenant: schedule.tenant.clone(),
-            plugin_id: schedule.plugin_id.clone(),
+            plugin_id: plugin_id.to_owned(),
             origin,
             input: schedule.input.clone(),
             limits: schedule.limits,
@@ -98,24 +115,44 @@ impl ExecutionSpec {
             retention: schedule.retention,
             delay: jitter(schedule, at),
             due_at: Some(at),
+            fire: None,
         }
     }
 
-    /// The run of one fire of `schedule`.
-    pub fn fire(schedule: &Schedule, fire_time: DateTime<Utc>) -> Self {
+    /// The run of one fire of `schedule`, with `plugin_id` (see
+    /// [`Node::plugin_of`]).
+    pub fn fire(schedule: &Schedule, plugin_id: &str, fire_time: DateTime<Utc>) -> Self {
         let origin = Origin::Fire {
             schedule_id: schedule.id.clone(),
             fire_time,
         };
-        Self::of_schedule(schedule, origin, fire_time)
+        Self::of_schedule(schedule, plugin_id, origin, fire_time)
     }
 
-    /// A run of `schedule` now, by hand: the fire path, without a unique key.
-    pub fn trigger_now(schedule: &Schedule, now: DateTime<Utc>) -> Self {
+    /// The run of a past fire of `schedule` by a backfill, due at `due_at`
+    /// (no jitter).
+    pub fn backfill(
+        schedule: &Schedule,
+        plugin_id: &str,
+        fire_time: DateTime<Utc>,
+        due_at: DateTime<Utc>,
+    ) -> Self {
+        let origin = Origin::Backfill {
+            schedule_id: schedule.id.clone(),
+            fire_time,
+        };
+        let mut spec = Self::of_schedule(schedule, plugin_id, origin, due_at);
+        spec.delay = Duration::ZERO;
+        spec
+    }
+
+    /// A run of `schedule` now, by hand, with `plugin_id`: the fire path,
+    /// without a unique key.
+    pub fn trigger_now(schedule: &Schedule, plugin_id: &str, now: DateTime<Utc>) -> Self {
         let origin = Origin::TriggerNow {
             schedule_id: schedule.id.clone(),
         };
-        Self::of_schedule(schedule, origin, now)
+        Self::of_schedule(schedule, plugin_id, origin, now)
     }
 
     /// A new run of a finished execution, with its plugin, input and policy.
@@ -138,6 +175,7 @@ impl ExecutionSpec {
             retention: Some(old.retention),
             delay: Duration::ZERO,
             due_at: None,
+            fire: None,
         }
     }
 }
@@ -196,21 +234,21 @@ impl Node {
     /// when the spec is a fire that already has its execution (another node,
     /// or an earlier pass, made it).
     pub async fn enqueue(&self, spec: ExecutionSpec) -> Result<Option<Execution>, EnqueueError> {
-        // A fire's plugin exists: a plugin cannot be deleted while a schedule uses it.
-        let is_fire = matches!(spec.origin, Origin::Fire { .. });
-        self.check(&spec, !is_fire).await?;
+        if matches!(spec.origin, Origin::Fire { .. } | Origin::Backfill { .. }) {
+            let info = spec.fire.clone().unwrap_or_else(|| {
+                FireInfo::run(crate::model::FireFate::Ran, &self.inner.config.node_id)
+            });
+            return Ok(match self.decide_fire(spec, info).await? {
+                FireDecided::Ours(e) if e.status == ExecutionStatus::Queued => Some(*e),
+                _ => None,
+            });
+        }
+        self.check(&spec, true).await?;
         let queued = self.queued_estimate(&spec.tenant).await?;
         let quotas = self.inner.config.quotas.for_tenant(&spec.tenant);
         QuotaExceeded::check("queued_executions", quotas.queued_executions, queued, 1)?;
         let store = &self.inner.store;
         let mut e = self.build(spec, store.now());
-        if is_fire {
-            if !store.materialize_fire(&e).await? {
-                return Ok(None);
-            }
-            self.enqueued(std::slice::from_ref(&e));
-            return Ok(Some(e));
-        }
         // Work this node can start now, with nothing waiting ahead of it, is
         // stored already claimed: no queue, no claim round trip.
         let asked = tokio::time::Instant::now();
@@ -286,6 +324,105 @@ impl Node {
         Ok(executions)
     }
 
+    /// Decides one fire that is to run (`info` says how: on time, caught
+    /// up, backfilled): its execution if the node's caps and the tenant's
+    /// queue quota allow it, else its `skipped` record (`policy`, `quota`).
+    /// Either is inserted under the fire's unique key; if the fire already
+    /// has a record (another node, an earlier pass), that one stands
+    /// ([`FireDecided::Theirs`]). The fire's plugin exists: it was resolved
+    /// for this pass, and a plugin cannot be deleted while in use.
+    pub(super) async fn decide_fire(
+        &self,
+        spec: ExecutionSpec,
+        info: FireInfo,
+    ) -> Result<FireDecided, StoreError> {
+        let node = &self.inner.config.node_id;
+        let refused = match self.check(&spec, false).await {
+            Err(EnqueueError::Store(e)) => return Err(e),
+            Err(e) => Some(FireInfo::dropped(FireReason::Policy, node).with_detail(e)),
+            Ok(()) => {
+                let queued = self.queued_estimate(&spec.tenant).await?;
+                let quotas = self.inner.config.quotas.for_tenant(&spec.tenant);
+                QuotaExceeded::check("queued_executions", quotas.queued_executions, queued, 1)
+                    .err()
+                    .map(|e| FireInfo::dropped(FireReason::Quota, node).with_detail(e))
+            }
+        };
+        let now = self.inner.store.now();
+        let row = match refused {
+            Some(skip) => {
+                let mut skip = skip;
+                skip.plugin_ref = info.plugin_ref.clone();
+                self.skipped_record(&spec, skip, now)
+            }
+            None => {
+                let mut e = self.build(spec, now);
+                e.fire = Some(info);
+                e
+            }
+        };
+        let decided = self.inner.store.decide_fire(&row).await?;
+        if let FireDecided::Ours(e) = &decided {
+            if let Some((fate, reason)) = e.fire_fate() {
+                self.inner.metrics.fire(fate, reason);
+            }
+            if e.status == ExecutionStatus::Queued {
+                self.enqueued(std::slice::from_ref(e));
+            } else {
+                let detail = e.fire.as_ref().and_then(|f| f.detail.as_deref());
+                tracing::warn!(schedule = ?e.schedule_id, fire = ?e.fire_time, why = ?detail, "fire skipped");
+                self.inner.metrics.fire_skipped();
+            }
+        }
+        Ok(decided)
+    }
+
+    /// The record of a fire (from its spec) that does not run: final
+    /// (`skipped`), kept as long as the schedule's executions.
+    pub(super) fn skipped_record(
+        &self,
+        spec: &ExecutionSpec,
+        info: FireInfo,
+        now: DateTime<Utc>,
+    ) -> Execution {
+        let fire_at = match &spec.origin {
+            Origin::Fire { fire_time, .. } | Origin::Backfill { fire_time, .. } => Some(*fire_time),
+            _ => None,
+        };
+        let mut e = Execution::queued(&spec.tenant, &spec.plugin_id, fire_at.unwrap_or(now), now);
+        if let Origin::Fire { schedule_id, .. } | Origin::Backfill { schedule_id, .. } =
+            &spec.origin
+        {
+            e.schedule_id = Some(schedule_id.clone());
+        }
+        e.fire_time = fire_at;
+        e.priority = spec.priority;
+        e.retention = spec.retention.unwrap_or(self.inner.config.retention);
+        e.fire = Some(info);
+        e.finish(ExecutionStatus::Skipped, now);
+        e
+    }
+
+    /// Checks a spec against the node's caps (for backfill).
+    pub(super) async fn check_spec(&self, spec: &ExecutionSpec) -> Result<(), EnqueueError> {
+        self.check(spec, false).await
+    }
+
+    /// The record of a checked spec (for backfill).
+    pub(super) fn build_spec(&self, spec: ExecutionSpec, now: DateTime<Utc>) -> Execution {
+        self.build(spec, now)
+    }
+
+    /// New executions were stored (for backfill): count them and queue them here.
+    pub(super) fn enqueued_all(&self, executions: &[Execution]) {
+        self.enqueued(executions)
+    }
+
+    /// The tenant's queued executions, counted in the store now.
+    pub(super) async fn queued_count_now(&self, tenant: &str) -> Result<u64, StoreError> {
+        self.inner.store.queued_count(tenant).await
+    }
+
     /// Checks a spec against the node's caps and, with `plugin`, that its
     /// plugin exists in its tenant.
     async fn check(&self, spec: &ExecutionSpec, plugin: bool) -> Result<(), EnqueueError> {
@@ -351,8 +488,13 @@ impl Node {
         e.priority = spec.priority;
         e.retry = spec.retry;
         e.retention = spec.retention.unwrap_or(self.inner.config.retention);
+        e.fire = spec.fire;
         match spec.origin {
             Origin::Fire {
+                schedule_id,
+                fire_time,
+            }
+            | Origin::Backfill {
                 schedule_id,
                 fire_time,
             } => {
@@ -426,7 +568,7 @@ impl Node {
             .store
             .get_execution(tenant, id)
             .await?
-            .filter(|e| e.status.is_final())
+            .filter(|e| e.status.is_final() && e.status != ExecutionStatus::Skipped)
         else {
             return Ok(None);
         };

@@ -27,6 +27,7 @@
 
 mod dispatch;
 mod enqueue;
+mod fires;
 mod lease;
 mod materializer;
 mod node_loop;
@@ -37,7 +38,8 @@ pub mod trigger;
 mod worker;
 
 pub use enqueue::{BatchError, EnqueueError, ExecutionSpec, Origin};
-pub use materializer::{DEFAULT_GRACE, first_fire};
+pub use fires::{BackfillError, BackfillReport, MAX_BACKFILL_FIRES};
+pub use materializer::{DEFAULT_GRACE, LEDGER_CHUNK, first_fire};
 pub use retention::SWEEPER_LOCK;
 
 use crate::model::{DEFAULT_RETENTION, Execution, NodeInfo, Schedule};
@@ -509,24 +511,12 @@ impl Node {
     }
 }
 
-/// Pauses a schedule of `tenant`: it fires no more until resumed.
+/// Pauses a schedule of `tenant`: it fires no more until resumed
+/// ([`Node::resume`]); each fire while paused is recorded as skipped.
 pub async fn pause(store: &Store, tenant: &str, id: &str) -> Result<Option<Schedule>, StoreError> {
     store
         .modify_schedule(Some(tenant), id, |s| {
             s.paused = true;
-            true
-        })
-        .await
-}
-
-/// Resumes a paused schedule. It fires again from now on: fires that fell in
-/// the pause are not caught up.
-pub async fn resume(store: &Store, tenant: &str, id: &str) -> Result<Option<Schedule>, StoreError> {
-    let now = store.now();
-    store
-        .modify_schedule(Some(tenant), id, |s| {
-            s.paused = false;
-            s.next_fire_at = first_fire(s, now).ok().flatten();
             true
         })
         .await

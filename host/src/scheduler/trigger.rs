@@ -171,6 +171,157 @@ pub fn plan_due(
     })
 }
 
+/// What the ledger records of a due fire that does not run now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dropped {
+    /// Missed, and the catch-up mode is `skip`.
+    CatchUpSkip,
+    /// Missed, folded into the later missed fire that catch-up `once` runs.
+    CoalescedInto(DateTime<Utc>),
+    /// Missed, older than the catch-up window.
+    OutsideWindow,
+    /// Missed, in the window but past the most fires one pass keeps.
+    CatchUpLimit,
+}
+
+/// The decision about one due fire.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Planned {
+    /// Run it; `late` when it was missed and runs as catch-up.
+    Run {
+        late: bool,
+    },
+    Dropped(Dropped),
+}
+
+/// Result of [`plan_fires`]: a decision for every due fire from the stored
+/// `next_fire_at` (at most `max_entries` of them), and the new cursor: the
+/// first fire without a decision.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FirePlan {
+    pub fires: Vec<(DateTime<Utc>, Planned)>,
+    pub next_fire_at: Option<DateTime<Utc>>,
+}
+
+/// Like [`plan_due`], but decides every due fire rather than only those that
+/// run: each fire in `[next_fire_at, now]` is either run (the fires
+/// [`plan_due`] keeps) or dropped with the reason the catch-up policy drops
+/// it. Fires before `record_from` (older than the schedule's retention, whose
+/// record would be born expired) get no decision. At most `max_entries`
+/// fires are decided in one call: then `next_fire_at` is the first fire left
+/// (still due), and the next call goes on from there. The fires kept to run
+/// are the same as [`plan_due`]'s, so chunked calls agree with one call.
+#[allow(clippy::too_many_arguments)]
+pub fn plan_fires(
+    trigger: &Trigger,
+    created_at: DateTime<Utc>,
+    next_fire_at: DateTime<Utc>,
+    now: DateTime<Utc>,
+    catch_up: CatchUp,
+    grace: Duration,
+    max_runs: usize,
+    record_from: DateTime<Utc>,
+    max_entries: usize,
+) -> Result<FirePlan, TriggerError> {
+    let due = plan_due(
+        trigger,
+        created_at,
+        next_fire_at,
+        now,
+        catch_up,
+        grace,
+        max_runs,
+    )?;
+    if next_fire_at > now {
+        return Ok(FirePlan {
+            fires: Vec::new(),
+            next_fire_at: due.next_fire_at,
+        });
+    }
+    let compiled = Compiled::new(trigger, created_at)?;
+    let on_time_from = minus(now, grace);
+    let keep_from = match catch_up.mode {
+        CatchUpMode::Skip => on_time_from,
+        CatchUpMode::Once | CatchUpMode::All => on_time_from.min(minus(now, catch_up.window)),
+    };
+    // The one missed fire catch-up `once` runs, which the others fold into.
+    let once_into = due.fires.first().copied().filter(|t| *t < on_time_from);
+    let label = |t: DateTime<Utc>| -> Planned {
+        if due.fires.binary_search(&t).is_ok() {
+            return Planned::Run {
+                late: t < on_time_from,
+            };
+        }
+        Planned::Dropped(match catch_up.mode {
+            CatchUpMode::Skip if t < keep_from => Dropped::CatchUpSkip,
+            CatchUpMode::Once | CatchUpMode::All if t < keep_from => Dropped::OutsideWindow,
+            CatchUpMode::Once => match once_into {
+                Some(into) if t < into => Dropped::CoalescedInto(into),
+                _ => Dropped::CatchUpLimit,
+            },
+            _ => Dropped::CatchUpLimit,
+        })
+    };
+    let mut fires = Vec::new();
+    let mut next = if next_fire_at >= record_from {
+        Some(next_fire_at)
+    } else {
+        compiled.next(minus(record_from, Duration::from_millis(1)))
+    };
+    while let Some(t) = next.filter(|t| *t <= now) {
+        if fires.len() >= max_entries {
+            return Ok(FirePlan {
+                fires,
+                next_fire_at: Some(t),
+            });
+        }
+        fires.push((t, label(t)));
+        next = compiled.next(t);
+    }
+    Ok(FirePlan {
+        fires,
+        next_fire_at: due.next_fire_at,
+    })
+}
+
+/// Fires in `[from, to)`, ascending, at most `max + 1` (so a caller can tell
+/// "more than `max`"). Unlike the live trigger, an interval without a
+/// `start_at` extends before the schedule's creation (its grid runs back from
+/// `created_at`), so a backfill can reach the time before a schedule existed.
+pub fn backfill_fires(
+    trigger: &Trigger,
+    created_at: DateTime<Utc>,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    max: usize,
+) -> Result<Vec<DateTime<Utc>>, TriggerError> {
+    let mut compiled = Compiled::new(trigger, created_at)?;
+    if let (Compiled::Interval { every_ms, anchor }, Trigger::Interval { start_at: None, .. }) =
+        (&mut compiled, trigger)
+        && from < *anchor
+    {
+        // Move the anchor back onto the grid, at or before `from`.
+        let back = (*anchor - from).num_milliseconds().div_euclid(*every_ms) + 1;
+        if let Some(earlier) = back
+            .checked_mul(*every_ms)
+            .and_then(TimeDelta::try_milliseconds)
+            .and_then(|d| anchor.checked_sub_signed(d))
+        {
+            *anchor = earlier;
+        }
+    }
+    let mut fires = Vec::new();
+    let mut next = compiled.next(minus(from, Duration::from_millis(1)));
+    while let Some(t) = next.filter(|t| *t < to) {
+        fires.push(t);
+        if fires.len() > max {
+            break;
+        }
+        next = compiled.next(t);
+    }
+    Ok(fires)
+}
+
 /// `t - d`, saturating at the earliest representable instant.
 fn minus(t: DateTime<Utc>, d: Duration) -> DateTime<Utc> {
     TimeDelta::from_std(d)

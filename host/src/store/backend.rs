@@ -7,7 +7,9 @@
 //! `expected`, so of several racing writers exactly one wins, on any backend.
 
 use super::{Lease, StoreError};
-use crate::model::{Execution, ExecutionStatus, NodeInfo, PluginRecord, Schedule, SecretInfo};
+use crate::model::{
+    Execution, ExecutionStatus, FireFate, NodeInfo, PluginAlias, PluginRecord, Schedule, SecretInfo,
+};
 use crate::runtime::KvQuota;
 use chrono::{DateTime, Utc};
 
@@ -36,6 +38,16 @@ pub struct ExecutionFilter {
     pub until: Option<DateTime<Utc>>,
 }
 
+/// Filters for listing a schedule's fire ledger.
+#[derive(Debug, Clone, Default)]
+pub struct FireFilter {
+    /// Fire times at or after.
+    pub since: Option<DateTime<Utc>>,
+    /// Fire times before.
+    pub until: Option<DateTime<Utc>>,
+    pub fate: Option<FireFate>,
+}
+
 /// Filters for listing schedules.
 #[derive(Debug, Clone, Default)]
 pub struct ScheduleFilter {
@@ -55,6 +67,7 @@ pub struct Usage {
 #[derive(Debug, Clone, Default)]
 pub struct PluginFilter {
     pub name: Option<String>,
+    pub version: Option<String>,
 }
 
 /// What a node's in-memory queue keeps of a queued execution: enough to
@@ -108,8 +121,18 @@ pub trait Backend: Send + Sync + 'static {
         filter: &PluginFilter,
         page: &PageQuery,
     ) -> Result<Vec<PluginRecord>>;
-    /// Deletes the plugin unless a schedule uses it (`InUse`). False if absent.
+    /// Deletes the plugin unless it is in use (`InUse`): a schedule pinned
+    /// to it, an alias pointing to it, or a schedule following `name@latest`
+    /// while it is the newest of its name. False if absent.
     async fn plugin_delete(&self, id: &str) -> Result<bool>;
+
+    // Plugin aliases (`name@alias`), one per (tenant, name, alias).
+    /// Creates or moves an alias.
+    async fn alias_put(&self, alias: &PluginAlias) -> Result<()>;
+    async fn alias_get(&self, tenant: &str, name: &str, alias: &str)
+    -> Result<Option<PluginAlias>>;
+    /// The aliases of a plugin name, by alias.
+    async fn alias_list(&self, tenant: &str, name: &str) -> Result<Vec<PluginAlias>>;
 
     // Schedules. `schedule_insert` fails with `Conflict` on a duplicate (tenant, name).
     async fn schedule_insert(&self, schedule: &Schedule) -> Result<()>;
@@ -122,7 +145,8 @@ pub trait Backend: Send + Sync + 'static {
         page: &PageQuery,
     ) -> Result<Vec<Schedule>>;
     async fn schedule_delete(&self, id: &str) -> Result<bool>;
-    /// Unpaused schedules with `next_fire_at <= now`, soonest first.
+    /// Schedules with `next_fire_at <= now` (paused ones too: their fires
+    /// are recorded as skipped), soonest first.
     async fn schedules_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Schedule>>;
 
     // Executions. `execution_insert` returns false (and writes nothing) when
@@ -176,6 +200,32 @@ pub trait Backend: Send + Sync + 'static {
         }
         Ok(())
     }
+    /// Inserts each record of a fire (an execution or a `skipped` record)
+    /// unless its fire key is taken; per row, whether it was inserted. The
+    /// default inserts one by one; SQLite overrides it with one transaction.
+    async fn fires_insert(&self, rows: &[Execution]) -> Result<Vec<bool>> {
+        let mut inserted = Vec::with_capacity(rows.len());
+        for row in rows {
+            inserted.push(self.execution_insert(row).await?);
+        }
+        Ok(inserted)
+    }
+    /// `schedule_id`'s fire records (skipped ones included), newest fire
+    /// first; `page.before` is a fire time in Unix milliseconds (as text).
+    async fn fires_list(
+        &self,
+        tenant: &str,
+        schedule_id: &str,
+        filter: &FireFilter,
+        page: &PageQuery,
+    ) -> Result<Vec<Execution>>;
+    /// (fate, reason, count) of `schedule_id`'s fire records with a fire
+    /// time at or after `since`.
+    async fn fires_count(
+        &self,
+        schedule_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, Option<String>, u64)>>;
     /// Whether [`Backend::executions_claim`] and
     /// [`Backend::execution_write_fenced`] are available; otherwise the store
     /// claims and completes by compare-and-swap, one execution at a time.
@@ -358,6 +408,7 @@ pub(crate) fn schedule_row(s: &Schedule) -> Result<Row> {
             ("tenant", Field::Text(s.tenant.clone())),
             ("name", Field::Text(s.name.clone())),
             ("plugin_id", Field::Text(s.plugin_id.clone())),
+            ("plugin_alias", Field::text(s.plugin_alias.as_deref())),
             ("paused", Field::Int(s.paused as i64)),
             ("next_fire_at", Field::time(s.next_fire_at)),
             ("version", Field::Int(s.version as i64)),
@@ -366,6 +417,7 @@ pub(crate) fn schedule_row(s: &Schedule) -> Result<Row> {
 }
 
 pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
+    let fate = e.schedule_id.as_ref().and_then(|_| e.fire_fate());
     Ok(Row {
         id: e.id.clone(),
         doc: json(e)?,
@@ -385,6 +437,15 @@ pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
             ("created_at", Field::time(Some(e.created_at))),
             ("expires_at", Field::time(e.expires_at)),
             ("notify_due_at", Field::time(e.notify_due_at)),
+            (
+                "fire_at",
+                Field::time(e.fire_time.filter(|_| e.schedule_id.is_some())),
+            ),
+            ("fate", Field::text(fate.map(|(f, _)| f.as_str()))),
+            (
+                "fire_reason",
+                Field::text(fate.and_then(|(_, r)| r).map(|r| r.as_str())),
+            ),
             ("version", Field::Int(e.version as i64)),
         ],
     })

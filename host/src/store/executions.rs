@@ -150,13 +150,6 @@ impl Store {
         self.backend.execution_insert_many(executions).await
     }
 
-    /// Stores the execution for one fire of a schedule, unless that fire
-    /// (schedule id + fire time) already has one. Returns whether it was new.
-    /// However many nodes race, exactly one execution exists per fire.
-    pub async fn materialize_fire(&self, execution: &Execution) -> Result<bool, StoreError> {
-        self.backend.execution_insert(execution).await
-    }
-
     /// Executions of `tenant` waiting in the queue (for its quota).
     pub async fn queued_count(&self, tenant: &str) -> Result<u64, StoreError> {
         self.backend.executions_queued_count(tenant).await

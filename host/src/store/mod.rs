@@ -17,15 +17,18 @@
 mod backend;
 mod executions;
 pub mod faults;
+mod fires;
 pub mod mongo;
 pub mod news;
 mod secrets;
 pub mod sqlite;
 
 pub use backend::{
-    Backend, ClaimOrder, ExecutionFilter, PageQuery, PluginFilter, Queued, ScheduleFilter, Usage,
+    Backend, ClaimOrder, ExecutionFilter, FireFilter, PageQuery, PluginFilter, Queued,
+    ScheduleFilter, Usage,
 };
 pub use executions::{Completion, Lease, LeaseRenewal, Release};
+pub use fires::{AliasMove, FireDecided, ResolvedPlugin};
 
 use crate::clock::SharedClock;
 use crate::model::{NodeInfo, PluginRecord, Schedule};

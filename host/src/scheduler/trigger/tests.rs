@@ -320,3 +320,98 @@ fn validation_errors() {
     let now = z("01-01 00:00");
     assert!(next_fire(&cron("0 * * * *", "Nowhere"), now, now).is_err());
 }
+
+#[test]
+fn plan_fires_decides_every_due_fire() {
+    let trig = cron("* * * * *", "UTC");
+    let created = z("04-01 00:00");
+    let now = z("04-01 12:10");
+    let stored = z("04-01 12:00");
+    let window = |mode, mins: u64| CatchUp {
+        mode,
+        window: Duration::from_secs(60 * mins),
+    };
+    let run = |late| Planned::Run { late };
+    let plan = |catch_up, record_from, chunk| {
+        plan_fires(
+            &trig,
+            created,
+            stored,
+            now,
+            catch_up,
+            Duration::ZERO,
+            1000,
+            record_from,
+            chunk,
+        )
+        .unwrap()
+    };
+    let labels = |p: &FirePlan| p.fires.iter().map(|(_, l)| *l).collect::<Vec<_>>();
+    // Skip: 12:00-12:09 skipped, 12:10 on time.
+    let p = plan(window(CatchUpMode::Skip, 5), created, 100);
+    assert_eq!(p.fires.len(), 11);
+    assert!(
+        labels(&p)[..10]
+            .iter()
+            .all(|l| *l == Planned::Dropped(Dropped::CatchUpSkip))
+    );
+    assert_eq!(p.fires[10], (now, run(false)));
+    assert_eq!(p.next_fire_at, Some(z("04-01 12:11")));
+    // Once, window 5 min: 12:00-12:04 outside it, 12:05-12:08 into 12:09.
+    let p = plan(window(CatchUpMode::Once, 5), created, 100);
+    let l = labels(&p);
+    assert!(
+        l[..5]
+            .iter()
+            .all(|l| *l == Planned::Dropped(Dropped::OutsideWindow))
+    );
+    let into = z("04-01 12:09");
+    assert!(
+        l[5..9]
+            .iter()
+            .all(|l| *l == Planned::Dropped(Dropped::CoalescedInto(into)))
+    );
+    assert_eq!(&l[9..], &[run(true), run(false)]);
+    // All: 12:05-12:09 caught up; the kept fires equal plan_due's.
+    let p = plan(window(CatchUpMode::All, 5), created, 100);
+    let runs: Vec<_> = p
+        .fires
+        .iter()
+        .filter(|(_, l)| matches!(l, Planned::Run { .. }))
+        .map(|(t, _)| *t)
+        .collect();
+    let due = plan_due(
+        &trig,
+        created,
+        stored,
+        now,
+        window(CatchUpMode::All, 5),
+        Duration::ZERO,
+        1000,
+    );
+    assert_eq!(runs, due.unwrap().fires);
+    // Fires older than `record_from` get no decision.
+    let p = plan(window(CatchUpMode::Skip, 5), z("04-01 12:08"), 100);
+    assert_eq!(p.fires.first().map(|f| f.0), Some(z("04-01 12:08")));
+    // Chunks: four at a time, the cursor left on the first undecided fire.
+    let p = plan(window(CatchUpMode::Skip, 5), created, 4);
+    assert_eq!(p.fires.len(), 4);
+    assert_eq!(p.next_fire_at, Some(z("04-01 12:04")));
+}
+
+#[test]
+fn backfill_fires_reach_before_an_interval_began() {
+    let created = z("04-01 12:00:30");
+    let every = Trigger::Interval {
+        every: Duration::from_secs(60),
+        start_at: None,
+    };
+    let fires = backfill_fires(&every, created, z("04-01 11:00:30"), created, 1000).unwrap();
+    assert_eq!(fires.len(), 60);
+    assert_eq!(fires[0], z("04-01 11:00:30"));
+    assert_eq!(fires[59], z("04-01 11:59:30"));
+    // At most max + 1, so a caller can tell "too many".
+    let secs = cron("* * * * * *", "UTC");
+    let fires = backfill_fires(&secs, created, z("04-01 11:00"), z("04-01 12:00"), 10).unwrap();
+    assert_eq!(fires.len(), 11);
+}

@@ -14,6 +14,7 @@
 //! cap plugin size.
 
 mod errors;
+mod fires;
 mod indexes;
 mod kv;
 mod plugins;
@@ -22,10 +23,10 @@ mod secrets;
 
 use super::StoreError;
 use super::backend::{
-    Backend, ExecutionFilter, Field, PageQuery, PluginFilter, Queued, Result, Row, ScheduleFilter,
-    Usage, execution_row, from_doc, node_row, schedule_row,
+    Backend, ExecutionFilter, Field, FireFilter, PageQuery, PluginFilter, Queued, Result, Row,
+    ScheduleFilter, Usage, execution_row, from_doc, node_row, schedule_row,
 };
-use crate::model::{Execution, NodeInfo, PluginRecord, Schedule, SecretInfo};
+use crate::model::{Execution, NodeInfo, PluginAlias, PluginRecord, Schedule, SecretInfo};
 use crate::runtime::KvQuota;
 use chrono::{DateTime, Utc};
 use errors::{db_err, is_duplicate};
@@ -212,20 +213,30 @@ impl Backend for MongoBackend {
     ) -> Result<Vec<PluginRecord>> {
         let mut query = doc! { "tenant": tenant };
         set_if(&mut query, "name", filter.name.clone());
+        set_if(&mut query, "version", filter.version.clone());
         self.list("plugins", query, page).await
     }
 
+    async fn alias_put(&self, alias: &PluginAlias) -> Result<()> {
+        self.put_alias(alias).await
+    }
+
+    async fn alias_get(
+        &self,
+        tenant: &str,
+        name: &str,
+        alias: &str,
+    ) -> Result<Option<PluginAlias>> {
+        self.get_alias(tenant, name, alias).await
+    }
+
+    async fn alias_list(&self, tenant: &str, name: &str) -> Result<Vec<PluginAlias>> {
+        self.list_aliases(tenant, name).await
+    }
+
     async fn plugin_delete(&self, id: &str) -> Result<bool> {
-        if let Some(schedule) = self
-            .coll("schedules")
-            .find_one(doc! { "plugin_id": id })
-            .await
-            .map_err(db_err)?
-        {
-            let name = schedule.get_str("name").unwrap_or("?");
-            return Err(StoreError::InUse(format!(
-                "the plugin is used by schedule {name:?}"
-            )));
+        if let Some(why) = self.plugin_in_use(id).await? {
+            return Err(StoreError::InUse(why));
         }
         let deleted = self.delete("plugins", doc! { "_id": id }).await?;
         self.coll("plugin_chunks")
@@ -284,8 +295,7 @@ impl Backend for MongoBackend {
     }
 
     async fn schedules_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Schedule>> {
-        let filter =
-            doc! { "paused": 0i64, "next_fire_at": { "$ne": Bson::Null, "$lte": ms(now) } };
+        let filter = doc! { "next_fire_at": { "$ne": Bson::Null, "$lte": ms(now) } };
         self.find("schedules", filter, doc! { "next_fire_at": 1 }, limit)
             .await
     }
@@ -314,6 +324,24 @@ impl Backend for MongoBackend {
         self.get("executions", id).await
     }
 
+    async fn fires_list(
+        &self,
+        tenant: &str,
+        schedule_id: &str,
+        filter: &FireFilter,
+        page: &PageQuery,
+    ) -> Result<Vec<Execution>> {
+        self.list_fires(tenant, schedule_id, filter, page).await
+    }
+
+    async fn fires_count(
+        &self,
+        schedule_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, Option<String>, u64)>> {
+        self.count_fires(schedule_id, since).await
+    }
+
     async fn execution_replace(
         &self,
         execution: &Execution,
@@ -332,7 +360,11 @@ impl Backend for MongoBackend {
         let mut query = doc! { "tenant": tenant };
         set_if(&mut query, "schedule_id", filter.schedule_id.clone());
         set_if(&mut query, "plugin_id", filter.plugin_id.clone());
-        set_if(&mut query, "status", filter.status.map(|s| s.as_str()));
+        match filter.status {
+            Some(s) => query.insert("status", s.as_str()),
+            // The records of fires that did not run are listed only when asked for.
+            None => query.insert("status", doc! { "$ne": "skipped" }),
+        };
         let mut created = Document::new();
         set_if(&mut created, "$gte", filter.since.map(ms));
         set_if(&mut created, "$lt", filter.until.map(ms));

@@ -71,6 +71,28 @@ CREATE TABLE secrets (
 ALTER TABLE executions ADD COLUMN notify_due_at INTEGER;
 CREATE INDEX executions_notify ON executions (notify_due_at) WHERE notify_due_at IS NOT NULL;
 "#,
+    // The fire ledger (see `crate::model::FireRecord`): each fire's record is
+    // the execution row under its unique fire key, so the executions of
+    // earlier fires are its first records (`ran`). Paused schedules are due
+    // too (their fires are recorded as skipped). Plugin aliases.
+    r#"
+ALTER TABLE executions ADD COLUMN fire_at INTEGER;
+ALTER TABLE executions ADD COLUMN fate TEXT;
+ALTER TABLE executions ADD COLUMN fire_reason TEXT;
+UPDATE executions
+   SET fire_at = CAST(substr(fire_key, instr(fire_key, '@') + 1) AS INTEGER), fate = 'ran'
+ WHERE schedule_id IS NOT NULL AND instr(fire_key, '@') > 0;
+CREATE INDEX executions_fires ON executions (schedule_id, fire_at, fate, fire_reason)
+    WHERE fire_at IS NOT NULL;
+DROP INDEX schedules_due;
+CREATE INDEX schedules_due ON schedules (next_fire_at) WHERE next_fire_at IS NOT NULL;
+ALTER TABLE schedules ADD COLUMN plugin_alias TEXT;
+CREATE INDEX schedules_alias ON schedules (plugin_alias) WHERE plugin_alias IS NOT NULL;
+CREATE TABLE plugin_aliases (
+    tenant TEXT NOT NULL, name TEXT NOT NULL, alias TEXT NOT NULL, plugin_id TEXT NOT NULL,
+    doc TEXT NOT NULL, PRIMARY KEY (tenant, name, alias)) WITHOUT ROWID;
+CREATE INDEX plugin_aliases_target ON plugin_aliases (plugin_id);
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.

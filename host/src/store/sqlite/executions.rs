@@ -120,6 +120,18 @@ pub(super) fn select(conn: &Connection, rest: &str, args: &[&dyn ToSql]) -> Resu
         .collect()
 }
 
+/// Inserts an execution's row unless its fire key is taken; whether it did.
+/// A taken id (not a fire key) is a `Conflict`.
+pub(super) fn insert(c: &Connection, row: &crate::store::backend::Row) -> Result<bool> {
+    match insert_row(c, "executions", row, "ON CONFLICT (fire_key) DO NOTHING") {
+        Ok(n) => Ok(n == 1),
+        Err(e) if is_unique_violation(&e) => {
+            Err(StoreError::Conflict(format!("execution {}", row.id)))
+        }
+        Err(e) => Err(sql(e)),
+    }
+}
+
 pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<Execution>> {
     Ok(select(conn, "WHERE id = ?", &[&id])?.pop())
 }
@@ -216,13 +228,8 @@ impl SqliteBackend {
         self.call(move |c| {
             // One job: its savepoint makes the whole batch all or nothing.
             for row in &rows {
-                match insert_row(c, "executions", row, "ON CONFLICT (fire_key) DO NOTHING") {
-                    Ok(1) => {}
-                    Ok(_) => return Err(StoreError::Conflict(format!("execution {}", row.id))),
-                    Err(e) if is_unique_violation(&e) => {
-                        return Err(StoreError::Conflict(format!("execution {}", row.id)));
-                    }
-                    Err(e) => return Err(sql(e)),
+                if !insert(c, row)? {
+                    return Err(StoreError::Conflict(format!("execution {}", row.id)));
                 }
             }
             Ok(())

@@ -12,16 +12,18 @@
 use super::Lease;
 use super::StoreError;
 use super::backend::{
-    Backend, ClaimOrder, ExecutionChange, ExecutionFilter, PageQuery, PluginFilter, Queued, Result,
-    ScheduleFilter, Usage, execution_row, from_doc, node_row, plugin_row, schedule_row,
+    Backend, ClaimOrder, ExecutionChange, ExecutionFilter, FireFilter, PageQuery, PluginFilter,
+    Queued, Result, ScheduleFilter, Usage, execution_row, from_doc, node_row, plugin_row,
+    schedule_row,
 };
-use crate::model::{Execution, NodeInfo, PluginRecord, Schedule, SecretInfo};
+use crate::model::{Execution, NodeInfo, PluginAlias, PluginRecord, Schedule, SecretInfo};
 use crate::runtime::KvQuota;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, ToSql, params};
 
 mod conn;
 mod executions;
+mod fires;
 mod kv;
 mod rows;
 mod secrets;
@@ -105,6 +107,10 @@ impl Backend for SqliteBackend {
             text.push_str(" AND name = ?");
             args.push(Box::new(name.clone()));
         }
+        if let Some(version) = &filter.version {
+            text.push_str(" AND version = ?");
+            args.push(Box::new(version.clone()));
+        }
         let text = paged(text, &mut args, page);
         self.call(move |c| list(c, &text, &args)).await
     }
@@ -112,18 +118,8 @@ impl Backend for SqliteBackend {
     async fn plugin_delete(&self, id: &str) -> Result<bool> {
         let id = id.to_owned();
         self.call(move |c| {
-            let used: Option<String> = c
-                .query_row(
-                    "SELECT name FROM schedules WHERE plugin_id = ? LIMIT 1",
-                    [&id],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql)?;
-            if let Some(schedule) = used {
-                return Err(StoreError::InUse(format!(
-                    "the plugin is used by schedule {schedule:?}"
-                )));
+            if let Some(why) = fires::in_use(c, &id)? {
+                return Err(StoreError::InUse(why));
             }
             c.execute("DELETE FROM plugin_wasm WHERE id = ?", [&id])
                 .map_err(sql)?;
@@ -132,6 +128,23 @@ impl Backend for SqliteBackend {
                 > 0)
         })
         .await
+    }
+
+    async fn alias_put(&self, alias: &PluginAlias) -> Result<()> {
+        self.put_alias(alias).await
+    }
+
+    async fn alias_get(
+        &self,
+        tenant: &str,
+        name: &str,
+        alias: &str,
+    ) -> Result<Option<PluginAlias>> {
+        self.get_alias(tenant, name, alias).await
+    }
+
+    async fn alias_list(&self, tenant: &str, name: &str) -> Result<Vec<PluginAlias>> {
+        self.list_aliases(tenant, name).await
     }
 
     async fn schedule_insert(&self, schedule: &Schedule) -> Result<()> {
@@ -200,7 +213,7 @@ impl Backend for SqliteBackend {
         self.call(move |c| {
             docs(
                 c,
-                "SELECT doc FROM schedules WHERE paused = 0 AND next_fire_at <= ? ORDER BY next_fire_at LIMIT ?",
+                "SELECT doc FROM schedules WHERE next_fire_at <= ? ORDER BY next_fire_at LIMIT ?",
                 &[&ms(now), &limit],
             )
         })
@@ -213,13 +226,34 @@ impl Backend for SqliteBackend {
             format!("execution {}", execution.id),
         );
         self.call_statement(move |c| {
-            match insert_row(c, "executions", &row, "ON CONFLICT (fire_key) DO NOTHING") {
-                Ok(n) => Ok(n == 1),
-                Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(what)),
-                Err(e) => Err(sql(e)),
-            }
+            executions::insert(c, &row).map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::Conflict(what),
+                other => other,
+            })
         })
         .await
+    }
+
+    async fn fires_insert(&self, rows: &[Execution]) -> Result<Vec<bool>> {
+        self.insert_fires(rows).await
+    }
+
+    async fn fires_list(
+        &self,
+        tenant: &str,
+        schedule_id: &str,
+        filter: &FireFilter,
+        page: &PageQuery,
+    ) -> Result<Vec<Execution>> {
+        self.list_fires(tenant, schedule_id, filter, page).await
+    }
+
+    async fn fires_count(
+        &self,
+        schedule_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, Option<String>, u64)>> {
+        self.count_fires(schedule_id, since).await
     }
 
     async fn execution_get(&self, id: &str) -> Result<Option<Execution>> {
@@ -302,9 +336,10 @@ impl Backend for SqliteBackend {
         if let Some(v) = &filter.plugin_id {
             add(" AND plugin_id = ?", Box::new(v.clone()));
         }
-        if let Some(v) = filter.status {
-            add(" AND status = ?", Box::new(v.as_str()));
-        }
+        // The records of fires that did not run are listed only when asked for.
+        let status = filter.status.map_or("skipped", |v| v.as_str());
+        let op = if filter.status.is_some() { "=" } else { "!=" };
+        add(&format!(" AND status {op} ?"), Box::new(status));
         if let Some(v) = filter.since {
             add(" AND created_at >= ?", Box::new(ms(v)));
         }

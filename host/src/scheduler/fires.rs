@@ -1,0 +1,241 @@
+//! Moves of a schedule's cursor that are not a materializer pass — resume,
+//! a new trigger — and backfill, each keeping the fire ledger whole: the
+//! cursor never jumps over a fire that has no record.
+
+use super::materializer::{first_fire, within_bounds};
+use super::{EnqueueError, ExecutionSpec, Node, trigger};
+use crate::model::{Execution, ExecutionStatus, FireFate, FireInfo, Schedule};
+use crate::quota::QuotaExceeded;
+use crate::store::{FireFilter, StoreError};
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use std::collections::HashMap;
+
+/// Most fires one backfill request may cover.
+pub const MAX_BACKFILL_FIRES: usize = 1000;
+
+/// Most materializer passes a resume or a trigger change makes to record the
+/// fires due before it (each records up to `LEDGER_CHUNK` of them).
+const SETTLE_PASSES: usize = 50;
+
+/// What a backfill did.
+#[derive(Debug, Clone, Serialize, utoipa::ToSchema)]
+pub struct BackfillReport {
+    /// Fires of the trigger in the window (within the schedule's bounds).
+    pub fires: u32,
+    /// The executions it created, in fire order.
+    pub created: Vec<String>,
+    /// Fires that had run already (left alone).
+    pub already_ran: u32,
+    /// Fires that had been skipped or missed and now run.
+    pub was_skipped: u32,
+    /// Fires of the window outside the schedule's `starts_at`/`ends_at`.
+    pub outside_bounds: u32,
+}
+
+/// Why a backfill was refused.
+#[derive(Debug, thiserror::Error)]
+pub enum BackfillError {
+    #[error("the window must have from < to <= now")]
+    InvalidWindow,
+    #[error("the window holds more than {max} fires; backfill it in smaller windows")]
+    TooLarge { max: usize },
+    #[error(transparent)]
+    Trigger(#[from] trigger::TriggerError),
+    #[error(transparent)]
+    Enqueue(#[from] EnqueueError),
+}
+
+impl From<StoreError> for BackfillError {
+    fn from(e: StoreError) -> Self {
+        BackfillError::Enqueue(EnqueueError::Store(e))
+    }
+}
+
+impl From<QuotaExceeded> for BackfillError {
+    fn from(e: QuotaExceeded) -> Self {
+        BackfillError::Enqueue(EnqueueError::Quota(e))
+    }
+}
+
+impl Node {
+    /// Records every due fire of a schedule (materializer passes) so its
+    /// cursor may then move past now. Returns the schedule as it is after.
+    pub async fn settle(&self, schedule: Schedule) -> Result<Schedule, StoreError> {
+        let store = &self.inner.store;
+        let mut s = schedule;
+        for _ in 0..SETTLE_PASSES {
+            if s.next_fire_at.is_none_or(|t| t > store.now()) {
+                break;
+            }
+            self.materialize_schedule(&s).await?;
+            match store.get_schedule(&s.tenant, &s.id).await? {
+                Some(now) => s = now,
+                None => break,
+            }
+        }
+        Ok(s)
+    }
+
+    /// Resumes a paused schedule of `tenant`: it fires again from now on.
+    /// The fires that fell in the pause are not caught up; each has its
+    /// record, `skipped: paused` (the materializer records them while the
+    /// schedule is paused; this records those it has not reached yet).
+    pub async fn resume(&self, tenant: &str, id: &str) -> Result<Option<Schedule>, StoreError> {
+        let store = &self.inner.store;
+        for _ in 0..32 {
+            let Some(s) = store.get_schedule(tenant, id).await? else {
+                return Ok(None);
+            };
+            if !s.paused {
+                return Ok(Some(s));
+            }
+            let s = self.settle(s).await?;
+            let now = store.now();
+            let seen = s.next_fire_at;
+            let resumed = store
+                .modify_schedule(Some(tenant), id, |c| {
+                    if c.next_fire_at != seen || !c.paused {
+                        return false;
+                    }
+                    c.paused = false;
+                    // Past fires of the pause are recorded; a cursor still
+                    // behind (a pause longer than settling covers) jumps.
+                    if c.next_fire_at.is_none_or(|t| t <= now) {
+                        c.next_fire_at = first_fire(c, now).ok().flatten();
+                    }
+                    true
+                })
+                .await?;
+            if resumed.is_some() {
+                return Ok(resumed);
+            }
+        }
+        Err(StoreError::Contention(format!("schedule {id}")))
+    }
+
+    /// Runs the fires of `schedule` in `[from, to)` that have not run: in
+    /// fire order, at the schedule's priority, now. A fire that ran is left
+    /// alone (so a backfill repeated is a no-op); one recorded as skipped or
+    /// missed is run in place (its record becomes `backfilled`, and keeps
+    /// what it was); one without a record gets a `backfilled` execution.
+    /// All of it or none: the policy and the tenant's queue quota are checked
+    /// for the whole window first.
+    pub async fn backfill(
+        &self,
+        schedule: &Schedule,
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> Result<BackfillReport, BackfillError> {
+        let store = &self.inner.store;
+        let now = store.now();
+        if from >= to || to > now {
+            return Err(BackfillError::InvalidWindow);
+        }
+        let all = trigger::backfill_fires(
+            &schedule.trigger,
+            schedule.created_at,
+            from,
+            to,
+            MAX_BACKFILL_FIRES,
+        )?;
+        if all.len() > MAX_BACKFILL_FIRES {
+            return Err(BackfillError::TooLarge {
+                max: MAX_BACKFILL_FIRES,
+            });
+        }
+        let (fires, outside): (Vec<_>, Vec<_>) =
+            all.into_iter().partition(|t| within_bounds(schedule, *t));
+        let mut report = BackfillReport {
+            fires: fires.len() as u32,
+            created: Vec::new(),
+            already_ran: 0,
+            was_skipped: 0,
+            outside_bounds: outside.len() as u32,
+        };
+        if fires.is_empty() {
+            return Ok(report);
+        }
+        let (plugin_id, follows) = match &schedule.plugin_alias {
+            None => (schedule.plugin_id.clone(), None),
+            Some(alias) => match store.resolve_plugin(&schedule.tenant, alias).await? {
+                Some(r) => (r.plugin.id, Some(alias.clone())),
+                None => return Err(EnqueueError::UnknownPlugin(alias.clone()).into()),
+            },
+        };
+        // What the window's fires already have.
+        let filter = FireFilter {
+            since: Some(from),
+            until: Some(to),
+            fate: None,
+        };
+        let records: HashMap<DateTime<Utc>, Execution> = store
+            .fire_rows(
+                &schedule.tenant,
+                &schedule.id,
+                &filter,
+                MAX_BACKFILL_FIRES as u32,
+            )
+            .await?
+            .into_iter()
+            .filter_map(|e| Some((e.fire_time?, e)))
+            .collect();
+        let mut todo = Vec::new();
+        for (i, &fire) in fires.iter().enumerate() {
+            // In fire order: the dispatcher orders by priority, then due time.
+            let due = now + chrono::Duration::milliseconds(i as i64);
+            let mut spec = ExecutionSpec::backfill(schedule, &plugin_id, fire, due);
+            let mut info = FireInfo::run(FireFate::Backfilled, &self.inner.config.node_id);
+            info.plugin_ref = follows.clone();
+            spec.fire = Some(info);
+            match records.get(&fire) {
+                Some(e) if e.status != ExecutionStatus::Skipped => report.already_ran += 1,
+                existing => todo.push((spec, existing.map(|e| e.id.clone()))),
+            }
+        }
+        if let Some((spec, _)) = todo.first() {
+            self.check_spec(spec).await?;
+            let queued = self.queued_count_now(&schedule.tenant).await?;
+            let quotas = self.inner.config.quotas.for_tenant(&schedule.tenant);
+            QuotaExceeded::check(
+                "queued_executions",
+                quotas.queued_executions,
+                queued,
+                todo.len() as u64,
+            )?;
+        }
+        let mut rows = Vec::new();
+        let mut upgrades = Vec::new();
+        for (spec, existing) in todo {
+            let row = self.build_spec(spec, now);
+            match existing {
+                Some(id) => upgrades.push((id, row)),
+                None => rows.push(row),
+            }
+        }
+        let mut created = Vec::new();
+        for (row, ours) in rows.iter().zip(store.decide_fires(&rows).await?) {
+            if ours {
+                created.push(row.clone());
+            } else {
+                report.already_ran += 1; // a racing backfill or pass got there first
+            }
+        }
+        for (id, row) in upgrades {
+            match store.run_skipped_fire(&id, row).await? {
+                Some(e) => {
+                    report.was_skipped += 1;
+                    created.push(e);
+                }
+                None => report.already_ran += 1,
+            }
+        }
+        created.sort_by_key(|e| e.fire_time);
+        for e in &created {
+            self.inner.metrics.fire(FireFate::Backfilled, None);
+            report.created.push(e.id.clone());
+        }
+        self.enqueued_all(&created);
+        Ok(report)
+    }
+}

@@ -1,0 +1,173 @@
+//! The fire ledger and plugin aliases on MongoDB.
+//!
+//! A fire's record is its execution document (or a `skipped` one) under the
+//! unique `fire_key`; `fire_at`, `fate` and `fire_reason` are fields so the
+//! ledger pages and counts from one index. Aliases are documents with
+//! `_id = tenant/name/alias`.
+
+use super::{MongoBackend, db_err, ms, record};
+use crate::model::{Execution, PluginAlias};
+use crate::store::StoreError;
+use crate::store::backend::{FireFilter, PageQuery, Result};
+use chrono::{DateTime, Utc};
+use futures::TryStreamExt;
+use mongodb::bson::{Bson, Document, doc};
+
+fn alias_id(tenant: &str, name: &str, alias: &str) -> String {
+    format!("{tenant}/{name}/{alias}")
+}
+
+impl MongoBackend {
+    pub(super) async fn list_fires(
+        &self,
+        tenant: &str,
+        schedule_id: &str,
+        filter: &FireFilter,
+        page: &PageQuery,
+    ) -> Result<Vec<Execution>> {
+        let mut at = doc! { "$ne": Bson::Null };
+        if let Some(v) = filter.since {
+            at.insert("$gte", ms(v));
+        }
+        let mut until = filter.until.map(ms);
+        if let Some(before) = &page.before {
+            let before: i64 = before
+                .parse()
+                .map_err(|_| StoreError::backend(format!("invalid fire cursor {before:?}")))?;
+            until = Some(until.map_or(before, |u| u.min(before)));
+        }
+        if let Some(v) = until {
+            at.insert("$lt", v);
+        }
+        let mut query = doc! { "schedule_id": schedule_id, "fire_at": at, "tenant": tenant };
+        if let Some(fate) = filter.fate {
+            query.insert("fate", fate.as_str());
+        }
+        self.find("executions", query, doc! { "fire_at": -1 }, page.limit)
+            .await
+    }
+
+    pub(super) async fn count_fires(
+        &self,
+        schedule_id: &str,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<(String, Option<String>, u64)>> {
+        let pipeline = vec![
+            doc! { "$match": { "schedule_id": schedule_id, "fire_at": { "$gte": ms(since) },
+            "fate": { "$ne": Bson::Null } } },
+            doc! { "$group": { "_id": { "f": "$fate", "r": "$fire_reason" }, "n": { "$sum": 1 } } },
+        ];
+        let cursor = self
+            .coll("executions")
+            .aggregate(pipeline)
+            .await
+            .map_err(db_err)?;
+        let groups: Vec<Document> = cursor.try_collect().await.map_err(db_err)?;
+        let mut counts = Vec::new();
+        for g in groups {
+            let key = g
+                .get_document("_id")
+                .map_err(|e| StoreError::Corrupt(e.to_string()))?;
+            let fate = key.get_str("f").unwrap_or_default().to_owned();
+            let reason = key.get_str("r").ok().map(str::to_owned);
+            let n = match g.get("n") {
+                Some(Bson::Int32(n)) => *n as u64,
+                Some(Bson::Int64(n)) => *n as u64,
+                Some(Bson::Double(n)) => *n as u64,
+                _ => 0,
+            };
+            counts.push((fate, reason, n));
+        }
+        Ok(counts)
+    }
+
+    pub(super) async fn put_alias(&self, alias: &PluginAlias) -> Result<()> {
+        let json = serde_json::to_string(alias).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let id = alias_id(&alias.tenant, &alias.name, &alias.alias);
+        let d = doc! {
+            "_id": &id, "tenant": &alias.tenant, "name": &alias.name, "alias": &alias.alias,
+            "plugin_id": &alias.plugin_id, "doc": json,
+        };
+        self.coll("plugin_aliases")
+            .replace_one(doc! { "_id": &id }, d)
+            .upsert(true)
+            .await
+            .map(drop)
+            .map_err(db_err)
+    }
+
+    pub(super) async fn get_alias(
+        &self,
+        tenant: &str,
+        name: &str,
+        alias: &str,
+    ) -> Result<Option<PluginAlias>> {
+        self.get("plugin_aliases", &alias_id(tenant, name, alias))
+            .await
+    }
+
+    pub(super) async fn list_aliases(&self, tenant: &str, name: &str) -> Result<Vec<PluginAlias>> {
+        self.find(
+            "plugin_aliases",
+            doc! { "tenant": tenant, "name": name },
+            doc! { "alias": 1 },
+            1000,
+        )
+        .await
+    }
+
+    /// Why a plugin may not be deleted, if it may not (see
+    /// [`crate::store::Backend::plugin_delete`]). Checked, then deleted: an
+    /// alias moved onto the plugin between the two is not seen (MongoDB is
+    /// used without multi-document transactions).
+    pub(super) async fn plugin_in_use(&self, id: &str) -> Result<Option<String>> {
+        let schedules = self.coll("schedules");
+        if let Some(s) = schedules
+            .find_one(doc! { "plugin_id": id, "plugin_alias": Bson::Null })
+            .await
+            .map_err(db_err)?
+        {
+            let name = s.get_str("name").unwrap_or("?");
+            return Ok(Some(format!("the plugin is used by schedule {name:?}")));
+        }
+        if let Some(a) = self
+            .coll("plugin_aliases")
+            .find_one(doc! { "plugin_id": id })
+            .await
+            .map_err(db_err)?
+        {
+            let alias: PluginAlias = record(&a)?;
+            return Ok(Some(format!(
+                "alias {}@{} points to this plugin; move the alias first",
+                alias.name, alias.alias
+            )));
+        }
+        let Some(plugin) = self
+            .get::<crate::model::PluginRecord>("plugins", id)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let newest: Vec<crate::model::PluginRecord> = self
+            .find(
+                "plugins",
+                doc! { "tenant": &plugin.tenant, "name": &plugin.name },
+                doc! { "_id": -1 },
+                1,
+            )
+            .await?;
+        let latest = format!("{}@{}", plugin.name, crate::model::LATEST);
+        if newest.first().is_some_and(|p| p.id == id)
+            && let Some(s) = schedules
+                .find_one(doc! { "tenant": &plugin.tenant, "plugin_alias": &latest })
+                .await
+                .map_err(db_err)?
+        {
+            let name = s.get_str("name").unwrap_or("?");
+            return Ok(Some(format!(
+                "schedule {name:?} follows {latest}, and this is the newest version"
+            )));
+        }
+        Ok(None)
+    }
+}
