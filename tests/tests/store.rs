@@ -41,6 +41,7 @@ taskhost_tests::conformance!(
     batch_inserts_all_or_nothing,
     secrets_sealed_versioned_and_scoped,
     webhooks_marked_with_the_end_and_claimed_once,
+    fire_records_insert_once_list_count_and_expire,
 );
 
 const LEASE: Duration = Duration::from_secs(30);
@@ -1453,5 +1454,150 @@ async fn webhooks_marked_with_the_end_and_claimed_once(h: Harness) {
             .await
             .expect("due")
             .is_empty()
+    );
+}
+
+/// The fire ledger's store part: records of fires (executions and
+/// `skipped` rows) are inserted once per fire key, in bulk or one by one;
+/// listed newest fire first with filters and a fire-time cursor; counted by
+/// fate; hidden from the executions list unless asked for; and swept with
+/// the executions when their retention ends.
+async fn fire_records_insert_once_list_count_and_expire(h: Harness) {
+    use taskhost::model::{FireFate, FireInfo, FireReason};
+    use taskhost::store::FireFilter;
+    let store = &h.store;
+    let now = store.now();
+    let at = |k: i64| now + chrono::Duration::seconds(k);
+    let record = |k: i64, skipped: bool| {
+        let mut e = Execution::queued("acme", "p", at(k), now);
+        e.schedule_id = Some("s1".into());
+        e.fire_time = Some(at(k));
+        e.retention = Duration::from_secs(60);
+        if skipped {
+            e.fire = Some(FireInfo::dropped(FireReason::Paused, "n1"));
+            e.finish(ExecutionStatus::Skipped, now);
+        } else {
+            e.fire = Some(FireInfo::run(FireFate::Ran, "n1"));
+        }
+        e
+    };
+    // Bulk: 0..10 skipped, each once; a second batch overlapping it
+    // inserts only the new fires; a retried row (its own id) counts as ours.
+    let first: Vec<Execution> = (0..10).map(|k| record(k, true)).collect();
+    assert_eq!(
+        store.decide_fires(&first).await.expect("insert"),
+        vec![true; 10]
+    );
+    let mut second: Vec<Execution> = (5..15).map(|k| record(k, true)).collect();
+    second[0] = first[5].clone();
+    let inserted = store.decide_fires(&second).await.expect("insert");
+    assert_eq!(inserted[0], true, "its own earlier insert");
+    assert_eq!(&inserted[1..5], &[false; 4]);
+    assert_eq!(&inserted[5..], &[true; 5]);
+    // One by one: a run of a fire already recorded is not inserted.
+    assert!(matches!(
+        store.decide_fire(&record(3, false)).await,
+        Ok(FireDecided::Theirs)
+    ));
+    assert!(matches!(
+        store.decide_fire(&record(20, false)).await,
+        Ok(FireDecided::Ours(_))
+    ));
+    // Listed newest first, paged by fire time, filtered.
+    let mut seen = Vec::new();
+    let mut cursor = None;
+    loop {
+        let page = store
+            .list_fires(
+                "acme",
+                "s1",
+                &FireFilter::default(),
+                &PageRequest {
+                    cursor,
+                    limit: Some(4),
+                },
+            )
+            .await
+            .expect("list");
+        seen.extend(page.items.iter().map(|r| r.fire_at));
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    let mut expected: Vec<_> = (0..15).chain([20]).map(at).collect();
+    expected.reverse();
+    assert_eq!(seen, expected);
+    let window = FireFilter {
+        since: Some(at(2)),
+        until: Some(at(5)),
+        fate: None,
+    };
+    let page = store
+        .list_fires("acme", "s1", &window, &PageRequest::default())
+        .await
+        .expect("list");
+    assert_eq!(
+        page.items.iter().map(|r| r.fire_at).collect::<Vec<_>>(),
+        vec![at(4), at(3), at(2)]
+    );
+    let ran = FireFilter {
+        fate: Some(FireFate::Ran),
+        ..FireFilter::default()
+    };
+    let page = store
+        .list_fires("acme", "s1", &ran, &PageRequest::default())
+        .await
+        .expect("list");
+    assert_eq!(page.items.len(), 1);
+    assert_eq!(page.items[0].status, Some(ExecutionStatus::Queued));
+    let page = store
+        .list_fires(
+            "globex",
+            "s1",
+            &FireFilter::default(),
+            &PageRequest::default(),
+        )
+        .await
+        .expect("list");
+    assert!(page.items.is_empty(), "another tenant sees none");
+    // Counted by fate and reason.
+    let counts = store.fire_counts("s1", at(0)).await.expect("count");
+    assert_eq!((counts.skipped, counts.ran), (15, 1));
+    assert_eq!(counts.by_reason.get("paused"), Some(&15));
+    // Hidden from the executions list unless asked for.
+    let all = store
+        .list_executions("acme", &ExecutionFilter::default(), &PageRequest::default())
+        .await
+        .expect("list");
+    assert_eq!(all.items.len(), 1);
+    let skipped = ExecutionFilter {
+        status: Some(ExecutionStatus::Skipped),
+        ..Default::default()
+    };
+    let page = PageRequest {
+        cursor: None,
+        limit: Some(100),
+    };
+    let listed = store
+        .list_executions("acme", &skipped, &page)
+        .await
+        .expect("list");
+    assert_eq!(listed.items.len(), 15);
+    // Swept with the executions when the retention ends.
+    h.clock.advance(Duration::from_secs(61));
+    assert_eq!(store.delete_expired(100).await.expect("sweep"), 15);
+    let left = store
+        .list_fires(
+            "acme",
+            "s1",
+            &FireFilter::default(),
+            &PageRequest::default(),
+        )
+        .await;
+    assert_eq!(
+        left.expect("list").items.len(),
+        1,
+        "the run stays until it ends"
     );
 }

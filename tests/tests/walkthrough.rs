@@ -58,6 +58,15 @@ fn the_readme_walkthrough_works_as_written() {
         "the secret is listed: {stdout}"
     );
     assert!(
+        stdout.contains("paused"),
+        "the history shows the paused fires: {stdout}"
+    );
+    assert!(
+        stdout.contains("backfilled"),
+        "the backfill ran fires: {stdout}"
+    );
+    assert!(stdout.contains("stable"), "the alias moved: {stdout}");
+    assert!(
         !stdout.contains("s3cr3t-value"),
         "a secret value was shown: {stdout}"
     );

@@ -44,8 +44,12 @@ pub(crate) enum PluginCommand {
     /// Point an alias (e.g. stable) at a version: schedules following
     /// NAME@ALIAS run it from their next fire.
     Alias {
+        /// The plugin's name.
         name: String,
+        /// The alias, e.g. stable (not latest: that is always the newest).
         alias: String,
+        /// The version it should point to.
+        #[arg(id = "plugin_version", value_name = "VERSION")]
         version: String,
     },
 }
@@ -93,6 +97,7 @@ pub(crate) enum ScheduleCommand {
     Trigger { id: String },
     /// A schedule's fire ledger: every fire time and what became of it.
     History {
+        /// The schedule's id.
         id: String,
         /// Fires at or after this time (RFC 3339).
         #[arg(long)]
@@ -108,6 +113,7 @@ pub(crate) enum ScheduleCommand {
     },
     /// Run the fires of a past window that have not run (at most 1,000).
     Backfill {
+        /// The schedule's id.
         id: String,
         /// The window's start, RFC 3339 (included).
         #[arg(long)]

@@ -3,7 +3,8 @@
 
 use crate::store::StoreError;
 
-const DUPLICATE_KEY: i32 = 11000;
+/// The server's code for a write refused by a unique index.
+pub(super) const DUPLICATE_KEY: i32 = 11000;
 
 /// Server error codes that mean "not now": the server is stepping down,
 /// shutting down, unreachable or overloaded, or a write lost a race.

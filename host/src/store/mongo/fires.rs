@@ -5,19 +5,78 @@
 //! ledger pages and counts from one index. Aliases are documents with
 //! `_id = tenant/name/alias`.
 
-use super::{MongoBackend, db_err, ms, record};
+use super::errors::DUPLICATE_KEY;
+use super::{MongoBackend, db_err, document, ms, record};
 use crate::model::{Execution, PluginAlias};
 use crate::store::StoreError;
-use crate::store::backend::{FireFilter, PageQuery, Result};
+use crate::store::backend::{FireFilter, PageQuery, Result, execution_row};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
+use mongodb::error::ErrorKind;
 
 fn alias_id(tenant: &str, name: &str, alias: &str) -> String {
     format!("{tenant}/{name}/{alias}")
 }
 
 impl MongoBackend {
+    /// Every row insert-if-absent, in one unordered `insert_many`: a row
+    /// whose fire key is taken is refused on its own (duplicate key), the
+    /// others are stored. A duplicate of a row's own `_id` is that very row,
+    /// stored by an earlier try whose reply was lost: it counts as inserted.
+    pub(super) async fn insert_fires(&self, rows: &[Execution]) -> Result<Vec<bool>> {
+        let docs = rows
+            .iter()
+            .map(|e| execution_row(e).map(|r| document(&r)))
+            .collect::<Result<Vec<_>>>()?;
+        let error = match self
+            .coll("executions")
+            .insert_many(docs)
+            .ordered(false)
+            .await
+        {
+            Ok(_) => return Ok(vec![true; rows.len()]),
+            Err(e) => e,
+        };
+        let ErrorKind::InsertMany(failure) = error.kind.as_ref() else {
+            return Err(db_err(error));
+        };
+        if failure.write_concern_error.is_some() {
+            return Err(db_err(error));
+        }
+        let mut inserted = vec![true; rows.len()];
+        let mut refused = Vec::new();
+        for w in failure.write_errors.iter().flatten() {
+            match inserted.get_mut(w.index) {
+                Some(slot) if w.code == DUPLICATE_KEY => {
+                    *slot = false;
+                    refused.push(rows[w.index].id.clone());
+                }
+                _ => return Err(db_err(error)),
+            }
+        }
+        if !refused.is_empty() {
+            let ours: Vec<Document> = self
+                .coll("executions")
+                .find(doc! { "_id": { "$in": &refused } })
+                .projection(doc! { "_id": 1 })
+                .await
+                .map_err(db_err)?
+                .try_collect()
+                .await
+                .map_err(db_err)?;
+            for d in ours {
+                if let Some(i) = rows
+                    .iter()
+                    .position(|r| d.get_str("_id") == Ok(r.id.as_str()))
+                {
+                    inserted[i] = true;
+                }
+            }
+        }
+        Ok(inserted)
+    }
+
     pub(super) async fn list_fires(
         &self,
         tenant: &str,

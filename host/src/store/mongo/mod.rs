@@ -324,6 +324,10 @@ impl Backend for MongoBackend {
         self.get("executions", id).await
     }
 
+    async fn fires_insert(&self, rows: &[Execution]) -> Result<Vec<bool>> {
+        self.insert_fires(rows).await
+    }
+
     async fn fires_list(
         &self,
         tenant: &str,

@@ -120,11 +120,22 @@ pub(super) fn select(conn: &Connection, rest: &str, args: &[&dyn ToSql]) -> Resu
         .collect()
 }
 
-/// Inserts an execution's row unless its fire key is taken; whether it did.
-/// A taken id (not a fire key) is a `Conflict`.
-pub(super) fn insert(c: &Connection, row: &crate::store::backend::Row) -> Result<bool> {
+/// Inserts an execution's row unless its fire key is taken; whether it is
+/// stored. With `again`, the same row stored before (its own id under its
+/// fire key) counts as stored, as on MongoDB after a retried insert. A taken
+/// id (not a fire key) is a `Conflict`.
+pub(super) fn insert(
+    c: &Connection,
+    row: &crate::store::backend::Row,
+    again: bool,
+) -> Result<bool> {
     match insert_row(c, "executions", row, "ON CONFLICT (fire_key) DO NOTHING") {
-        Ok(n) => Ok(n == 1),
+        Ok(1) => Ok(true),
+        Ok(_) if !again => Ok(false),
+        Ok(_) => c
+            .prepare_cached("SELECT 1 FROM executions WHERE id = ?")
+            .and_then(|mut s| s.exists([&row.id]))
+            .map_err(sql),
         Err(e) if is_unique_violation(&e) => {
             Err(StoreError::Conflict(format!("execution {}", row.id)))
         }
@@ -228,7 +239,7 @@ impl SqliteBackend {
         self.call(move |c| {
             // One job: its savepoint makes the whole batch all or nothing.
             for row in &rows {
-                if !insert(c, row)? {
+                if !insert(c, row, false)? {
                     return Err(StoreError::Conflict(format!("execution {}", row.id)));
                 }
             }

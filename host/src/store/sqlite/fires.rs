@@ -15,8 +15,12 @@ impl SqliteBackend {
     /// Every row insert-if-absent, in one transaction.
     pub(super) async fn insert_fires(&self, rows: &[Execution]) -> Result<Vec<bool>> {
         let rows = rows.iter().map(execution_row).collect::<Result<Vec<_>>>()?;
-        self.call(move |c| rows.iter().map(|row| executions::insert(c, row)).collect())
-            .await
+        self.call(move |c| {
+            rows.iter()
+                .map(|row| executions::insert(c, row, true))
+                .collect()
+        })
+        .await
     }
 
     pub(super) async fn list_fires(

@@ -226,7 +226,7 @@ impl Backend for SqliteBackend {
             format!("execution {}", execution.id),
         );
         self.call_statement(move |c| {
-            executions::insert(c, &row).map_err(|e| match e {
+            executions::insert(c, &row, true).map_err(|e| match e {
                 StoreError::Conflict(_) => StoreError::Conflict(what),
                 other => other,
             })
