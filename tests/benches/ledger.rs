@@ -14,45 +14,17 @@ use chrono::{TimeZone, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use taskhost::clock::ManualClock;
-use taskhost::model::{Schedule, Trigger, new_id};
-use taskhost::scheduler::{Node, SchedulerConfig, first_fire};
+use taskhost::model::{Schedule, Trigger};
+use taskhost::scheduler::{Node, SchedulerConfig};
 use taskhost::store::{FireFilter, PageRequest, Store};
 use taskhost_tests::cluster::{shared_runtime, upload};
 
 fn schedule(tenant: &str, plugin: &str, now: chrono::DateTime<Utc>) -> Schedule {
-    let mut s = Schedule {
-        id: new_id(),
-        tenant: tenant.into(),
-        name: format!("s-{}", new_id()),
-        plugin_id: plugin.into(),
-        plugin_alias: None,
-        trigger: Trigger::Cron {
-            expr: "* * * * * *".into(),
-            timezone: "UTC".into(),
-        },
-        input: serde_json::Value::Null,
-        priority: 0,
-        limits: Default::default(),
-        retry: Default::default(),
-        overlap: Default::default(),
-        catch_up: Default::default(),
-        jitter: Duration::ZERO,
-        starts_at: None,
-        ends_at: None,
-        retention: None,
-        config: Default::default(),
-        secrets: Vec::new(),
-        network: None,
-        notify: Vec::new(),
-        paused: false,
-        next_fire_at: None,
-        last_fire_at: None,
-        created_at: now,
-        updated_at: now,
-        version: 0,
+    let trigger = Trigger::Cron {
+        expr: "* * * * * *".into(),
+        timezone: "UTC".into(),
     };
-    s.next_fire_at = first_fire(&s, now).expect("valid");
-    s
+    taskhost_tests::cluster::schedule(tenant, plugin, trigger, now)
 }
 
 fn main() {

@@ -107,6 +107,48 @@ pub async fn upload(store: &Store, tenant: &str, name: &str) -> PluginRecord {
     record
 }
 
+/// A schedule of `plugin_id` on `trigger`, made at `now` with every other
+/// field at its default (overlap `allow`, catch-up `once`), its cursor on its
+/// first fire: for tests to adjust and store.
+pub fn schedule(
+    tenant: &str,
+    plugin_id: &str,
+    trigger: taskhost::model::Trigger,
+    now: chrono::DateTime<chrono::Utc>,
+) -> taskhost::model::Schedule {
+    let mut s = taskhost::model::Schedule {
+        id: new_id(),
+        tenant: tenant.into(),
+        name: format!("s-{}", new_id()),
+        plugin_id: plugin_id.into(),
+        plugin_alias: None,
+        trigger,
+        input: serde_json::Value::Null,
+        priority: 0,
+        limits: Default::default(),
+        retry: Default::default(),
+        overlap: Default::default(),
+        catch_up: Default::default(),
+        jitter: Duration::ZERO,
+        starts_at: None,
+        ends_at: None,
+        retention: None,
+        config: Default::default(),
+        secrets: Vec::new(),
+        network: None,
+        notify: Vec::new(),
+        paused: false,
+        paused_until: None,
+        next_fire_at: None,
+        last_fire_at: None,
+        created_at: now,
+        updated_at: now,
+        version: 0,
+    };
+    s.next_fire_at = taskhost::scheduler::first_fire(&s, now).expect("a valid trigger");
+    s
+}
+
 /// Scheduler settings for tests: short lease, and a tenant may use every
 /// worker (most tests have one tenant); everything else default.
 pub fn test_config() -> SchedulerConfig {

@@ -807,6 +807,7 @@ async fn openapi_lists_every_route_the_router_serves() {
         "GET /v1/plugins/{id}/wasm",
         "GET /v1/plugins/{id}/aliases",
         "POST /v1/plugins/{id}/aliases/{alias}",
+        "DELETE /v1/plugins/{id}/aliases/{alias}",
         "POST /v1/schedules",
         "GET /v1/schedules",
         "GET /v1/schedules/{id}",

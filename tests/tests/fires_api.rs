@@ -202,6 +202,32 @@ async fn ledger_backfill_and_aliases_over_http(s: Server) {
         );
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
+    // An alias that a schedule follows cannot be removed; an unused one can.
+    let (status, body) = s
+        .call(Method::DELETE, "/v1/plugins/hello/aliases/stable", t, None)
+        .await;
+    assert_eq!(
+        (status, &body["error"]["code"]),
+        (StatusCode::CONFLICT, &json!("in_use")),
+        "{body}"
+    );
+    let (status, _) = s
+        .call(
+            Method::POST,
+            "/v1/plugins/hello/aliases/canary",
+            t,
+            Some(json!({"version": "2.0.0"})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let (status, _) = s
+        .call(Method::DELETE, "/v1/plugins/hello/aliases/canary", t, None)
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _) = s
+        .call(Method::DELETE, "/v1/plugins/hello/aliases/canary", t, None)
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
     // Deleting the version the alias points to is refused.
     let v2_path = format!("/v1/plugins/{}", v2["id"].as_str().expect("id"));
     let (status, body) = s.call(Method::DELETE, &v2_path, t, None).await;
@@ -268,6 +294,12 @@ async fn ledger_backfill_and_aliases_over_http(s: Server) {
             StatusCode::UNPROCESSABLE_ENTITY,
             &json!("backfill_too_large")
         )
+    );
+    let ancient = json!({"from": "-262143-01-01T00:00:00Z", "to": rfc3339(paused_to)});
+    let (status, body) = s.call(Method::POST, &backfill_path, t, Some(ancient)).await;
+    assert!(
+        status == StatusCode::UNPROCESSABLE_ENTITY || status == StatusCode::BAD_REQUEST,
+        "{status} {body}"
     );
     let serial =
         json!({"from": rfc3339(paused_from), "to": rfc3339(paused_to), "overlap": "serial"});

@@ -12,7 +12,7 @@ use taskhost::model::{
     CatchUp, CatchUpMode, Execution, ExecutionStatus, FireFate, FireReason, FireRecord,
     OverlapPolicy, PluginRecord, Schedule, Trigger, new_id,
 };
-use taskhost::scheduler::{Node, first_fire};
+use taskhost::scheduler::Node;
 use taskhost::store::{AliasMove, ExecutionFilter, FireFilter, PageRequest, Store, StoreError};
 use taskhost_tests::cluster::{Cluster, test_config, upload};
 use taskhost_tests::stores::Harness;
@@ -28,35 +28,9 @@ taskhost_tests::conformance!(
 type Fate = (FireFate, Option<FireReason>, Option<DateTime<Utc>>);
 
 fn schedule(tenant: &str, plugin: &PluginRecord, trigger: Trigger, now: DateTime<Utc>) -> Schedule {
-    let mut s = Schedule {
-        id: new_id(),
-        tenant: tenant.into(),
-        name: format!("s-{}", new_id()),
-        plugin_id: plugin.id.clone(),
-        plugin_alias: None,
-        trigger,
-        input: serde_json::json!({"name": "ledger"}),
-        priority: 0,
-        limits: Default::default(),
-        retry: Default::default(),
-        overlap: OverlapPolicy::Skip,
-        catch_up: Default::default(),
-        jitter: Duration::ZERO,
-        starts_at: None,
-        ends_at: None,
-        retention: None,
-        config: Default::default(),
-        secrets: Vec::new(),
-        network: None,
-        notify: Vec::new(),
-        paused: false,
-        next_fire_at: None,
-        last_fire_at: None,
-        created_at: now,
-        updated_at: now,
-        version: 0,
-    };
-    s.next_fire_at = first_fire(&s, now).expect("valid trigger");
+    let mut s = taskhost_tests::cluster::schedule(tenant, &plugin.id, trigger, now);
+    s.input = serde_json::json!({"name": "ledger"});
+    s.overlap = OverlapPolicy::Skip;
     s
 }
 

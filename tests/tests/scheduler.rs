@@ -6,8 +6,7 @@ use chrono::{DateTime, Duration as Span, Utc};
 use std::collections::HashSet;
 use std::time::Duration;
 use taskhost::model::{
-    CatchUp, CatchUpMode, Execution, ExecutionStatus, OverlapPolicy, RetryPolicy, Schedule,
-    Trigger, new_id,
+    CatchUp, CatchUpMode, Execution, ExecutionStatus, OverlapPolicy, RetryPolicy, Schedule, Trigger,
 };
 use taskhost::scheduler::{self, ExecutionSpec, Node, first_fire};
 use taskhost::store::{ExecutionFilter, PageRequest, Store};
@@ -15,35 +14,8 @@ use taskhost_tests::cluster::{Cluster, test_config, upload};
 use taskhost_tests::stores::Harness;
 
 fn schedule(tenant: &str, plugin_id: &str, trigger: Trigger, now: DateTime<Utc>) -> Schedule {
-    let mut s = Schedule {
-        id: new_id(),
-        tenant: tenant.into(),
-        name: format!("s-{}", new_id()),
-        plugin_id: plugin_id.into(),
-        plugin_alias: None,
-        trigger,
-        input: serde_json::json!({"name": "cron"}),
-        priority: 0,
-        limits: Default::default(),
-        retry: Default::default(),
-        overlap: Default::default(),
-        catch_up: Default::default(),
-        jitter: Duration::ZERO,
-        starts_at: None,
-        ends_at: None,
-        retention: None,
-        config: Default::default(),
-        secrets: Vec::new(),
-        network: None,
-        notify: Vec::new(),
-        paused: false,
-        next_fire_at: None,
-        last_fire_at: None,
-        created_at: now,
-        updated_at: now,
-        version: 0,
-    };
-    s.next_fire_at = first_fire(&s, now).expect("valid trigger");
+    let mut s = taskhost_tests::cluster::schedule(tenant, plugin_id, trigger, now);
+    s.input = serde_json::json!({"name": "cron"});
     s
 }
 

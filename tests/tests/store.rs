@@ -86,6 +86,7 @@ fn schedule(tenant: &str, name: &str, plugin_id: &str, now: DateTime<Utc>) -> Sc
         network: None,
         notify: Vec::new(),
         paused: false,
+        paused_until: None,
         next_fire_at: Some(now),
         last_fire_at: None,
         created_at: now,
@@ -1491,7 +1492,7 @@ async fn fire_records_insert_once_list_count_and_expire(h: Harness) {
     let mut second: Vec<Execution> = (5..15).map(|k| record(k, true)).collect();
     second[0] = first[5].clone();
     let inserted = store.decide_fires(&second).await.expect("insert");
-    assert_eq!(inserted[0], true, "its own earlier insert");
+    assert!(inserted[0], "its own earlier insert");
     assert_eq!(&inserted[1..5], &[false; 4]);
     assert_eq!(&inserted[5..], &[true; 5]);
     // One by one: a run of a fire already recorded is not inserted.
@@ -1531,7 +1532,7 @@ async fn fire_records_insert_once_list_count_and_expire(h: Harness) {
     let window = FireFilter {
         since: Some(at(2)),
         until: Some(at(5)),
-        fate: None,
+        ..FireFilter::default()
     };
     let page = store
         .list_fires("acme", "s1", &window, &PageRequest::default())

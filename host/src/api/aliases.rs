@@ -13,6 +13,7 @@ use super::{AppState, ErrorBody};
 use crate::model::PluginAlias;
 use crate::store::AliasMove;
 use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use serde::Deserialize;
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -20,7 +21,7 @@ use utoipa_axum::routes;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
-        .routes(routes!(move_alias))
+        .routes(routes!(move_alias, delete_alias))
         .routes(routes!(list_aliases))
 }
 
@@ -70,6 +71,31 @@ async fn move_alias(
             "plugin {name} version {version}"
         ))),
         AliasMove::Refused(why) => Err(ApiError::conflict("alias_reserved", why)),
+    }
+}
+
+/// Remove an alias; refused (409) while a schedule follows it.
+#[utoipa::path(delete, path = "/v1/plugins/{id}/aliases/{alias}", tag = "plugins",
+    params(("id" = String, Path, description = "the plugin's name"),
+           ("alias" = String, Path, description = "the alias")),
+    responses((status = 204), (status = 400, body = ErrorBody), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody)))]
+async fn delete_alias(
+    State(state): State<AppState>,
+    principal: Principal,
+    Path((name, alias)): Path<(String, String)>,
+) -> ApiResult<StatusCode> {
+    principal.require(Scope::PluginsWrite)?;
+    let name = check_label("name", Some(&name))?;
+    let alias = check_label("alias", Some(&alias))?;
+    if state
+        .store
+        .delete_alias(&principal.tenant, &name, &alias)
+        .await?
+    {
+        Ok(StatusCode::NO_CONTENT)
+    } else {
+        Err(ApiError::not_found(format!("alias {name}@{alias}")))
     }
 }
 

@@ -67,6 +67,7 @@ async fn fires(
         since: p.since,
         until: p.until,
         fate: p.fate,
+        at: Vec::new(),
     };
     let page = PageRequest {
         cursor: p.cursor,

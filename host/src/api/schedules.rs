@@ -152,6 +152,7 @@ async fn create(
         network: new.network,
         notify: new.notify,
         paused: new.paused,
+        paused_until: None,
         starts_at: new.starts_at,
         ends_at: new.ends_at,
         retention: new.retention,
@@ -223,6 +224,7 @@ async fn list(
     let filter = ScheduleFilter {
         plugin_id: p.plugin_id,
         paused: p.paused,
+        plugin_alias: None,
     };
     let page = PageRequest {
         cursor: p.cursor,
@@ -256,7 +258,8 @@ async fn get(
 
 /// Change a schedule. A new trigger restarts its fires from now.
 #[utoipa::path(patch, path = "/v1/schedules/{id}", tag = "schedules", request_body = SchedulePatch,
-    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody)))]
+    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+        (status = 503, body = ErrorBody)))]
 async fn patch(
     State(state): State<AppState>,
     principal: Principal,
@@ -273,49 +276,64 @@ async fn patch(
         })?),
         None => None,
     };
-    if patch.trigger.is_some()
-        && let Some(current) = state.store.get_schedule(&principal.tenant, &id).await?
-    {
-        // The old trigger's fires up to now get their records before the
-        // cursor jumps to the new trigger's.
-        state.node.settle(current).await?;
-    }
-    let now = state.store.now();
-    // The patch is applied inside the compare-and-swap, to the schedule as it
-    // is then: a pause or an advanced next fire that lands meanwhile is kept.
-    let mut refused: Option<PolicyError> = None;
-    let changed = state
-        .store
-        .modify_schedule(Some(&principal.tenant), &id, |s| {
-            let mut updated = s.clone();
-            apply(&mut updated, &patch, jitter);
-            if let Err(e) = validate(&state, &updated) {
-                refused = Some(e);
-                return false;
-            }
-            if patch.trigger.is_some() {
-                match first_fire(&updated, now) {
-                    Ok(next) => updated.next_fire_at = next,
-                    Err(e) => {
-                        refused = Some(PolicyError::new(
-                            "invalid_trigger",
-                            "trigger",
-                            e.to_string(),
-                        ));
+    // A new trigger takes over from now: the old one's due fires get their
+    // records first, and the cursor jumps only if none became due since.
+    for _ in 0..3 {
+        if patch.trigger.is_some()
+            && let Some(current) = state.store.get_schedule(&principal.tenant, &id).await?
+        {
+            state.node.settle(current).await?;
+        }
+        let now = state.store.now();
+        // The patch is applied inside the compare-and-swap, to the schedule as
+        // it is then: a pause or an advanced next fire that lands meanwhile is kept.
+        let mut refused: Option<PolicyError> = None;
+        let mut behind = false;
+        let changed = state
+            .store
+            .modify_schedule(Some(&principal.tenant), &id, |s| {
+                let mut updated = s.clone();
+                apply(&mut updated, &patch, jitter);
+                if let Err(e) = validate(&state, &updated) {
+                    refused = Some(e);
+                    return false;
+                }
+                if patch.trigger.is_some() {
+                    if s.next_fire_at.is_some_and(|t| t <= now) {
+                        behind = true;
                         return false;
                     }
+                    match first_fire(&updated, now) {
+                        Ok(next) => updated.next_fire_at = next,
+                        Err(e) => {
+                            refused = Some(PolicyError::new(
+                                "invalid_trigger",
+                                "trigger",
+                                e.to_string(),
+                            ));
+                            return false;
+                        }
+                    }
+                    updated.paused_until = None;
                 }
-            }
-            *s = updated;
-            true
-        })
-        .await?;
-    if let Some(e) = refused {
-        return Err(e.into());
+                *s = updated;
+                true
+            })
+            .await?;
+        if let Some(e) = refused {
+            return Err(e.into());
+        }
+        if behind {
+            continue;
+        }
+        return changed
+            .map(Json)
+            .ok_or_else(|| ApiError::not_found("schedule"));
     }
-    changed
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("schedule"))
+    Err(ApiError::unavailable(
+        "the schedule is still recording the fires its old trigger missed (its nodes were down); \
+         try again in a minute",
+    ))
 }
 
 fn apply(s: &mut Schedule, p: &SchedulePatch, jitter: Option<Duration>) {

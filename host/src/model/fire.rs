@@ -81,7 +81,8 @@ pub enum FireReason {
     Overlap,
     /// Skipped: the schedule was paused.
     Paused,
-    /// Skipped: after the schedule's `ends_at` (or before its `starts_at`).
+    /// Skipped: after the schedule's `ends_at` (found due by the pass that
+    /// found the schedule past its end).
     OutsideBounds,
     /// Skipped: missed during downtime, and the catch-up mode is `skip`.
     CatchUpSkip,

@@ -308,6 +308,15 @@ pub struct Schedule {
     pub retention: Option<Duration>,
     #[serde(default)]
     pub paused: bool,
+    /// Set by a resume: the fires before it fell in the pause (recorded as
+    /// `skipped: paused`, not caught up). Cleared once the cursor passes it.
+    #[serde(
+        default,
+        with = "crate::serde_util::option_time",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub paused_until: Option<DateTime<Utc>>,
+    /// The next fire to decide (while paused: the next to record as paused).
     #[serde(default, with = "crate::serde_util::option_time")]
     pub next_fire_at: Option<DateTime<Utc>>,
     #[serde(default, with = "crate::serde_util::option_time")]

@@ -397,7 +397,10 @@ impl Node {
         }
         e.fire_time = fire_at;
         e.priority = spec.priority;
-        e.retention = spec.retention.unwrap_or(self.inner.config.retention);
+        // Kept as long as the schedule's runs, but at most the node's
+        // retention: a paused 1-second schedule cannot fill the store for a year.
+        let node_retention = self.inner.config.retention;
+        e.retention = spec.retention.unwrap_or(node_retention).min(node_retention);
         e.fire = Some(info);
         e.finish(ExecutionStatus::Skipped, now);
         e

@@ -14,8 +14,8 @@ use std::collections::HashMap;
 /// Most fires one backfill request may cover.
 pub const MAX_BACKFILL_FIRES: usize = 1000;
 
-/// Most materializer passes a resume or a trigger change makes to record the
-/// fires due before it (each records up to `LEDGER_CHUNK` of them).
+/// Most materializer passes a trigger change makes to record the old
+/// trigger's due fires (each records up to `LEDGER_CHUNK` of them).
 const SETTLE_PASSES: usize = 50;
 
 /// What a backfill did.
@@ -36,7 +36,7 @@ pub struct BackfillReport {
 /// Why a backfill was refused.
 #[derive(Debug, thiserror::Error)]
 pub enum BackfillError {
-    #[error("the window must have from < to <= now")]
+    #[error("the window must have 1970 <= from < to <= now")]
     InvalidWindow,
     #[error("the window holds more than {max} fires; backfill it in smaller windows")]
     TooLarge { max: usize },
@@ -59,8 +59,10 @@ impl From<QuotaExceeded> for BackfillError {
 }
 
 impl Node {
-    /// Records every due fire of a schedule (materializer passes) so its
-    /// cursor may then move past now. Returns the schedule as it is after.
+    /// Records every due fire of a schedule (materializer passes, up to
+    /// [`SETTLE_PASSES`]) so that its cursor may then move past now. Returns
+    /// the schedule as it is after; its `next_fire_at` is still due if the
+    /// backlog was longer than that (the materializer goes on recording it).
     pub async fn settle(&self, schedule: Schedule) -> Result<Schedule, StoreError> {
         let store = &self.inner.store;
         let mut s = schedule;
@@ -68,7 +70,7 @@ impl Node {
             if s.next_fire_at.is_none_or(|t| t > store.now()) {
                 break;
             }
-            self.materialize_schedule(&s).await?;
+            self.materialize_schedule(&s, store.now()).await?;
             match store.get_schedule(&s.tenant, &s.id).await? {
                 Some(now) => s = now,
                 None => break,
@@ -78,40 +80,27 @@ impl Node {
     }
 
     /// Resumes a paused schedule of `tenant`: it fires again from now on.
-    /// The fires that fell in the pause are not caught up; each has its
-    /// record, `skipped: paused` (the materializer records them while the
-    /// schedule is paused; this records those it has not reached yet).
+    /// The fires that fell in the pause are not caught up; each is recorded
+    /// as `skipped: paused` (by the materializer: while paused, and after
+    /// this up to `paused_until`, so a resume costs one write however long
+    /// the pause was).
     pub async fn resume(&self, tenant: &str, id: &str) -> Result<Option<Schedule>, StoreError> {
-        let store = &self.inner.store;
-        for _ in 0..32 {
-            let Some(s) = store.get_schedule(tenant, id).await? else {
-                return Ok(None);
-            };
-            if !s.paused {
-                return Ok(Some(s));
-            }
-            let s = self.settle(s).await?;
-            let now = store.now();
-            let seen = s.next_fire_at;
-            let resumed = store
-                .modify_schedule(Some(tenant), id, |c| {
-                    if c.next_fire_at != seen || !c.paused {
-                        return false;
+        let now = self.inner.store.now();
+        self.inner
+            .store
+            .modify_schedule(Some(tenant), id, |s| {
+                if s.paused {
+                    s.paused = false;
+                    match s.next_fire_at {
+                        Some(_) => s.paused_until = Some(now),
+                        // Paused before it had a cursor (made paused before
+                        // the fire ledger): nothing to record.
+                        None => s.next_fire_at = first_fire(s, now).ok().flatten(),
                     }
-                    c.paused = false;
-                    // Past fires of the pause are recorded; a cursor still
-                    // behind (a pause longer than settling covers) jumps.
-                    if c.next_fire_at.is_none_or(|t| t <= now) {
-                        c.next_fire_at = first_fire(c, now).ok().flatten();
-                    }
-                    true
-                })
-                .await?;
-            if resumed.is_some() {
-                return Ok(resumed);
-            }
-        }
-        Err(StoreError::Contention(format!("schedule {id}")))
+                }
+                true
+            })
+            .await
     }
 
     /// Runs the fires of `schedule` in `[from, to)` that have not run: in
@@ -129,7 +118,8 @@ impl Node {
     ) -> Result<BackfillReport, BackfillError> {
         let store = &self.inner.store;
         let now = store.now();
-        if from >= to || to > now {
+        // Cron fires from 1970 on; nothing before that can be backfilled.
+        if from >= to || to > now || from < DateTime::<Utc>::UNIX_EPOCH {
             return Err(BackfillError::InvalidWindow);
         }
         let all = trigger::backfill_fires(
@@ -163,11 +153,13 @@ impl Node {
                 None => return Err(EnqueueError::UnknownPlugin(alias.clone()).into()),
             },
         };
-        // What the window's fires already have.
+        // What the window's fires already have (exactly these fire times:
+        // the window may hold many more records of an earlier trigger).
         let filter = FireFilter {
             since: Some(from),
             until: Some(to),
             fate: None,
+            at: fires.clone(),
         };
         let records: HashMap<DateTime<Utc>, Execution> = store
             .fire_rows(

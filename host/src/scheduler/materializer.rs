@@ -39,8 +39,9 @@ impl Node {
     pub async fn materialize_due(&self, limit: u32) -> Result<Vec<Execution>, StoreError> {
         let store = &self.inner.store;
         let mut created = Vec::new();
+        let read_at = store.now();
         for schedule in store.due_schedules(limit).await? {
-            match self.materialize_schedule(&schedule).await {
+            match self.materialize_schedule(&schedule, read_at).await {
                 Ok(mut new) => created.append(&mut new),
                 Err(e) => {
                     self.inner.metrics.store_error("materialize");
@@ -51,23 +52,41 @@ impl Node {
         Ok(created)
     }
 
-    /// One pass over one schedule: records a decision for each due fire (up
-    /// to [`LEDGER_CHUNK`]) and moves its cursor past them.
+    /// One pass over one schedule, as read at `read_at`: records a decision
+    /// for each due fire (up to [`LEDGER_CHUNK`], besides those that run)
+    /// and moves its cursor past them.
     pub(super) async fn materialize_schedule(
         &self,
         schedule: &Schedule,
+        read_at: DateTime<Utc>,
     ) -> Result<Vec<Execution>, StoreError> {
         let store = &self.inner.store;
-        let now = store.now();
         let node = self.inner.config.node_id.as_str();
         let Some(stored_next) = schedule.next_fire_at else {
             return Ok(Vec::new());
         };
-        let retention = schedule.retention.unwrap_or(self.inner.config.retention);
-        // A record older than the retention would be born expired.
+        // The fires that fell in a pause are recorded as `paused`: while the
+        // schedule is paused (as read: a resume since then is not undone by
+        // this pass, which stops at the read), and after a resume, those
+        // before it.
+        let pause_end = schedule.paused_until.filter(|u| stored_next < *u);
+        let (paused, now) = match (schedule.paused, pause_end) {
+            (true, _) => (true, store.now().min(read_at)),
+            (false, Some(until)) => (
+                true,
+                store.now().min(until - chrono::Duration::milliseconds(1)),
+            ),
+            (false, None) => (false, store.now()),
+        };
+        // A record older than its retention would be born expired; records of
+        // fires that did not run are kept at most the node's retention.
+        let node_retention = self.inner.config.retention;
+        let retention = schedule
+            .retention
+            .unwrap_or(node_retention)
+            .min(node_retention);
         let record_from = minus(now, retention);
-        // A paused schedule's due fires are all recorded as `paused`.
-        let (catch_up, grace) = if schedule.paused {
+        let (catch_up, grace) = if paused {
             (
                 CatchUp {
                     mode: CatchUpMode::Skip,
@@ -108,7 +127,7 @@ impl Node {
         for (fire, planned) in plan.fires {
             let info = if !within_bounds(schedule, fire) {
                 FireInfo::dropped(FireReason::OutsideBounds, node)
-            } else if schedule.paused {
+            } else if paused {
                 FireInfo::dropped(FireReason::Paused, node)
             } else {
                 match planned {
@@ -184,6 +203,12 @@ impl Node {
                 }
                 current.next_fire_at = next_fire_at;
                 current.last_fire_at = last.or(current.last_fire_at);
+                if current
+                    .paused_until
+                    .is_some_and(|until| next_fire_at.is_none_or(|next| next >= until))
+                {
+                    current.paused_until = None;
+                }
                 if let Some(id) = &resolved {
                     current.plugin_id = id.clone();
                 }

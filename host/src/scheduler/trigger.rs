@@ -207,10 +207,11 @@ pub struct FirePlan {
 /// run: each fire in `[next_fire_at, now]` is either run (the fires
 /// [`plan_due`] keeps) or dropped with the reason the catch-up policy drops
 /// it. Fires before `record_from` (older than the schedule's retention, whose
-/// record would be born expired) get no decision. At most `max_entries`
-/// fires are decided in one call: then `next_fire_at` is the first fire left
-/// (still due), and the next call goes on from there. The fires kept to run
-/// are the same as [`plan_due`]'s, so chunked calls agree with one call.
+/// record would be born expired) get no decision, unless they run. At most
+/// `max_entries` fires are recorded in one call, besides the fires that run,
+/// which are always decided (in order, after the chunk): then `next_fire_at`
+/// is the first fire left (still due), and the next call goes on from there.
+/// The fires kept to run are [`plan_due`]'s.
 #[allow(clippy::too_many_arguments)]
 pub fn plan_fires(
     trigger: &Trigger,
@@ -244,6 +245,14 @@ pub fn plan_fires(
         CatchUpMode::Skip => on_time_from,
         CatchUpMode::Once | CatchUpMode::All => on_time_from.min(minus(now, catch_up.window)),
     };
+    // The fires that run are decided whatever else is recorded: a catch-up
+    // run is never lost to the retention horizon, nor delayed by the chunks
+    // of a long backlog (the records are insert-if-absent, so out of order is
+    // fine: a later pass that meets them finds them decided).
+    let record_from = due
+        .fires
+        .first()
+        .map_or(record_from, |f| record_from.min(*f));
     // The one missed fire catch-up `once` runs, which the others fold into.
     let once_into = due.fires.first().copied().filter(|t| *t < on_time_from);
     let label = |t: DateTime<Utc>| -> Planned {
@@ -270,6 +279,9 @@ pub fn plan_fires(
     };
     while let Some(t) = next.filter(|t| *t <= now) {
         if fires.len() >= max_entries {
+            // The runs beyond this chunk are decided now all the same.
+            let later = due.fires.iter().filter(|f| **f >= t);
+            fires.extend(later.map(|f| (*f, label(*f))));
             return Ok(FirePlan {
                 fires,
                 next_fire_at: Some(t),
@@ -423,6 +435,14 @@ impl CronSchedule {
     }
 
     fn next(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        // Cron fires between 1970 and 2100 only; outside those years (a backfill
+        // window from year -262143, say) a local wall clock may not even exist.
+        const FIRST: i64 = -86_400; // 1969-12-31, a day before the first fire
+        const END: i64 = 4_133_980_800; // 2101-01-01
+        if after.timestamp() >= END {
+            return None;
+        }
+        let after = after.max(DateTime::from_timestamp(FIRST, 0)?);
         // Every local time <= `after`'s wall-clock time maps to an instant <= `after`, and the
         // mapping is monotone, so the answer is the first later local time mapping past
         // `after` (in a repeated hour's second pass, its times map to the first pass: skipped).

@@ -46,6 +46,8 @@ pub struct FireFilter {
     /// Fire times before.
     pub until: Option<DateTime<Utc>>,
     pub fate: Option<FireFate>,
+    /// Only these fire times (none: any).
+    pub at: Vec<DateTime<Utc>>,
 }
 
 /// Filters for listing schedules.
@@ -53,6 +55,8 @@ pub struct FireFilter {
 pub struct ScheduleFilter {
     pub plugin_id: Option<String>,
     pub paused: Option<bool>,
+    /// Schedules following this alias (`name@alias`).
+    pub plugin_alias: Option<String>,
 }
 
 /// What a tenant keeps, for its quotas.
@@ -127,8 +131,12 @@ pub trait Backend: Send + Sync + 'static {
     async fn plugin_delete(&self, id: &str) -> Result<bool>;
 
     // Plugin aliases (`name@alias`), one per (tenant, name, alias).
-    /// Creates or moves an alias.
-    async fn alias_put(&self, alias: &PluginAlias) -> Result<()>;
+    /// Creates or moves an alias, if the plugin it points to exists (false:
+    /// it does not, and nothing was written). On SQLite both in one
+    /// transaction; on MongoDB the plugin is looked at again after the write.
+    async fn alias_put(&self, alias: &PluginAlias) -> Result<bool>;
+    /// Removes an alias; false if there was none.
+    async fn alias_delete(&self, tenant: &str, name: &str, alias: &str) -> Result<bool>;
     async fn alias_get(&self, tenant: &str, name: &str, alias: &str)
     -> Result<Option<PluginAlias>>;
     /// The aliases of a plugin name, by alias.

@@ -15,6 +15,9 @@ use crate::model::{
 };
 use chrono::{DateTime, Utc};
 
+/// Most aliases one plugin name may have.
+pub const MAX_ALIASES: usize = 100;
+
 /// Who decided a fire.
 #[derive(Debug, Clone)]
 pub enum FireDecided {
@@ -76,6 +79,7 @@ impl Store {
             since: Some(at),
             until: Some(at + chrono::Duration::milliseconds(1)),
             fate: None,
+            at: vec![at],
         };
         let query = PageQuery {
             before: None,
@@ -246,6 +250,13 @@ impl Store {
         let Some(plugin) = self.find_plugin(tenant, name, Some(version)).await? else {
             return Ok(AliasMove::NoSuchVersion);
         };
+        if self.backend.alias_get(tenant, name, alias).await?.is_none()
+            && self.backend.alias_list(tenant, name).await?.len() >= MAX_ALIASES
+        {
+            return Ok(AliasMove::Refused(format!(
+                "{name} has {MAX_ALIASES} aliases, the most a name may have; delete one first"
+            )));
+        }
         let record = PluginAlias {
             tenant: tenant.to_owned(),
             name: name.to_owned(),
@@ -255,8 +266,42 @@ impl Store {
             updated_at: self.now(),
             updated_by: by.to_owned(),
         };
-        self.backend.alias_put(&record).await?;
+        if !self.backend.alias_put(&record).await? {
+            // The version was deleted meanwhile.
+            return Ok(AliasMove::NoSuchVersion);
+        }
         Ok(AliasMove::Moved(record))
+    }
+
+    /// Removes `name@alias`; refused (`InUse`) while a schedule follows it.
+    /// False if there is no such alias.
+    pub async fn delete_alias(
+        &self,
+        tenant: &str,
+        name: &str,
+        alias: &str,
+    ) -> Result<bool, StoreError> {
+        let followed = format!("{name}@{alias}");
+        let filter = super::ScheduleFilter {
+            plugin_alias: Some(followed.clone()),
+            ..super::ScheduleFilter::default()
+        };
+        let query = PageQuery {
+            before: None,
+            limit: 1,
+        };
+        if let Some(s) = self
+            .backend
+            .schedule_list(tenant, &filter, &query)
+            .await?
+            .first()
+        {
+            return Err(StoreError::InUse(format!(
+                "schedule {:?} follows {followed}",
+                s.name
+            )));
+        }
+        self.backend.alias_delete(tenant, name, alias).await
     }
 
     /// The aliases of `name` in `tenant`.

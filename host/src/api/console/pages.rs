@@ -339,7 +339,8 @@ pub(super) async fn schedules(user: User, State(state): State<AppState>) -> Page
             url(&s.id),
             esc(&s.name),
             html::status(state_text),
-            zoned(s.next_fire_at, zone),
+            // A paused schedule's cursor is the next fire to record as paused.
+            zoned(s.next_fire_at.filter(|_| !s.paused), zone),
         );
     }
     let new = if write {

@@ -390,12 +390,16 @@ fn plan_fires_decides_every_due_fire() {
         1000,
     );
     assert_eq!(runs, due.unwrap().fires);
-    // Fires older than `record_from` get no decision.
+    // Fires older than `record_from` get no decision, unless they run.
     let p = plan(window(CatchUpMode::Skip, 5), z("04-01 12:08"), 100);
     assert_eq!(p.fires.first().map(|f| f.0), Some(z("04-01 12:08")));
-    // Chunks: four at a time, the cursor left on the first undecided fire.
+    let p = plan(window(CatchUpMode::Once, 5), z("04-01 12:10"), 100);
+    assert_eq!(p.fires, vec![(into, run(true)), (now, run(false))]);
+    // Chunks: four at a time, the cursor left on the first undecided fire;
+    // the fires that run are decided in the first chunk all the same.
     let p = plan(window(CatchUpMode::Skip, 5), created, 4);
-    assert_eq!(p.fires.len(), 4);
+    assert_eq!(p.fires.len(), 5);
+    assert_eq!(p.fires[4], (now, run(false)));
     assert_eq!(p.next_fire_at, Some(z("04-01 12:04")));
 }
 

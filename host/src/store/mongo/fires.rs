@@ -98,6 +98,10 @@ impl MongoBackend {
         if let Some(v) = until {
             at.insert("$lt", v);
         }
+        if !filter.at.is_empty() {
+            let times: Vec<i64> = filter.at.iter().map(|t| ms(*t)).collect();
+            at.insert("$in", times);
+        }
         let mut query = doc! { "schedule_id": schedule_id, "fire_at": at, "tenant": tenant };
         if let Some(fate) = filter.fate {
             query.insert("fate", fate.as_str());
@@ -140,7 +144,17 @@ impl MongoBackend {
         Ok(counts)
     }
 
-    pub(super) async fn put_alias(&self, alias: &PluginAlias) -> Result<()> {
+    pub(super) async fn put_alias(&self, alias: &PluginAlias) -> Result<bool> {
+        let exists = |id: String| async move {
+            self.coll("plugins")
+                .find_one(doc! { "_id": id })
+                .await
+                .map(|d| d.is_some())
+                .map_err(db_err)
+        };
+        if !exists(alias.plugin_id.clone()).await? {
+            return Ok(false);
+        }
         let json = serde_json::to_string(alias).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let id = alias_id(&alias.tenant, &alias.name, &alias.alias);
         let d = doc! {
@@ -151,8 +165,23 @@ impl MongoBackend {
             .replace_one(doc! { "_id": &id }, d)
             .upsert(true)
             .await
-            .map(drop)
-            .map_err(db_err)
+            .map_err(db_err)?;
+        // A delete of the plugin that checked for aliases before this write
+        // landed: take the alias back (no multi-document transactions here).
+        if !exists(alias.plugin_id.clone()).await? {
+            self.delete_alias(&alias.tenant, &alias.name, &alias.alias)
+                .await?;
+            return Ok(false);
+        }
+        Ok(true)
+    }
+
+    pub(super) async fn delete_alias(&self, tenant: &str, name: &str, alias: &str) -> Result<bool> {
+        self.delete(
+            "plugin_aliases",
+            doc! { "_id": alias_id(tenant, name, alias) },
+        )
+        .await
     }
 
     pub(super) async fn get_alias(

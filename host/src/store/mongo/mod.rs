@@ -217,8 +217,12 @@ impl Backend for MongoBackend {
         self.list("plugins", query, page).await
     }
 
-    async fn alias_put(&self, alias: &PluginAlias) -> Result<()> {
+    async fn alias_put(&self, alias: &PluginAlias) -> Result<bool> {
         self.put_alias(alias).await
+    }
+
+    async fn alias_delete(&self, tenant: &str, name: &str, alias: &str) -> Result<bool> {
+        self.delete_alias(tenant, name, alias).await
     }
 
     async fn alias_get(
@@ -287,6 +291,7 @@ impl Backend for MongoBackend {
         let mut query = doc! { "tenant": tenant };
         set_if(&mut query, "plugin_id", filter.plugin_id.clone());
         set_if(&mut query, "paused", filter.paused.map(i64::from));
+        set_if(&mut query, "plugin_alias", filter.plugin_alias.clone());
         self.list("schedules", query, page).await
     }
 

@@ -48,6 +48,11 @@ impl SqliteBackend {
         if let Some(v) = filter.fate {
             add(" AND fate = ?", Box::new(v.as_str()));
         }
+        for (i, t) in filter.at.iter().enumerate() {
+            let open = if i == 0 { " AND fire_at IN (?" } else { ", ?" };
+            let close = if i + 1 == filter.at.len() { ")" } else { "" };
+            add(&format!("{open}{close}"), Box::new(ms(*t)));
+        }
         if let Some(before) = &page.before {
             let before: i64 = before
                 .parse()
@@ -86,18 +91,32 @@ impl SqliteBackend {
         .await
     }
 
-    pub(super) async fn put_alias(&self, alias: &PluginAlias) -> Result<()> {
+    pub(super) async fn put_alias(&self, alias: &PluginAlias) -> Result<bool> {
         let doc = serde_json::to_string(alias).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let a = alias.clone();
         self.call_statement(move |c| {
+            // One statement: a delete of the plugin cannot come in between.
             c.execute(
                 "INSERT INTO plugin_aliases (tenant, name, alias, plugin_id, doc)
-                 VALUES (?, ?, ?, ?, ?)
+                 SELECT ?1, ?2, ?3, ?4, ?5 WHERE EXISTS (SELECT 1 FROM plugins WHERE id = ?4)
                  ON CONFLICT (tenant, name, alias) DO UPDATE
                  SET plugin_id = excluded.plugin_id, doc = excluded.doc",
                 params![a.tenant, a.name, a.alias, a.plugin_id, doc],
             )
-            .map(|_| ())
+            .map(|n| n == 1)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    pub(super) async fn delete_alias(&self, tenant: &str, name: &str, alias: &str) -> Result<bool> {
+        let key = [tenant.to_owned(), name.to_owned(), alias.to_owned()];
+        self.call_statement(move |c| {
+            c.execute(
+                "DELETE FROM plugin_aliases WHERE tenant = ? AND name = ? AND alias = ?",
+                params![key[0], key[1], key[2]],
+            )
+            .map(|n| n == 1)
             .map_err(sql)
         })
         .await

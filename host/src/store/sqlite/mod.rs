@@ -130,8 +130,12 @@ impl Backend for SqliteBackend {
         .await
     }
 
-    async fn alias_put(&self, alias: &PluginAlias) -> Result<()> {
+    async fn alias_put(&self, alias: &PluginAlias) -> Result<bool> {
         self.put_alias(alias).await
+    }
+
+    async fn alias_delete(&self, tenant: &str, name: &str, alias: &str) -> Result<bool> {
+        self.delete_alias(tenant, name, alias).await
     }
 
     async fn alias_get(
@@ -194,6 +198,10 @@ impl Backend for SqliteBackend {
         if let Some(paused) = filter.paused {
             text.push_str(" AND paused = ?");
             args.push(Box::new(paused));
+        }
+        if let Some(alias) = &filter.plugin_alias {
+            text.push_str(" AND plugin_alias = ?");
+            args.push(Box::new(alias.clone()));
         }
         let text = paged(text, &mut args, page);
         self.call(move |c| list(c, &text, &args)).await
