@@ -6,10 +6,10 @@
 //! `_id = tenant/name/alias`.
 
 use super::errors::DUPLICATE_KEY;
-use super::{MongoBackend, db_err, document, ms, record};
+use super::{MongoBackend, db_err, document, ms, record, set_if};
 use crate::model::{Execution, PluginAlias};
 use crate::store::StoreError;
-use crate::store::backend::{FireFilter, PageQuery, Result, execution_row};
+use crate::store::backend::{ExecutionFilter, FireFilter, PageQuery, Result, execution_row};
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
@@ -75,6 +75,30 @@ impl MongoBackend {
             }
         }
         Ok(inserted)
+    }
+
+    /// `tenant`'s executions by filter, newest first; the records of fires
+    /// that did not run (`skipped`) only when asked for by status.
+    pub(super) async fn list_executions(
+        &self,
+        tenant: &str,
+        filter: &ExecutionFilter,
+        page: &PageQuery,
+    ) -> Result<Vec<Execution>> {
+        let mut query = doc! { "tenant": tenant };
+        set_if(&mut query, "schedule_id", filter.schedule_id.clone());
+        set_if(&mut query, "plugin_id", filter.plugin_id.clone());
+        match filter.status {
+            Some(s) => query.insert("status", s.as_str()),
+            None => query.insert("status", doc! { "$ne": "skipped" }),
+        };
+        let mut created = Document::new();
+        set_if(&mut created, "$gte", filter.since.map(ms));
+        set_if(&mut created, "$lt", filter.until.map(ms));
+        if !created.is_empty() {
+            query.insert("created_at", created);
+        }
+        self.list("executions", query, page).await
     }
 
     pub(super) async fn list_fires(

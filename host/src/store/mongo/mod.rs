@@ -366,21 +366,7 @@ impl Backend for MongoBackend {
         filter: &ExecutionFilter,
         page: &PageQuery,
     ) -> Result<Vec<Execution>> {
-        let mut query = doc! { "tenant": tenant };
-        set_if(&mut query, "schedule_id", filter.schedule_id.clone());
-        set_if(&mut query, "plugin_id", filter.plugin_id.clone());
-        match filter.status {
-            Some(s) => query.insert("status", s.as_str()),
-            // The records of fires that did not run are listed only when asked for.
-            None => query.insert("status", doc! { "$ne": "skipped" }),
-        };
-        let mut created = Document::new();
-        set_if(&mut created, "$gte", filter.since.map(ms));
-        set_if(&mut created, "$lt", filter.until.map(ms));
-        if !created.is_empty() {
-            query.insert("created_at", created);
-        }
-        self.list("executions", query, page).await
+        self.list_executions(tenant, filter, page).await
     }
 
     async fn executions_due_tenants(&self, before: DateTime<Utc>) -> Result<Vec<String>> {

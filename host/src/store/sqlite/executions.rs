@@ -16,7 +16,9 @@
 
 use super::{SqliteBackend, insert_row, is_unique_violation, ms, sql};
 use crate::model::{Execution, ExecutionStatus};
-use crate::store::backend::{ClaimOrder, Queued, Result, execution_row, from_doc};
+use crate::store::backend::{
+    ClaimOrder, ExecutionFilter, PageQuery, Queued, Result, execution_row, from_doc,
+};
 use crate::store::{Lease, StoreError};
 use chrono::{DateTime, Utc};
 use rusqlite::{Connection, ToSql};
@@ -227,6 +229,43 @@ impl SqliteBackend {
                 Some(r) => Ok(Some(r.get::<_, i64>(0).map_err(sql)? as u64)),
                 None => Ok(None),
             }
+        })
+        .await
+    }
+
+    /// `tenant`'s executions by filter, newest first; the records of fires
+    /// that did not run (`skipped`) only when asked for by status.
+    pub(super) async fn list_executions(
+        &self,
+        tenant: &str,
+        filter: &ExecutionFilter,
+        page: &PageQuery,
+    ) -> Result<Vec<Execution>> {
+        let mut args: Vec<Box<dyn ToSql + Send>> = vec![Box::new(tenant.to_owned())];
+        let mut text = String::from("WHERE tenant = ?");
+        let mut add = |clause: &str, arg: Box<dyn ToSql + Send>| {
+            text.push_str(clause);
+            args.push(arg);
+        };
+        if let Some(v) = &filter.schedule_id {
+            add(" AND schedule_id = ?", Box::new(v.clone()));
+        }
+        if let Some(v) = &filter.plugin_id {
+            add(" AND plugin_id = ?", Box::new(v.clone()));
+        }
+        let status = filter.status.map_or("skipped", |v| v.as_str());
+        let op = if filter.status.is_some() { "=" } else { "!=" };
+        add(&format!(" AND status {op} ?"), Box::new(status));
+        if let Some(v) = filter.since {
+            add(" AND created_at >= ?", Box::new(ms(v)));
+        }
+        if let Some(v) = filter.until {
+            add(" AND created_at < ?", Box::new(ms(v)));
+        }
+        let text = super::paged(text, &mut args, page);
+        self.call(move |c| {
+            let refs: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref() as &dyn ToSql).collect();
+            select(c, &text, &refs)
         })
         .await
     }

@@ -329,42 +329,7 @@ impl Backend for SqliteBackend {
         filter: &ExecutionFilter,
         page: &PageQuery,
     ) -> Result<Vec<Execution>> {
-        let mut args: Vec<Box<dyn ToSql + Send>> = vec![Box::new(tenant.to_owned())];
-        let mut text = format!(
-            "SELECT {} FROM executions WHERE tenant = ?",
-            executions::COLUMNS
-        );
-        let mut add = |clause: &str, arg: Box<dyn ToSql + Send>| {
-            text.push_str(clause);
-            args.push(arg);
-        };
-        if let Some(v) = &filter.schedule_id {
-            add(" AND schedule_id = ?", Box::new(v.clone()));
-        }
-        if let Some(v) = &filter.plugin_id {
-            add(" AND plugin_id = ?", Box::new(v.clone()));
-        }
-        // The records of fires that did not run are listed only when asked for.
-        let status = filter.status.map_or("skipped", |v| v.as_str());
-        let op = if filter.status.is_some() { "=" } else { "!=" };
-        add(&format!(" AND status {op} ?"), Box::new(status));
-        if let Some(v) = filter.since {
-            add(" AND created_at >= ?", Box::new(ms(v)));
-        }
-        if let Some(v) = filter.until {
-            add(" AND created_at < ?", Box::new(ms(v)));
-        }
-        let text = paged(text, &mut args, page);
-        self.call(move |c| {
-            let refs: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref() as &dyn ToSql).collect();
-            let mut stmt = c.prepare_cached(&text).map_err(sql)?;
-            let rows = stmt
-                .query_map(refs.as_slice(), executions::RawExecution::from_row)
-                .map_err(sql)?;
-            rows.map(|row| row.map_err(sql).and_then(executions::RawExecution::parse))
-                .collect()
-        })
-        .await
+        self.list_executions(tenant, filter, page).await
     }
 
     async fn executions_due_tenants(&self, before: DateTime<Utc>) -> Result<Vec<String>> {
