@@ -67,14 +67,16 @@ impl Node {
         let store = &self.inner.store;
         let mut s = schedule;
         for _ in 0..SETTLE_PASSES {
-            if s.next_fire_at.is_none_or(|t| t > store.now()) {
-                break;
-            }
-            self.materialize_schedule(&s, store.now()).await?;
+            // Read after `read_at`: the pass may trust what it read until then.
+            let read_at = store.now();
             match store.get_schedule(&s.tenant, &s.id).await? {
                 Some(now) => s = now,
                 None => break,
             }
+            if s.next_fire_at.is_none_or(|t| t > read_at) {
+                break;
+            }
+            self.materialize_schedule(&s, read_at).await?;
         }
         Ok(s)
     }
@@ -85,22 +87,28 @@ impl Node {
     /// this up to `paused_until`, so a resume costs one write however long
     /// the pause was).
     pub async fn resume(&self, tenant: &str, id: &str) -> Result<Option<Schedule>, StoreError> {
-        let now = self.inner.store.now();
-        self.inner
-            .store
+        let store = &self.inner.store;
+        let now = store.now();
+        let resumed = store
             .modify_schedule(Some(tenant), id, |s| {
-                if s.paused {
-                    s.paused = false;
-                    match s.next_fire_at {
-                        Some(_) => s.paused_until = Some(now),
-                        // Paused before it had a cursor (made paused before
-                        // the fire ledger): nothing to record.
-                        None => s.next_fire_at = first_fire(s, now).ok().flatten(),
-                    }
+                if !s.paused {
+                    return false;
+                }
+                s.paused = false;
+                match s.next_fire_at {
+                    Some(_) => s.paused_until = Some(now),
+                    // Paused before it had a cursor (made paused before
+                    // the fire ledger): nothing to record.
+                    None => s.next_fire_at = first_fire(s, now).ok().flatten(),
                 }
                 true
             })
-            .await
+            .await?;
+        match resumed {
+            Some(s) => Ok(Some(s)),
+            // Not paused (or not there): nothing to change.
+            None => store.get_schedule(tenant, id).await,
+        }
     }
 
     /// Runs the fires of `schedule` in `[from, to)` that have not run: in

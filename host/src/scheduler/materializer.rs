@@ -150,6 +150,11 @@ impl Node {
         let mut created = Vec::new();
         let mut plugin = None;
         for &(fire, late) in &runs {
+            // Decided by an earlier pass (one that cut a long backlog into
+            // chunks decides the runs beyond its chunk at once).
+            if schedule.last_fire_at.is_some_and(|last| fire <= last) {
+                continue;
+            }
             let pass = match &plugin {
                 Some(p) => p,
                 None => plugin.insert(self.pass_plugin(schedule).await?),
@@ -198,7 +203,10 @@ impl Node {
             .modify_schedule(None, &schedule.id, |current| {
                 // Another node advanced it, or it was paused, resumed or
                 // edited: leave it (its fires so far are recorded either way).
-                if current.next_fire_at != Some(stored_next) || current.paused != schedule.paused {
+                if current.next_fire_at != Some(stored_next)
+                    || current.paused != schedule.paused
+                    || current.paused_until != schedule.paused_until
+                {
                     return false;
                 }
                 current.next_fire_at = next_fire_at;

@@ -169,14 +169,16 @@ impl MongoBackend {
     }
 
     pub(super) async fn put_alias(&self, alias: &PluginAlias) -> Result<bool> {
-        let exists = |id: String| async move {
+        // A plugin being deleted is marked `deleting` before its delete
+        // checks for aliases (see `plugin_delete`).
+        let usable = || async {
             self.coll("plugins")
-                .find_one(doc! { "_id": id })
+                .find_one(doc! { "_id": &alias.plugin_id, "deleting": { "$ne": true } })
                 .await
                 .map(|d| d.is_some())
                 .map_err(db_err)
         };
-        if !exists(alias.plugin_id.clone()).await? {
+        if !usable().await? {
             return Ok(false);
         }
         let json = serde_json::to_string(alias).map_err(|e| StoreError::Corrupt(e.to_string()))?;
@@ -185,16 +187,21 @@ impl MongoBackend {
             "_id": &id, "tenant": &alias.tenant, "name": &alias.name, "alias": &alias.alias,
             "plugin_id": &alias.plugin_id, "doc": json,
         };
-        self.coll("plugin_aliases")
-            .replace_one(doc! { "_id": &id }, d)
+        let aliases = self.coll("plugin_aliases");
+        let before = aliases
+            .find_one_and_replace(doc! { "_id": &id }, d)
             .upsert(true)
             .await
             .map_err(db_err)?;
-        // A delete of the plugin that checked for aliases before this write
-        // landed: take the alias back (no multi-document transactions here).
-        if !exists(alias.plugin_id.clone()).await? {
-            self.delete_alias(&alias.tenant, &alias.name, &alias.alias)
-                .await?;
+        // A delete marked the plugin after the first look: put the alias
+        // back as it was (unless another move has replaced this one since).
+        if !usable().await? {
+            let ours = doc! { "_id": &id, "plugin_id": &alias.plugin_id };
+            match before {
+                Some(previous) => aliases.replace_one(ours, previous).await.map(drop),
+                None => aliases.delete_one(ours).await.map(drop),
+            }
+            .map_err(db_err)?;
             return Ok(false);
         }
         Ok(true)

@@ -239,7 +239,18 @@ impl Backend for MongoBackend {
     }
 
     async fn plugin_delete(&self, id: &str) -> Result<bool> {
+        // Marked first: an alias moved onto it from now on sees the mark and
+        // takes itself back; one moved before is seen by the check.
+        let plugins = self.coll("plugins");
+        plugins
+            .update_one(doc! { "_id": id }, doc! { "$set": { "deleting": true } })
+            .await
+            .map_err(db_err)?;
         if let Some(why) = self.plugin_in_use(id).await? {
+            plugins
+                .update_one(doc! { "_id": id }, doc! { "$unset": { "deleting": "" } })
+                .await
+                .map_err(db_err)?;
             return Err(StoreError::InUse(why));
         }
         let deleted = self.delete("plugins", doc! { "_id": id }).await?;
