@@ -71,6 +71,16 @@ fn document(row: &Row) -> Document {
     d
 }
 
+/// When the TTL monitor (on the database's wall clock) may collect a lock
+/// held from `now` until `expires_at` by the node's clock: as long after the
+/// wall clock's now. Never earlier, so a node whose clock is behind (or a
+/// test clock) does not lose a held lock to the monitor; correctness never
+/// waits for it (every acquire compares `expires_at` with now).
+fn wall_expiry(now: DateTime<Utc>, expires_at: DateTime<Utc>) -> bson::DateTime {
+    let held = (expires_at - now).num_milliseconds().max(0);
+    bson::DateTime::from_millis(chrono::Utc::now().timestamp_millis().saturating_add(held))
+}
+
 fn record<T: DeserializeOwned>(d: &Document) -> Result<T> {
     from_doc(
         d.get_str("doc")
@@ -491,7 +501,7 @@ impl Backend for MongoBackend {
         let update = doc! { "$set": {
             "owner": owner,
             "expires_at": ms(expires_at),
-            "expires_at_date": bson::DateTime::from_millis(ms(expires_at)),
+            "expires_at_date": wall_expiry(now, expires_at),
         } };
         match self
             .coll("locks")
@@ -509,12 +519,12 @@ impl Backend for MongoBackend {
         &self,
         name: &str,
         owner: &str,
-        _now: DateTime<Utc>,
+        now: DateTime<Utc>,
         expires_at: DateTime<Utc>,
     ) -> Result<bool> {
         let update = doc! { "$set": {
             "expires_at": ms(expires_at),
-            "expires_at_date": bson::DateTime::from_millis(ms(expires_at)),
+            "expires_at_date": wall_expiry(now, expires_at),
         } };
         let result = self
             .coll("locks")
