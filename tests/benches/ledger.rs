@@ -13,10 +13,10 @@
 use chrono::{TimeZone, Utc};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use taskhost::clock::ManualClock;
-use taskhost::model::{Schedule, Trigger};
-use taskhost::scheduler::{Node, SchedulerConfig};
-use taskhost::store::{FireFilter, PageRequest, Store};
+use taskhost_model::clock::ManualClock;
+use taskhost_model::{Schedule, Trigger};
+use taskhost_scheduler::{Node, SchedulerConfig};
+use taskhost_store::{FireFilter, PageRequest, Store};
 use taskhost_tests::cluster::{shared_runtime, upload};
 
 fn schedule(tenant: &str, plugin: &str, now: chrono::DateTime<Utc>) -> Schedule {

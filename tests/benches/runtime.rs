@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use taskhost::runtime::{
+use taskhost_runtime::{
     MemoryArtifacts, MemoryKv, Prepared, RunRequest, Runtime, RuntimeConfig, Status,
 };
 use taskhost_tests::plugin;

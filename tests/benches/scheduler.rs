@@ -11,11 +11,11 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use taskhost::clock::SystemClock;
-use taskhost::model::Execution;
-use taskhost::runtime::{Runtime, RuntimeConfig};
-use taskhost::scheduler::{ExecutionSpec, Node, RunObserver, SchedulerConfig};
-use taskhost::store::Store;
+use taskhost_model::Execution;
+use taskhost_model::clock::SystemClock;
+use taskhost_runtime::{Runtime, RuntimeConfig};
+use taskhost_scheduler::{Node, RunObserver, SchedulerConfig, Work};
+use taskhost_store::Store;
 use taskhost_tests::cluster::upload;
 
 type Started = Arc<Mutex<HashMap<String, Instant>>>;
@@ -111,17 +111,17 @@ async fn latency(quick: bool) {
     let (stop, _) = start(&b.node);
     // Warm up: the first run compiles the plugin (once per node).
     b.node
-        .enqueue(ExecutionSpec::ad_hoc("bench", &hello.id))
+        .submit(Work::ad_hoc("bench", &hello.id))
         .await
         .expect("submit");
     wait_for(&b.count, 1).await;
     let n = if quick { 200 } else { 2000 };
     let mut submitted = HashMap::new();
     for i in 0..n {
-        let mut e = ExecutionSpec::ad_hoc("bench", &hello.id);
-        e.input = serde_json::json!({"name": format!("n{i}")});
+        let mut e = Work::ad_hoc("bench", &hello.id);
+        e.policy.input = serde_json::json!({"name": format!("n{i}")});
         let at = Instant::now();
-        let e = b.node.enqueue(e).await.expect("submit").expect("new");
+        let e = b.node.submit(e).await.expect("submit");
         submitted.insert(e.id, at);
         tokio::time::sleep(Duration::from_millis(2)).await;
     }
@@ -152,7 +152,7 @@ async fn throughput(quick: bool) {
         writes.spawn(async move {
             for i in (chunk..n).step_by(64) {
                 let mut e = Execution::queued("bench", &plugin, now, now);
-                e.input = serde_json::json!({"name": format!("n{i}")});
+                e.policy.input = serde_json::json!({"name": format!("n{i}")});
                 store.create_execution(&e).await.expect("create");
             }
         });
@@ -180,8 +180,8 @@ async fn memory(quick: bool) {
     let now = b.store.now();
     for _ in 0..n {
         let mut e = Execution::queued("bench", &sleep.id, now, now);
-        e.input = serde_json::json!({"ms": 5000});
-        e.limits.timeout = Duration::from_secs(120);
+        e.policy.input = serde_json::json!({"ms": 5000});
+        e.policy.limits.timeout = Duration::from_secs(120);
         b.store.create_execution(&e).await.expect("create");
     }
     let (stop, _) = start(&b.node);

@@ -9,11 +9,11 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-use taskhost::clock::SystemClock;
-use taskhost::model::Execution;
-use taskhost::runtime::{Runtime, RuntimeConfig};
-use taskhost::scheduler::{ExecutionSpec, Node, RunObserver, SchedulerConfig};
-use taskhost::store::Store;
+use taskhost_model::Execution;
+use taskhost_model::clock::SystemClock;
+use taskhost_runtime::{Runtime, RuntimeConfig};
+use taskhost_scheduler::{Node, RunObserver, SchedulerConfig, Work};
+use taskhost_store::Store;
 use taskhost_tests::cluster::upload;
 
 const WAVE: usize = 20_000;
@@ -72,9 +72,9 @@ async fn soak(waves: usize) {
             let (node, plugin) = (node.clone(), hello.id.clone());
             submits.spawn(async move {
                 for i in (lane..WAVE).step_by(32) {
-                    let mut spec = ExecutionSpec::ad_hoc("soak", &plugin);
-                    spec.input = serde_json::json!({"name": format!("w{wave}-{i}")});
-                    node.enqueue(spec).await.expect("enqueue");
+                    let mut spec = Work::ad_hoc("soak", &plugin);
+                    spec.policy.input = serde_json::json!({"name": format!("w{wave}-{i}")});
+                    node.submit(spec).await.expect("enqueue");
                 }
             });
         }

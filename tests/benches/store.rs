@@ -7,10 +7,10 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use taskhost::clock::SystemClock;
-use taskhost::model::Execution;
-use taskhost::runtime::{Outcome, Status};
-use taskhost::store::{Completion, Lease, Store};
+use taskhost_model::Execution;
+use taskhost_model::clock::SystemClock;
+use taskhost_runtime::{Outcome, Status};
+use taskhost_store::{Completion, Lease, Store};
 
 const LEASE: Duration = Duration::from_secs(60);
 

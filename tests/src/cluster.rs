@@ -5,11 +5,11 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
-use taskhost::clock::ManualClock;
-use taskhost::model::{PluginRecord, new_id};
-use taskhost::runtime::{Runtime, RuntimeConfig};
-use taskhost::scheduler::{Node, SchedulerConfig};
-use taskhost::store::Store;
+use taskhost_model::clock::ManualClock;
+use taskhost_model::{PluginRecord, new_id};
+use taskhost_runtime::{Runtime, RuntimeConfig};
+use taskhost_scheduler::{Node, SchedulerConfig};
+use taskhost_store::Store;
 
 /// One runtime per test process, shared by its nodes (each pool is large).
 pub fn shared_runtime() -> Runtime {
@@ -55,7 +55,7 @@ impl Cluster {
                 .await
                 .expect("open the store");
             let seen = starts.clone();
-            let observer: taskhost::scheduler::RunObserver = Arc::new(move |e| {
+            let observer: taskhost_scheduler::RunObserver = Arc::new(move |e| {
                 *seen
                     .0
                     .lock()
@@ -97,9 +97,9 @@ pub async fn upload(store: &Store, tenant: &str, name: &str) -> PluginRecord {
         tenant: tenant.into(),
         name: name.into(),
         version: "1.0.0".into(),
-        sha256: taskhost::runtime::sha256_hex(&wasm),
+        sha256: taskhost_runtime::sha256_hex(&wasm),
         size: wasm.len() as u64,
-        world: taskhost::runtime::WORLD.into(),
+        world: taskhost_runtime::WORLD.into(),
         created_at: store.now(),
         created_by: "test".into(),
     };
@@ -113,30 +113,25 @@ pub async fn upload(store: &Store, tenant: &str, name: &str) -> PluginRecord {
 pub fn schedule(
     tenant: &str,
     plugin_id: &str,
-    trigger: taskhost::model::Trigger,
+    trigger: taskhost_model::Trigger,
     now: chrono::DateTime<chrono::Utc>,
-) -> taskhost::model::Schedule {
-    let mut s = taskhost::model::Schedule {
+) -> taskhost_model::Schedule {
+    let mut s = taskhost_model::Schedule {
         id: new_id(),
         tenant: tenant.into(),
         name: format!("s-{}", new_id()),
         plugin_id: plugin_id.into(),
         plugin_alias: None,
         trigger,
-        input: serde_json::Value::Null,
-        priority: 0,
-        limits: Default::default(),
-        retry: Default::default(),
+        policy: taskhost_model::RunPolicy {
+            retry: Some(Default::default()),
+            ..Default::default()
+        },
         overlap: Default::default(),
         catch_up: Default::default(),
         jitter: Duration::ZERO,
         starts_at: None,
         ends_at: None,
-        retention: None,
-        config: Default::default(),
-        secrets: Vec::new(),
-        network: None,
-        notify: Vec::new(),
         paused: false,
         paused_until: None,
         next_fire_at: None,
@@ -145,7 +140,7 @@ pub fn schedule(
         updated_at: now,
         version: 0,
     };
-    s.next_fire_at = taskhost::scheduler::first_fire(&s, now).expect("a valid trigger");
+    s.next_fire_at = taskhost_scheduler::first_fire(&s, now).expect("a valid trigger");
     s
 }
 

@@ -9,7 +9,6 @@ pub mod server;
 pub mod stores;
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 use std::sync::OnceLock;
 
 /// Folder with the plugins built by `build.rs`.
@@ -70,16 +69,16 @@ pub fn repo_root() -> &'static Path {
         .expect("tests/ is in the repository root")
 }
 
-/// The real `taskhost` binary, built once per test process with the same
-/// profile as the tests (cargo does not build other packages' binaries for a
-/// test crate). It builds all workspace binaries so that features unify as in
-/// `cargo test --workspace` and nothing is recompiled. `TASKHOST_BIN`
-/// names another binary instead.
+/// The real `taskhost` binary: this package's `taskhost-node` target, which
+/// is the `taskhost` command line itself (`taskhost::cli::main`). Cargo
+/// builds a package's binaries before it runs the package's tests, benches
+/// and helper binaries, and puts them beside those in the profile's folder,
+/// so the binary is always as new as the tests, and no test builds anything.
+/// `TASKHOST_BIN` names another binary instead (e.g. a copy a long chaos run
+/// keeps using while the tree is rebuilt).
 pub fn taskhost_bin() -> &'static Path {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
     BIN.get_or_init(|| {
-        // A given binary (e.g. a copy a long chaos run keeps using while the
-        // tree is rebuilt).
         if let Some(bin) = std::env::var_os("TASKHOST_BIN") {
             return PathBuf::from(bin);
         }
@@ -91,39 +90,34 @@ pub fn taskhost_bin() -> &'static Path {
         } else {
             dir
         };
-        let release = profile_dir.file_name().is_some_and(|n| n == "release");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "--quiet", "--workspace", "--bins"])
-            .current_dir(repo_root());
-        // Cargo gives a test process its package's variables. Build scripts
-        // that watch them (ring's does) would see them change between
-        // `cargo test` and this build, and both would rebuild half the tree.
-        for (key, _) in std::env::vars_os() {
-            let key = key.to_string_lossy();
-            let from_cargo = key.starts_with("CARGO_PKG_")
-                || key.starts_with("CARGO_MANIFEST_")
-                || key.starts_with("CARGO_BIN_EXE_")
-                || [
-                    "CARGO_CRATE_NAME",
-                    "CARGO_PRIMARY_PACKAGE",
-                    "CARGO_TARGET_TMPDIR",
-                    "CARGO_RUSTC_CURRENT_DIR",
-                    "OUT_DIR",
-                ]
-                .contains(&key.as_ref());
-            if from_cargo {
-                cmd.env_remove(key.as_ref());
-            }
-        }
-        if release {
-            cmd.arg("--release");
-        }
-        let status = cmd
-            .status()
-            .expect("run cargo build for the taskhost binary");
-        assert!(status.success(), "building the taskhost binary failed");
-        profile_dir.join("taskhost")
+        let bin = profile_dir.join(format!("taskhost-node{}", std::env::consts::EXE_SUFFIX));
+        assert!(
+            bin.exists(),
+            "{} is missing: run the tests through cargo (`cargo test --workspace`), \
+             or set TASKHOST_BIN to a taskhost binary",
+            bin.display()
+        );
+        bin
     })
+}
+
+/// `PATH` with a folder first that holds `taskhost` (a link to
+/// [`taskhost_bin`]), for scripts that call it by name as the README does.
+pub fn path_with_taskhost() -> String {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir = DIR.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("taskhost-on-path-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("create a folder for the taskhost link");
+        let link = dir.join("taskhost");
+        let _ = std::fs::remove_file(&link);
+        std::os::unix::fs::symlink(taskhost_bin(), &link).expect("link taskhost");
+        dir
+    });
+    format!(
+        "{}:{}",
+        dir.display(),
+        std::env::var("PATH").unwrap_or_default()
+    )
 }
 
 /// Runs each named `async fn case(server: Server)` of the calling test file
@@ -149,7 +143,7 @@ macro_rules! both_stores {
             $(
                 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
                 async fn $case() {
-                    let db = format!("taskhost_api_{}", taskhost::model::new_id().replace('-', ""));
+                    let db = format!("taskhost_api_{}", taskhost_model::new_id().replace('-', ""));
                     if let Some(url) = $crate::stores::mongodb_url(&db) {
                         let server = $crate::server::Server::start_with(Some(&url), $args, $config);
                         super::$case(server).await;

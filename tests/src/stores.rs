@@ -6,8 +6,8 @@
 
 use chrono::{TimeZone, Utc};
 use std::sync::Arc;
-use taskhost::clock::ManualClock;
-use taskhost::store::Store;
+use taskhost_model::clock::ManualClock;
+use taskhost_store::Store;
 
 /// The environment variable naming the test MongoDB server.
 pub const MONGODB_URI_VAR: &str = "TASKHOST_TEST_MONGODB_URI";
@@ -88,5 +88,5 @@ pub fn mongodb_url(database: &str) -> Option<String> {
 
 /// A unique-enough suffix for database names.
 fn uuid_like() -> String {
-    taskhost::model::new_id().replace('-', "")
+    taskhost_model::new_id().replace('-', "")
 }

@@ -6,7 +6,7 @@
 use futures::future::join_all;
 use reqwest::{Method, StatusCode};
 use serde_json::Value;
-use taskhost::runtime::{CompileBudget, Runtime, RuntimeConfig};
+use taskhost_runtime::{CompileBudget, Runtime, RuntimeConfig};
 use taskhost_tests::server::Server;
 use wasm_encoder::{
     CodeSection, Component, Function, FunctionSection, Instruction, Module, ModuleSection,

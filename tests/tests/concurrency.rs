@@ -2,7 +2,7 @@
 //! each loop stopped by its limit, without a single error.
 
 use std::time::Duration;
-use taskhost::runtime::{Limits, RunRequest, Runtime, RuntimeConfig, Status};
+use taskhost_runtime::{Limits, RunRequest, Runtime, RuntimeConfig, Status};
 use taskhost_tests::plugin;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -3,7 +3,7 @@
 
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use taskhost::store::{ExecutionFilter, PageRequest};
+use taskhost_store::{ExecutionFilter, PageRequest};
 use taskhost_tests::stores::Harness;
 
 #[tokio::test]

@@ -7,7 +7,7 @@ use serde_json::{Value, json};
 use std::process::Command;
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-use taskhost::runtime::{Limits, RunRequest, Runtime, RuntimeConfig, Status};
+use taskhost_runtime::{Limits, RunRequest, Runtime, RuntimeConfig, Status};
 use taskhost_tests::langs::{self, Lang};
 use taskhost_tests::server::Server;
 use taskhost_tests::taskhost_bin;

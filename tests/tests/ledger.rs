@@ -8,12 +8,12 @@
 use chrono::{DateTime, Duration as Span, Utc};
 use std::collections::BTreeMap;
 use std::time::Duration;
-use taskhost::model::{
+use taskhost_model::{
     CatchUp, CatchUpMode, Execution, ExecutionStatus, FireFate, FireReason, FireRecord,
     OverlapPolicy, PluginRecord, Schedule, Trigger, new_id,
 };
-use taskhost::scheduler::Node;
-use taskhost::store::{AliasMove, ExecutionFilter, FireFilter, PageRequest, Store, StoreError};
+use taskhost_scheduler::Node;
+use taskhost_store::{AliasMove, ExecutionFilter, FireFilter, PageRequest, Store, StoreError};
 use taskhost_tests::cluster::{Cluster, test_config, upload};
 use taskhost_tests::stores::Harness;
 
@@ -29,7 +29,7 @@ type Fate = (FireFate, Option<FireReason>, Option<DateTime<Utc>>);
 
 fn schedule(tenant: &str, plugin: &PluginRecord, trigger: Trigger, now: DateTime<Utc>) -> Schedule {
     let mut s = taskhost_tests::cluster::schedule(tenant, &plugin.id, trigger, now);
-    s.input = serde_json::json!({"name": "ledger"});
+    s.policy.input = serde_json::json!({"name": "ledger"});
     s.overlap = OverlapPolicy::Skip;
     s
 }
@@ -149,7 +149,7 @@ async fn drive(h: &Harness, n: usize) -> BTreeMap<DateTime<Utc>, Fate> {
     .await;
 
     // A pause over 4, 5, 6; resumed half a second after 6.
-    taskhost::scheduler::pause(store, "acme", &s.id)
+    taskhost_scheduler::pause(store, "acme", &s.id)
         .await
         .expect("pause");
     for _ in 0..3 {
@@ -358,7 +358,7 @@ async fn backfill_an_hour_once(h: Harness) {
     assert!(
         matches!(
             too_big,
-            Err(taskhost::scheduler::BackfillError::TooLarge { .. })
+            Err(taskhost_scheduler::BackfillError::TooLarge { .. })
         ),
         "{too_big:?}"
     );

@@ -4,8 +4,8 @@
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
-use taskhost::model::{Execution, ExecutionStatus};
-use taskhost::store::{ExecutionFilter, PageRequest};
+use taskhost_model::{Execution, ExecutionStatus};
+use taskhost_store::{ExecutionFilter, PageRequest};
 use taskhost_tests::cluster::{Cluster, test_config, upload};
 use taskhost_tests::stores::Harness;
 
@@ -20,8 +20,8 @@ async fn survivor_reruns_a_killed_nodes_executions() {
         let now = h.store.now();
         let mut e = Execution::queued("acme", &sleep.id, now, now);
         // Waits a minute (the child dies in it); the re-run is told not to.
-        e.input = serde_json::json!({"ms": 60_000, "first_attempt_only": true});
-        e.limits.timeout = Duration::from_secs(120);
+        e.policy.input = serde_json::json!({"ms": 60_000, "first_attempt_only": true});
+        e.policy.limits.timeout = Duration::from_secs(120);
         h.store.create_execution(&e).await.expect("create");
         ids.push(e.id);
     }
@@ -66,7 +66,7 @@ async fn survivor_reruns_a_killed_nodes_executions() {
     for id in &ids {
         h.store
             .modify_execution(id, |e| {
-                e.input = serde_json::json!({"ms": 0});
+                e.policy.input = serde_json::json!({"ms": 0});
                 true
             })
             .await

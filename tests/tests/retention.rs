@@ -3,8 +3,8 @@
 //! node's), and only the holder of the sweeper lock sweeps.
 
 use std::time::Duration;
-use taskhost::model::{Execution, ExecutionStatus};
-use taskhost::scheduler::{ExecutionSpec, SWEEPER_LOCK};
+use taskhost_model::{Execution, ExecutionStatus};
+use taskhost_scheduler::{SWEEPER_LOCK, Work};
 use taskhost_tests::cluster::{Cluster, test_config, upload};
 use taskhost_tests::stores::Harness;
 
@@ -20,12 +20,12 @@ async fn finished_runs_expire_after_their_retention(h: Harness) {
     let mut short = Vec::new();
     let mut long = Vec::new();
     for i in 0..6 {
-        let mut spec = ExecutionSpec::ad_hoc("acme", &hello.id);
-        spec.input = serde_json::json!({"name": format!("r{i}")});
+        let mut spec = Work::ad_hoc("acme", &hello.id);
+        spec.policy.input = serde_json::json!({"name": format!("r{i}")});
         if i % 2 == 0 {
-            spec.retention = Some(Duration::from_secs(3600));
+            spec.policy.retention = Some(Duration::from_secs(3600));
         }
-        let e = node.enqueue(spec).await.expect("enqueue").expect("new");
+        let e = node.submit(spec).await.expect("enqueue");
         if i % 2 == 0 {
             short.push(e.id)
         } else {
@@ -78,7 +78,7 @@ async fn one_node_sweeps_at_a_time(h: Harness) {
     let now = h.store.now();
     for _ in 0..2500 {
         let mut e = Execution::queued("acme", "p", now, now);
-        e.retention = Duration::from_secs(60);
+        e.policy.retention = Some(Duration::from_secs(60));
         e.finish(ExecutionStatus::Succeeded, now);
         h.store.create_execution(&e).await.expect("create");
     }

@@ -3,7 +3,7 @@
 
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
-use taskhost::runtime::{
+use taskhost_runtime::{
     DirArtifacts, InvalidPlugin, KvNamespace, Limits, LogLevel, MemoryKv, Outcome, Prepared,
     RunRequest, Runtime, RuntimeConfig, Status,
 };
@@ -331,7 +331,7 @@ async fn host_interface_kv_config_progress_and_invocation() {
             max_concurrent_runs: 4,
             ..RuntimeConfig::default()
         },
-        Arc::new(taskhost::runtime::MemoryArtifacts::default()),
+        Arc::new(taskhost_runtime::MemoryArtifacts::default()),
         Arc::new(MemoryKv::default()),
     )
     .expect("runtime");

@@ -6,7 +6,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
-use taskhost::runtime::{MAX_ERROR_BYTES, MAX_NOTE_BYTES, MAX_STORED_OUTCOME_BYTES};
+use taskhost_runtime::{MAX_ERROR_BYTES, MAX_NOTE_BYTES, MAX_STORED_OUTCOME_BYTES};
 use taskhost_tests::metric_value;
 use taskhost_tests::server::Server;
 

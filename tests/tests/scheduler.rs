@@ -5,33 +5,30 @@
 use chrono::{DateTime, Duration as Span, Utc};
 use std::collections::HashSet;
 use std::time::Duration;
-use taskhost::model::{
+use taskhost_model::{
     CatchUp, CatchUpMode, Execution, ExecutionStatus, OverlapPolicy, RetryPolicy, Schedule, Trigger,
 };
-use taskhost::scheduler::{self, ExecutionSpec, Node, first_fire};
-use taskhost::store::{ExecutionFilter, PageRequest, Store};
+use taskhost_scheduler::{self, Node, Work, first_fire};
+use taskhost_store::{ExecutionFilter, PageRequest, Store};
 use taskhost_tests::cluster::{Cluster, test_config, upload};
 use taskhost_tests::stores::Harness;
 
 fn schedule(tenant: &str, plugin_id: &str, trigger: Trigger, now: DateTime<Utc>) -> Schedule {
     let mut s = taskhost_tests::cluster::schedule(tenant, plugin_id, trigger, now);
-    s.input = serde_json::json!({"name": "cron"});
+    s.policy.input = serde_json::json!({"name": "cron"});
     s
 }
 
 /// An ad hoc run with the default retry policy (three attempts).
-fn run_of(tenant: &str, plugin_id: &str) -> ExecutionSpec {
-    let mut spec = ExecutionSpec::ad_hoc(tenant, plugin_id);
-    spec.retry = RetryPolicy::default();
+fn run_of(tenant: &str, plugin_id: &str) -> Work {
+    let mut spec = Work::ad_hoc(tenant, plugin_id);
+    spec.policy.retry = Some(RetryPolicy::default());
     spec
 }
 
 /// Makes an execution through the node's one enqueue path.
-async fn submit(node: &Node, spec: ExecutionSpec) -> Execution {
-    node.enqueue(spec)
-        .await
-        .expect("enqueue")
-        .expect("a new execution")
+async fn submit(node: &Node, spec: Work) -> Execution {
+    node.submit(spec).await.expect("a new execution")
 }
 
 async fn executions_of(store: &Store, tenant: &str, schedule_id: Option<&str>) -> Vec<Execution> {
@@ -92,7 +89,7 @@ async fn every_fire_exactly_once(harness: Harness, nodes: usize) {
             let now = store.now();
             let _ = now;
             let mut e = run_of("acme", &hello.id);
-            e.input = serde_json::json!({"name": format!("adhoc-{step}")});
+            e.policy.input = serde_json::json!({"name": format!("adhoc-{step}")});
             let e = submit(&cluster.nodes[step as usize % nodes], e).await;
             adhoc.push(e.id);
         }
@@ -302,7 +299,7 @@ async fn overlap_policies() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cancel_stops_queued_and_running_executions() {
     let h = Harness::sqlite().await;
-    let config = taskhost::scheduler::SchedulerConfig {
+    let config = taskhost_scheduler::SchedulerConfig {
         lease: Duration::from_millis(300),
         ..test_config()
     };
@@ -311,8 +308,8 @@ async fn cancel_stops_queued_and_running_executions() {
     let sleep = upload(&h.store, "acme", "test-sleep").await;
     let now = h.store.now();
     let mut long = run_of("acme", &sleep.id);
-    long.input = serde_json::json!({"ms": 20_000});
-    long.limits.timeout = Duration::from_secs(60);
+    long.policy.input = serde_json::json!({"ms": 20_000});
+    long.policy.limits.timeout = Duration::from_secs(60);
     let long = submit(node, long).await;
     let mut later = run_of("acme", &sleep.id);
     later.due_at = Some(now + Span::seconds(60));
@@ -356,15 +353,15 @@ async fn retries_back_off_then_die_and_can_be_rerun() {
     let now = h.store.now();
     let _ = now;
     let mut flaky = run_of("acme", &kv.id);
-    flaky.input = serde_json::json!({"fail": "retryable"});
-    flaky.retry = RetryPolicy {
+    flaky.policy.input = serde_json::json!({"fail": "retryable"});
+    flaky.policy.retry = Some(RetryPolicy {
         max_attempts: 3,
         initial_backoff: Duration::from_secs(10),
         max_backoff: Duration::from_secs(15),
-    };
+    });
     let flaky = submit(node, flaky).await;
     let mut fatal = run_of("acme", &kv.id);
-    fatal.input = serde_json::json!({"fail": "fatal"});
+    fatal.policy.input = serde_json::json!({"fail": "fatal"});
     let fatal = submit(node, fatal).await;
 
     cluster.tick().await;
@@ -465,14 +462,14 @@ async fn pause_and_resume() {
     step(10).await.expect("materialize");
     assert_eq!(executions_of(&h.store, "acme", Some(&s.id)).await.len(), 2);
     assert!(
-        scheduler::pause(&h.store, "acme", &s.id)
+        taskhost_scheduler::pause(&h.store, "acme", &s.id)
             .await
             .expect("pause")
             .expect("exists")
             .paused
     );
     assert_eq!(
-        scheduler::pause(&h.store, "globex", &s.id)
+        taskhost_scheduler::pause(&h.store, "globex", &s.id)
             .await
             .expect("pause"),
         None
@@ -507,7 +504,7 @@ async fn pause_and_resume() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn per_tenant_limit_makes_work_wait_not_drop() {
     let h = Harness::sqlite().await;
-    let config = taskhost::scheduler::SchedulerConfig {
+    let config = taskhost_scheduler::SchedulerConfig {
         workers: 10,
         tenant_limit: 2,
         ..test_config()
@@ -521,7 +518,7 @@ async fn per_tenant_limit_makes_work_wait_not_drop() {
         for _ in 0..n {
             let _ = now;
             let mut e = run_of(tenant, plugin);
-            e.input = serde_json::json!({"ms": 300});
+            e.policy.input = serde_json::json!({"ms": 300});
             submit(node, e).await;
         }
     }
@@ -598,10 +595,10 @@ async fn graceful_shutdown_releases_unfinished_runs() {
     let now = h.store.now();
     let _ = now;
     let mut quick = run_of("acme", &sleep.id);
-    quick.input = serde_json::json!({"ms": 10});
+    quick.policy.input = serde_json::json!({"ms": 10});
     let mut slow = run_of("acme", &sleep.id);
-    slow.input = serde_json::json!({"ms": 30_000});
-    slow.limits.timeout = Duration::from_secs(60);
+    slow.policy.input = serde_json::json!({"ms": 30_000});
+    slow.policy.limits.timeout = Duration::from_secs(60);
     let quick = submit(&node, quick).await;
     let slow = submit(&node, slow).await;
     node.heartbeat().await.expect("beat");
@@ -648,12 +645,12 @@ async fn graceful_shutdown_releases_unfinished_runs() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_panicking_run_task_leaks_no_slot() {
     let h = Harness::sqlite().await;
-    let observer: scheduler::RunObserver = std::sync::Arc::new(|e: &Execution| {
-        if e.input["panic"] == true {
+    let observer: taskhost_scheduler::RunObserver = std::sync::Arc::new(|e: &Execution| {
+        if e.policy.input["panic"] == true {
             panic!("a bug in a run task");
         }
     });
-    let config = taskhost::scheduler::SchedulerConfig {
+    let config = taskhost_scheduler::SchedulerConfig {
         workers: 4,
         tenant_limit: 2,
         ..test_config()
@@ -667,7 +664,7 @@ async fn a_panicking_run_task_leaks_no_slot() {
     let hello = upload(&h.store, "acme", "hello").await;
     for i in 0..6 {
         let mut spec = run_of("acme", &hello.id);
-        spec.input = serde_json::json!({"panic": i % 2 == 0, "name": "p"});
+        spec.policy.input = serde_json::json!({"panic": i % 2 == 0, "name": "p"});
         submit(&node, spec).await;
     }
     for _ in 0..4 {

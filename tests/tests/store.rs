@@ -6,13 +6,11 @@ use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use taskhost::model::{
+use taskhost_model::{
     Execution, ExecutionStatus, NodeInfo, PluginRecord, Schedule, Trigger, new_id,
 };
-use taskhost::runtime::{
-    KvNamespace, KvStore, Outcome, RunRequest, Runtime, RuntimeConfig, Status,
-};
-use taskhost::store::{
+use taskhost_runtime::{KvNamespace, KvStore, Outcome, RunRequest, Runtime, RuntimeConfig, Status};
+use taskhost_store::{
     Completion, ExecutionFilter, FireDecided, Lease, LeaseRenewal, PageRequest, PluginFilter,
     Release, ScheduleFilter, StoreError,
 };
@@ -54,7 +52,7 @@ fn plugin(tenant: &str, name: &str, version: &str, now: DateTime<Utc>) -> Plugin
         version: version.into(),
         sha256: "00".repeat(32),
         size: 3,
-        world: taskhost::runtime::WORLD.into(),
+        world: taskhost_runtime::WORLD.into(),
         created_at: now,
         created_by: "tester".into(),
     }
@@ -71,20 +69,16 @@ fn schedule(tenant: &str, name: &str, plugin_id: &str, now: DateTime<Utc>) -> Sc
             expr: "*/5 * * * *".into(),
             timezone: "Europe/London".into(),
         },
-        input: serde_json::json!({"k": 1}),
-        priority: 0,
-        limits: Default::default(),
-        retry: Default::default(),
+        policy: taskhost_model::RunPolicy {
+            input: serde_json::json!({"k": 1}),
+            retry: Some(Default::default()),
+            ..Default::default()
+        },
         overlap: Default::default(),
         catch_up: Default::default(),
         jitter: Duration::ZERO,
         starts_at: None,
         ends_at: None,
-        retention: None,
-        config: Default::default(),
-        secrets: Vec::new(),
-        network: None,
-        notify: Vec::new(),
         paused: false,
         paused_until: None,
         next_fire_at: Some(now),
@@ -275,7 +269,7 @@ async fn execution_lifecycle(h: Harness) {
         store.now() + chrono::Duration::seconds(60),
         store.now(),
     );
-    future.priority = 5;
+    future.policy.priority = 5;
     store.create_execution(&future).await.expect("create");
     assert_eq!(
         store
@@ -554,7 +548,7 @@ async fn listing_and_pagination(h: Harness) {
     let mut expected = Vec::new();
     for (priority, offset) in [(0, 1), (9, 3), (9, 2), (-1, 0)] {
         let mut e = Execution::queued("acme", "p", base + chrono::Duration::seconds(offset), base);
-        e.priority = priority;
+        e.policy.priority = priority;
         store.create_execution(&e).await.expect("create");
         expected.push((priority, offset, e.id));
     }
@@ -632,8 +626,8 @@ async fn lease_expiry_follows_the_clock(h: Harness) {
     );
     // A host fault on release counts the same way; past the limit, dead.
     let mut faults = 1;
-    while faults < taskhost::model::MAX_HOST_FAULTS {
-        h.clock.advance(taskhost::model::MAX_HOST_FAULT_BACKOFF);
+    while faults < taskhost_model::MAX_HOST_FAULTS {
+        h.clock.advance(taskhost_model::MAX_HOST_FAULT_BACKOFF);
         let held = claim(&h, &e.id, "survivor").await;
         let released = store
             .release(&e.id, &held, Release::HostFault)
@@ -671,7 +665,7 @@ async fn materialize_fire_once_under_races(h: Harness) {
                 let mut e = Execution::queued("acme", "p", fire_time, fire_time);
                 e.schedule_id = Some("racy".into());
                 e.fire_time = Some(fire_time);
-                e.config.insert("racer".into(), racer.to_string());
+                e.policy.config.insert("racer".into(), racer.to_string());
                 if matches!(
                     store.decide_fire(&e).await.expect("materialize"),
                     FireDecided::Ours(_)
@@ -868,7 +862,7 @@ async fn kv_scoped_and_backing_the_runtime(h: Harness) {
             max_concurrent_runs: 4,
             ..RuntimeConfig::default()
         },
-        Arc::new(taskhost::runtime::MemoryArtifacts::default()),
+        Arc::new(taskhost_runtime::MemoryArtifacts::default()),
         Arc::new(store.clone()),
     )
     .expect("runtime");
@@ -1020,7 +1014,7 @@ async fn reopen_loses_nothing(mut h: Harness) {
 
 async fn wakeups_across_processes(h: Harness) {
     // A second store on the same data, as another node would have.
-    let other = taskhost::store::Store::open(&h.url, Arc::new(h.clock.clone()))
+    let other = taskhost_store::Store::open(&h.url, Arc::new(h.clock.clone()))
         .await
         .expect("open");
     let news = other.news();
@@ -1043,7 +1037,7 @@ async fn wakeups_across_processes(h: Harness) {
                 .expect("the change stream told the other store");
             assert_eq!(
                 (q.tenant.as_str(), q.priority, q.due_at),
-                ("acme", e.priority, e.due_at)
+                ("acme", e.policy.priority, e.due_at)
             );
             claim(&h, &e.id, "node-a").await;
             let quiet = async {
@@ -1082,7 +1076,7 @@ async fn expired_executions_are_deleted(h: Harness) {
     let mut finished = Vec::new();
     for i in 0..30 {
         let mut e = Execution::queued("acme", "p", now, now);
-        e.retention = Duration::from_secs(if i < 10 { 3600 } else { 7 * 86_400 });
+        e.policy.retention = Some(Duration::from_secs(if i < 10 { 3600 } else { 7 * 86_400 }));
         e.finish(ExecutionStatus::Succeeded, now);
         store.create_execution(&e).await.expect("create");
         finished.push(e);
@@ -1120,7 +1114,7 @@ async fn expired_executions_are_deleted(h: Harness) {
 }
 
 async fn kv_quota_counts_keys_and_bytes(h: Harness) {
-    use taskhost::runtime::{KvError, KvQuota};
+    use taskhost_runtime::{KvError, KvQuota};
     let store = &h.store;
     let a = KvNamespace::new("acme", "one");
     let b = KvNamespace::new("acme", "two");
@@ -1141,13 +1135,13 @@ async fn kv_quota_counts_keys_and_bytes(h: Harness) {
         .expect("third key");
     let refused = store.kv_set(&b, "k4", &[0; 1], quota).await;
     assert!(
-        matches!(&refused, Err(KvError::Quota(q)) if q.quota == "kv_keys"),
+        matches!(&refused, Err(KvError::Quota(q)) if q.quota.as_str() == "kv_keys"),
         "{refused:?}"
     );
     // 42 + 12 + 12 = 66 bytes; 40 more is over 100.
     let refused = store.kv_set(&a, "k1", &[0; 90], quota).await;
     assert!(
-        matches!(&refused, Err(KvError::Quota(q)) if q.quota == "kv_bytes"),
+        matches!(&refused, Err(KvError::Quota(q)) if q.quota.as_str() == "kv_bytes"),
         "{refused:?}"
     );
     assert_eq!(
@@ -1173,7 +1167,7 @@ async fn due_soon_shares_the_heap_across_tenants(h: Harness) {
     let now = store.now();
     for i in 0..50 {
         let mut e = Execution::queued("flood", "p", now, now);
-        e.priority = 100;
+        e.policy.priority = 100;
         e.id = format!("{}-{i:03}", e.id);
         store.create_execution(&e).await.expect("create");
     }
@@ -1326,7 +1320,7 @@ async fn batch_inserts_all_or_nothing(h: Harness) {
 
 /// Secrets: sealed under the key, versioned, per tenant, counted.
 async fn secrets_sealed_versioned_and_scoped(h: Harness) {
-    use taskhost::secrets::SecretKey;
+    use taskhost_model::secrets::SecretKey;
     let store = &h.store;
     let key = SecretKey::parse(&SecretKey::generate()).expect("key");
     let first = store
@@ -1391,7 +1385,7 @@ async fn secrets_sealed_versioned_and_scoped(h: Harness) {
 async fn webhooks_marked_with_the_end_and_claimed_once(h: Harness) {
     let store = &h.store;
     let mut e = Execution::queued("acme", "p", store.now(), store.now());
-    e.notify = vec![taskhost::model::NotifyTarget {
+    e.policy.notify = vec![taskhost_model::NotifyTarget {
         url: "https://hooks.example.com/x".into(),
         on: Vec::new(),
     }];
@@ -1464,8 +1458,8 @@ async fn webhooks_marked_with_the_end_and_claimed_once(h: Harness) {
 /// fate; hidden from the executions list unless asked for; and swept with
 /// the executions when their retention ends.
 async fn fire_records_insert_once_list_count_and_expire(h: Harness) {
-    use taskhost::model::{FireFate, FireInfo, FireReason};
-    use taskhost::store::FireFilter;
+    use taskhost_model::{FireFate, FireInfo, FireReason};
+    use taskhost_store::FireFilter;
     let store = &h.store;
     let now = store.now();
     let at = |k: i64| now + chrono::Duration::seconds(k);
@@ -1473,7 +1467,7 @@ async fn fire_records_insert_once_list_count_and_expire(h: Harness) {
         let mut e = Execution::queued("acme", "p", at(k), now);
         e.schedule_id = Some("s1".into());
         e.fire_time = Some(at(k));
-        e.retention = Duration::from_secs(60);
+        e.policy.retention = Some(Duration::from_secs(60));
         if skipped {
             e.fire = Some(FireInfo::dropped(FireReason::Paused, "n1"));
             e.finish(ExecutionStatus::Skipped, now);

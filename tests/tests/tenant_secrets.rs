@@ -62,7 +62,7 @@ async fn secrets_are_sealed_granted_and_scrubbed(s: Server) {
     let token = s.admin("tenant-a");
     let plugin = s.upload(&token, "test-secret").await;
     let plugin = plugin["id"].as_str().expect("id").to_owned();
-    let value = format!("tok-{}", taskhost::model::new_id());
+    let value = format!("tok-{}", taskhost_model::new_id());
 
     // Write-only: set twice (a new version), never shown.
     for (i, v) in ["first-value-0123456789", value.as_str()]

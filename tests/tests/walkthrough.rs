@@ -3,7 +3,7 @@
 
 use std::process::Command;
 use taskhost_tests::server::Server;
-use taskhost_tests::{repo_root, taskhost_bin};
+use taskhost_tests::{path_with_taskhost, repo_root};
 
 /// The shell block between the walkthrough markers of the README.
 fn walkthrough() -> String {
@@ -27,12 +27,7 @@ fn block(name: &str) -> String {
 #[test]
 fn the_readme_walkthrough_works_as_written() {
     let server = Server::start(None);
-    let bin_dir = taskhost_bin().parent().expect("bin dir");
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_taskhost();
     let output = Command::new("bash")
         .args(["-euo", "pipefail", "-c", &walkthrough()])
         .current_dir(repo_root())
@@ -79,12 +74,7 @@ async fn the_http_walkthrough_works_as_written() {
     let web = taskhost_tests::receiver::Receiver::start(0).await;
     let config = "[network]\nopen_ranges = [\"127.0.0.0/8\"]\nplain_http = true\n";
     let server = Server::start_with(None, &[], Some(config));
-    let bin_dir = taskhost_bin().parent().expect("bin dir");
-    let path = format!(
-        "{}:{}",
-        bin_dir.display(),
-        std::env::var("PATH").unwrap_or_default()
-    );
+    let path = path_with_taskhost();
     let script = block("http-walkthrough");
     let (url, hook, token) = (web.url("/ok"), web.url("/hook"), server.admin("dev"));
     let output = tokio::task::spawn_blocking(move || {

@@ -52,7 +52,7 @@ async fn signing_secret(s: &Server, token: &str) -> Vec<u8> {
 fn verified(r: &Received, secret: &[u8]) -> Value {
     let id = &r.headers["webhook-id"];
     let timestamp: i64 = r.headers["webhook-timestamp"].parse().expect("timestamp");
-    let expected = taskhost::webhooks::signature(secret, id, timestamp, &r.body);
+    let expected = taskhost_scheduler::webhooks::signature(secret, id, timestamp, &r.body);
     assert_eq!(r.headers["webhook-signature"], expected, "signature");
     let now = chrono::Utc::now().timestamp();
     assert!((now - timestamp).abs() < 300, "a fresh timestamp");

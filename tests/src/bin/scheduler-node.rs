@@ -5,10 +5,10 @@
 
 use std::sync::Arc;
 use std::time::Duration;
-use taskhost::clock::SystemClock;
-use taskhost::runtime::{Runtime, RuntimeConfig};
-use taskhost::scheduler::{Node, SchedulerConfig};
-use taskhost::store::Store;
+use taskhost_model::clock::SystemClock;
+use taskhost_runtime::{Runtime, RuntimeConfig};
+use taskhost_scheduler::{Node, SchedulerConfig};
+use taskhost_store::Store;
 
 #[tokio::main]
 async fn main() {

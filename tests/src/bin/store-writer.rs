@@ -6,9 +6,9 @@
 
 use std::io::Write;
 use std::sync::Arc;
-use taskhost::clock::SystemClock;
-use taskhost::model::Execution;
-use taskhost::store::Store;
+use taskhost_model::Execution;
+use taskhost_model::clock::SystemClock;
+use taskhost_store::Store;
 
 #[tokio::main]
 async fn main() {

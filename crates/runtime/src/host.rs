@@ -1,0 +1,244 @@
+//! The host side of the plugin contract: bindings for `wit/task.wit`, the
+//! per-run store data, and the `host` interface a plugin imports.
+
+use super::bounds::{
+    self, HOST_BYTE_FUEL, LOG_LINE_OVERHEAD, MAX_LOG_LINES, MAX_NOTE_BYTES, TASKHOST_CALL_FUEL,
+};
+use super::capture::CapturePipe;
+use super::http::{HttpHooks, MAX_FIELDS_BYTES, MAX_RESOURCES};
+use super::limiter::MemoryLimiter;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+use taskhost_model::kv::{self, KvNamespace, KvQuota, KvStore};
+use taskhost_model::outcome::{LogLevel, LogLine, Progress};
+use wasmtime::component::ResourceTable;
+use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+
+wasmtime::component::bindgen!({
+    path: "../../sdk/wit",
+    world: "task",
+    imports: { default: async },
+    exports: { default: async },
+    // The world imports `wasi:http/outgoing-handler`; these come from
+    // wasmtime-wasi(-http), linked by `Runtime::with_stores`.
+    with: {
+        "wasi:http": wasmtime_wasi_http::p2::bindings::http,
+        "wasi:io": wasmtime_wasi::p2::bindings::io,
+        "wasi:clocks": wasmtime_wasi::p2::bindings::clocks,
+    },
+});
+
+use self::taskhost::plugin::{host, types};
+
+/// Everything one run's `wasmtime::Store` holds. A fresh one per run.
+pub(crate) struct RunState {
+    wasi: WasiCtx,
+    http: WasiHttpCtx,
+    pub(crate) hooks: HttpHooks,
+    table: ResourceTable,
+    pub(crate) limiter: MemoryLimiter,
+    pub(crate) stdout: CapturePipe,
+    pub(crate) stderr: CapturePipe,
+    pub(crate) logs: LogBuffer,
+    pub(crate) progress: Option<Progress>,
+    config: Arc<BTreeMap<String, String>>,
+    kv: Arc<dyn KvStore>,
+    namespace: KvNamespace,
+    kv_quota: Option<KvQuota>,
+    secrets: Arc<BTreeMap<String, Result<String, String>>>,
+    /// Fuel our host functions charged that the call hook has not taken yet.
+    pub(crate) fuel_debt: u64,
+}
+
+pub(crate) struct RunStateInit {
+    pub memory_bytes: u64,
+    pub log_bytes: u64,
+    pub config: Arc<BTreeMap<String, String>>,
+    pub kv: Arc<dyn KvStore>,
+    pub namespace: KvNamespace,
+    pub kv_quota: Option<KvQuota>,
+    pub secrets: Arc<BTreeMap<String, Result<String, String>>>,
+    pub hooks: HttpHooks,
+}
+
+impl RunState {
+    pub(crate) fn new(init: RunStateInit) -> Self {
+        let stdout = CapturePipe::new("stdout", init.log_bytes);
+        let stderr = CapturePipe::new("stderr", init.log_bytes);
+        // No preopened directories, no sockets, no environment, no arguments:
+        // only clocks, randomness and the captured stdout/stderr. A plugin
+        // may import `wasi:filesystem` and `wasi:sockets` (interpreters do),
+        // but no path resolves without a preopen, and every socket operation
+        // is refused: TCP, UDP and name lookups are off, and the default
+        // address check admits no address. Outbound HTTP goes through
+        // `wasi:http` and the run's grant (see `http`).
+        let wasi = WasiCtx::builder()
+            .stdout(stdout.clone())
+            .stderr(stderr.clone())
+            .allow_tcp(false)
+            .allow_udp(false)
+            .allow_ip_name_lookup(false)
+            .build();
+        let mut http = WasiHttpCtx::new();
+        http.set_field_size_limit(MAX_FIELDS_BYTES);
+        let mut table = ResourceTable::new();
+        table.set_max_capacity(MAX_RESOURCES);
+        RunState {
+            wasi,
+            http,
+            hooks: init.hooks,
+            table,
+            limiter: MemoryLimiter::new(init.memory_bytes),
+            stdout,
+            stderr,
+            logs: LogBuffer::new(init.log_bytes),
+            progress: None,
+            config: init.config,
+            kv: init.kv,
+            namespace: init.namespace,
+            kv_quota: init.kv_quota,
+            secrets: init.secrets,
+            fuel_debt: 0,
+        }
+    }
+
+    /// Charges fuel for a call of the `host` interface given `bytes`.
+    fn charge(&mut self, bytes: usize) {
+        let cost = TASKHOST_CALL_FUEL.saturating_add((bytes as u64).saturating_mul(HOST_BYTE_FUEL));
+        self.fuel_debt = self.fuel_debt.saturating_add(cost);
+    }
+}
+
+impl WasiView for RunState {
+    fn ctx(&mut self) -> WasiCtxView<'_> {
+        WasiCtxView {
+            ctx: &mut self.wasi,
+            table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for RunState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.hooks,
+        }
+    }
+}
+
+/// Structured log lines of a run, bounded in bytes (each line's message as
+/// stored, plus a fixed overhead) and in lines; lines past either bound are
+/// dropped and counted.
+pub(crate) struct LogBuffer {
+    started: Instant,
+    limit: u64,
+    used: u64,
+    pub(crate) lines: Vec<LogLine>,
+    pub(crate) dropped: u64,
+}
+
+impl LogBuffer {
+    fn new(limit: u64) -> Self {
+        LogBuffer {
+            started: Instant::now(),
+            limit,
+            used: 0,
+            lines: Vec::new(),
+            dropped: 0,
+        }
+    }
+
+    fn push(&mut self, level: LogLevel, message: String) {
+        let size = bounds::escaped_len(&message) as u64 + LOG_LINE_OVERHEAD;
+        if self.lines.len() >= MAX_LOG_LINES || self.used + size > self.limit {
+            self.dropped += 1;
+            return;
+        }
+        self.used += size;
+        let at_ms = u64::try_from(self.started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.lines.push(LogLine {
+            at_ms,
+            level,
+            message,
+        });
+    }
+}
+
+impl From<types::LogLevel> for LogLevel {
+    fn from(level: types::LogLevel) -> Self {
+        match level {
+            types::LogLevel::Trace => LogLevel::Trace,
+            types::LogLevel::Debug => LogLevel::Debug,
+            types::LogLevel::Info => LogLevel::Info,
+            types::LogLevel::Warn => LogLevel::Warn,
+            types::LogLevel::Error => LogLevel::Error,
+        }
+    }
+}
+
+impl types::Host for RunState {}
+
+impl host::Host for RunState {
+    async fn log(&mut self, level: types::LogLevel, message: String) {
+        self.charge(message.len());
+        self.logs.push(level.into(), message);
+    }
+
+    async fn kv_get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
+        self.charge(key.len());
+        kv::check(&key, None).map_err(|e| e.to_string())?;
+        self.kv
+            .kv_get(&self.namespace, &key)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn kv_set(&mut self, key: String, value: Vec<u8>) -> Result<(), String> {
+        self.charge(key.len() + value.len());
+        kv::check(&key, Some(&value)).map_err(|e| e.to_string())?;
+        self.kv
+            .kv_set(&self.namespace, &key, &value, self.kv_quota)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn kv_delete(&mut self, key: String) -> Result<bool, String> {
+        self.charge(key.len());
+        kv::check(&key, None).map_err(|e| e.to_string())?;
+        self.kv
+            .kv_delete(&self.namespace, &key)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    async fn config_get(&mut self, key: String) -> Option<String> {
+        self.charge(key.len());
+        self.config.get(&key).cloned()
+    }
+
+    async fn secret_get(&mut self, name: String) -> Result<String, String> {
+        self.charge(name.len());
+        match self.secrets.get(&name) {
+            Some(value) => value.clone(),
+            None => Err(format!(
+                "secret {name:?} is not granted to this run; name it in the schedule's or the run's `secrets`"
+            )),
+        }
+    }
+
+    async fn progress(&mut self, percent: u8, note: Option<String>) {
+        self.charge(note.as_ref().map_or(0, String::len));
+        let note = note.map(|mut note| {
+            bounds::truncate_escaped(&mut note, MAX_NOTE_BYTES);
+            note
+        });
+        self.progress = Some(Progress {
+            percent: percent.min(100),
+            note,
+        });
+    }
+}

@@ -1,0 +1,217 @@
+//! The delivery loop every running node keeps: find executions whose
+//! webhooks are due, claim them, send, record.
+//!
+//! Claiming is a compare-and-swap on the execution that moves its
+//! `notify_due_at` [`CLAIM`] ahead: other nodes leave it alone meanwhile,
+//! and if this node dies before recording, the claim lapses and any node
+//! (this one, restarted, included) sends again. Receivers deduplicate by
+//! `webhook-id`.
+
+use super::{BACKOFF, GIVE_UP_AFTER, MAX_ATTEMPTS_KEPT, next_due, payload, plan, signature};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use std::time::{Duration, Instant};
+use taskhost_model::secrets::SecretKey;
+use taskhost_model::{Delivery, DeliveryAttempt, DeliveryState, Execution};
+use taskhost_net::Egress;
+use taskhost_store::{Store, StoreError};
+
+/// How long a claim keeps other nodes off an execution's webhooks.
+pub const CLAIM: Duration = Duration::from_secs(30);
+/// How long one attempt may take.
+pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
+/// Executions looked at per pass, and at once.
+const BATCH: u32 = 100;
+const AT_ONCE: usize = 32;
+
+/// Sends one node's share of the webhooks.
+#[derive(Clone)]
+pub struct Deliverer {
+    pub store: Store,
+    pub egress: Egress,
+    /// Signs the deliveries; without it they fail (there is nothing to sign with).
+    pub key: Option<SecretKey>,
+    pub node_id: String,
+    /// Told how each attempt ended: `delivered`, `retrying` or `failed`.
+    pub on_attempt: std::sync::Arc<dyn Fn(&'static str) + Send + Sync>,
+}
+
+/// How one attempt went.
+struct Tried {
+    attempt: DeliveryAttempt,
+    delivered: bool,
+    /// Retrying cannot help (the target is refused by the policy).
+    final_failure: bool,
+}
+
+impl Deliverer {
+    /// One pass: every execution whose webhooks are due now. Returns how
+    /// many executions it sent for.
+    pub async fn pass(&self) -> Result<usize, StoreError> {
+        let now = self.store.now();
+        let due = self.store.notify_due(now, BATCH).await?;
+        let sent = futures::stream::iter(due)
+            .map(|e| self.deliver(e.id))
+            .buffer_unordered(AT_ONCE)
+            .filter(|done| std::future::ready(matches!(done, Ok(true))))
+            .count()
+            .await;
+        Ok(sent)
+    }
+
+    /// Claims, sends and records one execution's due deliveries.
+    async fn deliver(&self, id: String) -> Result<bool, StoreError> {
+        let now = self.store.now();
+        let claim_until = taskhost_model::time::add_saturating(now, CLAIM);
+        let claimed = self
+            .store
+            .modify_execution(&id, move |e| {
+                if e.notify_due_at.is_none_or(|t| t > now) {
+                    return false; // another node took it, or it is done
+                }
+                plan(e, now);
+                e.notify_due_at = next_due(e).map(|_| claim_until);
+                true
+            })
+            .await?;
+        let Some(e) = claimed else { return Ok(false) };
+        if e.notify_due_at.is_none() {
+            return Ok(false); // no target wanted this end
+        }
+        // An execution's targets at once: the claim (30 s) outlasts one
+        // attempt's timeout (10 s) however many targets it has.
+        let results: Vec<(String, Tried)> = futures::future::join_all(
+            e.deliveries
+                .iter()
+                .filter(|d| is_due(d, now))
+                .map(|d| async { (d.id.clone(), self.attempt(&e, d).await) }),
+        )
+        .await;
+        let ended = e.finished_at.unwrap_or(now);
+        let tried: Vec<String> = results.iter().map(|(id, _)| id.clone()).collect();
+        let recorded = self
+            .store
+            .modify_execution(&id, move |e| {
+                let now = results
+                    .last()
+                    .map_or(now, |(_, t): &(String, Tried)| t.attempt.at);
+                for (delivery, tried) in &results {
+                    if let Some(d) = e.deliveries.iter_mut().find(|d| d.id == *delivery) {
+                        record(d, tried, ended, now);
+                    }
+                }
+                // Unless another node claimed it meanwhile (ours lapsed):
+                // then its claim stands, and its own record sets the next time.
+                if e.notify_due_at == Some(claim_until) {
+                    e.notify_due_at = next_due(e);
+                }
+                true
+            })
+            .await?;
+        for d in recorded.iter().flat_map(|e| &e.deliveries) {
+            if tried.contains(&d.id) {
+                (self.on_attempt)(match d.state {
+                    DeliveryState::Delivered => "delivered",
+                    DeliveryState::Failed => "failed",
+                    DeliveryState::Pending => "retrying",
+                });
+            }
+        }
+        Ok(true)
+    }
+
+    /// Sends one delivery once.
+    async fn attempt(&self, e: &Execution, d: &Delivery) -> Tried {
+        let at = self.store.now();
+        let started = Instant::now();
+        let done = |status: Option<u16>, error: Option<String>, final_failure: bool| Tried {
+            delivered: error.is_none(),
+            final_failure,
+            attempt: DeliveryAttempt {
+                at,
+                status,
+                error,
+                duration_ms: u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX),
+                node: self.node_id.clone(),
+            },
+        };
+        let Some(key) = &self.key else {
+            return done(
+                None,
+                Some("this node has no key to sign webhooks with".into()),
+                true,
+            );
+        };
+        let url = match reqwest::Url::parse(&d.url) {
+            Ok(url) => url,
+            Err(e) => return done(None, Some(format!("invalid URL: {e}")), true),
+        };
+        if let Err(refusal) = self.egress.policy().check_url(&e.tenant, None, &url) {
+            return done(None, Some(refusal.to_string()), true);
+        }
+        let body = payload(e, &d.event, at);
+        let timestamp = at.timestamp();
+        let signature = signature(&key.webhook_secret(&e.tenant), &d.id, timestamp, &body);
+        let sent = self
+            .egress
+            .client()
+            .post(url)
+            .header("content-type", "application/json")
+            .header(
+                "user-agent",
+                concat!("taskhost-webhooks/", env!("CARGO_PKG_VERSION")),
+            )
+            .header("webhook-id", &d.id)
+            .header("webhook-timestamp", timestamp.to_string())
+            .header("webhook-signature", signature)
+            .timeout(ATTEMPT_TIMEOUT)
+            .body(body)
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {
+                done(Some(response.status().as_u16()), None, false)
+            }
+            Ok(response) => {
+                let status = response.status();
+                let why = if status.is_redirection() {
+                    format!("answered {status}; webhooks do not follow redirects")
+                } else {
+                    format!("answered {status}")
+                };
+                done(Some(status.as_u16()), Some(why), false)
+            }
+            Err(error) => {
+                let refused = taskhost_net::egress::refusal_in(&error).is_some();
+                done(None, Some(taskhost_net::egress::describe(&error)), refused)
+            }
+        }
+    }
+}
+
+fn is_due(d: &Delivery, now: DateTime<Utc>) -> bool {
+    d.state == DeliveryState::Pending && d.next_at.is_some_and(|t| t <= now)
+}
+
+/// Records an attempt on its delivery and decides what comes next.
+fn record(d: &mut Delivery, tried: &Tried, ended: DateTime<Utc>, now: DateTime<Utc>) {
+    if d.state != DeliveryState::Pending {
+        return; // recorded already (a lapsed claim sent it twice)
+    }
+    if d.attempts.len() >= MAX_ATTEMPTS_KEPT {
+        d.attempts.remove(1); // keep the first and the latest ones
+    }
+    d.attempts.push(tried.attempt.clone());
+    let tries = d.attempts.len();
+    let gave_up = taskhost_model::time::add_saturating(ended, GIVE_UP_AFTER) <= now;
+    if tried.delivered {
+        d.state = DeliveryState::Delivered;
+        d.next_at = None;
+    } else if tried.final_failure || gave_up {
+        d.state = DeliveryState::Failed;
+        d.next_at = None;
+    } else {
+        let wait = BACKOFF[(tries - 1).min(BACKOFF.len() - 1)];
+        d.next_at = Some(taskhost_model::time::add_saturating(now, wait));
+    }
+}

@@ -1,0 +1,496 @@
+//! The life of an execution, as state transitions on [`Store`]:
+//!
+//! ```text
+//!            claim              complete(Finished)
+//!  queued ─────────▶ running ─────────────────────▶ succeeded | failed
+//!    ▲                 │  │      complete(Dead)  ─▶ dead
+//!    └─ complete(Retry)┘  └─ lease expired, release(HostFault) ─▶ queued (same attempt, host fault + 1)
+//!  queued ── cancel ─▶ cancelled      running ── cancel ─▶ cancel_requested
+//! ```
+//!
+//! Each transition is a compare-and-swap on the execution's version
+//! ([`Store::modify_execution`]); only the holder of the current claim (its
+//! [`Lease`]: owner and fencing token) may renew, complete or release it.
+
+use super::{
+    CAS_ATTEMPTS, ClaimOrder, ExecutionFilter, Page, PageRequest, Queued, Store, StoreError, page,
+};
+use chrono::{DateTime, Utc};
+use std::collections::HashSet;
+use std::time::Duration;
+use taskhost_model::time::add_saturating;
+use taskhost_model::{Execution, ExecutionStatus, RetryDecision};
+use taskhost_model::{Outcome, Status};
+
+/// How a running execution ended, as decided by the node that ran it.
+#[derive(Debug, Clone)]
+pub enum Completion {
+    /// The attempt is the last one: `succeeded` or `failed` by its outcome.
+    Finished(Outcome),
+    /// Try again at the given time (attempt + 1).
+    RetryAt(DateTime<Utc>, Outcome),
+    /// No attempts left.
+    Dead(Outcome),
+    /// Stopped because of a cancel request.
+    Cancelled(Option<Outcome>),
+}
+
+/// A node's hold on a running execution: the node and its claim's fencing
+/// token. Renewals, completions and releases must name it; one from an
+/// earlier claim (a node that lost touch, then came back) is refused.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lease {
+    pub owner: String,
+    pub token: String,
+}
+
+impl Lease {
+    /// The lease of a claimed execution (none if it is not running).
+    pub fn of(e: &Execution) -> Option<Lease> {
+        Some(Lease {
+            owner: e.lease_owner.clone()?,
+            token: e.lease_token.clone()?,
+        })
+    }
+}
+
+/// Why a running execution goes back to the queue without using an attempt.
+#[derive(Debug, Clone, Copy)]
+pub enum Release {
+    /// Its node is shutting down: it runs again at once, elsewhere.
+    Shutdown,
+    /// The host could not run or record it (a store error, a failed save):
+    /// it counts as a host fault and runs again after the fault backoff.
+    HostFault,
+}
+
+/// The answer to a lease renewal.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LeaseRenewal {
+    /// Still ours, until the given time.
+    Renewed(DateTime<Utc>),
+    /// Still ours, but a cancel was requested: stop the run.
+    CancelRequested,
+    /// No longer ours (expired and taken over, or finished): stop and drop it.
+    Lost,
+}
+
+impl Store {
+    /// Applies `change` to an execution with compare-and-swap, retrying while
+    /// concurrent writers win. `change` may refuse (return false): then nothing
+    /// is written and the result is `None`, as it is for an unknown id.
+    pub async fn modify_execution(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut Execution) -> bool + Send + 'static,
+    ) -> Result<Option<Execution>, StoreError> {
+        if self.backend.atomic_updates() {
+            // The backend runs read, change and write as one transaction.
+            return self
+                .backend
+                .execution_update(
+                    id,
+                    Box::new(move |e: &mut Execution| {
+                        let changed = change(e);
+                        if changed {
+                            e.version += 1;
+                        }
+                        changed
+                    }),
+                )
+                .await;
+        }
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(mut execution) = self.backend.execution_get(id).await? else {
+                return Ok(None);
+            };
+            if !change(&mut execution) {
+                return Ok(None);
+            }
+            let expected = execution.version;
+            execution.version += 1;
+            if self.backend.execution_replace(&execution, expected).await? {
+                return Ok(Some(execution));
+            }
+            // The write may have landed with its reply lost (the driver then
+            // retries and finds the version moved): if the stored record is
+            // exactly ours, it is ours.
+            if self.backend.execution_get(id).await?.as_ref() == Some(&execution) {
+                return Ok(Some(execution));
+            }
+        }
+        Err(StoreError::Contention(format!("execution {id}")))
+    }
+
+    /// Finished executions whose webhooks are due by `now` (see
+    /// the scheduler's `webhooks`), soonest first.
+    pub async fn notify_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Execution>, StoreError> {
+        self.backend.executions_notify_due(now, limit).await
+    }
+
+    /// Stores a new execution. Only the scheduler's enqueue path makes
+    /// them (`Node::enqueue`), and it also queues them on its node.
+    pub async fn create_execution(&self, execution: &Execution) -> Result<(), StoreError> {
+        if !self.backend.execution_insert(execution).await? {
+            return Err(StoreError::Conflict(format!(
+                "an execution for fire {:?}",
+                execution.fire_time
+            )));
+        }
+        Ok(())
+    }
+
+    /// Stores new executions in one transaction, all or none (`Conflict`
+    /// if one exists already).
+    pub async fn create_executions(&self, executions: &[Execution]) -> Result<(), StoreError> {
+        self.backend.execution_insert_many(executions).await
+    }
+
+    /// The queued and running executions of these schedules (for their
+    /// overlap policies).
+    pub async fn active_runs(&self, schedule_ids: &[String]) -> Result<Vec<Execution>, StoreError> {
+        self.backend.executions_active(schedule_ids).await
+    }
+
+    /// Executions of `tenant` waiting in the queue (for its quota).
+    pub async fn queued_count(&self, tenant: &str) -> Result<u64, StoreError> {
+        self.backend.executions_queued_count(tenant).await
+    }
+
+    /// Removes up to `limit` finished executions whose retention is over.
+    /// Returns how many it removed.
+    pub async fn delete_expired(&self, limit: u32) -> Result<u64, StoreError> {
+        self.backend
+            .executions_delete_expired(self.now(), limit)
+            .await
+    }
+
+    pub async fn get_execution(
+        &self,
+        tenant: &str,
+        id: &str,
+    ) -> Result<Option<Execution>, StoreError> {
+        Ok(self
+            .backend
+            .execution_get(id)
+            .await?
+            .filter(|e| e.tenant == tenant))
+    }
+
+    pub async fn list_executions(
+        &self,
+        tenant: &str,
+        filter: &ExecutionFilter,
+        request: &PageRequest,
+    ) -> Result<Page<Execution>, StoreError> {
+        let query = request.query();
+        let items = self.backend.execution_list(tenant, filter, &query).await?;
+        Ok(page(items, &query, |e| &e.id))
+    }
+
+    /// Queued executions due within `horizon` from now, what a node's
+    /// in-memory heap holds: `limit` in all, shared equally by the tenants
+    /// with such work, each tenant's first in dispatch order (priority, then
+    /// due time) — so one tenant's backlog cannot crowd out the others.
+    pub async fn due_soon(&self, horizon: Duration, limit: u32) -> Result<Vec<Queued>, StoreError> {
+        let before = add_saturating(self.now(), horizon);
+        let tenants = self.backend.executions_due_tenants(before).await?;
+        if tenants.is_empty() {
+            return Ok(Vec::new());
+        }
+        let share = (limit / tenants.len() as u32).max(1);
+        let mut due = Vec::new();
+        for tenant in tenants {
+            due.extend(self.backend.executions_due(&tenant, before, share).await?);
+        }
+        Ok(due)
+    }
+
+    /// Claims a queued, due execution for `owner` with a lease of `lease`.
+    /// Of any number of racing claimants exactly one gets `Some`.
+    pub async fn claim(
+        &self,
+        id: &str,
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Option<Execution>, StoreError> {
+        self.faults.check(super::faults::Op::Claim)?;
+        let (now, owner) = (self.now(), owner.to_owned());
+        self.modify_execution(id, move |e| {
+            if e.status != ExecutionStatus::Queued || e.due_at > now {
+                return false;
+            }
+            e.status = ExecutionStatus::Running;
+            e.lease_owner = Some(owner.clone());
+            e.node = Some(owner.clone());
+            e.lease_expires_at = Some(add_saturating(now, lease));
+            e.lease_token = Some(taskhost_model::new_id());
+            e.started_at = Some(now);
+            true
+        })
+        .await
+    }
+
+    /// Claims those of `ids` that are queued and due, for `owner`, in one go
+    /// where the backend can ([`Backend::batch_claims`](super::Backend::batch_claims)),
+    /// else each by compare-and-swap, concurrently. Returns the claimed ones;
+    /// an error only if none could be claimed because of it.
+    pub async fn claim_many(
+        &self,
+        ids: &[String],
+        owner: &str,
+        lease: Duration,
+    ) -> Result<Vec<Execution>, StoreError> {
+        if !self.backend.batch_claims() {
+            let claims = ids.iter().map(|id| self.claim(id, owner, lease));
+            let mut claimed = Vec::with_capacity(ids.len());
+            let mut failure = None;
+            for result in futures::future::join_all(claims).await {
+                match result {
+                    Ok(e) => claimed.extend(e),
+                    Err(e) => failure = Some(e),
+                }
+            }
+            return match failure {
+                Some(e) if claimed.is_empty() => Err(e),
+                _ => Ok(claimed),
+            };
+        }
+        self.faults.check(super::faults::Op::Claim)?;
+        let now = self.now();
+        let order = ClaimOrder {
+            owner: owner.to_owned(),
+            now,
+            lease_until: add_saturating(now, lease),
+        };
+        self.backend.executions_claim(ids, &order).await
+    }
+
+    /// Extends `held`'s lease on a running execution by `lease`.
+    pub async fn renew_lease(
+        &self,
+        id: &str,
+        held: &Lease,
+        lease: Duration,
+    ) -> Result<LeaseRenewal, StoreError> {
+        self.faults.check(super::faults::Op::Renew)?;
+        let until = add_saturating(self.now(), lease);
+        let held = held.clone();
+        let renewed = self
+            .modify_execution(id, move |e| {
+                if !holds_lease(e, &held) {
+                    return false;
+                }
+                e.lease_expires_at = Some(until);
+                true
+            })
+            .await?;
+        Ok(match renewed {
+            Some(e) if e.cancel_requested => LeaseRenewal::CancelRequested,
+            Some(_) => LeaseRenewal::Renewed(until),
+            None => LeaseRenewal::Lost,
+        })
+    }
+
+    /// Records how `held`'s run ended. `None` if that lease is no longer
+    /// held (another claim took the execution over): the result is dropped,
+    /// so an execution never completes twice.
+    pub async fn complete(
+        &self,
+        id: &str,
+        held: &Lease,
+        completion: Completion,
+    ) -> Result<Option<Execution>, StoreError> {
+        self.faults.check(super::faults::Op::Complete)?;
+        self.complete_by_cas(id, held, completion).await
+    }
+
+    /// [`Store::complete`] for the node that ran `claimed` (its copy as
+    /// claimed): where the backend can, the finished record is built from
+    /// that copy and written fenced by the lease, with no read first. A retry
+    /// goes the compare-and-swap way, which keeps a cancel that arrived
+    /// during the run.
+    pub async fn complete_claimed(
+        &self,
+        claimed: &Execution,
+        held: &Lease,
+        completion: Completion,
+    ) -> Result<Option<Execution>, StoreError> {
+        self.faults.check(super::faults::Op::Complete)?;
+        if !self.backend.batch_claims() || matches!(completion, Completion::RetryAt(..)) {
+            return self.complete_by_cas(&claimed.id, held, completion).await;
+        }
+        if !holds_lease(claimed, held) {
+            return Ok(None);
+        }
+        let mut e = claimed.clone();
+        drop_lease(&mut e);
+        apply(&mut e, completion, self.now());
+        Ok(self
+            .backend
+            .execution_write_fenced(&e, held)
+            .await?
+            .map(|version| {
+                e.version = version;
+                e
+            }))
+    }
+
+    async fn complete_by_cas(
+        &self,
+        id: &str,
+        held: &Lease,
+        completion: Completion,
+    ) -> Result<Option<Execution>, StoreError> {
+        let (now, held) = (self.now(), held.clone());
+        self.modify_execution(id, move |e| {
+            if !holds_lease(e, &held) {
+                return false;
+            }
+            drop_lease(e);
+            apply(e, completion.clone(), now);
+            true
+        })
+        .await
+    }
+
+    /// Gives a running execution back to the queue without using up an
+    /// attempt. `None` if `held` is no longer its lease. A host fault past
+    /// [`MAX_HOST_FAULTS`](taskhost_model::MAX_HOST_FAULTS) ends it `dead`.
+    pub async fn release(
+        &self,
+        id: &str,
+        held: &Lease,
+        why: Release,
+    ) -> Result<Option<Execution>, StoreError> {
+        self.faults.check(super::faults::Op::Release)?;
+        let (now, held) = (self.now(), held.clone());
+        self.modify_execution(id, move |e| {
+            if !holds_lease(e, &held) {
+                return false;
+            }
+            drop_lease(e);
+            e.started_at = None;
+            match why {
+                Release::Shutdown => requeue(e, now),
+                Release::HostFault => host_fault(e, now),
+            }
+            true
+        })
+        .await
+    }
+
+    /// Puts running executions whose lease expired (their node died or lost
+    /// touch with the store) back in the queue. That is a host fault: the
+    /// same attempt runs again after the fault backoff, and an execution past
+    /// [`MAX_HOST_FAULTS`](taskhost_model::MAX_HOST_FAULTS) ends `dead`. The
+    /// executions in `alive` (the caller's own runs, which it knows to be
+    /// going) are left alone. Returns the executions it changed.
+    pub async fn requeue_expired(
+        &self,
+        limit: u32,
+        alive: &HashSet<String>,
+    ) -> Result<Vec<Execution>, StoreError> {
+        let now = self.now();
+        let mut changed = Vec::new();
+        for expired in self.backend.executions_expired(now, limit).await? {
+            if alive.contains(&expired.id) {
+                continue;
+            }
+            let requeued = self
+                .modify_execution(&expired.id, move |e| {
+                    if e.status != ExecutionStatus::Running
+                        || e.lease_expires_at.is_none_or(|t| t >= now)
+                    {
+                        return false;
+                    }
+                    drop_lease(e);
+                    host_fault(e, now);
+                    true
+                })
+                .await?;
+            changed.extend(requeued);
+        }
+        Ok(changed)
+    }
+
+    /// Cancels an execution of `tenant`: a queued one at once, a running one by
+    /// request (its node stops it at the next lease renewal). `None` if the
+    /// execution is unknown, another tenant's, or already finished.
+    pub async fn cancel(&self, tenant: &str, id: &str) -> Result<Option<Execution>, StoreError> {
+        let (now, tenant) = (self.now(), tenant.to_owned());
+        self.modify_execution(id, move |e| {
+            if e.tenant != tenant || e.status.is_final() {
+                return false;
+            }
+            if e.status == ExecutionStatus::Queued {
+                e.finish(ExecutionStatus::Cancelled, now);
+            } else {
+                e.cancel_requested = true;
+            }
+            true
+        })
+        .await
+    }
+}
+
+/// The end of a run, on the record: outcome, status, and the next attempt.
+fn apply(e: &mut Execution, completion: Completion, now: DateTime<Utc>) {
+    match completion {
+        Completion::Finished(outcome) => {
+            let status = if outcome.status == Status::Succeeded {
+                ExecutionStatus::Succeeded
+            } else {
+                ExecutionStatus::Failed
+            };
+            e.outcome = Some(outcome);
+            e.finish(status, now);
+        }
+        Completion::RetryAt(at, outcome) => {
+            e.status = ExecutionStatus::Queued;
+            e.attempt += 1;
+            e.due_at = at;
+            e.outcome = Some(outcome);
+        }
+        Completion::Dead(outcome) => {
+            e.outcome = Some(outcome);
+            e.finish(ExecutionStatus::Dead, now);
+        }
+        Completion::Cancelled(outcome) => {
+            e.outcome = outcome.or(e.outcome.take());
+            e.finish(ExecutionStatus::Cancelled, now);
+        }
+    }
+}
+
+fn holds_lease(e: &Execution, held: &Lease) -> bool {
+    e.status == ExecutionStatus::Running
+        && e.lease_owner.as_deref() == Some(held.owner.as_str())
+        && e.lease_token.as_deref() == Some(held.token.as_str())
+}
+
+fn drop_lease(e: &mut Execution) {
+    e.lease_owner = None;
+    e.lease_expires_at = None;
+    e.lease_token = None;
+}
+
+/// Back to the queue, due at `at`, same attempt.
+fn requeue(e: &mut Execution, at: DateTime<Utc>) {
+    e.status = ExecutionStatus::Queued;
+    e.due_at = at;
+}
+
+/// One more host fault: the same attempt again after the fault backoff, or
+/// `dead` past the limit.
+fn host_fault(e: &mut Execution, now: DateTime<Utc>) {
+    e.host_faults = e.host_faults.saturating_add(1);
+    match e.policy.retry().after_host_fault(e.host_faults, now) {
+        RetryDecision::RetryAt(at) => requeue(e, at),
+        RetryDecision::GiveUp => e.finish(ExecutionStatus::Dead, now),
+    }
+}

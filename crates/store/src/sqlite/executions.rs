@@ -1,0 +1,325 @@
+//! Executions on SQLite, and the hot path's shortcuts.
+//!
+//! An execution is its JSON document beside the columns that queries use.
+//! The claim — the one change every run makes before it starts — updates
+//! only columns (`status`, the lease, `node`, `started_at`, `version`) and
+//! leaves the document as it was; a read lays those columns over the
+//! document ([`State::overlay`]). Every other write (a completion, a
+//! release, a cancel) writes the whole row, document and columns alike, so
+//! they never disagree after it.
+//!
+//! A batch of claims is one job on the connection thread: one transaction,
+//! one `UPDATE … RETURNING` per execution, and the documents are parsed by
+//! the caller, off that thread. A completion is written by the node that ran
+//! it from its own copy of the execution, fenced by the lease in the `WHERE`
+//! clause, so it needs no read first.
+
+use super::{SqliteBackend, insert_row, is_unique_violation, ms, sql};
+use crate::backend::{
+    ClaimOrder, ExecutionFilter, PageQuery, Queued, Result, execution_row, from_doc,
+};
+use crate::{Lease, StoreError};
+use chrono::{DateTime, Utc};
+use rusqlite::{Connection, ToSql};
+use std::sync::LazyLock;
+use taskhost_model::{Execution, ExecutionStatus};
+
+/// The columns a read of an execution selects, in [`State`]'s order.
+pub(super) const COLUMNS: &str =
+    "doc, status, version, lease_expires_at, lease_owner, lease_token, node, started_at";
+
+/// The columns a completion by the running node changes (besides the
+/// document and the version). [`SqliteBackend::write_fenced`] is used for
+/// final completions only, which change nothing else.
+const FINISH_COLUMNS: [&str; 6] = [
+    "status",
+    "lease_expires_at",
+    "lease_owner",
+    "lease_token",
+    "expires_at",
+    "notify_due_at",
+];
+
+/// An execution as read: its document and the columns laid over it.
+pub(super) struct RawExecution {
+    doc: String,
+    state: State,
+}
+
+/// The columns a claim changes without rewriting the document.
+struct State {
+    status: String,
+    version: i64,
+    lease_expires_at: Option<i64>,
+    lease_owner: Option<String>,
+    lease_token: Option<String>,
+    node: Option<String>,
+    started_at: Option<i64>,
+}
+
+impl RawExecution {
+    /// Reads a row selected with [`COLUMNS`].
+    pub(super) fn from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<RawExecution> {
+        Ok(RawExecution {
+            doc: r.get(0)?,
+            state: State {
+                status: r.get(1)?,
+                version: r.get(2)?,
+                lease_expires_at: r.get(3)?,
+                lease_owner: r.get(4)?,
+                lease_token: r.get(5)?,
+                node: r.get(6)?,
+                started_at: r.get(7)?,
+            },
+        })
+    }
+
+    pub(super) fn parse(self) -> Result<Execution> {
+        let mut e: Execution = from_doc(&self.doc)?;
+        self.state.overlay(&mut e)?;
+        Ok(e)
+    }
+}
+
+impl State {
+    /// Lays the columns over the document. `status`, `version` and
+    /// `lease_expires_at` are always written with the row, so they are the
+    /// truth. The others are written by every full write and by a claim; a
+    /// NULL means "as the document says" (the rows of schema version 3 and
+    /// older have NULL there).
+    fn overlay(self, e: &mut Execution) -> Result<()> {
+        e.status = ExecutionStatus::parse(&self.status)
+            .ok_or_else(|| StoreError::Corrupt(format!("unknown status {:?}", self.status)))?;
+        e.version = self.version as u64;
+        e.lease_expires_at = self
+            .lease_expires_at
+            .and_then(DateTime::from_timestamp_millis);
+        if self.lease_owner.is_some() {
+            e.lease_owner = self.lease_owner;
+        }
+        if self.lease_token.is_some() {
+            e.lease_token = self.lease_token;
+        }
+        if self.node.is_some() {
+            e.node = self.node;
+        }
+        if let Some(at) = self
+            .started_at
+            .and_then(DateTime::<Utc>::from_timestamp_millis)
+        {
+            e.started_at = Some(at);
+        }
+        Ok(())
+    }
+}
+
+/// Runs `SELECT COLUMNS FROM executions <rest>`, parsing on this thread.
+pub(super) fn select(conn: &Connection, rest: &str, args: &[&dyn ToSql]) -> Result<Vec<Execution>> {
+    let text = format!("SELECT {COLUMNS} FROM executions {rest}");
+    let mut stmt = conn.prepare_cached(&text).map_err(sql)?;
+    let rows = stmt.query_map(args, RawExecution::from_row).map_err(sql)?;
+    rows.map(|row| row.map_err(sql).and_then(RawExecution::parse))
+        .collect()
+}
+
+/// Inserts an execution's row unless its fire key is taken; whether it is
+/// stored. With `again`, the same row stored before (its own id under its
+/// fire key) counts as stored, as on MongoDB after a retried insert. A taken
+/// id (not a fire key) is a `Conflict`.
+pub(super) fn insert(c: &Connection, row: &crate::backend::Row, again: bool) -> Result<bool> {
+    match insert_row(c, "executions", row, "ON CONFLICT (fire_key) DO NOTHING") {
+        Ok(1) => Ok(true),
+        Ok(_) if !again => Ok(false),
+        Ok(_) => c
+            .prepare_cached("SELECT 1 FROM executions WHERE id = ?")
+            .and_then(|mut s| s.exists([&row.id]))
+            .map_err(sql),
+        Err(e) if is_unique_violation(&e) => {
+            Err(StoreError::Conflict(format!("execution {}", row.id)))
+        }
+        Err(e) => Err(sql(e)),
+    }
+}
+
+pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<Execution>> {
+    Ok(select(conn, "WHERE id = ?", &[&id])?.pop())
+}
+
+/// The statements of the hot path, written out once (a statement's text is
+/// also its key in the connection's statement cache).
+static CLAIM: LazyLock<String> = LazyLock::new(|| {
+    format!(
+        "UPDATE executions SET status = 'running', lease_owner = ?1, node = ?1, lease_token = ?2,
+           lease_expires_at = ?3, started_at = ?4, version = version + 1
+         WHERE id = ?5 AND status = 'queued' AND due_at <= ?4
+         RETURNING {COLUMNS}"
+    )
+});
+/// Sets [`FINISH_COLUMNS`] in their order, then the document.
+static FINISH: LazyLock<String> = LazyLock::new(|| {
+    let sets: Vec<String> = FINISH_COLUMNS.iter().map(|n| format!("{n} = ?")).collect();
+    format!(
+        "UPDATE executions SET {}, doc = ?, version = version + 1
+         WHERE id = ? AND status = 'running' AND lease_owner = ? AND lease_token = ?
+         RETURNING version",
+        sets.join(", ")
+    )
+});
+
+/// Claims one execution by columns alone; the row as it is now, if claimed.
+fn claim_one(conn: &Connection, id: &str, order: &ClaimOrder) -> Result<Option<RawExecution>> {
+    let token = taskhost_model::new_id();
+    let args: [&dyn ToSql; 5] = [
+        &order.owner,
+        &token,
+        &ms(order.lease_until),
+        &ms(order.now),
+        &id,
+    ];
+    let mut stmt = conn.prepare_cached(&CLAIM).map_err(sql)?;
+    let mut rows = stmt.query(args.as_slice()).map_err(sql)?;
+    match rows.next().map_err(sql)? {
+        Some(row) => Ok(Some(RawExecution::from_row(row).map_err(sql)?)),
+        None => Ok(None),
+    }
+}
+
+impl SqliteBackend {
+    pub(super) async fn claim_many(
+        &self,
+        ids: &[String],
+        order: &ClaimOrder,
+    ) -> Result<Vec<Execution>> {
+        let (ids, order) = (ids.to_vec(), order.clone());
+        let raw = self
+            .call(move |c| {
+                let mut claimed = Vec::with_capacity(ids.len());
+                for id in &ids {
+                    claimed.extend(claim_one(c, id, &order)?);
+                }
+                Ok(claimed)
+            })
+            .await?;
+        raw.into_iter().map(RawExecution::parse).collect()
+    }
+
+    pub(super) async fn write_fenced(&self, e: &Execution, held: &Lease) -> Result<Option<u64>> {
+        let row = execution_row(e)?;
+        let (owner, token) = (held.owner.clone(), held.token.clone());
+        self.call_statement(move |c| {
+            // Only the columns a finished run changes: an index is updated
+            // only when a column it holds is set.
+            let mut args: Vec<&dyn ToSql> = Vec::with_capacity(FINISH_COLUMNS.len() + 4);
+            for name in FINISH_COLUMNS {
+                let (_, value) = row
+                    .fields
+                    .iter()
+                    .find(|(n, _)| *n == name)
+                    .ok_or_else(|| StoreError::backend(format!("no column {name} in a row")))?;
+                args.push(value);
+            }
+            args.extend([&row.doc as &dyn ToSql, &row.id, &owner, &token]);
+            let mut stmt = c.prepare_cached(&FINISH).map_err(sql)?;
+            let mut rows = stmt.query(args.as_slice()).map_err(sql)?;
+            match rows.next().map_err(sql)? {
+                Some(r) => Ok(Some(r.get::<_, i64>(0).map_err(sql)? as u64)),
+                None => Ok(None),
+            }
+        })
+        .await
+    }
+
+    /// `tenant`'s executions by filter, newest first; the records of fires
+    /// that did not run (`skipped`) only when asked for by status.
+    pub(super) async fn list_executions(
+        &self,
+        tenant: &str,
+        filter: &ExecutionFilter,
+        page: &PageQuery,
+    ) -> Result<Vec<Execution>> {
+        let mut args: Vec<Box<dyn ToSql + Send>> = vec![Box::new(tenant.to_owned())];
+        let mut text = String::from("WHERE tenant = ?");
+        let mut add = |clause: &str, arg: Box<dyn ToSql + Send>| {
+            text.push_str(clause);
+            args.push(arg);
+        };
+        if let Some(v) = &filter.schedule_id {
+            add(" AND schedule_id = ?", Box::new(v.clone()));
+        }
+        if let Some(v) = &filter.plugin_id {
+            add(" AND plugin_id = ?", Box::new(v.clone()));
+        }
+        let status = filter.status.map_or("skipped", |v| v.as_str());
+        let op = if filter.status.is_some() { "=" } else { "!=" };
+        add(&format!(" AND status {op} ?"), Box::new(status));
+        if let Some(v) = filter.since {
+            add(" AND created_at >= ?", Box::new(ms(v)));
+        }
+        if let Some(v) = filter.until {
+            add(" AND created_at < ?", Box::new(ms(v)));
+        }
+        let text = super::paged(text, &mut args, page);
+        self.call(move |c| {
+            let refs: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref() as &dyn ToSql).collect();
+            select(c, &text, &refs)
+        })
+        .await
+    }
+
+    pub(super) async fn insert_many(&self, executions: &[Execution]) -> Result<()> {
+        let rows = executions
+            .iter()
+            .map(execution_row)
+            .collect::<Result<Vec<_>>>()?;
+        self.call(move |c| {
+            // One job: its savepoint makes the whole batch all or nothing.
+            for row in &rows {
+                if !insert(c, row, false)? {
+                    return Err(StoreError::Conflict(format!("execution {}", row.id)));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    pub(super) async fn due(
+        &self,
+        tenant: &str,
+        before: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Queued>> {
+        let tenant = tenant.to_owned();
+        self.call(move |c| {
+            let mut stmt = c
+                .prepare_cached(
+                    "SELECT id, priority, due_at FROM executions
+                     WHERE status = 'queued' AND tenant = ? AND due_at <= ?
+                     ORDER BY priority DESC, due_at, id LIMIT ?",
+                )
+                .map_err(sql)?;
+            let rows = stmt
+                .query_map(rusqlite::params![tenant, ms(before), limit], |r| {
+                    Ok((
+                        r.get::<_, String>(0)?,
+                        r.get::<_, i32>(1)?,
+                        r.get::<_, i64>(2)?,
+                    ))
+                })
+                .map_err(sql)?;
+            rows.map(|row| {
+                let (id, priority, due) = row.map_err(sql)?;
+                let due_at = DateTime::from_timestamp_millis(due)
+                    .ok_or_else(|| StoreError::Corrupt(format!("due_at {due} of {id}")))?;
+                Ok(Queued {
+                    id,
+                    tenant: tenant.clone(),
+                    priority,
+                    due_at,
+                })
+            })
+            .collect()
+        })
+        .await
+    }
+}
