@@ -12,9 +12,7 @@
 //! ([`Store::modify_execution`]); only the holder of the current claim (its
 //! [`Lease`]: owner and fencing token) may renew, complete or release it.
 
-use super::{
-    CAS_ATTEMPTS, ClaimOrder, ExecutionFilter, Page, PageRequest, Queued, Store, StoreError, page,
-};
+use super::{ClaimOrder, ExecutionFilter, Page, PageRequest, Queued, Store, StoreError, page};
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use std::time::Duration;
@@ -82,44 +80,9 @@ impl Store {
     pub async fn modify_execution(
         &self,
         id: &str,
-        mut change: impl FnMut(&mut Execution) -> bool + Send + 'static,
+        change: impl FnMut(&mut Execution) -> bool + Send + 'static,
     ) -> Result<Option<Execution>, StoreError> {
-        if self.backend.atomic_updates() {
-            // The backend runs read, change and write as one transaction.
-            return self
-                .backend
-                .execution_update(
-                    id,
-                    Box::new(move |e: &mut Execution| {
-                        let changed = change(e);
-                        if changed {
-                            e.version += 1;
-                        }
-                        changed
-                    }),
-                )
-                .await;
-        }
-        for _ in 0..CAS_ATTEMPTS {
-            let Some(mut execution) = self.backend.execution_get(id).await? else {
-                return Ok(None);
-            };
-            if !change(&mut execution) {
-                return Ok(None);
-            }
-            let expected = execution.version;
-            execution.version += 1;
-            if self.backend.execution_replace(&execution, expected).await? {
-                return Ok(Some(execution));
-            }
-            // The write may have landed with its reply lost (the driver then
-            // retries and finds the version moved): if the stored record is
-            // exactly ours, it is ours.
-            if self.backend.execution_get(id).await?.as_ref() == Some(&execution) {
-                return Ok(Some(execution));
-            }
-        }
-        Err(StoreError::Contention(format!("execution {id}")))
+        self.backend.execution_update(id, Box::new(change)).await
     }
 
     /// Finished executions whose webhooks are due by `now` (see
@@ -220,46 +183,24 @@ impl Store {
     ) -> Result<Option<Execution>, StoreError> {
         self.faults.check(super::faults::Op::Claim)?;
         let (now, owner) = (self.now(), owner.to_owned());
-        self.modify_execution(id, move |e| {
-            if e.status != ExecutionStatus::Queued || e.due_at > now {
-                return false;
-            }
-            e.status = ExecutionStatus::Running;
-            e.lease_owner = Some(owner.clone());
-            e.node = Some(owner.clone());
-            e.lease_expires_at = Some(add_saturating(now, lease));
-            e.lease_token = Some(taskhost_model::new_id());
-            e.started_at = Some(now);
-            true
-        })
-        .await
+        let order = ClaimOrder {
+            owner,
+            now,
+            lease_until: add_saturating(now, lease),
+        };
+        self.modify_execution(id, move |e| claim(e, &order)).await
     }
 
-    /// Claims those of `ids` that are queued and due, for `owner`, in one go
-    /// where the backend can ([`Backend::batch_claims`](super::Backend::batch_claims)),
-    /// else each by compare-and-swap, concurrently. Returns the claimed ones;
-    /// an error only if none could be claimed because of it.
+    /// Claims those of `ids` that are queued and due, for `owner`, in one
+    /// call (see [`ExecutionStore::executions_claim`](crate::ExecutionStore::executions_claim)).
+    /// Returns the claimed ones; an error only if none could be claimed
+    /// because of it.
     pub async fn claim_many(
         &self,
         ids: &[String],
         owner: &str,
         lease: Duration,
     ) -> Result<Vec<Execution>, StoreError> {
-        if !self.backend.batch_claims() {
-            let claims = ids.iter().map(|id| self.claim(id, owner, lease));
-            let mut claimed = Vec::with_capacity(ids.len());
-            let mut failure = None;
-            for result in futures::future::join_all(claims).await {
-                match result {
-                    Ok(e) => claimed.extend(e),
-                    Err(e) => failure = Some(e),
-                }
-            }
-            return match failure {
-                Some(e) if claimed.is_empty() => Err(e),
-                _ => Ok(claimed),
-            };
-        }
         self.faults.check(super::faults::Op::Claim)?;
         let now = self.now();
         let order = ClaimOrder {
@@ -310,8 +251,8 @@ impl Store {
     }
 
     /// [`Store::complete`] for the node that ran `claimed` (its copy as
-    /// claimed): where the backend can, the finished record is built from
-    /// that copy and written fenced by the lease, with no read first. A retry
+    /// claimed): the finished record is built from that copy and written
+    /// fenced by the lease (with no read first on SQLite). A retry
     /// goes the compare-and-swap way, which keeps a cancel that arrived
     /// during the run.
     pub async fn complete_claimed(
@@ -321,7 +262,7 @@ impl Store {
         completion: Completion,
     ) -> Result<Option<Execution>, StoreError> {
         self.faults.check(super::faults::Op::Complete)?;
-        if !self.backend.batch_claims() || matches!(completion, Completion::RetryAt(..)) {
+        if matches!(completion, Completion::RetryAt(..)) {
             return self.complete_by_cas(&claimed.id, held, completion).await;
         }
         if !holds_lease(claimed, held) {
@@ -438,6 +379,22 @@ impl Store {
     }
 }
 
+/// A claim of a queued, due execution by `order.owner`, on the record (the
+/// SQLite backend makes the same change with columns alone, see
+/// `sqlite::executions`).
+pub(crate) fn claim(e: &mut Execution, order: &ClaimOrder) -> bool {
+    if e.status != ExecutionStatus::Queued || e.due_at > order.now {
+        return false;
+    }
+    e.status = ExecutionStatus::Running;
+    e.lease_owner = Some(order.owner.clone());
+    e.node = Some(order.owner.clone());
+    e.lease_expires_at = Some(order.lease_until);
+    e.lease_token = Some(taskhost_model::new_id());
+    e.started_at = Some(order.now);
+    true
+}
+
 /// The end of a run, on the record: outcome, status, and the next attempt.
 fn apply(e: &mut Execution, completion: Completion, now: DateTime<Utc>) {
     match completion {
@@ -467,7 +424,7 @@ fn apply(e: &mut Execution, completion: Completion, now: DateTime<Utc>) {
     }
 }
 
-fn holds_lease(e: &Execution, held: &Lease) -> bool {
+pub(crate) fn holds_lease(e: &Execution, held: &Lease) -> bool {
     e.status == ExecutionStatus::Running
         && e.lease_owner.as_deref() == Some(held.owner.as_str())
         && e.lease_token.as_deref() == Some(held.token.as_str())

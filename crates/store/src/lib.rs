@@ -23,13 +23,16 @@ pub mod mongo;
 pub mod news;
 mod secrets;
 pub mod sqlite;
+mod traits;
 
 pub use backend::{
-    Backend, ClaimOrder, ExecutionFilter, FireFilter, PageQuery, PluginFilter, Queued,
-    ScheduleFilter, Usage,
+    ClaimOrder, ExecutionFilter, FireFilter, PageQuery, PluginFilter, Queued, ScheduleFilter, Usage,
 };
 pub use executions::{Completion, Lease, LeaseRenewal, Release};
 pub use fires::{AliasMove, FireDecided, ResolvedPlugin};
+pub use traits::{
+    Backend, ClusterStore, ExecutionStore, PluginStore, ScheduleStore, SecretStore, StateStore,
+};
 
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
@@ -47,7 +50,7 @@ pub const DEFAULT_PAGE: u32 = 50;
 /// The largest page a caller may ask for.
 pub const MAX_PAGE: u32 = 1000;
 /// How often a compare-and-swap is retried when other writers keep winning.
-const CAS_ATTEMPTS: usize = 32;
+pub(crate) const CAS_ATTEMPTS: usize = 32;
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]

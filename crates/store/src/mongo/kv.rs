@@ -9,6 +9,7 @@
 use super::{MongoBackend, db_err};
 use crate::StoreError;
 use crate::backend::Result;
+use crate::traits::StateStore;
 use mongodb::bson::{self, Document, doc};
 use taskhost_model::kv::KvQuota;
 
@@ -17,26 +18,6 @@ fn kv_id(tenant: &str, plugin: &str, key: &str) -> Document {
 }
 
 impl MongoBackend {
-    pub(super) async fn kv_read(
-        &self,
-        tenant: &str,
-        plugin: &str,
-        key: &str,
-    ) -> Result<Option<Vec<u8>>> {
-        let found = self
-            .coll("kv")
-            .find_one(doc! { "_id": kv_id(tenant, plugin, key) })
-            .await
-            .map_err(db_err)?;
-        found
-            .map(|d| {
-                d.get_binary_generic("value")
-                    .cloned()
-                    .map_err(|e| StoreError::Corrupt(e.to_string()))
-            })
-            .transpose()
-    }
-
     /// A tenant's kv keys and bytes.
     async fn kv_usage(&self, tenant: &str) -> Result<(u64, u64)> {
         let usage = self
@@ -59,8 +40,26 @@ impl MongoBackend {
             .map(drop)
             .map_err(db_err)
     }
+}
 
-    pub(super) async fn kv_write(
+#[async_trait::async_trait]
+impl StateStore for MongoBackend {
+    async fn kv_get(&self, tenant: &str, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
+        let found = self
+            .coll("kv")
+            .find_one(doc! { "_id": kv_id(tenant, plugin, key) })
+            .await
+            .map_err(db_err)?;
+        found
+            .map(|d| {
+                d.get_binary_generic("value")
+                    .cloned()
+                    .map_err(|e| StoreError::Corrupt(e.to_string()))
+            })
+            .transpose()
+    }
+
+    async fn kv_set(
         &self,
         tenant: &str,
         plugin: &str,
@@ -69,7 +68,7 @@ impl MongoBackend {
         quota: Option<KvQuota>,
     ) -> Result<()> {
         let old = self
-            .kv_read(tenant, plugin, key)
+            .kv_get(tenant, plugin, key)
             .await?
             .map(|v| (v.len() + key.len()) as u64);
         let usage = match quota {
@@ -92,7 +91,7 @@ impl MongoBackend {
         self.add_kv_usage(tenant, keys, bytes).await
     }
 
-    pub(super) async fn kv_remove(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool> {
+    async fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool> {
         let removed = self
             .coll("kv")
             .find_one_and_delete(doc! { "_id": kv_id(tenant, plugin, key) })

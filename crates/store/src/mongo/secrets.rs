@@ -4,6 +4,7 @@
 use super::{MongoBackend, db_err, is_duplicate};
 use crate::StoreError;
 use crate::backend::Result;
+use crate::traits::SecretStore;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::{Binary, Document, doc, spec::BinarySubtype};
@@ -24,8 +25,9 @@ fn corrupt() -> StoreError {
     StoreError::Corrupt("a secret's record lacks its fields".into())
 }
 
-impl MongoBackend {
-    pub(super) async fn put_secret(
+#[async_trait::async_trait]
+impl SecretStore for MongoBackend {
+    async fn secret_put(
         &self,
         tenant: &str,
         name: &str,
@@ -73,7 +75,7 @@ impl MongoBackend {
         Err(StoreError::Contention(format!("secret {name}")))
     }
 
-    pub(super) async fn list_secrets(&self, tenant: &str) -> Result<Vec<SecretInfo>> {
+    async fn secret_list(&self, tenant: &str) -> Result<Vec<SecretInfo>> {
         let cursor = self
             .coll("secrets")
             .find(doc! { "tenant": tenant })
@@ -85,7 +87,7 @@ impl MongoBackend {
         docs.iter().map(|d| info(d).ok_or_else(corrupt)).collect()
     }
 
-    pub(super) async fn get_secret(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>> {
+    async fn secret_get(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>> {
         let found = self
             .coll("secrets")
             .find_one(doc! { "tenant": tenant, "name": name })
@@ -94,7 +96,7 @@ impl MongoBackend {
         Ok(found.and_then(|d| d.get_binary_generic("value").ok().cloned()))
     }
 
-    pub(super) async fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool> {
+    async fn secret_delete(&self, tenant: &str, name: &str) -> Result<bool> {
         let result = self
             .coll("secrets")
             .delete_one(doc! { "tenant": tenant, "name": name })

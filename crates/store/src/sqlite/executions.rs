@@ -14,12 +14,16 @@
 //! it from its own copy of the execution, fenced by the lease in the `WHERE`
 //! clause, so it needs no read first.
 
+use super::rows::replace_row;
 use super::{SqliteBackend, insert_row, is_unique_violation, ms, sql};
+use crate::backend::ExecutionChange;
 use crate::backend::{
     ClaimOrder, ExecutionFilter, PageQuery, Queued, Result, execution_row, from_doc,
 };
+use crate::traits::ExecutionStore;
 use crate::{Lease, StoreError};
 use chrono::{DateTime, Utc};
+use rusqlite::params;
 use rusqlite::{Connection, ToSql};
 use std::sync::LazyLock;
 use taskhost_model::{Execution, ExecutionStatus};
@@ -184,12 +188,51 @@ fn claim_one(conn: &Connection, id: &str, order: &ClaimOrder) -> Result<Option<R
     }
 }
 
-impl SqliteBackend {
-    pub(super) async fn claim_many(
-        &self,
-        ids: &[String],
-        order: &ClaimOrder,
-    ) -> Result<Vec<Execution>> {
+#[async_trait::async_trait]
+impl ExecutionStore for SqliteBackend {
+    async fn execution_insert(&self, execution: &Execution) -> Result<bool> {
+        let (row, what) = (
+            execution_row(execution)?,
+            format!("execution {}", execution.id),
+        );
+        self.call_statement(move |c| {
+            insert(c, &row, true).map_err(|e| match e {
+                StoreError::Conflict(_) => StoreError::Conflict(what),
+                other => other,
+            })
+        })
+        .await
+    }
+
+    async fn fires_insert(&self, rows: &[Execution]) -> Result<Vec<bool>> {
+        let rows = rows.iter().map(execution_row).collect::<Result<Vec<_>>>()?;
+        self.call(move |c| rows.iter().map(|row| insert(c, row, true)).collect())
+            .await
+    }
+
+    async fn execution_get(&self, id: &str) -> Result<Option<Execution>> {
+        let id = id.to_owned();
+        self.call(move |c| get(c, &id)).await
+    }
+
+    async fn execution_insert_many(&self, executions: &[Execution]) -> Result<()> {
+        let rows = executions
+            .iter()
+            .map(execution_row)
+            .collect::<Result<Vec<_>>>()?;
+        self.call(move |c| {
+            // One job: its savepoint makes the whole batch all or nothing.
+            for row in &rows {
+                if !insert(c, row, false)? {
+                    return Err(StoreError::Conflict(format!("execution {}", row.id)));
+                }
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn executions_claim(&self, ids: &[String], order: &ClaimOrder) -> Result<Vec<Execution>> {
         let (ids, order) = (ids.to_vec(), order.clone());
         let raw = self
             .call(move |c| {
@@ -203,7 +246,7 @@ impl SqliteBackend {
         raw.into_iter().map(RawExecution::parse).collect()
     }
 
-    pub(super) async fn write_fenced(&self, e: &Execution, held: &Lease) -> Result<Option<u64>> {
+    async fn execution_write_fenced(&self, e: &Execution, held: &Lease) -> Result<Option<u64>> {
         let row = execution_row(e)?;
         let (owner, token) = (held.owner.clone(), held.token.clone());
         self.call_statement(move |c| {
@@ -229,9 +272,32 @@ impl SqliteBackend {
         .await
     }
 
-    /// `tenant`'s executions by filter, newest first; the records of fires
-    /// that did not run (`skipped`) only when asked for by status.
-    pub(super) async fn list_executions(
+    async fn execution_update(
+        &self,
+        id: &str,
+        mut change: ExecutionChange,
+    ) -> Result<Option<Execution>> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            // Inside the batch's IMMEDIATE transaction: no other writer, in this
+            // process or another, can come between the read and the write.
+            let Some(mut execution) = get(c, &id)? else {
+                return Ok(None);
+            };
+            let expected = execution.version;
+            if !change(&mut execution) {
+                return Ok(None);
+            }
+            execution.version += 1;
+            let row = execution_row(&execution)?;
+            Ok(replace_row(c, "executions", &row, expected)
+                .map_err(sql)?
+                .then_some(execution))
+        })
+        .await
+    }
+
+    async fn execution_list(
         &self,
         tenant: &str,
         filter: &ExecutionFilter,
@@ -266,24 +332,29 @@ impl SqliteBackend {
         .await
     }
 
-    pub(super) async fn insert_many(&self, executions: &[Execution]) -> Result<()> {
-        let rows = executions
-            .iter()
-            .map(execution_row)
-            .collect::<Result<Vec<_>>>()?;
+    async fn executions_due_tenants(&self, before: DateTime<Utc>) -> Result<Vec<String>> {
+        let _ = before; // tenants with only later work answer empty in `executions_due`
         self.call(move |c| {
-            // One job: its savepoint makes the whole batch all or nothing.
-            for row in &rows {
-                if !insert(c, row, false)? {
-                    return Err(StoreError::Conflict(format!("execution {}", row.id)));
-                }
-            }
-            Ok(())
+            // Distinct tenants by one index seek each (a loose index scan),
+            // not a scan of the whole queue.
+            let mut stmt = c
+                .prepare_cached(
+                    "WITH RECURSIVE t(tenant) AS (
+                       SELECT MIN(tenant) FROM executions WHERE status = 'queued'
+                       UNION ALL
+                       SELECT (SELECT MIN(tenant) FROM executions
+                               WHERE status = 'queued' AND tenant > t.tenant)
+                       FROM t WHERE t.tenant IS NOT NULL)
+                     SELECT tenant FROM t WHERE tenant IS NOT NULL",
+                )
+                .map_err(sql)?;
+            let rows = stmt.query_map([], |r| r.get(0)).map_err(sql)?;
+            rows.collect::<rusqlite::Result<Vec<String>>>().map_err(sql)
         })
         .await
     }
 
-    pub(super) async fn due(
+    async fn executions_due(
         &self,
         tenant: &str,
         before: DateTime<Utc>,
@@ -319,6 +390,79 @@ impl SqliteBackend {
                 })
             })
             .collect()
+        })
+        .await
+    }
+
+    async fn executions_queued_count(&self, tenant: &str) -> Result<u64> {
+        let tenant = tenant.to_owned();
+        self.call(move |c| {
+            c.query_row(
+                "SELECT COUNT(*) FROM executions WHERE status = 'queued' AND tenant = ?",
+                [&tenant],
+                |r| r.get::<_, i64>(0),
+            )
+            .map(|n| n as u64)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn executions_delete_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
+        self.call(move |c| {
+            c.execute(
+                "DELETE FROM executions WHERE id IN (
+                   SELECT id FROM executions WHERE expires_at <= ? ORDER BY expires_at LIMIT ?)",
+                params![ms(now), limit],
+            )
+            .map(|n| n as u64)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn executions_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Execution>> {
+        self.call(move |c| {
+            select(
+                c,
+                "WHERE status = 'running' AND lease_expires_at < ? ORDER BY lease_expires_at LIMIT ?",
+                &[&ms(now), &limit],
+            )
+        })
+        .await
+    }
+
+    async fn executions_active(&self, schedule_ids: &[String]) -> Result<Vec<Execution>> {
+        let mut found = Vec::new();
+        // At most 500 parameters a statement.
+        for ids in schedule_ids.chunks(500) {
+            let marks = vec!["?"; ids.len()].join(",");
+            let rest =
+                format!("WHERE schedule_id IN ({marks}) AND status IN ('queued', 'running')");
+            let ids = ids.to_vec();
+            let mut part = self
+                .call(move |c| {
+                    let args: Vec<&dyn rusqlite::ToSql> =
+                        ids.iter().map(|id| id as &dyn rusqlite::ToSql).collect();
+                    select(c, &rest, &args)
+                })
+                .await?;
+            found.append(&mut part);
+        }
+        Ok(found)
+    }
+
+    async fn executions_notify_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<Execution>> {
+        self.call(move |c| {
+            select(
+                c,
+                "WHERE notify_due_at <= ? ORDER BY notify_due_at LIMIT ?",
+                &[&ms(now), &limit],
+            )
         })
         .await
     }

@@ -4,16 +4,37 @@
 
 use super::{SqliteBackend, sql};
 use crate::backend::Result;
+use crate::traits::StateStore;
 use rusqlite::{Connection, OptionalExtension, params};
 use taskhost_model::kv::KvQuota;
 
-impl SqliteBackend {
-    pub(super) async fn kv_read(
-        &self,
-        tenant: &str,
-        plugin: &str,
-        key: &str,
-    ) -> Result<Option<Vec<u8>>> {
+/// A tenant's kv keys and bytes.
+fn kv_usage(c: &Connection, tenant: &str) -> Result<(u64, u64)> {
+    let usage: Option<(i64, i64)> = c
+        .query_row(
+            "SELECT keys, bytes FROM kv_usage WHERE tenant = ?",
+            [tenant],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()
+        .map_err(sql)?;
+    let (keys, bytes) = usage.unwrap_or((0, 0));
+    Ok((keys.max(0) as u64, bytes.max(0) as u64))
+}
+
+fn add_kv_usage(c: &Connection, tenant: &str, keys: i64, bytes: i64) -> Result<()> {
+    c.execute(
+        "INSERT INTO kv_usage (tenant, keys, bytes) VALUES (?1, ?2, ?3)
+         ON CONFLICT (tenant) DO UPDATE SET keys = keys + ?2, bytes = bytes + ?3",
+        params![tenant, keys, bytes],
+    )
+    .map(drop)
+    .map_err(sql)
+}
+
+#[async_trait::async_trait]
+impl StateStore for SqliteBackend {
+    async fn kv_get(&self, tenant: &str, plugin: &str, key: &str) -> Result<Option<Vec<u8>>> {
         let (t, p, k) = (tenant.to_owned(), plugin.to_owned(), key.to_owned());
         self.call(move |c| {
             c.query_row(
@@ -27,7 +48,7 @@ impl SqliteBackend {
         .await
     }
 
-    pub(super) async fn kv_write(
+    async fn kv_set(
         &self,
         tenant: &str,
         plugin: &str,
@@ -66,7 +87,7 @@ impl SqliteBackend {
         .await
     }
 
-    pub(super) async fn kv_remove(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool> {
+    async fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool> {
         let (t, p, k) = (tenant.to_owned(), plugin.to_owned(), key.to_owned());
         self.call(move |c| {
             let old: Option<i64> = c
@@ -87,28 +108,4 @@ impl SqliteBackend {
         })
         .await
     }
-}
-
-/// A tenant's kv keys and bytes.
-fn kv_usage(c: &Connection, tenant: &str) -> Result<(u64, u64)> {
-    let usage: Option<(i64, i64)> = c
-        .query_row(
-            "SELECT keys, bytes FROM kv_usage WHERE tenant = ?",
-            [tenant],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
-        .optional()
-        .map_err(sql)?;
-    let (keys, bytes) = usage.unwrap_or((0, 0));
-    Ok((keys.max(0) as u64, bytes.max(0) as u64))
-}
-
-fn add_kv_usage(c: &Connection, tenant: &str, keys: i64, bytes: i64) -> Result<()> {
-    c.execute(
-        "INSERT INTO kv_usage (tenant, keys, bytes) VALUES (?1, ?2, ?3)
-         ON CONFLICT (tenant) DO UPDATE SET keys = keys + ?2, bytes = bytes + ?3",
-        params![tenant, keys, bytes],
-    )
-    .map(drop)
-    .map_err(sql)
 }

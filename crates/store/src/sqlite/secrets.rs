@@ -3,6 +3,7 @@
 use super::{SqliteBackend, ms, sql};
 use crate::StoreError;
 use crate::backend::Result;
+use crate::traits::SecretStore;
 use chrono::{DateTime, Utc};
 use rusqlite::{OptionalExtension, params};
 use taskhost_model::SecretInfo;
@@ -12,8 +13,9 @@ fn time(ms: i64) -> DateTime<Utc> {
     DateTime::from_timestamp_millis(ms).unwrap_or_default()
 }
 
-impl SqliteBackend {
-    pub(super) async fn put_secret(
+#[async_trait::async_trait]
+impl SecretStore for SqliteBackend {
+    async fn secret_put(
         &self,
         tenant: &str,
         name: &str,
@@ -66,7 +68,7 @@ impl SqliteBackend {
         .await
     }
 
-    pub(super) async fn list_secrets(&self, tenant: &str) -> Result<Vec<SecretInfo>> {
+    async fn secret_list(&self, tenant: &str) -> Result<Vec<SecretInfo>> {
         let t = tenant.to_owned();
         self.call(move |c| {
             let mut stmt = c
@@ -90,7 +92,7 @@ impl SqliteBackend {
         .await
     }
 
-    pub(super) async fn get_secret(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>> {
+    async fn secret_get(&self, tenant: &str, name: &str) -> Result<Option<Vec<u8>>> {
         let (t, n) = (tenant.to_owned(), name.to_owned());
         self.call_statement(move |c| {
             c.query_row(
@@ -104,7 +106,7 @@ impl SqliteBackend {
         .await
     }
 
-    pub(super) async fn delete_secret(&self, tenant: &str, name: &str) -> Result<bool> {
+    async fn secret_delete(&self, tenant: &str, name: &str) -> Result<bool> {
         let (t, n) = (tenant.to_owned(), name.to_owned());
         self.call_statement(move |c| {
             Ok(c.execute(

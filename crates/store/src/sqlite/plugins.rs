@@ -1,97 +1,89 @@
-//! The fire ledger and plugin aliases on SQLite.
-//!
-//! A fire's record is its execution row (or a `skipped` row) under the
-//! unique `fire_key`; `fire_at`, `fate` and `fire_reason` are columns so the
-//! ledger pages and counts from one index (`executions_fires`).
+//! Plugins, their wasm and their aliases on SQLite. A plugin's delete and
+//! an alias's move each check in their own transaction that nothing uses
+//! what they remove, so the two cannot both succeed.
 
-use super::{SqliteBackend, executions, from_doc, ms, sql};
+use super::rows::{doc, insert_row, list, paged};
+use super::{SqliteBackend, is_unique_violation, sql};
 use crate::StoreError;
-use crate::backend::{FireFilter, PageQuery, Result, execution_row};
-use chrono::{DateTime, Utc};
+use crate::backend::{PageQuery, PluginFilter, Result, Usage, from_doc, plugin_row};
+use crate::traits::PluginStore;
 use rusqlite::{OptionalExtension, ToSql, params};
-use taskhost_model::{Execution, PluginAlias};
+use taskhost_model::{PluginAlias, PluginRecord};
 
-impl SqliteBackend {
-    /// Every row insert-if-absent, in one transaction.
-    pub(super) async fn insert_fires(&self, rows: &[Execution]) -> Result<Vec<bool>> {
-        let rows = rows.iter().map(execution_row).collect::<Result<Vec<_>>>()?;
+#[async_trait::async_trait]
+impl PluginStore for SqliteBackend {
+    async fn plugin_insert(&self, plugin: &PluginRecord, wasm: &[u8]) -> Result<()> {
+        let (row, wasm) = (plugin_row(plugin)?, wasm.to_vec());
+        let what = format!("plugin {} version {}", plugin.name, plugin.version);
         self.call(move |c| {
-            rows.iter()
-                .map(|row| executions::insert(c, row, true))
-                .collect()
+            match insert_row(c, "plugins", &row, "") {
+                Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict(what)),
+                other => other.map_err(sql)?,
+            };
+            c.execute(
+                "INSERT INTO plugin_wasm (id, wasm) VALUES (?, ?)",
+                params![row.id, wasm],
+            )
+            .map_err(sql)?;
+            Ok(())
         })
         .await
     }
 
-    pub(super) async fn list_fires(
+    async fn plugin_get(&self, id: &str) -> Result<Option<PluginRecord>> {
+        let id = id.to_owned();
+        self.call(move |c| doc(c, "SELECT doc FROM plugins WHERE id = ?", &id))
+            .await
+    }
+
+    async fn plugin_wasm(&self, id: &str) -> Result<Option<Vec<u8>>> {
+        let id = id.to_owned();
+        self.call(move |c| {
+            c.query_row("SELECT wasm FROM plugin_wasm WHERE id = ?", [&id], |r| {
+                r.get(0)
+            })
+            .optional()
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn plugin_list(
         &self,
         tenant: &str,
-        schedule_id: &str,
-        filter: &FireFilter,
+        filter: &PluginFilter,
         page: &PageQuery,
-    ) -> Result<Vec<Execution>> {
-        let mut args: Vec<Box<dyn ToSql + Send>> = vec![
-            Box::new(schedule_id.to_owned()),
-            Box::new(tenant.to_owned()),
-        ];
-        let mut text = String::from("WHERE schedule_id = ? AND fire_at IS NOT NULL AND tenant = ?");
-        let mut add = |clause: &str, arg: Box<dyn ToSql + Send>| {
-            text.push_str(clause);
-            args.push(arg);
-        };
-        if let Some(v) = filter.since {
-            add(" AND fire_at >= ?", Box::new(ms(v)));
+    ) -> Result<Vec<PluginRecord>> {
+        let mut args: Vec<Box<dyn ToSql + Send>> = vec![Box::new(tenant.to_owned())];
+        let mut text = String::from("SELECT doc FROM plugins WHERE tenant = ?");
+        if let Some(name) = &filter.name {
+            text.push_str(" AND name = ?");
+            args.push(Box::new(name.clone()));
         }
-        if let Some(v) = filter.until {
-            add(" AND fire_at < ?", Box::new(ms(v)));
+        if let Some(version) = &filter.version {
+            text.push_str(" AND version = ?");
+            args.push(Box::new(version.clone()));
         }
-        if let Some(v) = filter.fate {
-            add(" AND fate = ?", Box::new(v.as_str()));
-        }
-        for (i, t) in filter.at.iter().enumerate() {
-            let open = if i == 0 { " AND fire_at IN (?" } else { ", ?" };
-            let close = if i + 1 == filter.at.len() { ")" } else { "" };
-            add(&format!("{open}{close}"), Box::new(ms(*t)));
-        }
-        if let Some(before) = &page.before {
-            let before: i64 = before
-                .parse()
-                .map_err(|_| StoreError::backend(format!("invalid fire cursor {before:?}")))?;
-            add(" AND fire_at < ?", Box::new(before));
-        }
-        text.push_str(&format!(" ORDER BY fire_at DESC LIMIT {}", page.limit));
+        let text = paged(text, &mut args, page);
+        self.call(move |c| list(c, &text, &args)).await
+    }
+
+    async fn plugin_delete(&self, id: &str) -> Result<bool> {
+        let id = id.to_owned();
         self.call(move |c| {
-            let refs: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref() as &dyn ToSql).collect();
-            executions::select(c, &text, &refs)
+            if let Some(why) = in_use(c, &id)? {
+                return Err(StoreError::InUse(why));
+            }
+            c.execute("DELETE FROM plugin_wasm WHERE id = ?", [&id])
+                .map_err(sql)?;
+            Ok(c.execute("DELETE FROM plugins WHERE id = ?", [&id])
+                .map_err(sql)?
+                > 0)
         })
         .await
     }
 
-    pub(super) async fn count_fires(
-        &self,
-        schedule_id: &str,
-        since: DateTime<Utc>,
-    ) -> Result<Vec<(String, Option<String>, u64)>> {
-        let schedule_id = schedule_id.to_owned();
-        self.call(move |c| {
-            let mut stmt = c
-                .prepare_cached(
-                    "SELECT fate, fire_reason, COUNT(*) FROM executions
-                     WHERE schedule_id = ? AND fire_at >= ? AND fate IS NOT NULL
-                     GROUP BY fate, fire_reason",
-                )
-                .map_err(sql)?;
-            let rows = stmt
-                .query_map(params![schedule_id, ms(since)], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
-                })
-                .map_err(sql)?;
-            rows.collect::<rusqlite::Result<Vec<_>>>().map_err(sql)
-        })
-        .await
-    }
-
-    pub(super) async fn put_alias(&self, alias: &PluginAlias) -> Result<bool> {
+    async fn alias_put(&self, alias: &PluginAlias) -> Result<bool> {
         let doc = serde_json::to_string(alias).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         let a = alias.clone();
         self.call_statement(move |c| {
@@ -109,7 +101,7 @@ impl SqliteBackend {
         .await
     }
 
-    pub(super) async fn delete_alias(&self, tenant: &str, name: &str, alias: &str) -> Result<bool> {
+    async fn alias_delete(&self, tenant: &str, name: &str, alias: &str) -> Result<bool> {
         let key = [tenant.to_owned(), name.to_owned(), alias.to_owned()];
         self.call_statement(move |c| {
             c.execute(
@@ -122,7 +114,7 @@ impl SqliteBackend {
         .await
     }
 
-    pub(super) async fn get_alias(
+    async fn alias_get(
         &self,
         tenant: &str,
         name: &str,
@@ -143,7 +135,7 @@ impl SqliteBackend {
         .await
     }
 
-    pub(super) async fn list_aliases(&self, tenant: &str, name: &str) -> Result<Vec<PluginAlias>> {
+    async fn alias_list(&self, tenant: &str, name: &str) -> Result<Vec<PluginAlias>> {
         let key = [tenant.to_owned(), name.to_owned()];
         self.call(move |c| {
             super::docs(
@@ -151,6 +143,33 @@ impl SqliteBackend {
                 "SELECT doc FROM plugin_aliases WHERE tenant = ? AND name = ? ORDER BY alias",
                 &[&key[0], &key[1]],
             )
+        })
+        .await
+    }
+
+    async fn tenant_usage(&self, tenant: &str) -> Result<Usage> {
+        let tenant = tenant.to_owned();
+        self.call(move |c| {
+            let (plugins, plugin_bytes) = c
+                .query_row(
+                    "SELECT COUNT(*), COALESCE(SUM(json_extract(doc, '$.size')), 0)
+                     FROM plugins WHERE tenant = ?",
+                    [&tenant],
+                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+                )
+                .map_err(sql)?;
+            let schedules: i64 = c
+                .query_row(
+                    "SELECT COUNT(*) FROM schedules WHERE tenant = ?",
+                    [&tenant],
+                    |r| r.get(0),
+                )
+                .map_err(sql)?;
+            Ok(Usage {
+                plugins: plugins as u64,
+                plugin_bytes: plugin_bytes as u64,
+                schedules: schedules as u64,
+            })
         })
         .await
     }
