@@ -208,7 +208,7 @@ async fn interval_and_once_fire_exactly() {
         },
         start,
     );
-    let manual = schedule("acme", "p", Trigger::Manual, start);
+    let manual = schedule("acme", "p", Trigger::Manual {}, start);
     for s in [&every_90, &once, &manual] {
         h.store.create_schedule(s).await.expect("schedule");
     }

@@ -64,11 +64,7 @@ pub enum Trigger {
         at: DateTime<Utc>,
     },
     /// Only when triggered by hand.
-    Manual,
-}
-
-fn role_all() -> String {
-    "all".into()
+    Manual {},
 }
 
 fn utc() -> String {
@@ -322,12 +318,20 @@ impl ExecutionStatus {
         }
     }
 
+    /// Every status.
+    pub const ALL: [ExecutionStatus; 7] = [
+        ExecutionStatus::Queued,
+        ExecutionStatus::Running,
+        ExecutionStatus::Succeeded,
+        ExecutionStatus::Failed,
+        ExecutionStatus::Cancelled,
+        ExecutionStatus::Dead,
+        ExecutionStatus::Skipped,
+    ];
+
     /// The status named `name` (as [`ExecutionStatus::as_str`] writes it).
     pub fn parse(name: &str) -> Option<Self> {
-        use ExecutionStatus::*;
-        [Queued, Running, Succeeded, Failed, Cancelled, Dead, Skipped]
-            .into_iter()
-            .find(|s| s.as_str() == name)
+        Self::ALL.into_iter().find(|s| s.as_str() == name)
     }
 
     /// Whether the execution is over.
@@ -492,8 +496,8 @@ pub struct NodeInfo {
     pub description: String,
     /// What it does: `all` (API and runs), `api` (never runs anything) or
     /// `worker` (runs, and serves only health and metrics).
-    #[serde(default = "role_all")]
-    pub role: String,
+    #[serde(default)]
+    pub role: Role,
     /// The taskhost version it runs.
     #[serde(default)]
     pub version: String,
@@ -516,7 +520,17 @@ pub struct NodeInfo {
 }
 
 /// What a node does.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    serde::Serialize,
+    serde::Deserialize,
+    utoipa::ToSchema,
+)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 #[serde(rename_all = "snake_case")]
 pub enum Role {

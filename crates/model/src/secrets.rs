@@ -130,7 +130,10 @@ fn associated(tenant: &str, name: &str) -> Vec<u8> {
     format!("taskhost-secret:v1:{tenant}/{name}").into_bytes()
 }
 
-/// Checks a secret's name.
+/// What [`check_name`] allows, as the API document declares it.
+pub const NAME_PATTERN: &str = "^[A-Za-z0-9_.-]{1,128}$";
+
+/// A secret's name: 1-128 of letters, digits, `_`, `-` and `.`.
 pub fn check_name(name: &str) -> Result<(), SecretError> {
     let ok = (1..=128).contains(&name.len())
         && name

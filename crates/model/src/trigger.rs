@@ -377,7 +377,7 @@ impl Compiled {
                 }
             }
             Trigger::Once { at } => Compiled::Once(*at),
-            Trigger::Manual => Compiled::Manual,
+            Trigger::Manual {} => Compiled::Manual,
         })
     }
 

@@ -60,6 +60,11 @@ pub struct NetworkPolicy {
 }
 
 impl NetworkPolicy {
+    /// Whether any host may be reached at all (the node's hosts are not empty).
+    pub fn allows_any_host(&self) -> bool {
+        !self.hosts.is_empty()
+    }
+
     /// Parses the `[network]` section; the error names the bad entry.
     pub fn from_config(config: &NetworkConfig) -> Result<Self, String> {
         let hosts = pattern::parse_all(&config.hosts).map_err(|e| format!("network.hosts: {e}"))?;

@@ -422,7 +422,7 @@ impl Node {
                 config.role.as_str(),
                 config.workers
             ),
-            role: config.role.as_str().to_owned(),
+            role: config.role,
             version: env!("CARGO_PKG_VERSION").to_owned(),
             workers: if config.role.runs() {
                 config.workers

@@ -100,7 +100,7 @@ async fn node_heartbeats(h: Harness) {
     let node = |id: &str| NodeInfo {
         id: id.into(),
         description: "test".into(),
-        role: "all".into(),
+        role: taskhost_model::Role::All,
         version: "0".into(),
         workers: 4,
         in_flight: 0,

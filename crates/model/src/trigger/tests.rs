@@ -179,9 +179,12 @@ fn interval_once_manual() {
     let once = Trigger::Once { at };
     assert_eq!(next_fire(&once, created, created).unwrap(), Some(at));
     assert_eq!(next_fire(&once, created, at).unwrap(), None);
-    assert_eq!(next_fire(&Trigger::Manual, created, created).unwrap(), None);
+    assert_eq!(
+        next_fire(&Trigger::Manual {}, created, created).unwrap(),
+        None
+    );
     assert!(
-        fires_between(&Trigger::Manual, created, created, at, 9)
+        fires_between(&Trigger::Manual {}, created, created, at, 9)
             .unwrap()
             .is_empty()
     );
@@ -296,7 +299,7 @@ fn validation_errors() {
     assert_eq!(validate(&cron("*/5 * * * *", NY)), Ok(()));
     assert_eq!(validate(&cron("0 0 0 1 1 *", "UTC")), Ok(()));
     assert_eq!(validate(&every(Duration::from_secs(1))), Ok(()));
-    assert_eq!(validate(&Trigger::Manual), Ok(()));
+    assert_eq!(validate(&Trigger::Manual {}), Ok(()));
     assert_eq!(
         err(cron("61 * * * *", "UTC")),
         "invalid cron expression \"61 * * * *\": Minutes must be at most 59. ('61' specified.); \

@@ -6,9 +6,9 @@
 //! The path's `{id}` is the plugin's *name* here (the router allows one
 //! parameter name per path position, and `/v1/plugins/{id}` exists).
 
-use super::auth::{Principal, Scope};
 use super::error::{ApiError, ApiResult, Json};
 use super::plugins::check_label;
+use super::scoped::{Caller, need};
 use super::{AppState, ErrorBody};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -45,11 +45,10 @@ pub(super) struct AliasTarget {
         (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn move_alias(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::PluginsWrite>,
     Path((name, alias)): Path<(String, String)>,
     Json(target): Json<AliasTarget>,
 ) -> ApiResult<Json<PluginAlias>> {
-    principal.require(Scope::PluginsWrite)?;
     let name = check_label("name", Some(&name))?;
     let alias = check_label("alias", Some(&alias))?;
     let version = check_label("version", Some(&target.version))?;
@@ -83,10 +82,9 @@ async fn move_alias(
         (status = 409, body = ErrorBody)))]
 async fn delete_alias(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::PluginsWrite>,
     Path((name, alias)): Path<(String, String)>,
 ) -> ApiResult<StatusCode> {
-    principal.require(Scope::PluginsWrite)?;
     let name = check_label("name", Some(&name))?;
     let alias = check_label("alias", Some(&alias))?;
     if state
@@ -106,10 +104,9 @@ async fn delete_alias(
     responses((status = 200, body = Vec<PluginAlias>), (status = 400, body = ErrorBody)))]
 async fn list_aliases(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::PluginsRead>,
     Path(name): Path<String>,
 ) -> ApiResult<Json<Vec<PluginAlias>>> {
-    principal.require(Scope::PluginsRead)?;
     let name = check_label("name", Some(&name))?;
     Ok(Json(
         state.store.list_aliases(&principal.tenant, &name).await?,

@@ -2,8 +2,8 @@
 //! time zone, in local time and UTC, with the daylight-saving changes marked.
 //! The console's schedule form and `taskhost cron next` use it.
 
-use super::auth::{Principal, Scope};
 use super::error::{ApiError, ApiResult, Json, Query};
+use super::scoped::{Caller, need};
 use super::{AppState, ErrorBody};
 use axum::extract::State;
 use chrono::{DateTime, Offset, Utc};
@@ -68,10 +68,9 @@ pub(super) struct Fire {
         (status = 422, body = ErrorBody, description = "invalid cron expression or time zone, or count out of range")))]
 async fn preview(
     State(state): State<AppState>,
-    principal: Principal,
+    _principal: Caller<need::SchedulesRead>,
     Query(p): Query<PreviewParams>,
 ) -> ApiResult<Json<Preview>> {
-    principal.require(Scope::SchedulesRead)?;
     let count = p.count.unwrap_or(10);
     if !(1..=MAX_PREVIEW).contains(&count) {
         return Err(ApiError::new(

@@ -259,10 +259,38 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        match axum::Json::<T>::from_request(req, state).await {
-            Ok(axum::Json(value)) => Ok(Json(value)),
-            Err(rejection) => Err(rejection.into()),
+        let axum::Json(mut value) = axum::Json::<Value>::from_request(req, state).await?;
+        whole_floats_as_integers(&mut value);
+        serde_path_to_error::deserialize(value)
+            .map(Json)
+            .map_err(|e| {
+                let (path, inner) = (e.path().to_string(), e.into_inner());
+                let at = if path == "." {
+                    String::new()
+                } else {
+                    format!("{path}: ")
+                };
+                ApiError::new(
+                    ErrorCode::InvalidJson,
+                    format!("invalid JSON body: {at}{inner}"),
+                )
+            })
+    }
+}
+
+/// `2.0` is `2`: a number with no fraction is read as the integer it is, as
+/// JSON Schema's `integer` says (some clients write every number as a float).
+fn whole_floats_as_integers(value: &mut Value) {
+    match value {
+        Value::Number(n) if n.is_f64() => {
+            let f = n.as_f64().unwrap_or(f64::NAN);
+            if f.fract() == 0.0 && f.abs() < 9.0e15 {
+                *value = Value::from(f as i64);
+            }
         }
+        Value::Array(items) => items.iter_mut().for_each(whole_floats_as_integers),
+        Value::Object(fields) => fields.values_mut().for_each(whole_floats_as_integers),
+        _ => {}
     }
 }
 

@@ -1,8 +1,8 @@
 //! `/v1/executions`: submit ad hoc (optionally waiting for the result), list
 //! with filters, get, cancel, re-run.
 
-use super::auth::{Principal, Scope};
 use super::error::{ApiError, ApiResult, Json, Query};
+use super::scoped::{Caller, need};
 use super::wire::{BatchAccepted, NewExecution, NewExecutions};
 use super::{AppState, ErrorBody};
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -42,10 +42,9 @@ pub(super) fn routes(max_batch_bytes: usize) -> OpenApiRouter<AppState> {
         (status = 429, body = ErrorBody, description = "over the queued-executions quota or the request rate")))]
 async fn submit_batch(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::ExecutionsWrite>,
     Json(batch): Json<NewExecutions>,
 ) -> ApiResult<(StatusCode, Json<BatchAccepted>)> {
-    principal.require(Scope::ExecutionsWrite)?;
     if batch.runs.is_empty() || batch.runs.len() > MAX_BATCH_RUNS {
         let n = batch.runs.len();
         let message = format!("a batch holds 1 to {MAX_BATCH_RUNS} runs; this one has {n}");
@@ -133,10 +132,9 @@ fn refused_batch(errors: Vec<serde_json::Value>) -> ApiError {
         (status = 429, body = ErrorBody, description = "over the queued-executions quota or the request rate")))]
 async fn submit(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::ExecutionsWrite>,
     Json(new): Json<NewExecution>,
 ) -> ApiResult<(StatusCode, Json<Execution>)> {
-    principal.require(Scope::ExecutionsWrite)?;
     let max_wait = state
         .limits
         .request_timeout
@@ -176,6 +174,7 @@ async fn submit(
 pub(super) struct ListParams {
     schedule_id: Option<String>,
     plugin_id: Option<String>,
+    /// queued, running, succeeded, failed, cancelled, dead or skipped.
     #[param(value_type = Option<String>)]
     status: Option<ExecutionStatus>,
     /// Created at or after (RFC 3339).
@@ -183,6 +182,9 @@ pub(super) struct ListParams {
     /// Created before (RFC 3339).
     until: Option<DateTime<Utc>>,
     cursor: Option<String>,
+    /// Page size: 1 to 1,000 (default 50).
+    #[serde(default, deserialize_with = "super::wire::page_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -191,10 +193,9 @@ pub(super) struct ListParams {
     responses((status = 200, body = Page<Execution>)))]
 async fn list(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::ExecutionsRead>,
     Query(p): Query<ListParams>,
 ) -> ApiResult<Json<Page<Execution>>> {
-    principal.require(Scope::ExecutionsRead)?;
     let filter = ExecutionFilter {
         schedule_id: p.schedule_id,
         plugin_id: p.plugin_id,
@@ -219,10 +220,9 @@ async fn list(
     responses((status = 200, body = Execution), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::ExecutionsRead>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Execution>> {
-    principal.require(Scope::ExecutionsRead)?;
     state
         .store
         .get_execution(&principal.tenant, &id)
@@ -236,10 +236,9 @@ async fn get(
     responses((status = 200, body = Execution), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn cancel(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::ExecutionsWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Execution>> {
-    principal.require(Scope::ExecutionsWrite)?;
     if let Some(cancelled) = state.store.cancel(&principal.tenant, &id).await? {
         return Ok(Json(cancelled));
     }
@@ -257,10 +256,9 @@ async fn cancel(
     responses((status = 202, body = Execution), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn rerun(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::ExecutionsWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Execution>)> {
-    principal.require(Scope::ExecutionsWrite)?;
     if let Some(new) = state.node.rerun(&principal.tenant, &id).await? {
         return Ok((StatusCode::ACCEPTED, Json(new)));
     }

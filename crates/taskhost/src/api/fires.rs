@@ -6,8 +6,8 @@
 //! [`taskhost_model::FireRecord`]). A backfill runs the fires of a past window
 //! that have not run, once: repeating it creates nothing.
 
-use super::auth::{Principal, Scope};
 use super::error::{ApiError, ApiResult, Json, Query};
+use super::scoped::{Caller, need};
 use super::wire::BackfillRequest;
 use super::{AppState, ErrorBody};
 use axum::extract::{Path, State};
@@ -41,7 +41,9 @@ pub(super) struct FireParams {
     fate: Option<FireFate>,
     /// The `next` cursor of the previous page.
     cursor: Option<String>,
-    /// Page size (1-1000, default 50).
+    /// Page size: 1 to 1,000 (default 50).
+    #[serde(default, deserialize_with = "super::wire::page_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -52,11 +54,10 @@ pub(super) struct FireParams {
         (status = 404, body = ErrorBody)))]
 async fn fires(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::SchedulesRead>,
     Path(id): Path<String>,
     Query(p): Query<FireParams>,
 ) -> ApiResult<Json<Page<FireRecord>>> {
-    principal.require(Scope::SchedulesRead)?;
     let schedule = owned(&state.store, &principal.tenant, &id).await?;
     if let Some(cursor) = &p.cursor
         && cursor.parse::<i64>().is_err()
@@ -95,11 +96,10 @@ async fn fires(
         (status = 429, body = ErrorBody)))]
 async fn backfill(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::SchedulesWrite>,
     Path(id): Path<String>,
     Json(request): Json<BackfillRequest>,
 ) -> ApiResult<(StatusCode, Json<BackfillReport>)> {
-    principal.require(Scope::SchedulesWrite)?;
     if let Some(overlap) = request.overlap.as_deref()
         && overlap != "allow"
     {

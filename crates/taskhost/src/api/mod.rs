@@ -15,15 +15,16 @@ mod aliases;
 pub mod auth;
 mod console;
 mod contract;
-mod cron;
+pub(crate) mod cron;
 pub mod error;
 mod executions;
 mod fires;
 mod nodes;
 mod ops;
-mod plugins;
+pub(crate) mod plugins;
 pub mod rates;
 mod schedules;
+pub mod scoped;
 mod secrets;
 pub mod server;
 mod webhooks;
@@ -141,19 +142,27 @@ fn routes(limits: &ApiLimits, api: bool) -> OpenApiRouter<AppState> {
         .merge(cron::routes())
 }
 
-/// The OpenAPI document of the API.
-pub fn openapi() -> utoipa::openapi::OpenApi {
-    let mut doc = routes(&ApiLimits::default(), true).split_for_parts().1;
-    utoipa::Modify::modify(&contract::Contract, &mut doc);
-    doc
+/// The OpenAPI document of the API, as a node with the default settings
+/// serves it.
+pub fn openapi() -> serde_json::Value {
+    let doc = routes(&ApiLimits::default(), true).split_for_parts().1;
+    let facts = contract::Facts {
+        caps: taskhost_scheduler::DEFAULT_CAPS,
+        network_open: true,
+    };
+    contract::document(doc, &facts)
 }
 
 /// The whole HTTP application, as the node's role has it.
 pub fn router(state: AppState) -> axum::Router {
     let api = state.node.config().role.serves_api();
-    let (router, mut doc) = routes(&state.limits, api).split_for_parts();
-    utoipa::Modify::modify(&contract::Contract, &mut doc);
-    let doc = Arc::new(doc);
+    let (router, doc) = routes(&state.limits, api).split_for_parts();
+    let config = state.node.config();
+    let facts = contract::Facts {
+        caps: config.caps,
+        network_open: config.egress.policy().allows_any_host(),
+    };
+    let doc = Arc::new(contract::document(doc, &facts));
     let timeout = state.limits.request_timeout;
     let router = if api {
         router.merge(console::routes())
@@ -178,10 +187,26 @@ pub fn router(state: AppState) -> axum::Router {
         }))
         .layer(middleware::from_fn_with_state(state.clone(), count_errors))
         .layer(middleware::from_fn(request_id))
+        .layer(middleware::map_response(security_headers))
         .with_state(state)
 }
 
 static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// On every response: nothing but this server's own scripts, styles and
+/// images on its pages, no framing, no content sniffing.
+async fn security_headers(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(
+        axum::http::header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static("default-src 'self'; frame-ancestors 'none'"),
+    );
+    headers.insert(
+        axum::http::header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    response
+}
 
 /// Gives every request an id (or keeps the caller's), logs it, and returns it.
 async fn request_id(mut req: Request, next: Next) -> Response {

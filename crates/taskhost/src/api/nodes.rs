@@ -1,8 +1,8 @@
 //! `/v1/nodes`: the live nodes sharing the store, and draining one before
 //! maintenance. Operators only (`admin` scope): nodes serve every tenant.
 
-use super::auth::{Principal, Scope};
 use super::error::{ApiError, ApiResult, Json};
+use super::scoped::{Caller, need};
 use super::{AppState, ErrorBody};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -21,9 +21,8 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     responses((status = 200, body = Vec<NodeInfo>), (status = 403, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
-    principal: Principal,
+    _principal: Caller<need::Admin>,
 ) -> ApiResult<Json<Vec<NodeInfo>>> {
-    principal.require(Scope::Admin)?;
     Ok(Json(state.store.live_nodes().await?))
 }
 
@@ -34,10 +33,9 @@ async fn list(
     responses((status = 202, body = NodeInfo), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn drain(
     State(state): State<AppState>,
-    principal: Principal,
+    _principal: Caller<need::Admin>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<NodeInfo>)> {
-    principal.require(Scope::Admin)?;
     let node = state
         .store
         .drain_node(&id)

@@ -6,6 +6,7 @@
 
 use super::auth::{Principal, Scope};
 use super::error::{ApiError, ApiResult, Json, Query};
+use super::scoped::{Caller, need};
 use super::{AppState, ErrorBody};
 use axum::body::Bytes;
 use axum::extract::multipart::MultipartError;
@@ -59,6 +60,10 @@ pub(super) struct UploadForm {
 #[schema(value_type = String, format = Binary)]
 #[allow(dead_code)] // documents the body only
 pub(super) struct WasmBytes(Vec<u8>);
+
+/// What [`check_label`] allows (plugin names, versions, aliases), as the API
+/// document declares it.
+pub(super) const LABEL_PATTERN: &str = "^[A-Za-z0-9._-]{1,100}$";
 
 pub(super) fn check_label(what: &str, value: Option<&str>) -> ApiResult<String> {
     let Some(value) = value else {
@@ -216,7 +221,9 @@ pub(super) struct ListParams {
     name: Option<String>,
     /// The `next` cursor of the previous page.
     cursor: Option<String>,
-    /// Page size (1-1000, default 50).
+    /// Page size: 1 to 1,000 (default 50).
+    #[serde(default, deserialize_with = "super::wire::page_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -225,10 +232,9 @@ pub(super) struct ListParams {
     responses((status = 200, body = Page<PluginRecord>)))]
 async fn list(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::PluginsRead>,
     Query(params): Query<ListParams>,
 ) -> ApiResult<Json<Page<PluginRecord>>> {
-    principal.require(Scope::PluginsRead)?;
     let filter = PluginFilter {
         name: params.name,
         version: None,
@@ -250,10 +256,9 @@ async fn list(
     responses((status = 200, body = PluginRecord), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::PluginsRead>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<PluginRecord>> {
-    principal.require(Scope::PluginsRead)?;
     state
         .store
         .get_plugin(&principal.tenant, &id)
@@ -267,10 +272,9 @@ async fn get(
     responses((status = 200, content_type = "application/wasm", body = WasmBytes), (status = 404, body = ErrorBody)))]
 async fn download(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::PluginsRead>,
     Path(id): Path<String>,
 ) -> ApiResult<impl IntoResponse> {
-    principal.require(Scope::PluginsRead)?;
     let wasm = state
         .store
         .plugin_wasm(&principal.tenant, &id)
@@ -286,10 +290,9 @@ async fn download(
     responses((status = 204), (status = 404, body = ErrorBody), (status = 409, body = ErrorBody)))]
 async fn delete(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::PluginsWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require(Scope::PluginsWrite)?;
     let record = state.store.get_plugin(&principal.tenant, &id).await?;
     if state.store.delete_plugin(&principal.tenant, &id).await? {
         if let Some(record) = record {

@@ -1,8 +1,8 @@
 //! `/v1/schedules`: create, list, get, patch, delete, pause, resume, trigger.
 
-use super::auth::{Principal, Scope};
 use super::error::{ApiError, ApiResult, Json, Query};
 use super::fires::ScheduleDetail;
+use super::scoped::{Caller, need};
 use super::wire::{NewSchedule, SchedulePatch};
 use super::{AppState, ErrorBody};
 use axum::extract::{Path, State};
@@ -46,10 +46,9 @@ fn validate(state: &AppState, s: &Schedule) -> Result<(), PolicyError> {
         (status = 422, body = ErrorBody)))]
 async fn create(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::SchedulesWrite>,
     Json(new): Json<NewSchedule>,
 ) -> ApiResult<(StatusCode, Json<Schedule>)> {
-    principal.require(Scope::SchedulesWrite)?;
     let quotas = state.node.config().quotas.for_tenant(&principal.tenant);
     let usage = state.store.usage(&principal.tenant).await?;
     QuotaExceeded::check(QuotaKind::Schedules, quotas.schedules, usage.schedules, 1)?;
@@ -113,6 +112,9 @@ pub(super) struct ListParams {
     plugin_id: Option<String>,
     paused: Option<bool>,
     cursor: Option<String>,
+    /// Page size: 1 to 1,000 (default 50).
+    #[serde(default, deserialize_with = "super::wire::page_limit")]
+    #[param(minimum = 1, maximum = 1000)]
     limit: Option<u32>,
 }
 
@@ -121,10 +123,9 @@ pub(super) struct ListParams {
     responses((status = 200, body = Page<Schedule>)))]
 async fn list(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::SchedulesRead>,
     Query(p): Query<ListParams>,
 ) -> ApiResult<Json<Page<Schedule>>> {
-    principal.require(Scope::SchedulesRead)?;
     let filter = ScheduleFilter {
         plugin_id: p.plugin_id,
         paused: p.paused,
@@ -148,10 +149,9 @@ async fn list(
     responses((status = 200, body = ScheduleDetail), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::SchedulesRead>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<ScheduleDetail>> {
-    principal.require(Scope::SchedulesRead)?;
     let schedule = state
         .store
         .get_schedule(&principal.tenant, &id)
@@ -162,15 +162,15 @@ async fn get(
 
 /// Change a schedule. A new trigger restarts its fires from now.
 #[utoipa::path(patch, path = "/v1/schedules/{id}", tag = "schedules", request_body = SchedulePatch,
-    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody), (status = 422, body = ErrorBody),
+    responses((status = 200, body = Schedule), (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "another schedule has the new name"), (status = 422, body = ErrorBody),
         (status = 503, body = ErrorBody)))]
 async fn patch(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::SchedulesWrite>,
     Path(id): Path<String>,
     Json(patch): Json<SchedulePatch>,
 ) -> ApiResult<Json<Schedule>> {
-    principal.require(Scope::SchedulesWrite)?;
     // A new trigger takes over from now: the old one's due fires get their
     // records first, and the cursor jumps only if none became due since.
     for _ in 0..3 {
@@ -267,10 +267,9 @@ fn apply(s: &Schedule, p: &SchedulePatch) -> Result<Schedule, PolicyError> {
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::SchedulesWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require(Scope::SchedulesWrite)?;
     if state.store.delete_schedule(&principal.tenant, &id).await? {
         Ok(StatusCode::NO_CONTENT)
     } else {
@@ -283,10 +282,9 @@ async fn delete(
     responses((status = 200, body = Schedule), (status = 404, body = ErrorBody)))]
 async fn pause(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::SchedulesWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Schedule>> {
-    principal.require(Scope::SchedulesWrite)?;
     let paused = taskhost_scheduler::pause(&state.store, &principal.tenant, &id).await?;
     paused
         .map(Json)
@@ -299,10 +297,9 @@ async fn pause(
     responses((status = 200, body = Schedule), (status = 404, body = ErrorBody)))]
 async fn resume(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::SchedulesWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Schedule>> {
-    principal.require(Scope::SchedulesWrite)?;
     let resumed = state.node.resume(&principal.tenant, &id).await?;
     resumed
         .map(Json)
@@ -315,10 +312,9 @@ async fn resume(
     responses((status = 202, body = Execution), (status = 404, body = ErrorBody)))]
 async fn trigger_now(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::SchedulesWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Execution>)> {
-    principal.require(Scope::SchedulesWrite)?;
     let schedule = state
         .store
         .get_schedule(&principal.tenant, &id)

@@ -2,8 +2,8 @@
 //! comes back out through the API; only names, versions and times are shown.
 //! Runs read the secrets they name through the `secret-get` host call.
 
-use super::auth::{Principal, Scope};
 use super::error::{ApiError, ApiResult, Json};
+use super::scoped::{Caller, need};
 use super::{AppState, ErrorBody};
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -63,11 +63,10 @@ fn checked(name: &str) -> Result<(), ApiError> {
         (status = 422, body = ErrorBody, description = "bad name, value too large, or over the tenant's 1,000 secrets")))]
 async fn put(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::SecretsWrite>,
     Path(name): Path<String>,
     Json(body): Json<SecretValue>,
 ) -> ApiResult<Json<SecretInfo>> {
-    principal.require(Scope::SecretsWrite)?;
     checked(&name)?;
     if body.value.len() > MAX_SECRET_BYTES {
         return Err(ApiError::new(
@@ -87,8 +86,10 @@ async fn put(
 /// List the tenant's secrets: names, versions, times.
 #[utoipa::path(get, path = "/v1/secrets", tag = "secrets",
     responses((status = 200, body = SecretList), (status = 403, body = ErrorBody)))]
-async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<Json<SecretList>> {
-    principal.require(Scope::SecretsRead)?;
+async fn list(
+    State(state): State<AppState>,
+    principal: Caller<need::SecretsRead>,
+) -> ApiResult<Json<SecretList>> {
     let items = state.store.list_secrets(&principal.tenant).await?;
     Ok(Json(SecretList { items }))
 }
@@ -99,10 +100,9 @@ async fn list(State(state): State<AppState>, principal: Principal) -> ApiResult<
     responses((status = 204), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn delete(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::SecretsWrite>,
     Path(name): Path<String>,
 ) -> ApiResult<StatusCode> {
-    principal.require(Scope::SecretsWrite)?;
     checked(&name)?;
     if state.store.delete_secret(&principal.tenant, &name).await? {
         Ok(StatusCode::NO_CONTENT)

@@ -1,8 +1,8 @@
 //! Webhook routes: an execution's deliveries, and the tenant's signing
 //! secret that receivers verify them with (see [`taskhost_scheduler::webhooks`]).
 
-use super::auth::{Principal, Scope};
 use super::error::{ApiError, ApiResult, Json};
+use super::scoped::{Caller, need};
 use super::{AppState, ErrorBody};
 use axum::extract::{Path, State};
 use serde::Serialize;
@@ -37,10 +37,9 @@ pub(super) struct SigningSecret {
     responses((status = 200, body = DeliveryList), (status = 404, body = ErrorBody)))]
 async fn deliveries(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::ExecutionsRead>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<DeliveryList>> {
-    principal.require(Scope::ExecutionsRead)?;
     let execution = state
         .store
         .get_execution(&principal.tenant, &id)
@@ -57,9 +56,8 @@ async fn deliveries(
     responses((status = 200, body = SigningSecret), (status = 403, body = ErrorBody)))]
 async fn signing_secret(
     State(state): State<AppState>,
-    principal: Principal,
+    principal: Caller<need::SecretsRead>,
 ) -> ApiResult<Json<SigningSecret>> {
-    principal.require(Scope::SecretsRead)?;
     let key = super::secrets::secrets_key(&state)?;
     Ok(Json(SigningSecret {
         secret: taskhost_scheduler::webhooks::show_secret(&key.webhook_secret(&principal.tenant)),

@@ -194,3 +194,15 @@ pub struct BackfillRequest {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub overlap: Option<String>,
 }
+
+/// A page size: 1 to [`MAX_PAGE`](taskhost_store::MAX_PAGE), refused
+/// outside it (never silently clamped).
+pub fn page_limit<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u32>, D::Error> {
+    let max = taskhost_store::MAX_PAGE;
+    match Option::<u32>::deserialize(d)? {
+        Some(n) if !(1..=max).contains(&n) => Err(D::Error::custom(format!(
+            "limit is {n}; it must be 1-{max}"
+        ))),
+        limit => Ok(limit),
+    }
+}

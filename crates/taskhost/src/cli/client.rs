@@ -1,10 +1,13 @@
 //! Client commands against a running server: `plugin`, `schedule`, `exec`, `node`.
 //! Human-readable tables by default, the API's JSON with `--json`.
 
+use crate::api::wire::{BackfillRequest, NewExecution, NewSchedule, NoOtherFields};
 use anyhow::{Context, bail};
 use serde_json::{Value, json};
 use std::path::PathBuf;
 use std::process::ExitCode;
+use taskhost_model::{NotifyTarget, RunPolicy, Trigger};
+use taskhost_net::NetworkGrant;
 
 /// Where the server is and who is calling.
 #[derive(Debug, Clone, clap::Args)]
@@ -73,11 +76,11 @@ pub(crate) enum ScheduleCommand {
         #[arg(long, default_value = "UTC")]
         timezone: String,
         /// Fixed interval, e.g. 30s or 1h.
-        #[arg(long, conflicts_with = "once")]
-        every: Option<String>,
+        #[arg(long, conflicts_with = "once", value_parser = taskhost_model::time::parse_duration)]
+        every: Option<std::time::Duration>,
         /// One time, RFC 3339.
         #[arg(long)]
-        once: Option<String>,
+        once: Option<chrono::DateTime<chrono::Utc>>,
         /// Input JSON for every run.
         #[arg(long, default_value = "null")]
         input: String,
@@ -117,10 +120,10 @@ pub(crate) enum ScheduleCommand {
         id: String,
         /// The window's start, RFC 3339 (included).
         #[arg(long)]
-        from: String,
+        from: chrono::DateTime<chrono::Utc>,
         /// The window's end, RFC 3339 (excluded; at most now).
         #[arg(long)]
-        to: String,
+        to: chrono::DateTime<chrono::Utc>,
     },
 }
 
@@ -140,20 +143,22 @@ pub(crate) struct Reach {
 }
 
 impl Reach {
-    /// Adds `network` and `notify` to a request body.
-    fn apply(self, body: &mut Value) {
+    /// Sets `network` and `notify` of a run policy.
+    fn apply(self, policy: &mut RunPolicy) {
         if !self.allow_hosts.is_empty() {
-            body["network"] = json!({"allow": self.allow_hosts});
+            policy.network = Some(NetworkGrant {
+                allow: self.allow_hosts,
+            });
         }
-        if !self.notify.is_empty() {
-            let on = self.notify_on;
-            body["notify"] = Value::Array(
-                self.notify
-                    .into_iter()
-                    .map(|url| json!({"url": url, "on": on}))
-                    .collect(),
-            );
-        }
+        let on = self.notify_on;
+        policy.notify = self
+            .notify
+            .into_iter()
+            .map(|url| NotifyTarget {
+                url,
+                on: on.clone(),
+            })
+            .collect();
     }
 }
 
@@ -177,8 +182,8 @@ pub(crate) enum ExecCommand {
         #[arg(long, default_value_t = 0)]
         priority: i32,
         /// Wait this long (e.g. 10s) for the result.
-        #[arg(long)]
-        wait: Option<String>,
+        #[arg(long, value_parser = taskhost_model::time::parse_duration)]
+        wait: Option<std::time::Duration>,
         /// A secret the run may read (repeat for more).
         #[arg(long = "secret", value_name = "NAME")]
         secrets: Vec<String>,
@@ -435,21 +440,42 @@ pub(crate) async fn schedule(conn: Conn, command: ScheduleCommand) -> anyhow::Re
             reach,
         } => {
             let trigger = match (cron, every, once) {
-                (Some(expr), _, _) => json!({"kind": "cron", "expr": expr, "timezone": timezone}),
-                (_, Some(every), _) => json!({"kind": "interval", "every": every}),
-                (_, _, Some(at)) => json!({"kind": "once", "at": at}),
-                _ => json!({"kind": "manual"}),
+                (Some(expr), _, _) => Trigger::Cron { expr, timezone },
+                (_, Some(every), _) => Trigger::Interval {
+                    every,
+                    start_at: None,
+                },
+                (_, _, Some(at)) => Trigger::Once { at },
+                _ => Trigger::Manual {},
             };
             let input: Value = serde_json::from_str(&input).context("--input is not valid JSON")?;
-            let plugin_field = if plugin.contains('@') {
-                "plugin"
-            } else {
-                "plugin_id"
+            let (plugin_id, plugin) = match plugin.contains('@') {
+                true => (None, Some(plugin)),
+                false => (Some(plugin), None),
             };
-            let mut body = json!({"name": name, plugin_field: plugin, "trigger": trigger,
-                "input": input, "secrets": secrets});
-            reach.apply(&mut body);
-            client.post("/v1/schedules", Some(body)).await?
+            let mut policy = RunPolicy {
+                input,
+                secrets,
+                ..RunPolicy::default()
+            };
+            reach.apply(&mut policy);
+            let body = NewSchedule {
+                name,
+                plugin_id,
+                plugin,
+                trigger,
+                overlap: Default::default(),
+                catch_up: Default::default(),
+                jitter: None,
+                paused: false,
+                starts_at: None,
+                ends_at: None,
+                policy,
+                other: NoOtherFields,
+            };
+            client
+                .post("/v1/schedules", Some(serde_json::to_value(&body)?))
+                .await?
         }
         ScheduleCommand::List => client.get("/v1/schedules").await?,
         ScheduleCommand::Pause { id } => {
@@ -486,7 +512,12 @@ pub(crate) async fn schedule(conn: Conn, command: ScheduleCommand) -> anyhow::Re
             return print(&conn, &fires, headers, fields);
         }
         ScheduleCommand::Backfill { id, from, to } => {
-            let body = json!({"from": from, "to": to});
+            let body = BackfillRequest {
+                from,
+                to,
+                overlap: None,
+            };
+            let body = serde_json::to_value(&body)?;
             let path = format!("/v1/schedules/{id}/backfill");
             let report = client.post(&path, Some(body)).await?;
             let (headers, fields) = BACKFILL_COLUMNS;
@@ -524,12 +555,20 @@ pub(crate) async fn exec(conn: Conn, command: ExecCommand) -> anyhow::Result<Exi
                     .map_err(|e| anyhow::anyhow!("--input is not JSON: {e}"))?,
                 None => Value::Null,
             };
-            let mut body = json!({"plugin_id": plugin_id, "input": input, "priority": priority,
-                "secrets": secrets});
-            reach.apply(&mut body);
-            if let Some(wait) = wait {
-                body["wait"] = json!(wait);
-            }
+            let mut policy = RunPolicy {
+                input,
+                priority,
+                secrets,
+                ..RunPolicy::default()
+            };
+            reach.apply(&mut policy);
+            let body = NewExecution {
+                plugin_id,
+                wait,
+                policy,
+                other: NoOtherFields,
+            };
+            let body = serde_json::to_value(&body)?;
             print(
                 &conn,
                 &client.post("/v1/executions", Some(body)).await?,

@@ -1,6 +1,6 @@
 //! The web console: server-rendered pages at `/`, served by the same binary.
 //!
-//! Pages are HTML written here (no template engine, no JavaScript build):
+//! Pages are maud templates (escaping by default; no JavaScript build):
 //! reads are rendered on the server from the store, scoped to the signed-in
 //! token's tenant exactly as the API is. Every change — upload, create,
 //! pause, trigger, cancel, … — is a call of the `/v1` API from the small
@@ -27,7 +27,6 @@ use axum::http::request::Parts;
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::get;
-use html::esc;
 
 const SCRIPT: &str = include_str!("console.js");
 const STYLE: &str = include_str!("console.css");
@@ -42,7 +41,12 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/schedules/{id}/edit", get(pages::schedule_edit))
         .route("/executions", get(runs::executions))
         .route("/executions/{id}", get(runs::execution))
-        .route("/login", get(login_form).post(login))
+        .route(
+            "/login",
+            get(login_form)
+                .post(login)
+                .layer(axum::extract::DefaultBodyLimit::max(MAX_LOGIN_BYTES)),
+        )
         .route("/logout", axum::routing::post(logout))
         .route("/console.js", get(|| asset(SCRIPT, "text/javascript")))
         .route("/console.css", get(|| asset(STYLE, "text/css")))
@@ -82,18 +86,19 @@ async fn login_form() -> Response {
 }
 
 fn login_page(error: Option<&str>, status: StatusCode) -> Response {
-    let error = error.map_or(String::new(), |e| {
-        format!(r#"<p class="error" role="alert">{}</p>"#, esc(e))
-    });
-    let body = format!(
-        r#"<main class="narrow"><h1>Sign in to taskhost</h1>{error}
-<form method="post" action="/login">
-<label for="token">API token (a JWT; <code>taskhost token</code> mints one)</label>
-<textarea id="token" name="token" rows="6" required autofocus spellcheck="false"></textarea>
-<button type="submit">Sign in</button>
-</form></main>"#
-    );
-    (status, Html(html::document("Sign in", None, &body))).into_response()
+    let body = maud::html! {
+        main class="narrow" {
+            h1 { "Sign in to taskhost" }
+            @if let Some(e) = error { p class="error" role="alert" { (e) } }
+            form method="post" action="/login" {
+                label for="token" { "API token (a JWT; " code { "taskhost token" } " mints one)" }
+                textarea id="token" name="token" rows="6" required autofocus spellcheck="false" {}
+                button type="submit" { "Sign in" }
+            }
+        }
+    };
+    let page = html::document("Sign in", None, body).into_string();
+    (status, Html(page)).into_response()
 }
 
 #[derive(serde::Deserialize)]
@@ -101,8 +106,36 @@ struct LoginForm {
     token: String,
 }
 
+/// The largest sign-in form (a token is a few KiB at most).
+const MAX_LOGIN_BYTES: usize = 16 << 10;
+
+/// Whether a request's `Origin`, if it has one, is this server (the `Host`
+/// it was sent to): a page of another site cannot sign a visitor in.
+fn same_origin(headers: &axum::http::HeaderMap) -> bool {
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return true; // not a browser's cross-site request
+    };
+    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok());
+    let origin_host = origin
+        .to_str()
+        .ok()
+        .and_then(|o| o.split_once("://"))
+        .map(|(_, rest)| rest.trim_end_matches('/'));
+    host.is_some() && origin_host == host
+}
+
 /// Checks the token and keeps it in the session cookie.
-async fn login(State(state): State<AppState>, form: axum::Form<LoginForm>) -> Response {
+async fn login(
+    State(state): State<AppState>,
+    headers: axum::http::HeaderMap,
+    form: axum::Form<LoginForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return login_page(
+            Some("sign in from this server's own page"),
+            StatusCode::FORBIDDEN,
+        );
+    }
     let token = form.token.trim();
     if let Err(e) = state.verifier.admit(token) {
         return login_page(Some(&e.message), StatusCode::UNAUTHORIZED);

@@ -7,58 +7,38 @@
 #![allow(clippy::result_large_err)]
 
 use super::User;
-use super::html::{self, Series, esc, time, url};
+use super::html::{self, Series, button, time, url};
 use crate::api::AppState;
 use crate::api::auth::Scope;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{Html, IntoResponse, Response};
 use chrono::{DateTime, Utc};
+use maud::{Markup, html};
 use std::collections::HashMap;
-use std::fmt::Write;
 use taskhost_model::{Execution, ExecutionStatus, Schedule, Trigger};
 use taskhost_store::{ExecutionFilter, PageRequest, PluginFilter, ScheduleFilter};
 
 pub(super) type Page = Result<Html<String>, Response>;
 
-pub(super) fn page(user: &User, title: &str, body: String) -> Page {
-    Ok(Html(html::document(title, Some(&user.0.tenant), &body)))
+pub(super) fn page(user: &User, title: &str, body: Markup) -> Page {
+    Ok(Html(
+        html::document(title, Some(&user.0.tenant), body).into_string(),
+    ))
 }
 
 pub(super) fn failed(e: impl std::fmt::Display) -> Response {
-    let body = format!(
-        r#"<main><h1>Something failed</h1><p class="error" role="alert">{}</p></main>"#,
-        esc(&e.to_string())
-    );
-    (
-        StatusCode::SERVICE_UNAVAILABLE,
-        Html(html::document("Error", None, &body)),
-    )
-        .into_response()
+    let body = html::error_main(Some("Something failed"), &e.to_string());
+    let page = html::document("Error", None, body).into_string();
+    (StatusCode::SERVICE_UNAVAILABLE, Html(page)).into_response()
 }
 
 pub(super) fn forbidden(user: &User, scope: Scope) -> Result<(), Response> {
     user.0.require(scope).map_err(|e| {
-        let body = format!(
-            r#"<main><p class="error" role="alert">{}</p></main>"#,
-            esc(&e.message)
-        );
-        (
-            StatusCode::FORBIDDEN,
-            Html(html::document("Forbidden", Some(&user.0.tenant), &body)),
-        )
-            .into_response()
+        let body = html::error_main(None, &e.message);
+        let page = html::document("Forbidden", Some(&user.0.tenant), body).into_string();
+        (StatusCode::FORBIDDEN, Html(page)).into_response()
     })
-}
-
-/// A button that makes one API call; `confirm` asks first.
-pub(super) fn button(label: &str, method: &str, path: &str, confirm: Option<&str>) -> String {
-    let confirm = confirm.map_or(String::new(), |c| format!(r#" data-confirm="{}""#, esc(c)));
-    format!(
-        r#"<button type="button" data-method="{method}" data-action="{}"{confirm}>{}</button>"#,
-        esc(path),
-        esc(label)
-    )
 }
 
 /// The overview: the last hour's runs per minute by status, queue depth,
@@ -145,20 +125,19 @@ pub(super) async fn overview(user: User, State(state): State<AppState>) -> Page 
     } else {
         format!("{:.1} %", f64::from(failures) * 100.0 / f64::from(finished))
     };
-    let body = format!(
-        r#"<main data-live="3000"><h1>Overview</h1>
-<dl class="stats">
-<div><dt>Queued now</dt><dd id="queued">{queued}</dd></div>
-<div><dt>Running</dt><dd id="running">{running}</dd></div>
-<div><dt>Start latency p50 / p99</dt><dd>{} / {}</dd></div>
-<div><dt>Failure rate (last hour)</dt><dd>{rate}</dd></div>
-</dl>
-<h2>Runs per minute, last hour</h2>{}
-</main>"#,
-        pct(0.5),
-        pct(0.99),
-        html::chart(&series, MINUTES)
-    );
+    let body = html! {
+        main data-live="3000" {
+            h1 { "Overview" }
+            dl class="stats" {
+                div { dt { "Queued now" } dd id="queued" { (queued) } }
+                div { dt { "Running" } dd id="running" { (running) } }
+                div { dt { "Start latency p50 / p99" } dd { (pct(0.5)) " / " (pct(0.99)) } }
+                div { dt { "Failure rate (last hour)" } dd { (rate) } }
+            }
+            h2 { "Runs per minute, last hour" }
+            (html::chart(&series, MINUTES))
+        }
+    };
     page(&user, "Overview", body)
 }
 
@@ -182,50 +161,56 @@ pub(super) async fn plugins(user: User, State(state): State<AppState>) -> Page {
         users.entry(&s.plugin_id).or_default().push(&s.name);
     }
     let write = user.0.has(Scope::PluginsWrite);
-    let mut rows = String::new();
-    for p in &list.items {
-        let used = users.get(p.id.as_str()).map_or(String::from("—"), |names| {
-            names.iter().map(|n| esc(n)).collect::<Vec<_>>().join(", ")
-        });
-        let delete = if write {
-            button(
-                "Delete",
-                "DELETE",
-                &format!("/v1/plugins/{}", url(&p.id)),
-                Some("Delete this plugin version?"),
-            )
-        } else {
-            String::new()
-        };
-        let _ = write!(
-            rows,
-            r#"<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{used}</td><td><button type="button" data-download="/v1/plugins/{}/wasm" data-filename="{}-{}.wasm">Download</button> {delete}</td></tr>"#,
-            esc(&p.name),
-            esc(&p.version),
-            html::bytes(p.size),
-            time(Some(p.created_at)),
-            url(&p.id),
-            esc(&p.name),
-            esc(&p.version),
-        );
-    }
-    let upload = if write {
-        r#"<section><h2>Upload a plugin</h2>
-<form id="upload" class="inline">
-<label>Name <input name="name" required pattern="[A-Za-z0-9._-]+"></label>
-<label>Version <input name="version" required value="1.0.0"></label>
-<label class="drop">Component (.wasm): drop it here or choose <input type="file" name="file" accept=".wasm" required></label>
-<button type="submit">Upload</button>
-</form><p id="upload-error" class="error" role="alert" hidden></p></section>"#
-    } else {
-        ""
+    let body = html! {
+        main {
+            h1 { "Plugins" }
+            @if write { (upload_form()) }
+            table {
+                caption { "Plugin versions" }
+                thead { tr { th { "Name" } th { "Version" } th { "Size" } th { "Uploaded" } th { "Used by" } th { "Actions" } } }
+                tbody {
+                    @for p in &list.items {
+                        tr {
+                            td { (p.name) }
+                            td { (p.version) }
+                            td { (html::bytes(p.size)) }
+                            td { (time(Some(p.created_at))) }
+                            td { (users.get(p.id.as_str()).map_or("—".to_owned(), |names| names.join(", "))) }
+                            td {
+                                button type="button" data-download={ "/v1/plugins/" (url(&p.id)) "/wasm" }
+                                    data-filename={ (p.name) "-" (p.version) ".wasm" } { "Download" }
+                                " "
+                                @if write {
+                                    (button("Delete", "DELETE", &format!("/v1/plugins/{}", url(&p.id)),
+                                        Some("Delete this plugin version?")))
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
     };
-    let body = format!(
-        r#"<main><h1>Plugins</h1>{upload}
-<table><caption>Plugin versions</caption><thead><tr><th>Name</th><th>Version</th><th>Size</th><th>Uploaded</th><th>Used by</th><th>Actions</th></tr></thead>
-<tbody>{rows}</tbody></table></main>"#
-    );
     page(&user, "Plugins", body)
+}
+
+/// The upload form (drop or choose a `.wasm`).
+fn upload_form() -> Markup {
+    html! {
+        section {
+            h2 { "Upload a plugin" }
+            form id="upload" class="inline" {
+                label { "Name " input name="name" required pattern="[A-Za-z0-9._-]+"; }
+                label { "Version " input name="version" required value="1.0.0"; }
+                label class="drop" {
+                    "Component (.wasm): drop it here or choose "
+                    input type="file" name="file" accept=".wasm" required;
+                }
+                button type="submit" { "Upload" }
+            }
+            p id="upload-error" class="error" role="alert" hidden {}
+        }
+    }
 }
 
 async fn all_schedules(state: &AppState, tenant: &str) -> Result<Vec<Schedule>, Response> {
@@ -242,29 +227,28 @@ async fn all_schedules(state: &AppState, tenant: &str) -> Result<Vec<Schedule>, 
 }
 
 /// A trigger in words, and its time zone.
-fn trigger_text(t: &Trigger) -> (String, Option<chrono_tz::Tz>) {
+fn trigger_text(t: &Trigger) -> (Markup, Option<chrono_tz::Tz>) {
     match t {
         Trigger::Cron { expr, timezone } => (
-            format!("cron <code>{}</code> ({})", esc(expr), esc(timezone)),
+            html! { "cron " code { (expr) } " (" (timezone) ")" },
             timezone.parse().ok(),
         ),
         Trigger::Interval { every, .. } => (
-            format!("every {}", taskhost_model::time::human(*every)),
+            html! { "every " (taskhost_model::time::human(*every)) },
             None,
         ),
-        Trigger::Once { at } => (format!("once at {}", time(Some(*at))), None),
-        Trigger::Manual => ("manual".into(), None),
+        Trigger::Once { at } => (html! { "once at " (time(Some(*at))) }, None),
+        Trigger::Manual {} => (html! { "manual" }, None),
     }
 }
 
 /// A time in a zone, with UTC beside it.
-fn zoned(t: Option<DateTime<Utc>>, zone: Option<chrono_tz::Tz>) -> String {
+fn zoned(t: Option<DateTime<Utc>>, zone: Option<chrono_tz::Tz>) -> Markup {
     match (t, zone) {
-        (Some(t), Some(z)) => format!(
-            r#"{} <span class="utc">({})</span>"#,
-            t.with_timezone(&z).format("%Y-%m-%d %H:%M:%S %Z"),
-            t.format("%H:%M:%S UTC")
-        ),
+        (Some(t), Some(z)) => html! {
+            (t.with_timezone(&z).format("%Y-%m-%d %H:%M:%S %Z"))
+            " " span class="utc" { "(" (t.format("%H:%M:%S UTC")) ")" }
+        },
         (t, _) => time(t),
     }
 }
@@ -276,7 +260,6 @@ pub(super) async fn schedules(user: User, State(state): State<AppState>) -> Page
     let tenant = &user.0.tenant;
     let list = all_schedules(&state, tenant).await?;
     let write = user.0.has(Scope::SchedulesWrite);
-    let mut rows = String::new();
     // One read for every row's last run: the tenant's newest runs, the
     // first of each schedule's. A page of 1,000 schedules costs one query,
     // not 1,000 (and it refreshes itself).
@@ -299,61 +282,56 @@ pub(super) async fn schedules(user: User, State(state): State<AppState>) -> Page
             last_runs.entry(schedule).or_insert(e);
         }
     }
-    for s in &list {
-        let last = match (last_runs.get(s.id.as_str()), s.last_fire_at) {
-            (Some(e), _) => format!(
-                r#"<a href="/executions/{}">{}</a>"#,
-                url(&e.id),
-                html::status(e.status.as_str())
-            ),
-            // Older than the tenant's newest 1,000 runs.
-            (None, Some(at)) => format!(
-                r#"<a href="/executions?schedule_id={}">fired {}</a>"#,
-                url(&s.id),
-                time(Some(at))
-            ),
-            (None, None) => String::from("—"),
-        };
-        let (trigger, zone) = trigger_text(&s.trigger);
-        let path = format!("/v1/schedules/{}", url(&s.id));
-        let actions = if write {
-            let toggle = if s.paused {
-                button("Resume", "POST", &format!("{path}/resume"), None)
-            } else {
-                button("Pause", "POST", &format!("{path}/pause"), None)
-            };
-            format!(
-                r#"{toggle} {} <a class="button" href="/schedules/{}/edit">Edit</a> {}"#,
-                button("Trigger now", "POST", &format!("{path}/trigger"), None),
-                url(&s.id),
-                button("Delete", "DELETE", &path, Some("Delete this schedule?"))
-            )
-        } else {
-            String::new()
-        };
-        let state_text = if s.paused { "paused" } else { "active" };
-        let _ = write!(
-            rows,
-            r#"<tr data-schedule="{}"><td><a href="/executions?schedule_id={}">{}</a></td><td>{trigger}</td><td>{}</td><td>{}</td><td>{last}</td><td>{actions}</td></tr>"#,
-            esc(&s.id),
-            url(&s.id),
-            esc(&s.name),
-            html::status(state_text),
-            // A paused schedule's cursor is the next fire to record as paused.
-            zoned(s.next_fire_at.filter(|_| !s.paused), zone),
-        );
-    }
-    let new = if write {
-        r#"<p><a class="button" href="/schedules/new">New schedule</a></p>"#
-    } else {
-        ""
+    let body = html! {
+        main data-live="5000" {
+            h1 { "Schedules" }
+            @if write { p { a class="button" href="/schedules/new" { "New schedule" } } }
+            table {
+                caption { "Schedules" }
+                thead { tr { th { "Name" } th { "Trigger" } th { "State" } th { "Next fire" } th { "Last run" } th { "Actions" } } }
+                tbody {
+                    @for s in &list { (schedule_row(s, last_runs.get(s.id.as_str()).copied(), write)) }
+                }
+            }
+        }
     };
-    let body = format!(
-        r#"<main data-live="5000"><h1>Schedules</h1>{new}
-<table><caption>Schedules</caption><thead><tr><th>Name</th><th>Trigger</th><th>State</th><th>Next fire</th><th>Last run</th><th>Actions</th></tr></thead>
-<tbody>{rows}</tbody></table></main>"#
-    );
     page(&user, "Schedules", body)
+}
+
+/// One schedule's row: its trigger, state, next fire, last run, actions.
+fn schedule_row(s: &Schedule, last_run: Option<&Execution>, write: bool) -> Markup {
+    let (trigger, zone) = trigger_text(&s.trigger);
+    let path = format!("/v1/schedules/{}", url(&s.id));
+    let state_text = if s.paused { "paused" } else { "active" };
+    html! {
+        tr data-schedule=(s.id) {
+            td { a href={ "/executions?schedule_id=" (url(&s.id)) } { (s.name) } }
+            td { (trigger) }
+            td { (html::status(state_text)) }
+            // A paused schedule's cursor is the next fire to record as paused.
+            td { (zoned(s.next_fire_at.filter(|_| !s.paused), zone)) }
+            td {
+                @match (last_run, s.last_fire_at) {
+                    (Some(e), _) => a href={ "/executions/" (url(&e.id)) } { (html::status(e.status.as_str())) },
+                    // Older than the tenant's newest 1,000 runs.
+                    (None, Some(at)) => a href={ "/executions?schedule_id=" (url(&s.id)) } { "fired " (time(Some(at))) },
+                    (None, None) => "—",
+                }
+            }
+            td {
+                @if write {
+                    @if s.paused {
+                        (button("Resume", "POST", &format!("{path}/resume"), None))
+                    } @else {
+                        (button("Pause", "POST", &format!("{path}/pause"), None))
+                    }
+                    " " (button("Trigger now", "POST", &format!("{path}/trigger"), None))
+                    " " a class="button" href={ "/schedules/" (url(&s.id)) "/edit" } { "Edit" }
+                    " " (button("Delete", "DELETE", &path, Some("Delete this schedule?")))
+                }
+            }
+        }
+    }
 }
 
 /// The form for a new cron schedule, with a live preview of its next fires.
@@ -387,22 +365,6 @@ async fn form_page(user: User, state: AppState, editing: Option<Schedule>) -> Pa
         .list_plugins(&user.0.tenant, &PluginFilter::default(), &request)
         .await
         .map_err(failed)?;
-    let options: String = plugins
-        .items
-        .iter()
-        .map(|p| {
-            let selected = editing
-                .as_ref()
-                .filter(|s| s.plugin_id == p.id)
-                .map_or("", |_| " selected");
-            format!(
-                r#"<option value="{}"{selected}>{} {}</option>"#,
-                esc(&p.id),
-                esc(&p.name),
-                esc(&p.version)
-            )
-        })
-        .collect();
     let (name, expr, zone, input) = match &editing {
         Some(s) => {
             let (expr, zone) = match &s.trigger {
@@ -419,40 +381,46 @@ async fn form_page(user: User, state: AppState, editing: Option<Schedule>) -> Pa
             "{}".into(),
         ),
     };
-    let locked = if editing.is_some() { " disabled" } else { "" };
-    let (title, id, submit) = match &editing {
-        Some(s) => (
-            "Edit schedule",
-            format!(r#" data-id="{}""#, esc(&s.id)),
-            "Save",
-        ),
-        None => ("New schedule", String::new(), "Create"),
+    let title = if editing.is_some() {
+        "Edit schedule"
+    } else {
+        "New schedule"
     };
-    let zones: String = chrono_tz::TZ_VARIANTS
-        .iter()
-        .map(|z| format!(r#"<option value="{}">"#, esc(z.name())))
-        .collect();
-    let body = format!(
-        r#"<main><h1>{title}</h1>
-<form id="schedule" class="stack"{id}>
-<label>Name <input name="name" required value="{}"></label>
-<label>Plugin <select name="plugin_id" required{locked}>{options}</select></label>
-<label>Cron expression <input name="expr" required value="{}" spellcheck="false" aria-describedby="cron-help"></label>
-<small id="cron-help">5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first.</small>
-<label>Time zone <input name="timezone" list="zones" value="{}" required></label>
-<datalist id="zones">{zones}</datalist>
-<label>Input (JSON) <textarea name="input" rows="3" spellcheck="false">{}</textarea></label>
-<button type="submit">{submit}</button>
-<p id="schedule-error" class="error" role="alert" hidden></p>
-</form>
-<section aria-labelledby="preview-title"><h2 id="preview-title">Next 10 fires</h2>
-<p id="preview-error" class="error" role="alert" hidden></p>
-<table id="preview"><thead><tr><th>Local time</th><th>UTC</th><th>Offset</th></tr></thead><tbody></tbody></table>
-</section></main>"#,
-        esc(&name),
-        esc(&expr),
-        esc(&zone),
-        esc(&input),
-    );
+    let body = html! {
+        main {
+            h1 { (title) }
+            form id="schedule" class="stack" data-id=[editing.as_ref().map(|s| &s.id)] {
+                label { "Name " input name="name" required value=(name); }
+                label { "Plugin "
+                    select name="plugin_id" required disabled[editing.is_some()] {
+                        @for p in &plugins.items {
+                            option value=(p.id) selected[editing.as_ref().is_some_and(|s| s.plugin_id == p.id)] {
+                                (p.name) " " (p.version)
+                            }
+                        }
+                    }
+                }
+                label { "Cron expression "
+                    input name="expr" required value=(expr) spellcheck="false" aria-describedby="cron-help";
+                }
+                small id="cron-help" { "5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first." }
+                label { "Time zone " input name="timezone" list="zones" value=(zone) required; }
+                datalist id="zones" {
+                    @for z in chrono_tz::TZ_VARIANTS.iter() { option value=(z.name()) {} }
+                }
+                label { "Input (JSON) " textarea name="input" rows="3" spellcheck="false" { (input) } }
+                button type="submit" { @if editing.is_some() { "Save" } @else { "Create" } }
+                p id="schedule-error" class="error" role="alert" hidden {}
+            }
+            section aria-labelledby="preview-title" {
+                h2 id="preview-title" { "Next 10 fires" }
+                p id="preview-error" class="error" role="alert" hidden {}
+                table id="preview" {
+                    thead { tr { th { "Local time" } th { "UTC" } th { "Offset" } } }
+                    tbody {}
+                }
+            }
+        }
+    };
     page(&user, title, body)
 }

@@ -8,6 +8,10 @@
 //! a malformed request, a missing or bad token, a missing scope, an unknown
 //! id, a refused value, a rate limit, a store that is away.
 
+mod constraints;
+mod links;
+
+use taskhost_model::Limits;
 use utoipa::openapi::content::ContentBuilder;
 use utoipa::openapi::path::{Operation, ParameterBuilder, ParameterIn};
 use utoipa::openapi::response::ResponseBuilder;
@@ -47,6 +51,23 @@ const API_ERRORS: [(&str, &str); 10] = [
 const OPS_ERRORS: [(&str, &str); 1] = [("503", "Not ready: the store does not answer.")];
 
 pub(super) struct Contract;
+
+/// What the document says of the node that serves it: the most a run may
+/// ask for, and whether its network policy lets runs reach anything.
+pub(super) struct Facts {
+    pub caps: Limits,
+    pub network_open: bool,
+}
+
+/// The document as served: the derive's, made a contract (above), with
+/// every constraint ([`constraints`]) and the response links ([`links`]).
+pub(super) fn document(mut openapi: OpenApi, facts: &Facts) -> serde_json::Value {
+    utoipa::Modify::modify(&Contract, &mut openapi);
+    let mut doc = serde_json::to_value(&openapi).unwrap_or_default();
+    constraints::apply(&mut doc, facts);
+    links::apply(&mut doc);
+    doc
+}
 
 impl utoipa::Modify for Contract {
     fn modify(&self, openapi: &mut OpenApi) {
