@@ -214,41 +214,23 @@ pub struct FirePlan {
 /// which are always decided (in order, after the chunk): then `next_fire_at`
 /// is the first fire left (still due), and the next call goes on from there.
 /// The fires kept to run are [`plan_due`]'s.
-#[allow(clippy::too_many_arguments)]
-pub fn plan_fires(
-    trigger: &Trigger,
-    created_at: DateTime<Utc>,
-    next_fire_at: DateTime<Utc>,
-    now: DateTime<Utc>,
-    catch_up: CatchUp,
-    grace: Duration,
-    max_runs: usize,
-    record_from: DateTime<Utc>,
-    max_entries: usize,
-) -> Result<FirePlan, TriggerError> {
+pub fn plan_fires(trigger: &Trigger, q: &FireQuery) -> Result<FirePlan, TriggerError> {
     let due = plan_due(
         trigger,
-        created_at,
-        next_fire_at,
-        now,
-        catch_up,
-        grace,
-        max_runs,
+        q.created_at,
+        q.next_fire_at,
+        q.now,
+        q.catch_up,
+        q.grace,
+        q.max_runs,
     )?;
-    if next_fire_at > now {
+    if q.next_fire_at > q.now {
         return Ok(FirePlan {
             fires: Vec::new(),
             next_fire_at: due.next_fire_at,
         });
     }
-    let compiled = Compiled::new(trigger, created_at)?;
-    let on_time_from = crate::time::sub_saturating(now, grace);
-    let keep_from = match catch_up.mode {
-        CatchUpMode::Skip => on_time_from,
-        CatchUpMode::Once | CatchUpMode::All => {
-            on_time_from.min(crate::time::sub_saturating(now, catch_up.window))
-        }
-    };
+    let compiled = Compiled::new(trigger, q.created_at)?;
     // The fires that run are decided whatever else is recorded: a catch-up
     // run is never lost to the retention horizon, nor delayed by the chunks
     // of a long backlog (the records are insert-if-absent, so out of order is
@@ -256,51 +238,100 @@ pub fn plan_fires(
     let record_from = due
         .fires
         .first()
-        .map_or(record_from, |f| record_from.min(*f));
-    // The one missed fire catch-up `once` runs, which the others fold into.
-    let once_into = due.fires.first().copied().filter(|t| *t < on_time_from);
-    let label = |t: DateTime<Utc>| -> Planned {
-        if due.fires.binary_search(&t).is_ok() {
-            return Planned::Run {
-                late: t < on_time_from,
-            };
-        }
-        Planned::Dropped(match catch_up.mode {
-            CatchUpMode::Skip if t < keep_from => Dropped::CatchUpSkip,
-            CatchUpMode::Once | CatchUpMode::All if t < keep_from => Dropped::OutsideWindow,
-            CatchUpMode::Once => match once_into {
-                Some(into) if t < into => Dropped::CoalescedInto(into),
-                _ => Dropped::CatchUpLimit,
-            },
-            _ => Dropped::CatchUpLimit,
-        })
-    };
+        .map_or(q.record_from, |f| q.record_from.min(*f));
+    let labels = Labels::new(q, &due.fires);
     let mut fires = Vec::new();
-    let mut next = if next_fire_at >= record_from {
-        Some(next_fire_at)
+    let mut next = if q.next_fire_at >= record_from {
+        Some(q.next_fire_at)
     } else {
         compiled.next(crate::time::sub_saturating(
             record_from,
             Duration::from_millis(1),
         ))
     };
-    while let Some(t) = next.filter(|t| *t <= now) {
-        if fires.len() >= max_entries {
+    while let Some(t) = next.filter(|t| *t <= q.now) {
+        if fires.len() >= q.max_entries {
             // The runs beyond this chunk are decided now all the same.
             let later = due.fires.iter().filter(|f| **f >= t);
-            fires.extend(later.map(|f| (*f, label(*f))));
+            fires.extend(later.map(|f| (*f, labels.of(*f))));
             return Ok(FirePlan {
                 fires,
                 next_fire_at: Some(t),
             });
         }
-        fires.push((t, label(t)));
+        fires.push((t, labels.of(t)));
         next = compiled.next(t);
     }
     Ok(FirePlan {
         fires,
         next_fire_at: due.next_fire_at,
     })
+}
+
+/// What one pass asks of a schedule's trigger ([`plan_fires`]).
+#[derive(Debug, Clone, Copy)]
+pub struct FireQuery {
+    /// When the schedule was made (an interval's grid starts there).
+    pub created_at: DateTime<Utc>,
+    /// The schedule's cursor: the first fire not yet decided.
+    pub next_fire_at: DateTime<Utc>,
+    pub now: DateTime<Utc>,
+    pub catch_up: CatchUp,
+    /// A fire this late or less is on time; a later one was missed.
+    pub grace: Duration,
+    /// Most fires that run in one pass.
+    pub max_runs: usize,
+    /// Fires before this are not recorded (past the retention).
+    pub record_from: DateTime<Utc>,
+    /// Most fires recorded in one pass, besides those that run.
+    pub max_entries: usize,
+}
+
+/// How a pass labels each fire: run (on time or late), or dropped and why.
+struct Labels<'a> {
+    runs: &'a [DateTime<Utc>],
+    mode: CatchUpMode,
+    on_time_from: DateTime<Utc>,
+    keep_from: DateTime<Utc>,
+    /// The one missed fire catch-up `once` runs, which the others fold into.
+    once_into: Option<DateTime<Utc>>,
+}
+
+impl<'a> Labels<'a> {
+    fn new(q: &FireQuery, runs: &'a [DateTime<Utc>]) -> Self {
+        let on_time_from = crate::time::sub_saturating(q.now, q.grace);
+        let keep_from = match q.catch_up.mode {
+            CatchUpMode::Skip => on_time_from,
+            CatchUpMode::Once | CatchUpMode::All => {
+                on_time_from.min(crate::time::sub_saturating(q.now, q.catch_up.window))
+            }
+        };
+        let once_into = runs.first().copied().filter(|t| *t < on_time_from);
+        Labels {
+            runs,
+            mode: q.catch_up.mode,
+            on_time_from,
+            keep_from,
+            once_into,
+        }
+    }
+
+    fn of(&self, t: DateTime<Utc>) -> Planned {
+        if self.runs.binary_search(&t).is_ok() {
+            return Planned::Run {
+                late: t < self.on_time_from,
+            };
+        }
+        Planned::Dropped(match self.mode {
+            CatchUpMode::Skip if t < self.keep_from => Dropped::CatchUpSkip,
+            CatchUpMode::Once | CatchUpMode::All if t < self.keep_from => Dropped::OutsideWindow,
+            CatchUpMode::Once => match self.once_into {
+                Some(into) if t < into => Dropped::CoalescedInto(into),
+                _ => Dropped::CatchUpLimit,
+            },
+            _ => Dropped::CatchUpLimit,
+        })
+    }
 }
 
 /// Fires in `[from, to)`, ascending, at most `max + 1` (so a caller can tell

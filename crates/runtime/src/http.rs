@@ -57,17 +57,7 @@ impl std::fmt::Debug for RunNetwork {
     }
 }
 
-type SendFuture = Box<
-    dyn Future<
-            Output = Result<
-                (
-                    http::Response<WasiBody>,
-                    Box<dyn Future<Output = Result<(), Error>> + Send>,
-                ),
-                Error,
-            >,
-        > + Send,
->;
+type SendFuture = Box<dyn Future<Output = Result<Exchange, Error>> + Send>;
 
 /// A run's HTTP state: its grant, its budgets and its records.
 pub(crate) struct HttpHooks {
@@ -113,8 +103,19 @@ impl WasiHttpHooks for HttpHooks {
         _options: Option<RequestOptions>,
         _fut: Box<dyn Future<Output = Result<(), Error>> + Send>,
     ) -> SendFuture {
+        match self.admit(&request) {
+            Ok(sending) => Box::new(sending.send(request)),
+            Err(refused) => refused,
+        }
+    }
+}
+
+impl HttpHooks {
+    /// Records the request and checks it against the run's limits and
+    /// grant and the network policy: what sending it needs, or the refusal.
+    fn admit(&mut self, request: &http::Request<WasiBody>) -> Result<Sending, SendFuture> {
         let started = Instant::now();
-        let uri = request.uri().clone();
+        let uri = request.uri();
         let parsed = reqwest::Url::parse(&uri.to_string());
         // Recorded as the request will go: host and port from the URL as
         // parsed (never a user:password), the path without the query.
@@ -136,138 +137,168 @@ impl WasiHttpHooks for HttpHooks {
             ..HttpRecord::default()
         });
         if self.requests >= self.limits.http_requests {
-            let reason = format!(
-                "the run may make {} requests (limits.http_requests)",
-                self.limits.http_requests
-            );
-            return self.refuse(index, reason);
+            let limit = self.limits.http_requests;
+            return Err(self.refuse(
+                index,
+                format!("the run may make {limit} requests (limits.http_requests)"),
+            ));
         }
         self.requests += 1;
         let Some(net) = &self.net else {
-            let reason = "this run is granted no hosts; name them in the schedule's or the run's \"network\": {\"allow\": [...]}".to_owned();
-            return self.refuse(index, reason);
+            return Err(self.refuse(index, "this run is granted no hosts; name them in the schedule's or the run's \"network\": {\"allow\": [...]}".to_owned()));
         };
         let url = match parsed {
             Ok(url) => url,
-            Err(e) => return self.refuse(index, format!("the request's URL is not valid: {e}")),
+            Err(e) => {
+                return Err(self.refuse(index, format!("the request's URL is not valid: {e}")));
+            }
         };
         if !url.username().is_empty() || url.password().is_some() {
-            let reason = "credentials in the URL are not allowed; send them in a header".into();
-            return self.refuse(index, reason);
+            return Err(self.refuse(
+                index,
+                "credentials in the URL are not allowed; send them in a header".into(),
+            ));
         }
         if !uri.path().starts_with('/') {
-            return self.refuse(index, "the request's path must start with `/`".into());
+            return Err(self.refuse(index, "the request's path must start with `/`".into()));
         }
-        if let Err(refusal) = net
-            .egress
-            .policy()
-            .check_url(&net.tenant, Some(&net.allow), &url)
-        {
-            return self.refuse(index, refusal.to_string());
+        let policy = net.egress.policy();
+        if let Err(refusal) = policy.check_url(&net.tenant, Some(&net.allow), &url) {
+            return Err(self.refuse(index, refusal.to_string()));
         }
         if Instant::now() >= self.deadline {
-            return self.refuse(index, "the run is out of time".into());
+            return Err(self.refuse(index, "the run is out of time".into()));
         }
-        // Not cut to what is left of the run: a request still waiting at the
-        // run's deadline ends the run `timed_out`, as any other wait does.
-        let timeout = self.limits.http_timeout;
-        let client = net.egress.client().clone();
-        let sent = self.sent.clone();
-        let sent_limit = self.limits.http_sent_bytes;
-        let in_flight = self.in_flight.clone();
-        let records = self.records.clone();
-        let body_budget = Budget {
-            used: self.received.clone(),
-            limit: self.limits.http_received_bytes,
-            records: records.clone(),
+        Ok(Sending {
+            client: net.egress.client().clone(),
+            // Not cut to what is left of the run: a request still waiting at
+            // the run's deadline ends the run `timed_out`, as any other wait does.
+            timeout: self.limits.http_timeout,
+            sent: self.sent.clone(),
+            sent_limit: self.limits.http_sent_bytes,
+            in_flight: self.in_flight.clone(),
+            records: self.records.clone(),
             index,
+            received: Budget {
+                used: self.received.clone(),
+                limit: self.limits.http_received_bytes,
+                records: self.records.clone(),
+                index,
+            },
+            started,
+        })
+    }
+}
+
+/// An admitted request: what sending it needs of its run.
+struct Sending {
+    client: reqwest::Client,
+    timeout: std::time::Duration,
+    sent: Arc<AtomicU64>,
+    sent_limit: u64,
+    in_flight: Arc<tokio::sync::Semaphore>,
+    records: Records,
+    index: Option<usize>,
+    received: Budget,
+    started: Instant,
+}
+
+type Exchange = (
+    http::Response<WasiBody>,
+    Box<dyn Future<Output = Result<(), Error>> + Send>,
+);
+
+impl Sending {
+    async fn send(self, request: http::Request<WasiBody>) -> Result<Exchange, Error> {
+        // A few requests at a time per run; the others wait their turn (and
+        // the run's timeout bounds the wait).
+        let Ok(_slot) = self.in_flight.clone().acquire_owned().await else {
+            return Err(Error::InternalError(Some("the run is ending".into())));
         };
-        Box::new(async move {
-            // A few requests at a time per run; the others wait their turn
-            // (and the run's timeout bounds the wait).
-            let Ok(_slot) = in_flight.acquire_owned().await else {
-                return Err(Error::InternalError(Some("the run is ending".into())));
-            };
-            let (parts, mut body) = request.into_parts();
-            // Counted frame by frame against the run's whole budget, so
-            // requests whose bodies are read at the same time share it.
-            let mut buffer = Vec::new();
-            let mut counted = 0u64;
-            while let Some(frame) = body.frame().await {
-                let frame = match frame {
-                    Ok(frame) => frame,
-                    Err(e) => {
-                        records.update(index, |r| r.error = Some(e.to_string()));
-                        return Err(Error::InternalError(Some(e.to_string())));
-                    }
-                };
-                let Some(data) = frame.data_ref() else {
-                    continue;
-                };
-                let n = data.len() as u64;
-                counted += n;
-                if sent.fetch_add(n, Ordering::Relaxed) + n > sent_limit {
-                    // Not sent, so not spent: the budget is for what leaves.
-                    sent.fetch_sub(counted, Ordering::Relaxed);
-                    let reason = format!(
-                        "the request bodies are over limits.http_sent_bytes ({sent_limit} bytes)"
-                    );
-                    records.update(index, |r| r.refused = Some(reason.clone()));
-                    return Err(Error::InternalError(Some(format!(
-                        "taskhost refused the request: {reason}"
-                    ))));
-                }
-                buffer.extend_from_slice(data);
+        let (parts, body) = request.into_parts();
+        let body = self.read_body(body).await?;
+        let request = match reqwest::Request::try_from(http::Request::from_parts(parts, body)) {
+            Ok(request) => request,
+            Err(e) => return Err(self.failed(e.to_string())),
+        };
+        let response = self.exchange(request).await?;
+        let response: http::Response<reqwest::Body> = response.into();
+        let received = self.received;
+        let response = response.map(|body| {
+            Counted {
+                inner: Box::pin(body),
+                budget: received,
             }
-            let body = Bytes::from(buffer);
-            records.update(index, |r| r.sent_bytes = body.len() as u64);
-            let mut request =
-                match reqwest::Request::try_from(http::Request::from_parts(parts, body)) {
-                    Ok(request) => request,
-                    Err(e) => {
-                        records.update(index, |r| r.error = Some(e.to_string()));
-                        return Err(Error::InternalError(Some(e.to_string())));
-                    }
-                };
-            *request.timeout_mut() = Some(timeout);
-            let response = client.execute(request).await;
-            let elapsed = elapsed_ms(started);
-            let response = match response {
-                Ok(response) => response,
-                Err(e) => {
-                    let refused = refusal_in(&e);
-                    let text = describe(&e);
-                    records.update(index, |r| {
-                        r.duration_ms = elapsed;
-                        match &refused {
-                            Some(_) => r.refused = Some(text.clone()),
-                            None => r.error = Some(text.clone()),
-                        }
-                    });
-                    return Err(match refused {
-                        Some(_) => Error::InternalError(Some(format!(
-                            "taskhost refused the request: {text}"
-                        ))),
-                        None if e.is_timeout() => Error::ConnectionReadTimeout,
-                        None if e.is_connect() => Error::InternalError(Some(text)),
-                        None => Error::InternalError(Some(text)),
-                    });
-                }
+            .boxed_unsync()
+        });
+        let io: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
+        Ok((response, io))
+    }
+
+    fn failed(&self, error: String) -> Error {
+        self.records
+            .update(self.index, |r| r.error = Some(error.clone()));
+        Error::InternalError(Some(error))
+    }
+
+    /// The request's body, counted frame by frame against the run's whole
+    /// budget, so requests whose bodies are read at the same time share it.
+    async fn read_body(&self, mut body: WasiBody) -> Result<Bytes, Error> {
+        let mut buffer = Vec::new();
+        let mut counted = 0u64;
+        while let Some(frame) = body.frame().await {
+            let frame = frame.map_err(|e| self.failed(e.to_string()))?;
+            let Some(data) = frame.data_ref() else {
+                continue;
             };
-            records.update(index, |r| {
-                r.status = Some(response.status().as_u16());
-                r.duration_ms = elapsed;
-            });
-            let response: http::Response<reqwest::Body> = response.into();
-            let response = response.map(|body| {
-                Counted {
-                    inner: Box::pin(body),
-                    budget: body_budget,
-                }
-                .boxed_unsync()
-            });
-            let io: Box<dyn Future<Output = Result<(), Error>> + Send> = Box::new(async { Ok(()) });
-            Ok((response, io))
+            let n = data.len() as u64;
+            counted += n;
+            if self.sent.fetch_add(n, Ordering::Relaxed) + n > self.sent_limit {
+                // Not sent, so not spent: the budget is for what leaves.
+                self.sent.fetch_sub(counted, Ordering::Relaxed);
+                let limit = self.sent_limit;
+                let reason =
+                    format!("the request bodies are over limits.http_sent_bytes ({limit} bytes)");
+                self.records
+                    .update(self.index, |r| r.refused = Some(reason.clone()));
+                let refused = format!("taskhost refused the request: {reason}");
+                return Err(Error::InternalError(Some(refused)));
+            }
+            buffer.extend_from_slice(data);
+        }
+        let sent = buffer.len() as u64;
+        self.records.update(self.index, |r| r.sent_bytes = sent);
+        Ok(Bytes::from(buffer))
+    }
+
+    /// Sends the request through the node's client and records the answer.
+    async fn exchange(&self, mut request: reqwest::Request) -> Result<reqwest::Response, Error> {
+        *request.timeout_mut() = Some(self.timeout);
+        let response = self.client.execute(request).await;
+        let elapsed = elapsed_ms(self.started);
+        let e = match response {
+            Ok(response) => {
+                self.records.update(self.index, |r| {
+                    r.status = Some(response.status().as_u16());
+                    r.duration_ms = elapsed;
+                });
+                return Ok(response);
+            }
+            Err(e) => e,
+        };
+        let refused = refusal_in(&e).is_some();
+        let text = describe(&e);
+        self.records.update(self.index, |r| {
+            r.duration_ms = elapsed;
+            match refused {
+                true => r.refused = Some(text.clone()),
+                false => r.error = Some(text.clone()),
+            }
+        });
+        Err(match refused {
+            true => Error::InternalError(Some(format!("taskhost refused the request: {text}"))),
+            false if e.is_timeout() => Error::ConnectionReadTimeout,
+            false => Error::InternalError(Some(text)),
         })
     }
 }

@@ -91,44 +91,14 @@ pub(crate) async fn execute(
     let limits = request.limits;
     let secrets = request.secrets.clone();
     let deadline = started + limits.timeout;
-    let mut store = Store::new(
-        engine,
-        RunState::new(RunStateInit {
-            memory_bytes: limits.memory_bytes.min(config.max_memory_bytes),
-            log_bytes: limits.log_bytes,
-            config: request.config,
-            kv: kv.clone(),
-            namespace: request.namespace,
-            kv_quota: request.kv_quota,
-            secrets: secrets.clone(),
-            hooks: HttpHooks::new(request.network, limits, deadline),
-        }),
-    );
-    store.limiter(|state| &mut state.limiter);
-    store.call_hook(charge_host_calls);
-    // Fuel is always enabled on our engine, so these cannot fail. Handing
-    // fuel to the guest in slices makes it report what it burned at each
-    // slice's end; without that, a run stopped at its deadline (by the epoch
-    // callback) would report stale fuel.
-    let _ = store.set_fuel(limits.fuel);
-    let _ = store.fuel_async_yield_interval(Some(FUEL_SLICE));
-    store.epoch_deadline_callback(move |_| {
-        if Instant::now() >= deadline {
-            Err(wasmtime::Error::new(TimedOut))
-        } else {
-            // Yield to the executor at every tick so busy runs share threads.
-            Ok(UpdateDeadline::Yield(1))
-        }
-    });
-    store.set_epoch_deadline(1);
-
     let invocation = Invocation {
-        execution_id: request.execution_id,
-        schedule_id: request.schedule_id,
+        execution_id: request.execution_id.clone(),
+        schedule_id: request.schedule_id.clone(),
         attempt: request.attempt,
         scheduled_at_ms: request.scheduled_at_ms,
-        input: request.input,
+        input: request.input.clone(),
     };
+    let mut store = sandbox(engine, kv, config, request, deadline);
     let call = async {
         let task = pre.instantiate_async(&mut store).await?;
         task.call_run(&mut store, &invocation).await
@@ -166,6 +136,49 @@ pub(crate) async fn execute(
     }
     bounds::enforce(&mut outcome, &limits);
     outcome
+}
+
+/// A fresh store for one run, under its limits: memory, fuel (handed out in
+/// slices), host calls charged, and the deadline checked at every epoch.
+fn sandbox(
+    engine: &Engine,
+    kv: &Arc<dyn KvStore>,
+    config: &RuntimeConfig,
+    request: RunRequest,
+    deadline: Instant,
+) -> Store<RunState> {
+    let limits = request.limits;
+    let mut store = Store::new(
+        engine,
+        RunState::new(RunStateInit {
+            memory_bytes: limits.memory_bytes.min(config.max_memory_bytes),
+            log_bytes: limits.log_bytes,
+            config: request.config,
+            kv: kv.clone(),
+            namespace: request.namespace,
+            kv_quota: request.kv_quota,
+            secrets: request.secrets,
+            hooks: HttpHooks::new(request.network, limits, deadline),
+        }),
+    );
+    store.limiter(|state| &mut state.limiter);
+    store.call_hook(charge_host_calls);
+    // Fuel is always enabled on our engine, so these cannot fail. Handing
+    // fuel to the guest in slices makes it report what it burned at each
+    // slice's end; without that, a run stopped at its deadline (by the epoch
+    // callback) would report stale fuel.
+    let _ = store.set_fuel(limits.fuel);
+    let _ = store.fuel_async_yield_interval(Some(FUEL_SLICE));
+    store.epoch_deadline_callback(move |_| {
+        if Instant::now() >= deadline {
+            Err(wasmtime::Error::new(TimedOut))
+        } else {
+            // Yield to the executor at every tick so busy runs share threads.
+            Ok(UpdateDeadline::Yield(1))
+        }
+    });
+    store.set_epoch_deadline(1);
+    store
 }
 
 /// Charges every call into the host [`HOST_CALL_FUEL`], and what our host
@@ -223,69 +236,10 @@ fn classify(
 }
 
 fn classify_trap(error: &wasmtime::Error, state: &RunState, limits: &Limits) -> Classified {
-    let (status, message, retryable) =
-        if let Some(overflow) = error.downcast_ref::<CaptureOverflow>() {
-            (Status::OutputTooLarge, overflow.to_string(), false)
-        } else if state.stdout.overflowed() || state.stderr.overflowed() {
-            let stream = if state.stdout.overflowed() {
-                "stdout"
-            } else {
-                "stderr"
-            };
-            let message = format!(
-                "the plugin wrote more than {} bytes to {stream}",
-                limits.log_bytes
-            );
-            (Status::OutputTooLarge, message, false)
-        } else if let Some(e) = error.downcast_ref::<MemoryLimitExceeded>() {
-            (Status::MemoryLimit, e.to_string(), false)
-        } else if state.limiter.exceeded {
-            let message = format!(
-                "the plugin exceeded its memory limit of {} bytes",
-                limits.memory_bytes
-            );
-            (Status::MemoryLimit, message, false)
-        } else if error.is::<TimedOut>() {
-            let message = format!(
-                "the run took longer than its timeout of {}",
-                taskhost_model::time::human(limits.timeout)
-            );
-            (Status::TimedOut, message, true)
-        } else if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
-            // `run` returns its result; a plugin that exits (CPython's
-            // `sys.exit`, C's `exit`) has none, and exiting again won't change that.
-            let message = format!(
-                "the plugin called exit({}) instead of returning from `run`",
-                exit.0
-            );
-            (Status::Failed, message, false)
-        } else if let Some(trap) = error.downcast_ref::<Trap>() {
-            match trap {
-                Trap::OutOfFuel => {
-                    let message = format!("the run used all of its fuel ({} units)", limits.fuel);
-                    (Status::OutOfFuel, message, false)
-                }
-                Trap::StackOverflow => (
-                    Status::Trapped,
-                    "stack overflow: the plugin recursed too deeply".to_owned(),
-                    false,
-                ),
-                other => match panic_message(&state.stderr.text()) {
-                    Some(panic) => (
-                        Status::Trapped,
-                        format!("the plugin panicked: {panic}"),
-                        true,
-                    ),
-                    None => (
-                        Status::Trapped,
-                        format!("the plugin trapped: {other}"),
-                        true,
-                    ),
-                },
-            }
-        } else {
-            (Status::Trapped, format!("{error:#}"), true)
-        };
+    let (status, message, retryable) = match limit_hit(error, state, limits) {
+        Some(hit) => hit,
+        None => trap_kind(error, state, limits),
+    };
     let backtrace = error.downcast_ref::<WasmBacktrace>().map(|bt| {
         let mut text = bt.to_string();
         if text.len() > MAX_BACKTRACE_BYTES {
@@ -295,15 +249,87 @@ fn classify_trap(error: &wasmtime::Error, state: &RunState, limits: &Limits) -> 
         }
         text
     });
-    (
-        status,
-        None,
-        Some(RunError {
-            message,
-            retryable,
-            backtrace,
-        }),
-    )
+    let error = RunError {
+        message,
+        retryable,
+        backtrace,
+    };
+    (status, None, Some(error))
+}
+
+/// A run's status, message and whether trying again may help.
+type Ended = (Status, String, bool);
+
+/// Which of the run's limits stopped it, if one did: output, memory, time.
+fn limit_hit(error: &wasmtime::Error, state: &RunState, limits: &Limits) -> Option<Ended> {
+    if let Some(overflow) = error.downcast_ref::<CaptureOverflow>() {
+        return Some((Status::OutputTooLarge, overflow.to_string(), false));
+    }
+    if state.stdout.overflowed() || state.stderr.overflowed() {
+        let stream = if state.stdout.overflowed() {
+            "stdout"
+        } else {
+            "stderr"
+        };
+        let message = format!(
+            "the plugin wrote more than {} bytes to {stream}",
+            limits.log_bytes
+        );
+        return Some((Status::OutputTooLarge, message, false));
+    }
+    if let Some(e) = error.downcast_ref::<MemoryLimitExceeded>() {
+        return Some((Status::MemoryLimit, e.to_string(), false));
+    }
+    if state.limiter.exceeded {
+        let limit = limits.memory_bytes;
+        let message = format!("the plugin exceeded its memory limit of {limit} bytes");
+        return Some((Status::MemoryLimit, message, false));
+    }
+    if error.is::<TimedOut>() {
+        let timeout = taskhost_model::time::human(limits.timeout);
+        let message = format!("the run took longer than its timeout of {timeout}");
+        return Some((Status::TimedOut, message, true));
+    }
+    None
+}
+
+/// How a run that hit no limit stopped: an exit, fuel, a stack overflow,
+/// a panic or another trap.
+fn trap_kind(error: &wasmtime::Error, state: &RunState, limits: &Limits) -> Ended {
+    if let Some(exit) = error.downcast_ref::<wasmtime_wasi::I32Exit>() {
+        // `run` returns its result; a plugin that exits (CPython's
+        // `sys.exit`, C's `exit`) has none, and exiting again won't change that.
+        let message = format!(
+            "the plugin called exit({}) instead of returning from `run`",
+            exit.0
+        );
+        return (Status::Failed, message, false);
+    }
+    let Some(trap) = error.downcast_ref::<Trap>() else {
+        return (Status::Trapped, format!("{error:#}"), true);
+    };
+    match trap {
+        Trap::OutOfFuel => {
+            let message = format!("the run used all of its fuel ({} units)", limits.fuel);
+            (Status::OutOfFuel, message, false)
+        }
+        Trap::StackOverflow => {
+            let message = "stack overflow: the plugin recursed too deeply".to_owned();
+            (Status::Trapped, message, false)
+        }
+        other => match panic_message(&state.stderr.text()) {
+            Some(panic) => (
+                Status::Trapped,
+                format!("the plugin panicked: {panic}"),
+                true,
+            ),
+            None => (
+                Status::Trapped,
+                format!("the plugin trapped: {other}"),
+                true,
+            ),
+        },
+    }
 }
 
 /// Finds the message of a Rust panic in a plugin's stderr, e.g.

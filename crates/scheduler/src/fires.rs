@@ -121,30 +121,13 @@ impl Node {
     ) -> Result<BackfillReport, BackfillError> {
         let store = &self.inner.store;
         let now = store.now();
-        // Cron fires from 1970 on; nothing before that can be backfilled.
-        if from >= to || to > now || from < DateTime::<Utc>::UNIX_EPOCH {
-            return Err(BackfillError::InvalidWindow);
-        }
-        let all = trigger::backfill_fires(
-            &schedule.trigger,
-            schedule.created_at,
-            from,
-            to,
-            MAX_BACKFILL_FIRES,
-        )?;
-        if all.len() > MAX_BACKFILL_FIRES {
-            return Err(BackfillError::TooLarge {
-                max: MAX_BACKFILL_FIRES,
-            });
-        }
-        let (fires, outside): (Vec<_>, Vec<_>) =
-            all.into_iter().partition(|t| within_bounds(schedule, *t));
+        let (fires, outside) = window_fires(schedule, from, to, now)?;
         let mut report = BackfillReport {
             fires: fires.len() as u32,
             created: Vec::new(),
             already_ran: 0,
             was_skipped: 0,
-            outside_bounds: outside.len() as u32,
+            outside_bounds: outside,
         };
         if fires.is_empty() {
             return Ok(report);
@@ -199,4 +182,27 @@ impl Node {
         report.created = created.into_iter().map(|e| e.id).collect();
         Ok(report)
     }
+}
+
+/// The fires of `schedule` in the window `[from, to)` within its bounds, and
+/// how many fell outside them; refused if the window is not in the past or
+/// holds more than [`MAX_BACKFILL_FIRES`].
+fn window_fires(
+    schedule: &Schedule,
+    from: DateTime<Utc>,
+    to: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<(Vec<DateTime<Utc>>, u32), BackfillError> {
+    // Cron fires from 1970 on; nothing before that can be backfilled.
+    if from >= to || to > now || from < DateTime::<Utc>::UNIX_EPOCH {
+        return Err(BackfillError::InvalidWindow);
+    }
+    let max = MAX_BACKFILL_FIRES;
+    let all = trigger::backfill_fires(&schedule.trigger, schedule.created_at, from, to, max)?;
+    if all.len() > max {
+        return Err(BackfillError::TooLarge { max });
+    }
+    let (fires, outside): (Vec<_>, Vec<_>) =
+        all.into_iter().partition(|t| within_bounds(schedule, *t));
+    Ok((fires, outside.len() as u32))
 }

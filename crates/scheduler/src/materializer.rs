@@ -144,17 +144,17 @@ impl Node {
             ),
             false => (schedule.catch_up, self.inner.config.catch_up_grace),
         };
-        let plan = trigger::plan_fires(
-            &schedule.trigger,
-            schedule.created_at,
-            stored_next,
+        let query = trigger::FireQuery {
+            created_at: schedule.created_at,
+            next_fire_at: stored_next,
             now,
             catch_up,
             grace,
-            MAX_FIRES_PER_PASS,
+            max_runs: MAX_FIRES_PER_PASS,
             record_from,
-            LEDGER_CHUNK,
-        )
+            max_entries: LEDGER_CHUNK,
+        };
+        let plan = trigger::plan_fires(&schedule.trigger, &query)
         .unwrap_or_else(|e| {
             // Validated at creation; if it breaks anyway, stop firing it.
             tracing::error!(schedule = %schedule.id, error = %e, "schedule trigger is invalid; it stops firing");

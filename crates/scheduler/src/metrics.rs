@@ -156,132 +156,9 @@ impl Metrics {
             compiling_peak: Gauge::default(),
             registry: Registry::default(),
         };
-        let r = &mut registry;
-        r.register(
-            "runs",
-            "Runs finished on this node, by status",
-            m.runs.clone(),
-        );
-        r.register(
-            "schedule_to_start_seconds",
-            "Delay from an execution's due time to its start",
-            m.start_latency.clone(),
-        );
-        r.register(
-            "run_duration_seconds",
-            "Wall-clock time of runs",
-            m.duration.clone(),
-        );
-        r.register(
-            "fuel_consumed",
-            "Fuel burned by runs on this node",
-            m.fuel.clone(),
-        );
-        r.register(
-            "fires_skipped",
-            "Schedule fires refused by a quota or policy",
-            m.fires_skipped.clone(),
-        );
-        r.register(
-            "fires",
-            "Schedule fires by fate and reason (the ledger's records), counted by the node that decided them",
-            m.fires.clone(),
-        );
-        r.register(
-            "executions_swept",
-            "Finished executions removed after their retention",
-            m.swept.clone(),
-        );
-        r.register(
-            "store_errors",
-            "Store operations that failed, by operation",
-            m.store_errors.clone(),
-        );
-        r.register(
-            "lease_losses",
-            "Runs whose lease another node took over, by when it was noticed",
-            m.lease_losses.clone(),
-        );
-        r.register(
-            "uploads_refused",
-            "Plugin uploads refused, by error code",
-            m.uploads_refused.clone(),
-        );
-        r.register(
-            "api_errors",
-            "Error responses of the API, by error code",
-            m.api_errors.clone(),
-        );
-        r.register(
-            "tls_reload_failures",
-            "Certificate reloads (SIGHUP) that failed; the previous pair stays",
-            m.tls_reload_failures.clone(),
-        );
-        r.register(
-            "host_faults",
-            "Executions this node could not run for a host reason (store, compile task); re-queued without using an attempt",
-            m.host_faults.clone(),
-        );
-        r.register(
-            "results_unsaved",
-            "Results that could not be saved while the lease held; those executions run again",
-            m.results_unsaved.clone(),
-        );
-        r.register(
-            "clock_steps",
-            "Steps of the wall clock this node noticed (leases are renewed at once)",
-            m.clock_steps.clone(),
-        );
-        r.register(
-            "http_requests",
-            "Plugins' outbound HTTP requests, by outcome: answered, failed (no answer), refused (by the network policy or a limit)",
-            m.http_requests.clone(),
-        );
-        r.register(
-            "http_bytes",
-            "Body bytes of plugins' outbound HTTP requests, by direction (sent, received)",
-            m.http_bytes.clone(),
-        );
-        r.register(
-            "webhook_attempts",
-            "Webhook delivery attempts, by outcome: delivered, retrying, failed (given up)",
-            m.webhook_attempts.clone(),
-        );
-        r.register(
-            "queue_depth",
-            "Executions held in this node's queue",
-            m.queue_depth.clone(),
-        );
-        r.register(
-            "runs_in_flight",
-            "Runs in progress on this node",
-            m.in_flight.clone(),
-        );
-        r.register(
-            "workers_free",
-            "Workers free on this node",
-            m.workers_free.clone(),
-        );
-        r.register(
-            "tenants_running",
-            "Tenants holding run slots on this node",
-            m.tenants_running.clone(),
-        );
-        r.register(
-            "live_nodes",
-            "Nodes with a current heartbeat",
-            m.live_nodes.clone(),
-        );
-        r.register(
-            "compilations_in_progress",
-            "Plugin compilations running now (at most one per core)",
-            m.compiling.clone(),
-        );
-        r.register(
-            "compilations_peak",
-            "The most plugin compilations that ran at once since the node started",
-            m.compiling_peak.clone(),
-        );
+        m.register_runs(&mut registry);
+        m.register_errors(&mut registry);
+        m.register_state(&mut registry);
         // Known series start at zero, so that alerts on them need no
         // "absent" clause.
         for op in STORE_OPS {
@@ -291,6 +168,143 @@ impl Metrics {
             drop(m.lease_losses.get_or_create(&When { when }));
         }
         Metrics { registry, ..m }
+    }
+
+    /// Registers runs, fires and retention.
+    fn register_runs(&self, r: &mut Registry) {
+        r.register(
+            "runs",
+            "Runs finished on this node, by status",
+            self.runs.clone(),
+        );
+        r.register(
+            "schedule_to_start_seconds",
+            "Delay from an execution's due time to its start",
+            self.start_latency.clone(),
+        );
+        r.register(
+            "run_duration_seconds",
+            "Wall-clock time of runs",
+            self.duration.clone(),
+        );
+        r.register(
+            "fuel_consumed",
+            "Fuel burned by runs on this node",
+            self.fuel.clone(),
+        );
+        r.register(
+            "fires_skipped",
+            "Schedule fires refused by a quota or policy",
+            self.fires_skipped.clone(),
+        );
+        r.register(
+            "fires",
+            "Schedule fires by fate and reason (the ledger's records), counted by the node that decided them",
+            self.fires.clone(),
+        );
+        r.register(
+            "executions_swept",
+            "Finished executions removed after their retention",
+            self.swept.clone(),
+        );
+        r.register(
+            "store_errors",
+            "Store operations that failed, by operation",
+            self.store_errors.clone(),
+        );
+        r.register(
+            "lease_losses",
+            "Runs whose lease another node took over, by when it was noticed",
+            self.lease_losses.clone(),
+        );
+    }
+
+    /// Registers what went wrong, by kind; outbound HTTP and webhooks.
+    fn register_errors(&self, r: &mut Registry) {
+        r.register(
+            "uploads_refused",
+            "Plugin uploads refused, by error code",
+            self.uploads_refused.clone(),
+        );
+        r.register(
+            "api_errors",
+            "Error responses of the API, by error code",
+            self.api_errors.clone(),
+        );
+        r.register(
+            "tls_reload_failures",
+            "Certificate reloads (SIGHUP) that failed; the previous pair stays",
+            self.tls_reload_failures.clone(),
+        );
+        r.register(
+            "host_faults",
+            "Executions this node could not run for a host reason (store, compile task); re-queued without using an attempt",
+            self.host_faults.clone(),
+        );
+        r.register(
+            "results_unsaved",
+            "Results that could not be saved while the lease held; those executions run again",
+            self.results_unsaved.clone(),
+        );
+        r.register(
+            "clock_steps",
+            "Steps of the wall clock this node noticed (leases are renewed at once)",
+            self.clock_steps.clone(),
+        );
+        r.register(
+            "http_requests",
+            "Plugins' outbound HTTP requests, by outcome: answered, failed (no answer), refused (by the network policy or a limit)",
+            self.http_requests.clone(),
+        );
+        r.register(
+            "http_bytes",
+            "Body bytes of plugins' outbound HTTP requests, by direction (sent, received)",
+            self.http_bytes.clone(),
+        );
+        r.register(
+            "webhook_attempts",
+            "Webhook delivery attempts, by outcome: delivered, retrying, failed (given up)",
+            self.webhook_attempts.clone(),
+        );
+    }
+
+    /// Registers the node's state, sampled at each scrape.
+    fn register_state(&self, r: &mut Registry) {
+        r.register(
+            "queue_depth",
+            "Executions held in this node's queue",
+            self.queue_depth.clone(),
+        );
+        r.register(
+            "runs_in_flight",
+            "Runs in progress on this node",
+            self.in_flight.clone(),
+        );
+        r.register(
+            "workers_free",
+            "Workers free on this node",
+            self.workers_free.clone(),
+        );
+        r.register(
+            "tenants_running",
+            "Tenants holding run slots on this node",
+            self.tenants_running.clone(),
+        );
+        r.register(
+            "live_nodes",
+            "Nodes with a current heartbeat",
+            self.live_nodes.clone(),
+        );
+        r.register(
+            "compilations_in_progress",
+            "Plugin compilations running now (at most one per core)",
+            self.compiling.clone(),
+        );
+        r.register(
+            "compilations_peak",
+            "The most plugin compilations that ran at once since the node started",
+            self.compiling_peak.clone(),
+        );
     }
 
     /// A run started `late` seconds after it was due.

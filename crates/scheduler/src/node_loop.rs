@@ -5,7 +5,9 @@
 
 use super::Node;
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
+use taskhost_store::StoreError;
 use tokio::task::JoinSet;
 
 impl Node {
@@ -13,103 +15,97 @@ impl Node {
     /// runs finish for up to `grace`, and releases the leases of the rest.
     pub async fn run(&self, shutdown: impl Future<Output = ()>, grace: Duration) {
         let mut loops = JoinSet::new();
-        let every = |d: Duration| {
-            let mut t = tokio::time::interval(d);
-            t.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
-            t
-        };
-        let node = self.clone();
-        let mut beat = every(self.inner.config.heartbeat_ttl / 3);
-        loops.spawn(async move {
-            loop {
-                beat.tick().await;
-                if let Err(e) = node.heartbeat().await {
-                    node.inner.metrics.store_error("heartbeat");
-                    tracing::warn!(error = %e, "heartbeat failed");
-                }
-            }
-        });
-        if !self.inner.config.role.runs() {
+        let config = &self.inner.config;
+        self.every(
+            &mut loops,
+            config.heartbeat_ttl / 3,
+            "heartbeat",
+            |n| async move { n.heartbeat().await },
+        );
+        if !config.role.runs() {
             // An API node only says it is alive.
             shutdown.await;
             loops.shutdown().await;
-            let _ = self
-                .inner
-                .store
-                .remove_node(&self.inner.config.node_id)
-                .await;
+            let _ = self.inner.store.remove_node(&config.node_id).await;
             return;
         }
-        let node = self.clone();
-        let mut tick = every(self.inner.config.materialize_every);
-        loops.spawn(async move {
-            loop {
-                tick.tick().await;
-                if node.draining() {
-                    continue;
+        self.every(
+            &mut loops,
+            config.materialize_every,
+            "materialize",
+            |n| async move {
+                match n.draining() {
+                    true => Ok(()),
+                    false => n.materialize_due(1000).await.map(drop),
                 }
-                if let Err(e) = node.materialize_due(1000).await {
-                    node.inner.metrics.store_error("materialize");
-                    tracing::warn!(error = %e, "materializer pass failed");
-                }
-            }
-        });
-        let node = self.clone();
-        let mut reap = every(self.inner.config.lease / 2);
-        loops.spawn(async move {
-            loop {
-                reap.tick().await;
-                if let Err(e) = node.requeue_expired().await {
-                    node.inner.metrics.store_error("requeue_expired");
-                    tracing::warn!(error = %e, "re-queueing expired leases failed");
-                }
-            }
-        });
-        let node = self.clone();
-        let mut look = every(Duration::from_secs(1));
-        loops.spawn(async move {
-            loop {
-                look.tick().await;
-                node.watch_clock();
-            }
-        });
-        let node = self.clone();
-        let mut sweep = every(self.inner.config.sweep_every);
-        loops.spawn(async move {
-            loop {
-                sweep.tick().await;
-                if let Err(e) = node.sweep_expired().await {
-                    node.inner.metrics.store_error("sweep");
-                    tracing::warn!(error = %e, "sweeping expired executions failed");
-                }
-            }
-        });
-        let deliverer = crate::webhooks::deliver::Deliverer {
-            store: self.inner.store.clone(),
-            egress: self.inner.config.egress.clone(),
-            key: self.inner.config.secrets_key.clone(),
-            node_id: self.inner.config.node_id.clone(),
-            on_attempt: {
-                let node = self.clone();
-                std::sync::Arc::new(move |outcome| node.inner.metrics.webhook_attempt(outcome))
             },
-        };
-        let node = self.clone();
-        let mut deliver = every(Duration::from_millis(500));
-        loops.spawn(async move {
-            loop {
-                deliver.tick().await;
-                if let Err(e) = deliverer.pass().await {
-                    node.inner.metrics.store_error("webhooks");
-                    tracing::warn!(error = %e, "delivering webhooks failed");
-                }
-            }
+        );
+        self.every(
+            &mut loops,
+            config.lease / 2,
+            "requeue_expired",
+            |n| async move { n.requeue_expired().await.map(drop) },
+        );
+        self.every(
+            &mut loops,
+            Duration::from_secs(1),
+            "clock",
+            |n| async move {
+                n.watch_clock();
+                Ok(())
+            },
+        );
+        self.every(&mut loops, config.sweep_every, "sweep", |n| async move {
+            n.sweep_expired().await.map(drop)
         });
+        let deliverer = Arc::new(self.deliverer());
+        self.every(
+            &mut loops,
+            Duration::from_millis(500),
+            "webhooks",
+            move |_| {
+                let deliverer = deliverer.clone();
+                async move { deliverer.pass().await.map(drop) }
+            },
+        );
         let node = self.clone();
         loops.spawn(async move { node.dispatch_loop().await });
         shutdown.await;
         loops.shutdown().await;
         self.shut_down(grace).await;
+    }
+
+    /// Keeps `step` going every `period` until the loops are shut down; a
+    /// failed step is counted as a store error named `what`, and logged.
+    fn every<F, Fut>(&self, loops: &mut JoinSet<()>, period: Duration, what: &'static str, step: F)
+    where
+        F: Fn(Node) -> Fut + Send + 'static,
+        Fut: Future<Output = Result<(), StoreError>> + Send,
+    {
+        let node = self.clone();
+        let mut interval = tokio::time::interval(period);
+        interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loops.spawn(async move {
+            loop {
+                interval.tick().await;
+                if let Err(e) = step(node.clone()).await {
+                    node.inner.metrics.store_error(what);
+                    tracing::warn!(error = %e, "{what} failed");
+                }
+            }
+        });
+    }
+
+    /// The webhook deliverer of this node.
+    fn deliverer(&self) -> crate::webhooks::deliver::Deliverer {
+        let node = self.clone();
+        crate::webhooks::deliver::Deliverer {
+            store: self.inner.store.clone(),
+            egress: self.inner.config.egress.clone(),
+            key: self.inner.config.secrets_key.clone(),
+            node_id: self.inner.config.node_id.clone(),
+            on_attempt: Arc::new(move |outcome| node.inner.metrics.webhook_attempt(outcome)),
+        }
     }
 
     /// Sleeps until the next due execution, new work, a free worker or the

@@ -338,14 +338,16 @@ fn plan_fires_decides_every_due_fire() {
     let plan = |catch_up, record_from, chunk| {
         plan_fires(
             &trig,
-            created,
-            stored,
-            now,
-            catch_up,
-            Duration::ZERO,
-            1000,
-            record_from,
-            chunk,
+            &FireQuery {
+                created_at: created,
+                next_fire_at: stored,
+                now,
+                catch_up,
+                grace: Duration::ZERO,
+                max_runs: 1000,
+                record_from,
+                max_entries: chunk,
+            },
         )
         .unwrap()
     };

@@ -160,36 +160,52 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         print!("{}", settings.to_toml_masked()?);
         return Ok(());
     }
-    let data_dir = settings.data_dir.clone();
-    let url = settings.store.clone();
     let dev = if settings.jwt_secret.is_none() && settings.jwt_public_key.is_none() {
-        Some(dev_secret(&data_dir)?)
+        Some(dev_secret(&settings.data_dir)?)
     } else {
         None
     };
-    let secrets_key = secrets_key(&settings)?;
     let verifier = verifier(&settings, dev.as_deref())?.with_rates(
         crate::api::rates::RequestRates::new(settings.quotas.clone()),
     );
     if let Some(secret) = &dev {
-        let scopes = Scope::ALL;
-        let token = auth::mint_hs256(
-            secret.as_bytes(),
-            "dev",
-            "dev",
-            &scopes,
-            Duration::from_secs(3600),
-            chrono::Utc::now(),
-        )?;
-        eprintln!(
-            "WARNING: no --jwt-secret or --jwt-public-key configured; using the development secret in {}.\n\
-             Do not use it in production. A token for tenant `dev` with every scope (valid 1h; `taskhost token` mints more):\n\n  export TASKHOST_TOKEN={token}\n",
-            data_dir.join("dev-secret").display()
-        );
+        announce_dev_token(secret, &settings.data_dir)?;
     }
-    let store = Store::open(&url, Arc::new(SystemClock))
+    let url = &settings.store;
+    let store = Store::open(url, Arc::new(SystemClock))
         .await
         .with_context(|| format!("could not open the store {url}"))?;
+    let (node, runtime) = node(&settings, &store)?;
+    let state = AppState {
+        store: store.clone(),
+        node: node.clone(),
+        runtime,
+        verifier: Arc::new(verifier),
+        limits: Arc::new(ApiLimits {
+            max_plugin_bytes: settings.max_plugin_bytes,
+            max_body_bytes: settings.max_body_bytes,
+            request_timeout: settings.request_timeout,
+        }),
+    };
+    run(&settings, state).await
+}
+
+/// The development token, printed once (with the warning that goes with it).
+fn announce_dev_token(secret: &str, data_dir: &std::path::Path) -> anyhow::Result<()> {
+    let hour = Duration::from_secs(3600);
+    let now = chrono::Utc::now();
+    let token = auth::mint_hs256(secret.as_bytes(), "dev", "dev", &Scope::ALL, hour, now)?;
+    eprintln!(
+        "WARNING: no --jwt-secret or --jwt-public-key configured; using the development secret in {}.\n\
+         Do not use it in production. A token for tenant `dev` with every scope (valid 1h; `taskhost token` mints more):\n\n  export TASKHOST_TOKEN={token}\n",
+        data_dir.join("dev-secret").display()
+    );
+    Ok(())
+}
+
+/// This node: its runtime (compiled artifacts in the data folder) and its
+/// scheduler, as the settings say.
+fn node(settings: &Settings, store: &Store) -> anyhow::Result<(Node, Runtime)> {
     let runtime_config = RuntimeConfig {
         // Each pool slot reserves the largest memory a run may have.
         max_memory_bytes: settings.max_run_memory,
@@ -199,92 +215,66 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         },
         ..RuntimeConfig::default()
     };
-    let runtime = Runtime::with_stores(
-        runtime_config,
-        Arc::new(DirArtifacts::with_limit(
-            data_dir.join("artifacts"),
-            settings.max_artifact_bytes,
-        )),
-        Arc::new(store.clone()),
-    )?;
+    let artifacts = DirArtifacts::with_limit(
+        settings.data_dir.join("artifacts"),
+        settings.max_artifact_bytes,
+    );
+    let runtime =
+        Runtime::with_stores(runtime_config, Arc::new(artifacts), Arc::new(store.clone()))?;
     let caps = taskhost_runtime::Limits {
         fuel: settings.max_run_fuel,
         timeout: settings.max_run_timeout,
         memory_bytes: settings.max_run_memory,
         ..DEFAULT_CAPS
     };
-    let node = Node::new(
-        SchedulerConfig {
-            caps,
-            node_id: settings.node_id.clone(),
-            workers: settings.workers,
-            tenant_limit: settings.tenant_limit,
-            lease: settings.lease,
-            retention: settings.retention,
-            role: settings.role,
-            heartbeat_ttl: settings.heartbeat,
-            quotas: settings.quotas.clone(),
-            secrets_key: Some(secrets_key),
-            egress: taskhost_net::Egress::new(
-                taskhost_net::NetworkPolicy::from_config(&settings.network)
-                    .map_err(|e| anyhow::anyhow!("invalid [network] settings: {e}"))?,
-            )
-            .map_err(|e| anyhow::anyhow!(e))?,
-            start_on_enqueue: true,
-            ..SchedulerConfig::default()
-        },
-        store.clone(),
-        runtime.clone(),
-    );
-    let limits = ApiLimits {
-        max_plugin_bytes: settings.max_plugin_bytes,
-        max_body_bytes: settings.max_body_bytes,
-        request_timeout: settings.request_timeout,
+    let policy = taskhost_net::NetworkPolicy::from_config(&settings.network)
+        .map_err(|e| anyhow::anyhow!("invalid [network] settings: {e}"))?;
+    let config = SchedulerConfig {
+        caps,
+        node_id: settings.node_id.clone(),
+        workers: settings.workers,
+        tenant_limit: settings.tenant_limit,
+        lease: settings.lease,
+        retention: settings.retention,
+        role: settings.role,
+        heartbeat_ttl: settings.heartbeat,
+        quotas: settings.quotas.clone(),
+        secrets_key: Some(secrets_key(settings)?),
+        egress: taskhost_net::Egress::new(policy).map_err(|e| anyhow::anyhow!(e))?,
+        start_on_enqueue: true,
+        ..SchedulerConfig::default()
     };
-    let state = AppState {
-        store: store.clone(),
-        node: node.clone(),
-        runtime,
-        verifier: Arc::new(verifier),
-        limits: Arc::new(limits),
-    };
-    let listen = settings.listen;
+    Ok((Node::new(config, store.clone(), runtime.clone()), runtime))
+}
+
+/// Serves the API and runs the node until a shutdown signal, then stops
+/// both gracefully.
+async fn run(settings: &Settings, state: AppState) -> anyhow::Result<()> {
+    let node = state.node.clone();
     let tls = match (&settings.tls_cert, &settings.tls_key) {
         (Some(cert), Some(key)) => Some(ServerTls::load(cert, key)?),
         _ => None,
     };
+    let listen = settings.listen;
     let listener = tokio::net::TcpListener::bind(listen)
         .await
         .with_context(|| format!("could not listen on {listen}"))?;
-    let address = listener.local_addr()?;
     println!(
-        "taskhost listening on {}://{address} (store: {}, node: {}, role: {})",
+        "taskhost listening on {}://{} (store: {}, node: {}, role: {})",
         if tls.is_some() { "https" } else { "http" },
-        store.kind(),
+        listener.local_addr()?,
+        state.store.kind(),
         node.id(),
         node.config().role.as_str()
     );
-
     let grace = settings.grace;
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let scheduler = {
-        let node = node.clone();
-        let mut stop = stop_rx.clone();
-        tokio::spawn(async move {
-            node.run(
-                async move {
-                    let _ = stop.wait_for(|s| *s).await;
-                },
-                grace,
-            )
-            .await
-        })
+    let stopped = |mut stop: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = stop.wait_for(|s| *s).await;
     };
-    let stopped = {
-        let mut stop = stop_rx;
-        async move {
-            let _ = stop.wait_for(|s| *s).await;
-        }
+    let scheduler = {
+        let (node, stop) = (node.clone(), stopped(stop_rx.clone()));
+        tokio::spawn(async move { node.run(stop, grace).await })
     };
     let app = router(state);
     let limits = ConnectionLimits {
@@ -295,16 +285,14 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         Some(tls) => {
             tokio::spawn(reload_on_sighup(tls.clone(), node.clone()));
             let listener = tls.listener(listener)?;
-            tokio::spawn(server::serve(listener, app, limits, stopped))
+            tokio::spawn(server::serve(listener, app, limits, stopped(stop_rx)))
         }
-        None => tokio::spawn(server::serve(listener, app, limits, stopped)),
+        None => tokio::spawn(server::serve(listener, app, limits, stopped(stop_rx))),
     };
     tokio::spawn(async move {
         shutdown_signal().await;
-        eprintln!(
-            "shutting down: finishing runs (up to {})",
-            taskhost_model::time::human(grace)
-        );
+        let grace = taskhost_model::time::human(grace);
+        eprintln!("shutting down: finishing runs (up to {grace})");
         let _ = stop_tx.send(true);
     });
     http.await.context("the HTTP server stopped")?;

@@ -47,29 +47,7 @@ pub(super) async fn overview(user: User, State(state): State<AppState>) -> Page 
     forbidden(&user, Scope::ExecutionsRead)?;
     let tenant = &user.0.tenant;
     let now = state.store.now();
-    let since = now - chrono::Duration::hours(1);
-    let mut recent: Vec<Execution> = Vec::new();
-    let mut cursor = None;
-    for _ in 0..5 {
-        let filter = ExecutionFilter {
-            since: Some(since),
-            ..ExecutionFilter::default()
-        };
-        let request = PageRequest {
-            cursor: cursor.take(),
-            limit: Some(1000),
-        };
-        let page = state
-            .store
-            .list_executions(tenant, &filter, &request)
-            .await
-            .map_err(failed)?;
-        recent.extend(page.items);
-        match page.next {
-            Some(next) => cursor = Some(next),
-            None => break,
-        }
-    }
+    let recent = last_hour(&state, tenant, now).await?;
     let queued = state.store.queued_count(tenant).await.map_err(failed)?;
     let running = recent
         .iter()
@@ -139,6 +117,37 @@ pub(super) async fn overview(user: User, State(state): State<AppState>) -> Page 
         }
     };
     page(&user, "Overview", body)
+}
+
+/// The tenant's executions of the last hour (at most 5,000).
+async fn last_hour(
+    state: &AppState,
+    tenant: &str,
+    now: DateTime<Utc>,
+) -> Result<Vec<Execution>, Response> {
+    let filter = ExecutionFilter {
+        since: Some(now - chrono::Duration::hours(1)),
+        ..ExecutionFilter::default()
+    };
+    let mut recent = Vec::new();
+    let mut cursor = None;
+    for _ in 0..5 {
+        let request = PageRequest {
+            cursor: cursor.take(),
+            limit: Some(1000),
+        };
+        let page = state
+            .store
+            .list_executions(tenant, &filter, &request)
+            .await
+            .map_err(failed)?;
+        recent.extend(page.items);
+        match page.next {
+            Some(next) => cursor = Some(next),
+            None => break,
+        }
+    }
+    Ok(recent)
 }
 
 /// Plugins: versions, sizes, upload times, the schedules using each;
