@@ -38,6 +38,8 @@ pub const RETENTION_RANGE: RangeInclusive<Duration> =
     Duration::from_secs(60)..=Duration::from_secs(366 * 86_400);
 /// Longest schedule name.
 pub const MAX_NAME_CHARS: usize = 200;
+/// Longest description of a run.
+pub const MAX_DESCRIPTION_CHARS: usize = 1000;
 /// Most webhooks one schedule or run may name.
 pub const MAX_NOTIFY_TARGETS: usize = 8;
 /// Longest webhook URL.
@@ -48,6 +50,10 @@ pub const MAX_URL_BYTES: usize = 2048;
 /// Schedules give theirs to every run they fire.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct RunPolicy {
+    /// What the run is for, in words (at most 1,000 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 1000)]
+    pub description: Option<String>,
     /// Input given to the run (JSON).
     #[serde(default)]
     pub input: serde_json::Value,
@@ -97,6 +103,7 @@ impl RunPolicy {
     /// Checks every field against its range and the node's caps and
     /// network policy: the one check of a run's policy, whatever made it.
     pub fn validate(&self, ctx: &PolicyContext<'_>) -> Result<(), PolicyError> {
+        check_description(self.description.as_deref())?;
         check_priority(self.priority)?;
         if let Some(retry) = &self.retry {
             check_retry(retry)?;
@@ -135,6 +142,17 @@ impl PolicyError {
             field: field.to_owned(),
             message: message.into(),
         }
+    }
+}
+
+fn check_description(description: Option<&str>) -> Result<(), PolicyError> {
+    match description {
+        Some(d) if d.chars().count() > MAX_DESCRIPTION_CHARS => Err(PolicyError::new(
+            ErrorCode::InvalidDescription,
+            "description",
+            format!("description may be at most {MAX_DESCRIPTION_CHARS} characters"),
+        )),
+        _ => Ok(()),
     }
 }
 
@@ -409,5 +427,33 @@ pub fn shortest_period(t: &Trigger, created_at: chrono::DateTime<chrono::Utc>) -
                 .filter_map(|w| (w[1] - w[0]).to_std().ok())
                 .min()
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_description_is_kept_and_bounded() {
+        let policy: RunPolicy =
+            serde_json::from_value(serde_json::json!({"description": "nightly export"}))
+                .expect("policy");
+        assert_eq!(policy.description.as_deref(), Some("nightly export"));
+        let caps = Limits::default();
+        let network = NetworkPolicy::from_config(&Default::default()).expect("policy");
+        let ctx = PolicyContext {
+            tenant: "acme",
+            caps: &caps,
+            network: &network,
+        };
+        assert_eq!(policy.validate(&ctx), Ok(()));
+        let long = RunPolicy {
+            description: Some("x".repeat(MAX_DESCRIPTION_CHARS + 1)),
+            ..policy
+        };
+        let refused = long.validate(&ctx).expect_err("too long");
+        assert_eq!(refused.code, ErrorCode::InvalidDescription);
+        assert_eq!(refused.field, "description");
     }
 }
