@@ -149,9 +149,7 @@ async fn drive(h: &Harness, n: usize) -> BTreeMap<DateTime<Utc>, Fate> {
     .await;
 
     // A pause over 4, 5, 6; resumed half a second after 6.
-    taskhost_scheduler::pause(store, "acme", &s.id)
-        .await
-        .expect("pause");
+    nodes[0].pause("acme", &s.id).await.expect("pause");
     for _ in 0..3 {
         step(1);
         pass(nodes).await;

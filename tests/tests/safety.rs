@@ -451,7 +451,9 @@ async fn a_flood_at_the_top_priority_does_not_starve_another_tenant(s: Server) {
                     .send()
                     .await
                     .expect("post");
-                assert_eq!(response.status(), StatusCode::ACCEPTED);
+                let status = response.status();
+                let body = response.text().await.unwrap_or_default();
+                assert_eq!(status, StatusCode::ACCEPTED, "{body}");
             }
         });
     }

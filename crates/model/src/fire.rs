@@ -169,6 +169,10 @@ pub struct FireInfo {
     /// A backfilled fire that had been skipped or missed: what it was.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub was: Option<FireWas>,
+    /// A fire decided late because the nodes were busy (not down), so it
+    /// runs late rather than being missed: by how much, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub late_ms: Option<u64>,
 }
 
 /// What a backfilled fire had been before it ran.
@@ -199,6 +203,7 @@ impl FireInfo {
             decided_by: node.to_owned(),
             plugin_ref: None,
             was: None,
+            late_ms: None,
         }
     }
 

@@ -175,6 +175,15 @@ pub fn spread(key: &str) -> f64 {
     (u64::from_le_bytes(bytes) >> 11) as f64 / (1u64 << 53) as f64
 }
 
+/// Schedules fall into this many partitions (by a hash of their id); each
+/// partition's fires are made by one node at a time (see the scheduler).
+pub const PARTITIONS: u32 = 64;
+
+/// The partition of a schedule: the same on every node and every release.
+pub fn partition_of(schedule_id: &str) -> u32 {
+    ((spread(schedule_id) * f64::from(PARTITIONS)) as u32).min(PARTITIONS - 1)
+}
+
 /// What to do when a schedule fires while its previous run is still going.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]

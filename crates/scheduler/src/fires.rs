@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 use serde::Serialize;
 use std::collections::HashMap;
 use taskhost_model::trigger;
-use taskhost_model::{Execution, ExecutionStatus, Schedule};
+use taskhost_model::{Execution, ExecutionStatus, FireInfo, FireReason, Schedule};
 use taskhost_store::{FireFilter, StoreError};
 
 /// Most fires one backfill request may cover.
@@ -74,6 +74,45 @@ impl Node {
             self.materialize(std::slice::from_ref(&s), read_at).await?;
         }
         Ok(s)
+    }
+
+    /// Pauses a schedule of `tenant`: it fires no more until resumed
+    /// ([`Node::resume`]); each fire while paused is recorded as skipped,
+    /// and so is each fire made ahead of its time (see
+    /// [`SchedulerConfig::fire_horizon`](crate::SchedulerConfig::fire_horizon))
+    /// that has not started: a pause takes effect at once.
+    pub async fn pause(&self, tenant: &str, id: &str) -> Result<Option<Schedule>, StoreError> {
+        let store = &self.inner.store;
+        let paused = store
+            .modify_schedule(Some(tenant), id, |s| {
+                s.paused = true;
+                true
+            })
+            .await?;
+        if paused.is_none() {
+            return Ok(None);
+        }
+        let now = store.now();
+        let node = self.inner.config.node_id.clone();
+        for e in store.active_runs(&[id.to_owned()]).await? {
+            if e.status != ExecutionStatus::Queued || e.fire_time.is_none_or(|t| t <= now) {
+                continue;
+            }
+            let node = node.clone();
+            store
+                .modify_execution(&e.id, move |e| {
+                    if e.status != ExecutionStatus::Queued {
+                        return false;
+                    }
+                    let mut info = FireInfo::dropped(FireReason::Paused, &node);
+                    info.plugin_ref = e.fire.as_ref().and_then(|f| f.plugin_ref.clone());
+                    e.fire = Some(info);
+                    e.finish(ExecutionStatus::Skipped, now);
+                    true
+                })
+                .await?;
+        }
+        Ok(paused)
     }
 
     /// Resumes a paused schedule of `tenant`: it fires again from now on.

@@ -34,8 +34,10 @@ mod lease;
 mod materializer;
 pub mod metrics;
 mod node_loop;
+pub mod partitions;
 mod queue;
 mod retention;
+mod watch;
 pub mod webhooks;
 mod worker;
 
@@ -43,6 +45,7 @@ pub use fires::{BackfillError, BackfillReport, MAX_BACKFILL_FIRES};
 pub use intake::{Admission, Decision, IntakeError, Origin, PluginRef, Refusal, Resolved, Work};
 pub use materializer::{DEFAULT_GRACE, LEDGER_CHUNK, first_fire};
 pub use retention::SWEEPER_LOCK;
+pub use watch::Watch;
 
 use chrono::{DateTime, Utc};
 use lru::LruCache;
@@ -52,7 +55,7 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 use taskhost_model::quota::QuotaConfig;
-use taskhost_model::{DEFAULT_RETENTION, Execution, NodeInfo, Role, Schedule};
+use taskhost_model::{DEFAULT_RETENTION, Execution, NodeInfo, Role};
 use taskhost_runtime::{Limits, Plugin, Runtime};
 use taskhost_store::{Queued, Store, StoreError};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
@@ -82,6 +85,21 @@ pub struct SchedulerConfig {
     pub refill_limit: u32,
     /// How often due schedules are materialized.
     pub materialize_every: Duration,
+    /// Most schedules one pass of the fire path reads (a node makes passes
+    /// back to back while they come full).
+    pub pass_size: u32,
+    /// How far ahead fires are made: their executions wait in the store and
+    /// the heap, and the dispatcher starts them on their instant. Schedules
+    /// whose overlap policy looks at running work, and paused ones, are
+    /// decided at their instant. Zero: each fire when due.
+    pub fire_horizon: Duration,
+    /// Own partitions of the fire path under leases in the store
+    /// ([`partitions`]), so each schedule's fires are made by one node and
+    /// nodes add capacity. Off, the node makes every schedule's fires
+    /// (tests driving a node by hand; racing nodes stay correct).
+    pub partitioned: bool,
+    /// How long a partition's lease holds; renewed every third of it.
+    pub partition_lease: Duration,
     /// Fires later than this are "missed" and follow the catch-up policy.
     pub catch_up_grace: Duration,
     /// A node not heard from for this long is dead.
@@ -137,6 +155,10 @@ impl Default for SchedulerConfig {
             refill_every: Duration::from_millis(500),
             refill_limit: 10_000,
             materialize_every: Duration::from_millis(250),
+            pass_size: 2000,
+            fire_horizon: Duration::ZERO,
+            partitioned: false,
+            partition_lease: Duration::from_secs(10),
             catch_up_grace: DEFAULT_GRACE,
             heartbeat_ttl: Duration::from_secs(15),
             caps: DEFAULT_CAPS,
@@ -184,6 +206,10 @@ struct NodeInner {
     plugins: Mutex<LruCache<String, PluginMeta>>,
     /// What the intake remembers: plugins found lately, queued counts.
     intake: intake::memory::Memory,
+    /// The partitions this node owns, and its passes' coverage.
+    partitions: partitions::Partitions,
+    /// Who waits for which run's end.
+    watchers: watch::Watchers,
     /// Plugins being loaded now (single flight); removed once loaded.
     loading: Mutex<HashMap<String, Loading>>,
     /// Run tasks; finished ones are reaped as they end.
@@ -261,6 +287,8 @@ impl Node {
                 plugins: Mutex::new(LruCache::new(cache)),
                 loading: Mutex::new(HashMap::new()),
                 intake: intake::memory::Memory::new(cache),
+                partitions: partitions::Partitions::default(),
+                watchers: watch::Watchers::default(),
                 running: TaskTracker::new(),
                 stop_runs: CancellationToken::new(),
                 wake: Notify::new(),
@@ -458,15 +486,4 @@ impl Node {
         self.refill().await?;
         Ok(self.dispatch().await)
     }
-}
-
-/// Pauses a schedule of `tenant`: it fires no more until resumed
-/// ([`Node::resume`]); each fire while paused is recorded as skipped.
-pub async fn pause(store: &Store, tenant: &str, id: &str) -> Result<Option<Schedule>, StoreError> {
-    store
-        .modify_schedule(Some(tenant), id, |s| {
-            s.paused = true;
-            true
-        })
-        .await
 }

@@ -11,8 +11,15 @@
 //! intake in one call, which writes each record under the store's unique
 //! (schedule, fire time) key: racing nodes record each fire once, and
 //! whoever loses adopts the winner's record. Each schedule's `next_fire_at`
-//! then advances by compare-and-swap, and only past fires that have their
-//! record.
+//! advances by compare-and-swap on its version in the same write (one
+//! transaction on SQLite), so only past fires that have their record.
+//!
+//! A pass reads the due schedules of this node's partitions
+//! ([`crate::partitions`]), up to [`SchedulerConfig::fire_horizon`](crate::SchedulerConfig::fire_horizon) ahead:
+//! their executions wait in the store and the heap and start on their
+//! instant. A fire decided late while the node's passes kept coming (it was
+//! busy, not down) runs late and records by how much; catch-up policies
+//! apply only to fires due before that coverage began (downtime).
 
 use super::Node;
 use super::intake::{Admission, Decision, IntakeError, Work};
@@ -38,6 +45,9 @@ pub const DEFAULT_GRACE: Duration = Duration::from_secs(5);
 /// One schedule's part of a pass: its fires, decided by time, and where its
 /// cursor goes.
 struct Pass<'a> {
+    /// When the pass decided (a fire that runs later than the grace after
+    /// its time records how late).
+    decided_at: DateTime<Utc>,
     schedule: &'a Schedule,
     /// The cursor as read: the pass moves it only if it is still there.
     stored_next: DateTime<Utc>,
@@ -58,10 +68,40 @@ impl Node {
     /// Materializes every due fire of every due schedule (up to `limit`
     /// schedules). Returns the executions this call created.
     pub async fn materialize_due(&self, limit: u32) -> Result<Vec<Execution>, StoreError> {
+        Ok(self.fire_pass(limit).await?.1)
+    }
+
+    /// Passes back to back while they come full (a burst of schedules due
+    /// at once is worked through without waiting for the next interval).
+    /// Returns how many schedules they read.
+    pub async fn fire_passes(&self) -> Result<usize, StoreError> {
+        let size = self.inner.config.pass_size;
+        let mut read = 0;
+        loop {
+            let (n, _) = self.fire_pass(size).await?;
+            read += n;
+            if n < size as usize {
+                return Ok(read);
+            }
+        }
+    }
+
+    /// One pass: the due schedules of this node's partitions (up to
+    /// `limit`), each one's fires recorded and its cursor moved.
+    async fn fire_pass(&self, limit: u32) -> Result<(usize, Vec<Execution>), StoreError> {
         let store = &self.inner.store;
+        let partitions = self.pass_partitions();
+        if partitions.as_ref().is_some_and(Vec::is_empty) {
+            return Ok((0, Vec::new()));
+        }
         let read_at = store.now();
-        let due = store.due_schedules(limit).await?;
-        self.materialize(&due, read_at).await
+        self.pass_started(read_at);
+        let before = taskhost_model::time::add_saturating(read_at, self.inner.config.fire_horizon);
+        let due = store
+            .due_schedules(before, partitions.as_deref(), limit)
+            .await?;
+        let made = self.materialize(&due, read_at).await?;
+        Ok((due.len(), made))
     }
 
     /// One pass over `schedules`, as read at `read_at`: records a decision
@@ -86,8 +126,14 @@ impl Node {
                 owners.push(p);
             }
         }
-        let decisions = match self.intake(work, Admission::Fires).await {
-            Ok(decisions) => decisions,
+        let prepared = match self.prepare(work, Admission::Fires).await {
+            Ok(prepared) => prepared,
+            Err(IntakeError::Store(e)) => return Err(e),
+            Err(other) => return Err(StoreError::backend(other.to_string())),
+        };
+        let moves = self.cursor_moves(&passes, &prepared.rows, &owners);
+        let (decisions, moved) = match self.commit(prepared, &moves).await {
+            Ok(done) => done,
             Err(IntakeError::Store(e)) => return Err(e),
             Err(other) => return Err(StoreError::backend(other.to_string())),
         };
@@ -98,14 +144,16 @@ impl Node {
             }
         }
         let mut created = Vec::new();
-        for (pass, new) in passes.iter().zip(made) {
+        for ((pass, new), moved) in passes.iter().zip(made).zip(moved) {
             if pass.schedule.overlap == OverlapPolicy::CancelPrevious
                 && let Some(keep) = new.last()
             {
                 self.cancel_others(pass.schedule, &active, &new, &keep.id)
                     .await?;
             }
-            if let Err(e) = self.advance(pass, new.last()).await {
+            // Changed since it was read (edited, paused, moved by another
+            // node): its fires are recorded; move it the careful way.
+            if !moved && let Err(e) = self.advance(pass, new.last()).await {
                 self.inner.metrics.store_error("materialize");
                 tracing::warn!(schedule = %pass.schedule.id, error = %e, "could not advance the schedule");
             }
@@ -114,48 +162,40 @@ impl Node {
         Ok(created)
     }
 
+    /// Each schedule as it is after its pass: the cursor past its fires,
+    /// the plugin its alias resolved to, version + 1 (written only if the
+    /// stored version is still the one read).
+    fn cursor_moves(
+        &self,
+        passes: &[Pass<'_>],
+        rows: &[Execution],
+        owners: &[usize],
+    ) -> Vec<Schedule> {
+        let now = self.inner.store.now();
+        passes
+            .iter()
+            .enumerate()
+            .map(|(p, pass)| {
+                let mut moved = pass.schedule.clone();
+                let runs = owners
+                    .iter()
+                    .zip(rows)
+                    .filter(|(o, e)| **o == p && e.status != ExecutionStatus::Skipped);
+                let last_run = runs.map(|(_, e)| e).next_back();
+                pass.apply(&mut moved, last_run);
+                moved.version += 1;
+                moved.updated_at = now;
+                moved
+            })
+            .collect()
+    }
+
     /// A schedule's fires due by now (as read at `read_at`), decided by
     /// time alone; `None` if it has no cursor.
     fn plan<'a>(&self, schedule: &'a Schedule, read_at: DateTime<Utc>) -> Option<Pass<'a>> {
         let stored_next = schedule.next_fire_at?;
-        let now = self.inner.store.now();
-        // The fires that fell in a pause are recorded as `paused`: while the
-        // schedule is paused (as read: a resume since then is not undone by
-        // this pass, which stops at the read), and after a resume, those
-        // before it.
-        let pause_end = schedule.paused_until.filter(|u| stored_next < *u);
-        let (paused, now) = match (schedule.paused, pause_end) {
-            (true, _) => (true, now.min(read_at)),
-            (false, Some(until)) => (true, now.min(until - chrono::Duration::milliseconds(1))),
-            (false, None) => (false, now),
-        };
-        // A record older than its retention would be born expired; records of
-        // fires that did not run are kept at most the node's retention.
-        let node_retention = self.inner.config.retention;
-        let retention = schedule.policy.retention.unwrap_or(node_retention);
-        let record_from = sub_saturating(now, retention.min(node_retention));
-        let (catch_up, grace) = match paused {
-            true => (
-                CatchUp {
-                    mode: CatchUpMode::Skip,
-                    ..schedule.catch_up
-                },
-                Duration::ZERO,
-            ),
-            false => (schedule.catch_up, self.inner.config.catch_up_grace),
-        };
-        let query = trigger::FireQuery {
-            created_at: schedule.created_at,
-            next_fire_at: stored_next,
-            now,
-            catch_up,
-            grace,
-            max_runs: MAX_FIRES_PER_PASS,
-            record_from,
-            max_entries: LEDGER_CHUNK,
-        };
-        let plan = trigger::plan_fires(&schedule.trigger, &query)
-        .unwrap_or_else(|e| {
+        let (query, paused) = self.query(schedule, stored_next, read_at);
+        let plan = trigger::plan_fires(&schedule.trigger, &query).unwrap_or_else(|e| {
             // Validated at creation; if it breaks anyway, stop firing it.
             tracing::error!(schedule = %schedule.id, error = %e, "schedule trigger is invalid; it stops firing");
             trigger::FirePlan { fires: Vec::new(), next_fire_at: None }
@@ -174,7 +214,72 @@ impl Node {
             fires: plan.fires,
             next_fire_at,
             paused,
+            decided_at: self.inner.store.now(),
         })
+    }
+
+    /// What this pass asks of a schedule's trigger, and whether its fires
+    /// fall in a pause.
+    fn query(
+        &self,
+        schedule: &Schedule,
+        stored_next: DateTime<Utc>,
+        read_at: DateTime<Utc>,
+    ) -> (trigger::FireQuery, bool) {
+        let config = &self.inner.config;
+        let now = self.inner.store.now();
+        // The fires that fell in a pause are recorded as `paused`: while the
+        // schedule is paused (as read: a resume since then is not undone by
+        // this pass, which stops at the read), and after a resume, those
+        // before it. They are decided when due, never ahead; so are the
+        // fires of a schedule whose overlap policy looks at running work.
+        let pause_end = schedule.paused_until.filter(|u| stored_next < *u);
+        let ahead = match schedule.overlap {
+            OverlapPolicy::Allow => config.fire_horizon,
+            _ => Duration::ZERO,
+        };
+        let (paused, until) = match (schedule.paused, pause_end) {
+            (true, _) => (true, now.min(read_at)),
+            (false, Some(end)) => (true, now.min(end - chrono::Duration::milliseconds(1))),
+            (false, None) => (false, taskhost_model::time::add_saturating(now, ahead)),
+        };
+        // A record older than its retention would be born expired; records of
+        // fires that did not run are kept at most the node's retention.
+        let retention = schedule.policy.retention.unwrap_or(config.retention);
+        let record_from = sub_saturating(now, retention.min(config.retention));
+        let (catch_up, grace) = match paused {
+            true => (
+                CatchUp {
+                    mode: CatchUpMode::Skip,
+                    ..schedule.catch_up
+                },
+                Duration::ZERO,
+            ),
+            false => (schedule.catch_up, self.missed_grace(&schedule.id, until)),
+        };
+        let query = trigger::FireQuery {
+            created_at: schedule.created_at,
+            next_fire_at: stored_next,
+            now: until,
+            catch_up,
+            grace,
+            max_runs: MAX_FIRES_PER_PASS,
+            record_from,
+            max_entries: LEDGER_CHUNK,
+        };
+        (query, paused)
+    }
+
+    /// How late a fire due by `until` may be and still run on time rather
+    /// than follow the catch-up policy: the grace, stretched back to the
+    /// start of this node's coverage of the schedule's partition. A fire due
+    /// while the passes kept coming was late because the node was busy;
+    /// only one due before (downtime) was missed.
+    fn missed_grace(&self, schedule_id: &str, until: DateTime<Utc>) -> Duration {
+        let grace = self.inner.config.catch_up_grace;
+        let covered_since = self.covered_since(schedule_id, self.inner.store.now());
+        let covered = (until - covered_since).to_std().unwrap_or(Duration::ZERO);
+        grace.max(covered.saturating_add(grace))
     }
 
     /// The work of one schedule's pass, in fire order: each fire decided by
@@ -208,7 +313,9 @@ impl Node {
                             } else {
                                 FireFate::Ran
                             };
-                            let w = Work::fire(s, *fire, FireInfo::run(fate, node));
+                            let mut info = FireInfo::run(fate, node);
+                            info.late_ms = self.lateness(pass, *fire).filter(|_| !*late);
+                            let w = Work::fire(s, *fire, info);
                             active.queued.insert(0, (w.id.clone(), Some(*fire)));
                             work.push(w);
                             continue;
@@ -219,6 +326,12 @@ impl Node {
             work.push(Work::fire(s, *fire, info));
         }
         work
+    }
+
+    /// How late the pass decides a fire, if later than the grace.
+    fn lateness(&self, pass: &Pass<'_>, fire: DateTime<Utc>) -> Option<u64> {
+        let late = (pass.decided_at - fire).to_std().ok()?;
+        (late > self.inner.config.catch_up_grace).then_some(late.as_millis() as u64)
     }
 
     /// The queued and running executions of the schedules whose overlap
@@ -286,41 +399,49 @@ impl Node {
         pass: &Pass<'_>,
         last_run: Option<&Execution>,
     ) -> Result<(), StoreError> {
-        let s = pass.schedule;
-        let last = pass
+        let store = &self.inner.store;
+        store
+            .modify_schedule(None, &pass.schedule.id, |current| {
+                pass.apply(current, last_run)
+            })
+            .await?;
+        Ok(())
+    }
+}
+
+impl Pass<'_> {
+    /// The pass's move of a schedule: its cursor past the pass's fires, its
+    /// last fire, the end of a pause once passed, and the plugin its alias
+    /// resolved to (`last_run`'s). False, and nothing changed, if the
+    /// schedule is no longer as the pass read it.
+    fn apply(&self, current: &mut Schedule, last_run: Option<&Execution>) -> bool {
+        let s = self.schedule;
+        if current.next_fire_at != Some(self.stored_next)
+            || current.paused != s.paused
+            || current.paused_until != s.paused_until
+        {
+            return false;
+        }
+        let last = self
             .fires
             .iter()
             .rev()
             .find(|(t, f)| matches!(f, trigger::Planned::Run { .. }) && within_bounds(s, *t))
-            .map(|(t, _)| *t);
-        let last = last.filter(|_| !pass.paused);
-        let follows = s.plugin_alias.is_some();
-        let resolved = last_run.filter(|_| follows).map(|e| e.plugin_id.clone());
-        self.inner
-            .store
-            .modify_schedule(None, &s.id, |current| {
-                if current.next_fire_at != Some(pass.stored_next)
-                    || current.paused != s.paused
-                    || current.paused_until != s.paused_until
-                {
-                    return false;
-                }
-                current.next_fire_at = pass.next_fire_at;
-                current.last_fire_at = last.or(current.last_fire_at);
-                let next = pass.next_fire_at;
-                if current
-                    .paused_until
-                    .is_some_and(|u| next.is_none_or(|n| n >= u))
-                {
-                    current.paused_until = None;
-                }
-                if let Some(id) = &resolved {
-                    current.plugin_id = id.clone();
-                }
-                true
-            })
-            .await?;
-        Ok(())
+            .map(|(t, _)| *t)
+            .filter(|_| !self.paused);
+        current.next_fire_at = self.next_fire_at;
+        current.last_fire_at = last.or(current.last_fire_at);
+        let next = self.next_fire_at;
+        if current
+            .paused_until
+            .is_some_and(|u| next.is_none_or(|n| n >= u))
+        {
+            current.paused_until = None;
+        }
+        if let Some(e) = last_run.filter(|_| s.plugin_alias.is_some()) {
+            current.plugin_id = e.plugin_id.clone();
+        }
+        true
     }
 }
 

@@ -21,7 +21,7 @@ const BUCKETS: [f64; 12] = [
 ];
 
 /// The store operations whose failures are counted (`store_errors{op}`).
-pub const STORE_OPS: [&str; 12] = [
+pub const STORE_OPS: [&str; 13] = [
     "claim",
     "renew",
     "complete",
@@ -29,6 +29,7 @@ pub const STORE_OPS: [&str; 12] = [
     "refill",
     "heartbeat",
     "materialize",
+    "partitions",
     "requeue_expired",
     "sweep",
     "live_nodes",

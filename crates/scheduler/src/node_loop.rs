@@ -29,6 +29,12 @@ impl Node {
             let _ = self.inner.store.remove_node(&config.node_id).await;
             return;
         }
+        if config.partitioned {
+            let every = config.partition_lease / 3;
+            self.every(&mut loops, every, "partitions", |n| async move {
+                n.balance_partitions().await.map(drop)
+            });
+        }
         self.every(
             &mut loops,
             config.materialize_every,
@@ -36,7 +42,7 @@ impl Node {
             |n| async move {
                 match n.draining() {
                     true => Ok(()),
-                    false => n.materialize_due(1000).await.map(drop),
+                    false => n.fire_passes().await.map(drop),
                 }
             },
         );
@@ -156,8 +162,10 @@ impl Node {
         }
     }
 
-    /// Graceful stop: runs get `grace` to finish; the rest are released.
+    /// Graceful stop: runs get `grace` to finish; the rest are released,
+    /// and so are the node's partitions.
     async fn shut_down(&self, grace: Duration) {
+        self.release_partitions().await;
         self.inner.running.close();
         if tokio::time::timeout(grace, self.inner.running.wait())
             .await

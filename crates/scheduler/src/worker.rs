@@ -153,6 +153,8 @@ impl Node {
                 Ok(Some(done)) => {
                     if done.status == taskhost_model::ExecutionStatus::Queued {
                         self.offer(&done);
+                    } else {
+                        self.ended(&done);
                     }
                     return;
                 }

@@ -71,6 +71,15 @@ pub struct PluginFilter {
     pub version: Option<String>,
 }
 
+/// What [`crate::ScheduleStore::fires_record`] wrote: per row, whether it
+/// was inserted (false: the fire had a record); per move, whether the
+/// schedule was still as read.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PassWritten {
+    pub inserted: Vec<bool>,
+    pub moved: Vec<bool>,
+}
+
 /// What a node's in-memory queue keeps of a queued execution: enough to
 /// order it and to claim it, never the whole record.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,6 +178,10 @@ pub(crate) fn schedule_row(s: &Schedule) -> Result<Row> {
             ("paused", Field::Int(s.paused as i64)),
             ("next_fire_at", Field::time(s.next_fire_at)),
             ("version", Field::Int(s.version as i64)),
+            (
+                "partition_no",
+                Field::Int(taskhost_model::partition_of(&s.id).into()),
+            ),
         ],
     })
 }

@@ -59,13 +59,18 @@ impl Store {
         })
     }
 
-    /// Records many fires at once, each insert-if-absent; per row, whether
-    /// it was inserted.
-    pub async fn decide_fires(&self, rows: &[Execution]) -> Result<Vec<bool>, StoreError> {
-        if rows.is_empty() {
-            return Ok(Vec::new());
+    /// Records many fires at once, each insert-if-absent, and moves the
+    /// cursors of their schedules (each written only if still as read); see
+    /// [`ScheduleStore::fires_record`](crate::ScheduleStore::fires_record).
+    pub async fn record_fires(
+        &self,
+        rows: &[Execution],
+        moves: &[taskhost_model::Schedule],
+    ) -> Result<crate::PassWritten, StoreError> {
+        if rows.is_empty() && moves.is_empty() {
+            return Ok(crate::PassWritten::default());
         }
-        self.backend.fires_insert(rows).await
+        self.backend.fires_record(rows, moves).await
     }
 
     /// The record of one fire.

@@ -26,7 +26,8 @@ pub mod sqlite;
 mod traits;
 
 pub use backend::{
-    ClaimOrder, ExecutionFilter, FireFilter, PageQuery, PluginFilter, Queued, ScheduleFilter, Usage,
+    ClaimOrder, ExecutionFilter, FireFilter, PageQuery, PassWritten, PluginFilter, Queued,
+    ScheduleFilter, Usage,
 };
 pub use executions::{Completion, Lease, LeaseRenewal, Release};
 pub use fires::{AliasMove, FireDecided, ResolvedPlugin};
@@ -368,9 +369,15 @@ impl Store {
         }
     }
 
-    /// Unpaused schedules due to fire now, across tenants (for the materializer).
-    pub async fn due_schedules(&self, limit: u32) -> Result<Vec<Schedule>, StoreError> {
-        self.backend.schedules_due(self.now(), limit).await
+    /// Schedules due by `before` (paused ones too), across tenants, of
+    /// `partitions` when given: what a pass of the fire path reads.
+    pub async fn due_schedules(
+        &self,
+        before: DateTime<Utc>,
+        partitions: Option<&[u32]>,
+        limit: u32,
+    ) -> Result<Vec<Schedule>, StoreError> {
+        self.backend.schedules_due(before, partitions, limit).await
     }
 
     // ---- locks ----

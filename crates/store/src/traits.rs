@@ -10,8 +10,8 @@
 
 use crate::Lease;
 use crate::backend::{
-    ClaimOrder, ExecutionChange, ExecutionFilter, FireFilter, PageQuery, PluginFilter, Queued,
-    Result, ScheduleFilter, Usage,
+    ClaimOrder, ExecutionChange, ExecutionFilter, FireFilter, PageQuery, PassWritten, PluginFilter,
+    Queued, Result, ScheduleFilter, Usage,
 };
 use chrono::{DateTime, Utc};
 use taskhost_model::kv::KvQuota;
@@ -65,9 +65,21 @@ pub trait ScheduleStore: Send + Sync {
         page: &PageQuery,
     ) -> Result<Vec<Schedule>>;
     async fn schedule_delete(&self, id: &str) -> Result<bool>;
-    /// Schedules with `next_fire_at <= now` (paused ones too: their fires
-    /// are recorded as skipped), soonest first.
-    async fn schedules_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Schedule>>;
+    /// Schedules with `next_fire_at <= before` (paused ones too: their
+    /// fires are recorded as skipped), soonest first; only those of
+    /// `partitions` when given.
+    async fn schedules_due(
+        &self,
+        before: DateTime<Utc>,
+        partitions: Option<&[u32]>,
+        limit: u32,
+    ) -> Result<Vec<Schedule>>;
+    /// Records a pass of the fire path: each fire's row (an execution or a
+    /// `skipped` record) unless its fire key is taken, then each schedule's
+    /// new state (its cursor moved) if its stored version is still the one
+    /// before (`version - 1`). One transaction on SQLite; on MongoDB one
+    /// unordered `insertMany`, then the moves, each by `_id` and version.
+    async fn fires_record(&self, rows: &[Execution], moves: &[Schedule]) -> Result<PassWritten>;
     /// `schedule_id`'s fire records (skipped ones included), newest fire
     /// first; `page.before` is a fire time in Unix milliseconds (as text).
     async fn fires_list(
@@ -120,10 +132,6 @@ pub trait ExecutionStore: Send + Sync {
     /// Stores new executions all or none (one transaction on SQLite; one
     /// `insertMany` of unique ids on MongoDB): `Conflict` if any is taken.
     async fn execution_insert_many(&self, executions: &[Execution]) -> Result<()>;
-    /// Inserts each record of a fire (an execution or a `skipped` record)
-    /// unless its fire key is taken (one transaction on SQLite, one unordered
-    /// `insertMany` on MongoDB); per row, whether it was inserted.
-    async fn fires_insert(&self, rows: &[Execution]) -> Result<Vec<bool>>;
     /// Claims those of `ids` that are still queued and due at `order.now`,
     /// each with a fresh fencing token (one transaction on SQLite; one
     /// conditional update by `_id` each, at once, on MongoDB). Returns the

@@ -241,11 +241,14 @@ async fn batch_claims_and_fenced_completions(h: Harness) {
     assert_eq!(failed.node.as_deref(), Some("node-new"));
 }
 
-/// A batch insert writes nothing when one of its executions exists.
+/// A batch insert writes nothing when one of its executions' ids is taken
+/// by another record.
 async fn batch_inserts_all_or_nothing(h: Harness) {
     let store = &h.store;
     let existing = queued(&h, "acme").await;
-    let mut batch = vec![existing.clone()];
+    let mut clash = existing.clone();
+    clash.policy.input = serde_json::json!({"another": "record"});
+    let mut batch = vec![clash];
     for _ in 0..10 {
         batch.push(Execution::queued("acme", "p", store.now(), store.now()));
     }

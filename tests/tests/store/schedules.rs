@@ -55,7 +55,7 @@ async fn schedules(h: Harness) {
     let due_now = schedule("globex", "now", "p2", now);
     store.create_schedule(&due_now).await.expect("create");
     let due: Vec<String> = store
-        .due_schedules(10)
+        .due_schedules(store.now(), None, 10)
         .await
         .expect("due")
         .into_iter()
@@ -63,8 +63,37 @@ async fn schedules(h: Harness) {
         .collect();
     assert_eq!(due.len(), 2);
     assert!(due.contains(&due_now.id) && due.contains(&s.id), "{due:?}");
+    // Only the schedules of the partitions asked for.
+    let part = taskhost_model::partition_of(&due_now.id);
+    let mine = store
+        .due_schedules(store.now(), Some(&[part]), 10)
+        .await
+        .expect("due");
+    assert!(mine.iter().any(|x| x.id == due_now.id));
+    assert!(
+        mine.iter()
+            .all(|x| taskhost_model::partition_of(&x.id) == part)
+    );
+    let none = store
+        .due_schedules(store.now(), Some(&[]), 10)
+        .await
+        .expect("due");
+    assert!(none.is_empty());
+    // Ahead: what is due within five minutes.
+    let ahead = now + chrono::Duration::minutes(5);
+    assert_eq!(
+        store
+            .due_schedules(ahead, None, 10)
+            .await
+            .expect("due")
+            .len(),
+        3
+    );
     h.clock.advance(Duration::from_secs(300));
-    let due = store.due_schedules(10).await.expect("due");
+    let due = store
+        .due_schedules(store.now(), None, 10)
+        .await
+        .expect("due");
     assert_eq!(due.len(), 3);
 
     let filter = ScheduleFilter {
@@ -164,6 +193,7 @@ async fn materialize_fire_once_under_races(h: Harness) {
 /// fate; hidden from the executions list unless asked for; and swept with
 /// the executions when their retention ends.
 async fn fire_records_insert_once_list_count_and_expire(h: Harness) {
+    cursor_moves_with_the_records(&h).await;
     use taskhost_model::{FireFate, FireInfo, FireReason};
     use taskhost_store::FireFilter;
     let store = &h.store;
@@ -186,12 +216,20 @@ async fn fire_records_insert_once_list_count_and_expire(h: Harness) {
     // inserts only the new fires; a retried row (its own id) counts as ours.
     let first: Vec<Execution> = (0..10).map(|k| record(k, true)).collect();
     assert_eq!(
-        store.decide_fires(&first).await.expect("insert"),
+        store
+            .record_fires(&first, &[])
+            .await
+            .expect("insert")
+            .inserted,
         vec![true; 10]
     );
     let mut second: Vec<Execution> = (5..15).map(|k| record(k, true)).collect();
     second[0] = first[5].clone();
-    let inserted = store.decide_fires(&second).await.expect("insert");
+    let inserted = store
+        .record_fires(&second, &[])
+        .await
+        .expect("insert")
+        .inserted;
     assert!(inserted[0], "its own earlier insert");
     assert_eq!(&inserted[1..5], &[false; 4]);
     assert_eq!(&inserted[5..], &[true; 5]);
@@ -301,4 +339,47 @@ async fn fire_records_insert_once_list_count_and_expire(h: Harness) {
         1,
         "the run stays until it ends"
     );
+}
+
+/// A pass's write moves each schedule's cursor in the same call as its
+/// records, only where the schedule is still the version the pass read.
+async fn cursor_moves_with_the_records(h: &Harness) {
+    let store = &h.store;
+    let now = store.now();
+    let a = schedule("acme", "moves-a", "p", now);
+    let b = schedule("acme", "moves-b", "p", now);
+    for s in [&a, &b] {
+        store.create_schedule(s).await.expect("create");
+    }
+    // b changes after the pass read it: its move is refused.
+    store
+        .modify_schedule(None, &b.id, |s| {
+            s.name = "moves-b2".into();
+            true
+        })
+        .await
+        .expect("modify");
+    let moved = |s: &Schedule| {
+        let mut s = s.clone();
+        s.next_fire_at = Some(now + chrono::Duration::hours(1));
+        s.version += 1;
+        s
+    };
+    let written = store
+        .record_fires(&[], &[moved(&a), moved(&b)])
+        .await
+        .expect("record");
+    assert_eq!(written.moved, vec![true, false]);
+    let a = store
+        .get_schedule("acme", &a.id)
+        .await
+        .expect("get")
+        .expect("a");
+    assert_eq!(a.next_fire_at, Some(now + chrono::Duration::hours(1)));
+    let b = store
+        .get_schedule("acme", &b.id)
+        .await
+        .expect("get")
+        .expect("b");
+    assert_eq!(b.next_fire_at, Some(now));
 }

@@ -277,6 +277,14 @@ pub enum IntakeError {
     Store(#[from] StoreError),
 }
 
+/// Work checked and its records built, to be written by [`Node::commit`].
+pub(crate) struct Prepared {
+    pub(crate) work: Vec<Work>,
+    /// One record per piece of work: its execution, or its `skipped` record.
+    pub(crate) rows: Vec<Execution>,
+    admission: Admission,
+}
+
 /// A piece of work after its checks: to run with its plugin, or to record.
 enum Checked {
     Run { plugin: Resolved },
@@ -292,15 +300,30 @@ impl Node {
         work: Vec<Work>,
         admission: Admission,
     ) -> Result<Vec<Decision>, IntakeError> {
+        let prepared = self.prepare(work, admission).await?;
+        Ok(self.commit(prepared, &[]).await?.0)
+    }
+
+    /// Steps 1-4 of the intake: the records of `work`, checked, not yet
+    /// written (the fire path writes them with its cursor moves).
+    pub(crate) async fn prepare(
+        &self,
+        work: Vec<Work>,
+        admission: Admission,
+    ) -> Result<Prepared, IntakeError> {
         let mut checked = self.check(&work, admission).await?;
         self.admit_quota(&work, &mut checked, admission).await?;
         let now = self.inner.store.now();
-        let rows: Vec<Execution> = work
+        let rows = work
             .iter()
             .zip(&checked)
             .map(|(w, c)| self.record(w, c, now))
             .collect();
-        self.write(work, rows, admission).await
+        Ok(Prepared {
+            work,
+            rows,
+            admission,
+        })
     }
 
     /// One submission: its execution, or why it was refused.

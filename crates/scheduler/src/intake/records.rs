@@ -1,14 +1,19 @@
 //! The records the intake writes, and the write itself: an execution for
 //! work that runs, a `skipped` ledger record for a fire that does not.
 
-use super::{Admission, Checked, Decision, IntakeError, Node, Work};
+use super::{Admission, Checked, Decision, IntakeError, Node, Prepared};
 use chrono::{DateTime, Utc};
 use taskhost_model::time::add_saturating;
-use taskhost_model::{Execution, ExecutionStatus, FireReason, RetryPolicy};
+use taskhost_model::{Execution, ExecutionStatus, FireReason, RetryPolicy, Schedule};
 
 impl Node {
     /// The record of one checked piece of work.
-    pub(super) fn record(&self, w: &Work, checked: &Checked, now: DateTime<Utc>) -> Execution {
+    pub(super) fn record(
+        &self,
+        w: &super::Work,
+        checked: &Checked,
+        now: DateTime<Utc>,
+    ) -> Execution {
         let fire_at = w.origin.fire_time();
         let node_retention = self.inner.config.retention;
         match checked {
@@ -45,14 +50,20 @@ impl Node {
         }
     }
 
-    /// Writes the records as `admission` says, and offers the new runs to
-    /// this node's heap (or starts a lone submission here at once).
-    pub(super) async fn write(
+    /// Writes prepared records as their admission says — fires with the
+    /// cursor `moves` of their schedules, in the same write — and offers the
+    /// new runs to this node's heap (or starts a lone submission here at
+    /// once). The decisions, and per move whether it was written.
+    pub(crate) async fn commit(
         &self,
-        work: Vec<Work>,
-        mut rows: Vec<Execution>,
-        admission: Admission,
-    ) -> Result<Vec<Decision>, IntakeError> {
+        prepared: Prepared,
+        moves: &[Schedule],
+    ) -> Result<(Vec<Decision>, Vec<bool>), IntakeError> {
+        let Prepared {
+            work,
+            mut rows,
+            admission,
+        } = prepared;
         let store = &self.inner.store;
         if admission == Admission::Submit {
             // Work this node can start now, with nothing waiting ahead of
@@ -70,13 +81,14 @@ impl Node {
                 }
                 _ => self.enqueued(&rows),
             }
-            return Ok(rows.into_iter().map(Decision::Run).collect());
+            return Ok((rows.into_iter().map(Decision::Run).collect(), Vec::new()));
         }
         let mut ours = vec![false; rows.len()];
         let (fresh, replacing): (Vec<usize>, Vec<usize>) =
             (0..rows.len()).partition(|&i| work[i].replaces.is_none());
         let fresh_rows: Vec<Execution> = fresh.iter().map(|&i| rows[i].clone()).collect();
-        for (&i, inserted) in fresh.iter().zip(store.decide_fires(&fresh_rows).await?) {
+        let written = store.record_fires(&fresh_rows, moves).await?;
+        for (&i, inserted) in fresh.iter().zip(written.inserted) {
             ours[i] = inserted;
         }
         for i in replacing {
@@ -88,7 +100,7 @@ impl Node {
                 ours[i] = true;
             }
         }
-        Ok(self.decided(rows, ours))
+        Ok((self.decided(rows, ours), written.moved))
     }
 
     /// The decisions of written fires: counted, logged, offered to the heap.

@@ -5,7 +5,7 @@
 
 use super::errors::DUPLICATE_KEY;
 use super::queue::{queued, queued_now};
-use super::{MongoBackend, db_err, document, is_duplicate, ms, set_if};
+use super::{MongoBackend, db_err, document, is_duplicate, ms, record, set_if};
 use crate::backend::{
     ClaimOrder, ExecutionChange, ExecutionFilter, PageQuery, Queued, Result, execution_row,
 };
@@ -42,59 +42,6 @@ impl ExecutionStore for MongoBackend {
 
     async fn execution_get(&self, id: &str) -> Result<Option<Execution>> {
         self.get("executions", id).await
-    }
-
-    async fn fires_insert(&self, rows: &[Execution]) -> Result<Vec<bool>> {
-        let docs = rows
-            .iter()
-            .map(|e| execution_row(e).map(|r| document(&r)))
-            .collect::<Result<Vec<_>>>()?;
-        let error = match self
-            .coll("executions")
-            .insert_many(docs)
-            .ordered(false)
-            .await
-        {
-            Ok(_) => return Ok(vec![true; rows.len()]),
-            Err(e) => e,
-        };
-        let ErrorKind::InsertMany(failure) = error.kind.as_ref() else {
-            return Err(db_err(error));
-        };
-        if failure.write_concern_error.is_some() {
-            return Err(db_err(error));
-        }
-        let mut inserted = vec![true; rows.len()];
-        let mut refused = Vec::new();
-        for w in failure.write_errors.iter().flatten() {
-            match inserted.get_mut(w.index) {
-                Some(slot) if w.code == DUPLICATE_KEY => {
-                    *slot = false;
-                    refused.push(rows[w.index].id.clone());
-                }
-                _ => return Err(db_err(error)),
-            }
-        }
-        if !refused.is_empty() {
-            let ours: Vec<Document> = self
-                .coll("executions")
-                .find(doc! { "_id": { "$in": &refused } })
-                .projection(doc! { "_id": 1 })
-                .await
-                .map_err(db_err)?
-                .try_collect()
-                .await
-                .map_err(db_err)?;
-            for d in ours {
-                if let Some(i) = rows
-                    .iter()
-                    .position(|r| d.get_str("_id") == Ok(r.id.as_str()))
-                {
-                    inserted[i] = true;
-                }
-            }
-        }
-        Ok(inserted)
     }
 
     async fn execution_update(
@@ -232,9 +179,10 @@ impl ExecutionStore for MongoBackend {
             .collect::<Result<Vec<_>>>()?;
         match self.coll("executions").insert_many(docs).await {
             Ok(_) => Ok(()),
-            Err(e) if is_duplicate(&e) => Err(StoreError::Conflict(
-                "an execution of the batch already exists".into(),
-            )),
+            // The driver retried the batch after a lost reply, and the
+            // first try wrote some of it (ids are fresh: a duplicate `_id`
+            // is our own): write the rest.
+            Err(e) if is_duplicate(&e) => self.insert_the_rest(executions).await,
             Err(e) => Err(db_err(e)),
         }
     }
@@ -336,4 +284,118 @@ impl ExecutionStore for MongoBackend {
         });
         true
     }
+}
+
+impl MongoBackend {
+    /// Inserts each fire record unless its fire key is taken (one unordered
+    /// `insertMany`); per row, whether it was inserted (a row of ours found
+    /// stored after a retried write counts as inserted).
+    pub(super) async fn fires_insert(&self, rows: &[Execution]) -> Result<Vec<bool>> {
+        if rows.is_empty() {
+            return Ok(Vec::new());
+        }
+        let docs = rows
+            .iter()
+            .map(|e| execution_row(e).map(|r| document(&r)))
+            .collect::<Result<Vec<_>>>()?;
+        let error = match self
+            .coll("executions")
+            .insert_many(docs)
+            .ordered(false)
+            .await
+        {
+            Ok(_) => return Ok(vec![true; rows.len()]),
+            Err(e) => e,
+        };
+        let ErrorKind::InsertMany(failure) = error.kind.as_ref() else {
+            return Err(db_err(error));
+        };
+        if failure.write_concern_error.is_some() {
+            return Err(db_err(error));
+        }
+        let mut inserted = vec![true; rows.len()];
+        let mut refused = Vec::new();
+        for w in failure.write_errors.iter().flatten() {
+            match inserted.get_mut(w.index) {
+                Some(slot) if w.code == DUPLICATE_KEY => {
+                    *slot = false;
+                    refused.push(rows[w.index].id.clone());
+                }
+                _ => return Err(db_err(error)),
+            }
+        }
+        if !refused.is_empty() {
+            let ours: Vec<Document> = self
+                .coll("executions")
+                .find(doc! { "_id": { "$in": &refused } })
+                .projection(doc! { "_id": 1 })
+                .await
+                .map_err(db_err)?
+                .try_collect()
+                .await
+                .map_err(db_err)?;
+            for d in ours {
+                if let Some(i) = rows
+                    .iter()
+                    .position(|r| d.get_str("_id") == Ok(r.id.as_str()))
+                {
+                    inserted[i] = true;
+                }
+            }
+        }
+        Ok(inserted)
+    }
+}
+
+impl MongoBackend {
+    /// Inserts those of `executions` that are not stored yet; a duplicate
+    /// among them (another fire key's owner) is a conflict.
+    async fn insert_the_rest(&self, executions: &[Execution]) -> Result<()> {
+        let ids: Vec<&str> = executions.iter().map(|e| e.id.as_str()).collect();
+        let found: Vec<Document> = self
+            .coll("executions")
+            .find(doc! { "_id": { "$in": &ids } })
+            .await
+            .map_err(db_err)?
+            .try_collect()
+            .await
+            .map_err(db_err)?;
+        let mut stored = std::collections::HashSet::new();
+        for d in &found {
+            let theirs: Execution = record(d)?;
+            let ours = executions.iter().find(|e| e.id == theirs.id);
+            // Ours if it is what we wrote; a different record under the
+            // same id is a real conflict, and the batch stops here.
+            if !ours.is_some_and(|e| same_write(e, &theirs)) {
+                return Err(StoreError::Conflict(
+                    "an execution of the batch already exists".into(),
+                ));
+            }
+            stored.insert(theirs.id);
+        }
+        let rest = executions
+            .iter()
+            .filter(|e| !stored.contains(&e.id))
+            .map(|e| execution_row(e).map(|row| document(&row)))
+            .collect::<Result<Vec<_>>>()?;
+        if rest.is_empty() {
+            return Ok(());
+        }
+        match self.coll("executions").insert_many(rest).await {
+            Ok(_) => Ok(()),
+            Err(e) if is_duplicate(&e) => Err(StoreError::Conflict(
+                "an execution of the batch already exists".into(),
+            )),
+            Err(e) => Err(db_err(e)),
+        }
+    }
+}
+
+/// Whether a stored execution is the one `ours` wrote (not someone else's
+/// under the same id): the fields fixed at creation agree.
+fn same_write(ours: &Execution, stored: &Execution) -> bool {
+    ours.tenant == stored.tenant
+        && ours.created_at.timestamp_millis() == stored.created_at.timestamp_millis()
+        && ours.plugin_id == stored.plugin_id
+        && ours.policy.input == stored.policy.input
 }

@@ -35,6 +35,11 @@ impl MongoBackend {
             ("secrets", doc! { "tenant": 1, "name": 1 }, Some(unique())),
             ("schedules", doc! { "tenant": 1, "_id": -1 }, None),
             ("schedules", doc! { "next_fire_at": 1 }, None),
+            (
+                "schedules",
+                doc! { "partition_no": 1, "next_fire_at": 1 },
+                None,
+            ),
             ("schedules", doc! { "tenant": 1, "plugin_alias": 1 }, None),
             ("plugin_aliases", doc! { "plugin_id": 1 }, None),
             ("plugin_aliases", doc! { "tenant": 1, "name": 1 }, None),

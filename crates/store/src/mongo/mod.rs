@@ -109,7 +109,24 @@ impl MongoBackend {
         let backend = MongoBackend { db };
         backend.ping().await?;
         backend.create_indexes().await?;
+        backend.fill_partitions().await?;
         Ok(backend)
+    }
+
+    /// Gives every schedule stored before partitions existed its partition.
+    async fn fill_partitions(&self) -> Result<()> {
+        let old = doc! { "partition_no": { "$exists": false } };
+        let mut cursor = self.coll("schedules").find(old).await.map_err(db_err)?;
+        while let Some(d) = cursor.try_next().await.map_err(db_err)? {
+            let Ok(id) = d.get_str("_id") else { continue };
+            let partition = i64::from(taskhost_model::partition_of(id));
+            let set = doc! { "$set": { "partition_no": partition } };
+            self.coll("schedules")
+                .update_one(doc! { "_id": id }, set)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
     }
 
     fn coll(&self, name: &str) -> Collection<Document> {

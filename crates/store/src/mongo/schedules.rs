@@ -4,6 +4,7 @@
 //! counts from one index.
 
 use super::{MongoBackend, db_err, document, is_duplicate, ms, set_if};
+use crate::PassWritten;
 use crate::StoreError;
 use crate::backend::{FireFilter, PageQuery, Result, ScheduleFilter, schedule_row};
 use crate::traits::ScheduleStore;
@@ -63,10 +64,35 @@ impl ScheduleStore for MongoBackend {
         self.delete("schedules", doc! { "_id": id }).await
     }
 
-    async fn schedules_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Schedule>> {
-        let filter = doc! { "next_fire_at": { "$ne": Bson::Null, "$lte": ms(now) } };
+    async fn schedules_due(
+        &self,
+        before: DateTime<Utc>,
+        partitions: Option<&[u32]>,
+        limit: u32,
+    ) -> Result<Vec<Schedule>> {
+        let mut filter = doc! { "next_fire_at": { "$ne": Bson::Null, "$lte": ms(before) } };
+        if let Some(partitions) = partitions {
+            filter.insert(
+                "partition_no",
+                doc! { "$in": partitions.iter().map(|p| i64::from(*p)).collect::<Vec<_>>() },
+            );
+        }
         self.find("schedules", filter, doc! { "next_fire_at": 1 }, limit)
             .await
+    }
+
+    async fn fires_record(&self, rows: &[Execution], moves: &[Schedule]) -> Result<PassWritten> {
+        let inserted = self.fires_insert(rows).await?;
+        let writes = moves.iter().map(|s| async move {
+            let row = schedule_row(s)?;
+            self.replace("schedules", &row, s.version.saturating_sub(1))
+                .await
+        });
+        let moved = futures::future::join_all(writes)
+            .await
+            .into_iter()
+            .collect::<Result<Vec<bool>>>()?;
+        Ok(PassWritten { inserted, moved })
     }
 
     async fn fires_list(

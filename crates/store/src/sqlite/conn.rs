@@ -93,6 +93,13 @@ CREATE TABLE plugin_aliases (
     doc TEXT NOT NULL, PRIMARY KEY (tenant, name, alias)) WITHOUT ROWID;
 CREATE INDEX plugin_aliases_target ON plugin_aliases (plugin_id);
 "#,
+    // Partitions of the fire path: each schedule's, computed from its id
+    // in Rust after this step (see `fill_partitions`).
+    r#"
+ALTER TABLE schedules ADD COLUMN partition_no INTEGER NOT NULL DEFAULT -1;
+DROP INDEX schedules_due;
+CREATE INDEX schedules_due ON schedules (partition_no, next_fire_at) WHERE next_fire_at IS NOT NULL;
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.
@@ -267,7 +274,30 @@ fn migrate(conn: &mut Connection) -> Result<()> {
         tx.pragma_update(None, "user_version", (i + 1) as i64)
             .map_err(sql)?;
     }
+    fill_partitions(&tx)?;
     tx.commit().map_err(sql)
+}
+
+/// Gives every schedule without one its partition (those stored before
+/// partitions existed): a hash of the id, which SQL cannot compute.
+fn fill_partitions(c: &Connection) -> Result<()> {
+    let ids: Vec<String> = {
+        let mut stmt = c
+            .prepare("SELECT id FROM schedules WHERE partition_no = -1")
+            .map_err(sql)?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(sql)?;
+        rows.collect::<rusqlite::Result<_>>().map_err(sql)?
+    };
+    let mut update = c
+        .prepare("UPDATE schedules SET partition_no = ? WHERE id = ?")
+        .map_err(sql)?;
+    for id in ids {
+        let partition = taskhost_model::partition_of(&id);
+        update
+            .execute(rusqlite::params![partition, id])
+            .map_err(sql)?;
+    }
+    Ok(())
 }
 
 /// The connection thread: batches waiting jobs into one transaction each.

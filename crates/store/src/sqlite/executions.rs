@@ -204,12 +204,6 @@ impl ExecutionStore for SqliteBackend {
         .await
     }
 
-    async fn fires_insert(&self, rows: &[Execution]) -> Result<Vec<bool>> {
-        let rows = rows.iter().map(execution_row).collect::<Result<Vec<_>>>()?;
-        self.call(move |c| rows.iter().map(|row| insert(c, row, true)).collect())
-            .await
-    }
-
     async fn execution_get(&self, id: &str) -> Result<Option<Execution>> {
         let id = id.to_owned();
         self.call(move |c| get(c, &id)).await

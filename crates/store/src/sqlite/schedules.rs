@@ -5,7 +5,9 @@
 
 use super::rows::{doc, docs, insert_row, list, ms, paged, replace_row};
 use super::{SqliteBackend, executions, is_unique_violation, sql};
+use crate::PassWritten;
 use crate::StoreError;
+use crate::backend::execution_row;
 use crate::backend::{FireFilter, PageQuery, Result, ScheduleFilter, schedule_row};
 use crate::traits::ScheduleStore;
 use chrono::{DateTime, Utc};
@@ -80,13 +82,42 @@ impl ScheduleStore for SqliteBackend {
         .await
     }
 
-    async fn schedules_due(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Schedule>> {
+    async fn schedules_due(
+        &self,
+        before: DateTime<Utc>,
+        partitions: Option<&[u32]>,
+        limit: u32,
+    ) -> Result<Vec<Schedule>> {
+        let partitions = partitions.map(<[u32]>::to_vec);
         self.call(move |c| {
-            docs(
-                c,
-                "SELECT doc FROM schedules WHERE next_fire_at <= ? ORDER BY next_fire_at LIMIT ?",
-                &[&ms(now), &limit],
-            )
+            let mut text = "SELECT doc FROM schedules WHERE next_fire_at <= ?1".to_owned();
+            if let Some(partitions) = &partitions {
+                let list: Vec<String> = partitions.iter().map(u32::to_string).collect();
+                text.push_str(&format!(" AND partition_no IN ({})", list.join(",")));
+            }
+            text.push_str(" ORDER BY next_fire_at LIMIT ?2");
+            docs(c, &text, &[&ms(before), &limit])
+        })
+        .await
+    }
+
+    async fn fires_record(&self, rows: &[Execution], moves: &[Schedule]) -> Result<PassWritten> {
+        let rows = rows.iter().map(execution_row).collect::<Result<Vec<_>>>()?;
+        let moves = moves
+            .iter()
+            .map(|s| Ok((schedule_row(s)?, s.version.saturating_sub(1))))
+            .collect::<Result<Vec<_>>>()?;
+        // One job: one transaction for the records and the cursors.
+        self.call(move |c| {
+            let inserted = rows
+                .iter()
+                .map(|row| super::executions::insert(c, row, true))
+                .collect::<Result<Vec<bool>>>()?;
+            let moved = moves
+                .iter()
+                .map(|(row, expected)| replace_row(c, "schedules", row, *expected).map_err(sql))
+                .collect::<Result<Vec<bool>>>()?;
+            Ok(PassWritten { inserted, moved })
         })
         .await
     }

@@ -147,26 +147,56 @@ async fn submit(
         return Err(ApiError::new(ErrorCode::InvalidWait, message).on_field("wait"));
     }
     let work = ad_hoc(&principal.tenant, new.plugin_id, new.policy);
+    // Watched before it is made, so its end on this node cannot be missed.
+    let watch = new.wait.map(|_| state.node.watch(&work.id));
     let execution = state.node.submit(work).await?;
-    let Some(wait) = new.wait else {
-        return Ok((StatusCode::ACCEPTED, Json(execution)));
-    };
+    match (new.wait, watch) {
+        (Some(wait), Some(watch)) => {
+            waited(&state, &principal.tenant, execution, wait, watch).await
+        }
+        _ => Ok((StatusCode::ACCEPTED, Json(execution))),
+    }
+}
+
+/// Waits up to `wait` for an execution to end: told at once when it ends
+/// on this node, else read from the store every [`WAIT_POLL`]. 200 with
+/// the ended execution, or 202 with it as it is when the wait is over.
+async fn waited(
+    state: &AppState,
+    tenant: &str,
+    execution: Execution,
+    wait: Duration,
+    mut watch: taskhost_scheduler::Watch,
+) -> ApiResult<(StatusCode, Json<Execution>)> {
     let deadline = tokio::time::Instant::now() + wait;
+    let mut current = execution;
     loop {
-        let current = state
-            .store
-            .get_execution(&principal.tenant, &execution.id)
-            .await?;
-        let current = current.ok_or_else(|| ApiError::not_found("execution"))?;
         if current.status.is_final() {
             return Ok((StatusCode::OK, Json(current)));
         }
-        if tokio::time::Instant::now() >= deadline {
+        let nap = WAIT_POLL.min(deadline.saturating_duration_since(tokio::time::Instant::now()));
+        tokio::select! {
+            ended = watch.ended() => match ended {
+                Some(ended) => return Ok((StatusCode::OK, Json(ended))),
+                // Watched no more: it ends elsewhere; the store will say.
+                None => tokio::time::sleep(nap).await,
+            },
+            () = tokio::time::sleep(nap) => {}
+        }
+        current = state
+            .store
+            .get_execution(tenant, &current.id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("execution"))?;
+        if tokio::time::Instant::now() >= deadline && !current.status.is_final() {
             return Ok((StatusCode::ACCEPTED, Json(current)));
         }
-        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
+
+/// How often a waiting request reads the store, for a run that may end on
+/// another node (one that ends on this one is told at once).
+const WAIT_POLL: Duration = Duration::from_millis(100);
 
 #[derive(Debug, Deserialize, IntoParams)]
 #[into_params(parameter_in = Query)]

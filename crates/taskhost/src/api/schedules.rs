@@ -285,7 +285,7 @@ async fn pause(
     principal: Caller<need::SchedulesWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Schedule>> {
-    let paused = taskhost_scheduler::pause(&state.store, &principal.tenant, &id).await?;
+    let paused = state.node.pause(&principal.tenant, &id).await?;
     paused
         .map(Json)
         .ok_or_else(|| ApiError::not_found("schedule"))

@@ -242,6 +242,8 @@ fn node(settings: &Settings, store: &Store) -> anyhow::Result<(Node, Runtime)> {
         secrets_key: Some(secrets_key(settings)?),
         egress: taskhost_net::Egress::new(policy).map_err(|e| anyhow::anyhow!(e))?,
         start_on_enqueue: true,
+        partitioned: true,
+        fire_horizon: Duration::from_secs(2),
         ..SchedulerConfig::default()
     };
     Ok((Node::new(config, store.clone(), runtime.clone()), runtime))

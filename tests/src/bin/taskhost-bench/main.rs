@@ -2,7 +2,9 @@
 //! driven through its HTTP API by a keep-alive Rust client.
 //!
 //! ```text
-//! cargo run --release -p taskhost-tests --bin taskhost-bench -- [a] [b] [ingest [--backlog N]] [--reps 3] [--quick]
+//! cargo run --release -p taskhost-tests --bin taskhost-bench -- [a] [b] [ingest [--backlog N]] [wait] [--reps 3] [--quick]
+//! cargo run --release -p taskhost-tests --bin taskhost-bench -- schedules [--schedules 10000] [--seconds 60] [--nodes 1] [--kill] [--store URL]
+//! cargo run --release -p taskhost-tests --bin taskhost-bench -- minute [--schedules 100000] [--nodes 1] [--store URL]
 //! ```
 //!
 //! - **a** (throughput): N = 20,000 runs of the no-op `bench` plugin queued
@@ -16,7 +18,13 @@
 //!   1,000 (4 connections) to an API-only node with 0, 20,000 and 200,000
 //!   runs already queued.
 //!
-//! Each workload runs `--reps` times (default 3); the median is reported.
+//! - **wait**: 1,000 runs one after another, each POSTed with `wait` and
+//!   answered when it ends: the request's time, and the response's time
+//!   after the plugin's entry and after the stored `finished_at`.
+//! - **schedules** and **minute**: the fire path at scale; see the
+//!   `schedules` module.
+//!
+//! Each of a, b and ingest runs `--reps` times (default 3); the median is reported.
 //! Every run is a fresh sandbox with fuel and memory limits, and every state
 //! change is committed (WAL) before it is acknowledged.
 
@@ -29,8 +37,10 @@ use taskhost::api::auth::{Scope, mint_hs256};
 use taskhost_tests::procs::NodeProc;
 use taskhost_tests::server::SECRET;
 
+mod schedules;
+
 /// Raised quotas: the benchmark is one tenant with a large backlog.
-const CONFIG: &str = "[quotas.default]\nqueued_executions = 100000000\nrequests_per_second = 100000000\nrequest_burst = 100000000\n";
+const CONFIG: &str = "[quotas.default]\nqueued_executions = 100000000\nrequests_per_second = 100000000\nrequest_burst = 100000000\nschedules = 10000000\n";
 const TENANT: &str = "bench";
 
 fn main() {
@@ -44,7 +54,7 @@ fn main() {
     let named: Vec<&str> = args
         .iter()
         .map(String::as_str)
-        .filter(|a| ["a", "b", "ingest"].contains(a))
+        .filter(|a| ["a", "b", "ingest", "wait"].contains(a))
         .collect();
     let part = |name: &str| named.is_empty() || named.contains(&name);
     taskhost::tls::install_provider();
@@ -52,6 +62,34 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio");
+    if let Some(which) = args.iter().find(|a| *a == "schedules" || *a == "minute") {
+        let flag = |name: &str| {
+            let i = args.iter().position(|a| a == name)?;
+            args.get(i + 1).cloned()
+        };
+        let number =
+            |name: &str, default: usize| flag(name).and_then(|v| v.parse().ok()).unwrap_or(default);
+        let minute = which == "minute";
+        let options = schedules::Options {
+            schedules: number("--schedules", if minute { 100_000 } else { 10_000 }),
+            seconds: number("--seconds", 60) as u64,
+            nodes: number("--nodes", 1).max(1),
+            kill: args.iter().any(|a| a == "--kill"),
+            store: flag("--store"),
+        };
+        println!(
+            "taskhost fire-path benchmark: {} schedules, {} node(s), {}",
+            options.schedules,
+            options.nodes,
+            options.store.as_deref().unwrap_or("a fresh SQLite file")
+        );
+        if minute {
+            tokio.block_on(schedules::minute(&options));
+        } else {
+            tokio.block_on(schedules::every_second(&options));
+        }
+        return;
+    }
     println!(
         "taskhost end-to-end benchmark (HTTP, embedded SQLite store, bench plugin), {reps} reps"
     );
@@ -79,6 +117,16 @@ fn main() {
             median(&p50s),
             median(&p99s)
         );
+    }
+    if part("wait") {
+        let n = if quick { 100 } else { 1_000 };
+        for _ in 0..reps {
+            let (total, after_entry, after_end) = tokio.block_on(wait_latency(n));
+            println!(
+                "  wait: {n} hello runs one after another, POST with wait → 200: p50 {:.2} ms, p99 {:.2} ms; plugin entry → response p50 {:.2} ms, p99 {:.2} ms; finished_at (ms) → response p50 {:.2} ms, p99 {:.2} ms",
+                total.0, total.1, after_entry.0, after_entry.1, after_end.0, after_end.1
+            );
+        }
     }
     if part("ingest") {
         let chosen: Vec<usize> = args
@@ -112,6 +160,23 @@ fn main() {
             );
         }
     }
+}
+
+fn median_of(values: &[f64]) -> f64 {
+    if values.is_empty() {
+        return 0.0;
+    }
+    median(values)
+}
+
+/// The `p` quantile (0..=1) of `values` by rank; 0 when there are none.
+fn percentile(values: &[f64], p: f64) -> f64 {
+    let mut v = values.to_vec();
+    if v.is_empty() {
+        return 0.0;
+    }
+    v.sort_by(f64::total_cmp);
+    v[((p * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1]
 }
 
 fn median(values: &[f64]) -> f64 {
@@ -174,10 +239,15 @@ impl Bench {
 
     /// A node sharing the benchmark's store and data folder.
     fn node(&self, id: &str, extra: &[&str]) -> NodeProc {
+        self.node_on(&self.store(), id, extra)
+    }
+
+    /// A node on `store` sharing the benchmark's data folder.
+    fn node_on(&self, store: &str, id: &str, extra: &[&str]) -> NodeProc {
         let config = self.dir.path().join("bench.toml");
         let mut args = vec!["--config", config.to_str().expect("utf-8 path")];
         args.extend_from_slice(extra);
-        let mut node = NodeProc::new(id, &self.store(), self.dir.path(), &args);
+        let mut node = NodeProc::new(id, store, self.dir.path(), &args);
         node.share_data_dir(&self.dir.path().join("data"));
         node.start(Duration::from_secs(30)).expect("node starts");
         node
@@ -301,6 +371,49 @@ async fn workload_a(n: usize) -> f64 {
     rate
 }
 
+/// `wait`: runs submitted one at a time with `wait`, each answered when it
+/// ends. Returns (p50, p99) in ms of: the whole request; from the plugin's
+/// entry to the response; from the stored `finished_at` to the response.
+async fn wait_latency(n: usize) -> ((f64, f64), (f64, f64), (f64, f64)) {
+    let bench = Bench::new();
+    let node = bench.node("node", &[]);
+    let plugin = bench.upload(&node).await;
+    let url = format!("{}/v1/executions", node.url());
+    for _ in 0..20 {
+        post_one(&bench, &url, &plugin).await;
+    }
+    settle();
+    let (mut total, mut after_entry, mut after_end) = (Vec::new(), Vec::new(), Vec::new());
+    for i in 0..n {
+        let sent = now_us();
+        let response = bench
+            .client
+            .post(&url)
+            .bearer_auth(&bench.token)
+            .json(&json!({"plugin_id": plugin, "input": {"i": i}, "wait": "10s"}))
+            .send()
+            .await
+            .expect("post");
+        assert_eq!(response.status(), StatusCode::OK, "ended within the wait");
+        let body = response.bytes().await.expect("body");
+        let answered = now_us();
+        let execution: Value = serde_json::from_slice(&body).expect("json");
+        total.push((answered - sent) as f64 / 1000.0);
+        if let Some(entered) = execution["outcome"]["output"].as_u64() {
+            after_entry.push(answered.saturating_sub(entered) as f64 / 1000.0);
+        }
+        let finished = execution["finished_at"]
+            .as_str()
+            .and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok());
+        if let Some(finished) = finished {
+            let finished_us = finished.timestamp_micros() as u64;
+            after_end.push(answered.saturating_sub(finished_us) as f64 / 1000.0);
+        }
+    }
+    let p = |v: &[f64]| (percentile(v, 0.5), percentile(v, 0.99));
+    (p(&total), p(&after_entry), p(&after_end))
+}
+
 /// Workload B; returns p50, p99 and max in milliseconds.
 async fn workload_b(n: usize) -> (f64, f64, f64) {
     let bench = Bench::new();
@@ -355,11 +468,12 @@ async fn workload_b(n: usize) -> (f64, f64, f64) {
         };
         latencies.push(entered.saturating_sub(at) as f64 / 1000.0);
     }
-    latencies.sort_by(f64::total_cmp);
-    let rank = |p: f64| {
-        latencies[((p * latencies.len() as f64).ceil() as usize).clamp(1, latencies.len()) - 1]
-    };
-    (rank(0.5), rank(0.99), latencies[latencies.len() - 1])
+    let max = latencies.iter().copied().fold(0.0, f64::max);
+    (
+        percentile(&latencies, 0.5),
+        percentile(&latencies, 0.99),
+        max,
+    )
 }
 
 async fn post_one(bench: &Bench, url: &str, plugin: &str) {
