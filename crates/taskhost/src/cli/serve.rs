@@ -243,7 +243,10 @@ fn node(settings: &Settings, store: &Store) -> anyhow::Result<(Node, Runtime)> {
         egress: taskhost_net::Egress::new(policy).map_err(|e| anyhow::anyhow!(e))?,
         start_on_enqueue: true,
         partitioned: true,
-        fire_horizon: Duration::from_secs(2),
+        // Half a second off the whole second: the pass that makes a
+        // second's fires runs between the starts of fires on whole seconds
+        // (most cron schedules), not at the same instant as them.
+        fire_horizon: Duration::from_millis(1500),
         ..SchedulerConfig::default()
     };
     Ok((Node::new(config, store.clone(), runtime.clone()), runtime))

@@ -3,8 +3,8 @@
 //!
 //! ```text
 //! cargo run --release -p taskhost-tests --bin taskhost-bench -- [a] [b] [ingest [--backlog N]] [wait] [--reps 3] [--quick]
-//! cargo run --release -p taskhost-tests --bin taskhost-bench -- schedules [--schedules 10000] [--seconds 60] [--nodes 1] [--kill] [--store URL]
-//! cargo run --release -p taskhost-tests --bin taskhost-bench -- minute [--schedules 100000] [--nodes 1] [--store URL]
+//! cargo run --release -p taskhost-tests --bin taskhost-bench -- schedules [--schedules 10000] [--seconds 60] [--nodes 1] [--kill] [--store URL] [--workers 128]
+//! cargo run --release -p taskhost-tests --bin taskhost-bench -- minute [--schedules 100000] [--nodes 1] [--store URL] [--workers 128]
 //! ```
 //!
 //! - **a** (throughput): N = 20,000 runs of the no-op `bench` plugin queued
@@ -76,6 +76,7 @@ fn main() {
             nodes: number("--nodes", 1).max(1),
             kill: args.iter().any(|a| a == "--kill"),
             store: flag("--store"),
+            workers: number("--workers", 128),
         };
         println!(
             "taskhost fire-path benchmark: {} schedules, {} node(s), {}",

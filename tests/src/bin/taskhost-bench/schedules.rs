@@ -32,18 +32,27 @@ pub struct Options {
     pub nodes: usize,
     pub kill: bool,
     pub store: Option<String>,
+    /// Each node's `--workers` and `--tenant-limit` (default 128).
+    pub workers: usize,
 }
 
-/// Flags each node starts with: a worker per run slot, one tenant may use
+/// Flags each node starts with: `workers` run slots, one tenant may use
 /// them all.
-const NODE_FLAGS: &[&str] = &["--workers", "128", "--tenant-limit", "128"];
+fn node_flags(workers: usize) -> Vec<String> {
+    let n = workers.to_string();
+    ["--workers", &n, "--tenant-limit", &n]
+        .map(String::from)
+        .to_vec()
+}
 
 /// Every-second schedules for `seconds`; prints the report.
 pub async fn every_second(o: &Options) {
     let bench = Bench::new();
     let store_url = o.store.clone().unwrap_or_else(|| bench.store());
+    let flags = node_flags(o.workers);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let mut nodes: Vec<NodeProc> = (0..o.nodes)
-        .map(|i| bench.node_on(&store_url, &format!("n{i}"), NODE_FLAGS))
+        .map(|i| bench.node_on(&store_url, &format!("n{i}"), &flags))
         .collect();
     let plugin = bench.upload(&nodes[0]).await;
     let created = Instant::now();
@@ -85,8 +94,10 @@ pub async fn every_second(o: &Options) {
 pub async fn minute(o: &Options) {
     let bench = Bench::new();
     let store_url = o.store.clone().unwrap_or_else(|| bench.store());
+    let flags = node_flags(o.workers);
+    let flags: Vec<&str> = flags.iter().map(String::as_str).collect();
     let nodes: Vec<NodeProc> = (0..o.nodes)
-        .map(|i| bench.node_on(&store_url, &format!("n{i}"), NODE_FLAGS))
+        .map(|i| bench.node_on(&store_url, &format!("n{i}"), &flags))
         .collect();
     let plugin = bench.upload(&nodes[0]).await;
     let created = Instant::now();
@@ -220,7 +231,9 @@ fn row(e: &Execution, from: DateTime<Utc>, to: DateTime<Utc>) -> Option<FireRow>
 }
 
 fn report_fires(rows: &[FireRow], schedules: usize, from: DateTime<Utc>, to: DateTime<Utc>) {
-    let seconds = (to - from).num_seconds().max(0) as usize;
+    // Whole seconds t with from <= t < to: the fire times in the window.
+    let ceil = |t: DateTime<Utc>| t.timestamp() + i64::from(t.timestamp_subsec_nanos() > 0);
+    let seconds = (ceil(to) - ceil(from)).max(0) as usize;
     let expected = schedules * seconds;
     let mut keys = HashSet::new();
     let twice = rows
