@@ -90,3 +90,32 @@ pub fn mongodb_url(database: &str) -> Option<String> {
 fn uuid_like() -> String {
     taskhost_model::new_id().replace('-', "")
 }
+
+impl Harness {
+    /// Overwrites one stored execution's document with text no reader can
+    /// parse, through the backend's own client: a poison record.
+    pub async fn corrupt_execution(&self, id: &str) {
+        const POISON: &str = "{\"not json";
+        if let Some(path) = self.url.strip_prefix("sqlite://") {
+            let c = rusqlite::Connection::open(path).expect("open the SQLite file");
+            let n = c
+                .execute("UPDATE executions SET doc = ?1 WHERE id = ?2", [POISON, id])
+                .expect("update");
+            assert_eq!(n, 1, "one row corrupted");
+            return;
+        }
+        let client = mongodb::Client::with_uri_str(&self.url)
+            .await
+            .expect("connect");
+        let db = client.default_database().expect("a database in the URL");
+        let done = db
+            .collection::<mongodb::bson::Document>("executions")
+            .update_one(
+                mongodb::bson::doc! { "_id": id },
+                mongodb::bson::doc! { "$set": { "doc": POISON } },
+            )
+            .await
+            .expect("update");
+        assert_eq!(done.modified_count, 1, "one document corrupted");
+    }
+}

@@ -318,3 +318,40 @@ async fn one_tenants_many_schedules_do_not_delay_anothers_fire() {
     );
     node.drain().await;
 }
+
+/// With a span past the horizon, a pass makes a schedule's fires for the
+/// whole span at once, and the schedule is not read again until its cursor
+/// comes within the horizon: one cursor move per span, every fire still
+/// made once and started on its instant.
+#[tokio::test]
+async fn a_span_makes_several_fires_per_cursor_move() {
+    let h = Harness::sqlite().await;
+    let config = SchedulerConfig {
+        fire_horizon: Duration::from_secs(1),
+        fire_span: Duration::from_secs(2),
+        ..test_config()
+    };
+    let cluster = Cluster::new(&h.url, &h.clock, 1, config).await;
+    let node = &cluster.nodes[0];
+    let hello = upload(&h.store, "acme", "hello").await;
+    let start = h.store.now();
+    let s = schedule("acme", &hello.id, every_second(), start);
+    h.store.create_schedule(&s).await.expect("schedule");
+
+    let mut reads = Vec::new();
+    for _ in 0..9 {
+        reads.push(node.fire_passes().await.expect("passes"));
+        h.clock.advance(Duration::from_secs(1));
+    }
+    // Read when its cursor is within 1 s: at 0 (fires 0..=3), at 3
+    // (4..=6) and at 6 (7..=9).
+    assert_eq!(reads, [1, 0, 0, 1, 0, 0, 1, 0, 0], "read once per span");
+    let ledger = ledger_of(&h.store, "acme", &s.id).await;
+    let mut times: Vec<_> = ledger.iter().filter_map(|e| e.fire_time).collect();
+    times.sort();
+    let want: Vec<_> = (0..times.len() as i64)
+        .map(|k| start + Span::seconds(k))
+        .collect();
+    assert_eq!(times, want, "every second once, none missing");
+    assert_eq!(times.len(), 10, "made ahead through the span");
+}

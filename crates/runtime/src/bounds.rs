@@ -31,6 +31,10 @@ pub const LOG_LINE_OVERHEAD: u64 = 64;
 pub const MAX_LOG_LINES: usize = 10_000;
 /// Longest error message kept, as escaped JSON.
 pub const MAX_ERROR_BYTES: usize = 64 << 10;
+/// Deepest nesting of arrays and objects an output may have: stored inside
+/// its execution's record, it must read back under every JSON reader's
+/// recursion limit (serde_json's is 128), or the record could never be read.
+pub const MAX_OUTPUT_DEPTH: usize = 64;
 /// Longest progress note kept.
 pub const MAX_NOTE_BYTES: usize = 1 << 10;
 /// Most outbound HTTP requests recorded per run (also the node's cap on
@@ -85,12 +89,36 @@ pub fn truncate_escaped(s: &mut String, max: usize) -> bool {
     true
 }
 
-/// The output's size as stored (JSON as is, other bytes as an escaped string).
-fn stored_output_len(output: &[u8]) -> usize {
+/// How deeply arrays and objects nest in `bytes`, valid JSON (brackets
+/// inside strings do not count).
+fn json_depth(bytes: &[u8]) -> usize {
+    let (mut depth, mut deepest) = (0usize, 0usize);
+    let (mut in_string, mut escaped) = (false, false);
+    for &b in bytes {
+        match (in_string, b) {
+            (true, _) if escaped => escaped = false,
+            (true, b'\\') => escaped = true,
+            (true, b'"') => in_string = false,
+            (true, _) => {}
+            (false, b'"') => in_string = true,
+            (false, b'[' | b'{') => {
+                depth += 1;
+                deepest = deepest.max(depth);
+            }
+            (false, b']' | b'}') => depth = depth.saturating_sub(1),
+            (false, _) => {}
+        }
+    }
+    deepest
+}
+
+/// The output's size as stored (JSON as is, other bytes as an escaped
+/// string), and whether it is stored as JSON.
+fn stored_output_len(output: &[u8]) -> (usize, bool) {
     // Validate without building a value: this runs for every run's output.
     match serde_json::from_slice::<serde::de::IgnoredAny>(output) {
-        Ok(_) => output.len(),
-        Err(_) => escaped_len(&String::from_utf8_lossy(output)) + 2,
+        Ok(_) => (output.len(), true),
+        Err(_) => (escaped_len(&String::from_utf8_lossy(output)) + 2, false),
     }
 }
 
@@ -103,15 +131,25 @@ pub fn enforce(outcome: &mut Outcome, limits: &Limits) {
     truncate_escaped(&mut outcome.stdout, log_cap);
     truncate_escaped(&mut outcome.stderr, log_cap);
     if let Some(output) = &outcome.output {
-        let size = stored_output_len(output);
-        if size as u64 > limits.output_bytes {
+        let (size, json) = stored_output_len(output);
+        let depth = if json { json_depth(output) } else { 0 };
+        let refused = if size as u64 > limits.output_bytes {
+            Some(format!(
+                "the plugin returned {size} bytes of output (as stored); the limit is {} bytes",
+                limits.output_bytes
+            ))
+        } else if depth > MAX_OUTPUT_DEPTH {
+            Some(format!(
+                "the plugin returned output nested {depth} levels deep; the limit is {MAX_OUTPUT_DEPTH}"
+            ))
+        } else {
+            None
+        };
+        if let Some(message) = refused {
             outcome.output = None;
             outcome.status = Status::OutputTooLarge;
             outcome.error = Some(taskhost_model::RunError {
-                message: format!(
-                    "the plugin returned {size} bytes of output (as stored); the limit is {} bytes",
-                    limits.output_bytes
-                ),
+                message,
                 retryable: false,
                 backtrace: None,
             });
@@ -188,5 +226,38 @@ mod tests {
         assert!(s.ends_with("[truncated]"));
         let mut short = "ok".to_owned();
         assert!(!truncate_escaped(&mut short, 100));
+    }
+
+    #[test]
+    fn output_nested_too_deep_is_refused_and_never_stored() {
+        let limits = Limits::default();
+        let deep = |n: usize| format!("{}1{}", "[".repeat(n), "]".repeat(n)).into_bytes();
+        let mut ok = Outcome::not_run(Status::Succeeded, "");
+        ok.error = None;
+        ok.output = Some(deep(MAX_OUTPUT_DEPTH));
+        enforce(&mut ok, &limits);
+        assert_eq!(ok.status, Status::Succeeded);
+        assert!(ok.output.is_some());
+
+        let mut poison = Outcome::not_run(Status::Succeeded, "");
+        poison.error = None;
+        poison.output = Some(deep(127));
+        enforce(&mut poison, &limits);
+        assert_eq!(poison.status, Status::OutputTooLarge);
+        assert_eq!(poison.output, None);
+        assert!(
+            poison
+                .error
+                .is_some_and(|e| e.message.contains("127 levels"))
+        );
+        // Brackets inside strings do not nest.
+        assert_eq!(json_depth(br#"{"a": "[[[[[{{{{"}"#), 1);
+        // Not JSON (brackets never closed): stored as a string, whatever
+        // its brackets.
+        let mut text = Outcome::not_run(Status::Succeeded, "");
+        text.error = None;
+        text.output = Some("[".repeat(200).into_bytes());
+        enforce(&mut text, &limits);
+        assert_eq!(text.status, Status::Succeeded);
     }
 }

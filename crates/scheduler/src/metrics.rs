@@ -118,6 +118,7 @@ pub struct Metrics {
     live_nodes: Gauge,
     compiling: Gauge,
     compiling_peak: Gauge,
+    unreadable: Gauge,
 }
 
 impl Default for Metrics {
@@ -155,6 +156,7 @@ impl Metrics {
             live_nodes: Gauge::default(),
             compiling: Gauge::default(),
             compiling_peak: Gauge::default(),
+            unreadable: Gauge::default(),
             registry: Registry::default(),
         };
         m.register_runs(&mut registry);
@@ -306,6 +308,11 @@ impl Metrics {
             "The most plugin compilations that ran at once since the node started",
             self.compiling_peak.clone(),
         );
+        r.register(
+            "store_unreadable_records",
+            "Stored records that batch reads left out because they cannot be read, since the node started (each is logged)",
+            self.unreadable.clone(),
+        );
     }
 
     /// A run started `late` seconds after it was due.
@@ -427,6 +434,8 @@ impl Metrics {
         self.tenants_running.set(gauge(now.tenants_running));
         self.compiling.set(gauge(now.compiling));
         self.compiling_peak.set(gauge(now.compiling_peak));
+        self.unreadable
+            .set(i64::try_from(taskhost_store::unreadable_records()).unwrap_or(i64::MAX));
         if let Some(live) = now.live_nodes {
             self.live_nodes.set(gauge(live));
         }

@@ -154,6 +154,36 @@ pub(crate) fn from_doc<T: serde::de::DeserializeOwned>(doc: &str) -> Result<T> {
     serde_json::from_str(doc).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
+/// Records a batch read left out because they could not be read (see
+/// [`readable`]), since the process started.
+static UNREADABLE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+/// How many stored records batch reads have left out as unreadable since the
+/// process started (`store_unreadable_records_total` in `/metrics`).
+pub fn unreadable_records() -> u64 {
+    UNREADABLE.load(std::sync::atomic::Ordering::Relaxed)
+}
+
+/// Keeps what a batch read could parse. A record that cannot be read
+/// (corrupt, or written by something else) is left out, logged and counted,
+/// so that one bad row never stops a whole list, the dispatcher or the
+/// webhook deliverer for everyone; reading it by its id still says what is
+/// wrong with it. Errors of the store itself still fail the read.
+pub(crate) fn readable<T>(what: &str, rows: impl Iterator<Item = Result<T>>) -> Result<Vec<T>> {
+    let mut kept = Vec::new();
+    for row in rows {
+        match row {
+            Ok(row) => kept.push(row),
+            Err(StoreError::Corrupt(e)) => {
+                UNREADABLE.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                tracing::error!(error = %e, "a stored {what} cannot be read; it is left out");
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(kept)
+}
+
 pub(crate) fn plugin_row(p: &PluginRecord) -> Result<Row> {
     Ok(Row {
         id: p.id.clone(),

@@ -27,7 +27,7 @@ mod traits;
 
 pub use backend::{
     ClaimOrder, ExecutionFilter, FireFilter, PageQuery, PassWritten, PluginFilter, Queued,
-    ScheduleFilter, Usage,
+    ScheduleFilter, Usage, unreadable_records,
 };
 pub use executions::{Completion, Lease, LeaseRenewal, Release};
 pub use fires::{AliasMove, FireDecided, ResolvedPlugin};

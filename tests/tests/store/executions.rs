@@ -10,7 +10,31 @@ taskhost_tests::conformance!(
     reopen_loses_nothing,
     expired_executions_are_deleted,
     webhooks_marked_with_the_end_and_claimed_once,
+    a_poison_record_does_not_stop_a_list,
 );
+
+/// A stored execution no reader can parse is left out of lists (and
+/// counted), not a failure of the whole list; read by its id, it says so.
+async fn a_poison_record_does_not_stop_a_list(h: Harness) {
+    let store = &h.store;
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        ids.push(queued(&h, "acme").await.id);
+    }
+    h.corrupt_execution(&ids[1]).await;
+    let before = taskhost_store::unreadable_records();
+    let page = store
+        .list_executions("acme", &ExecutionFilter::default(), &PageRequest::default())
+        .await
+        .expect("the list survives");
+    let listed: HashSet<&str> = page.items.iter().map(|e| e.id.as_str()).collect();
+    assert_eq!(listed, HashSet::from([ids[0].as_str(), ids[2].as_str()]));
+    assert!(taskhost_store::unreadable_records() > before, "counted");
+    match store.get_execution("acme", &ids[1]).await {
+        Err(StoreError::Corrupt(_)) => {}
+        other => panic!("expected the record to be reported corrupt, got {other:?}"),
+    }
+}
 
 async fn execution_lifecycle(h: Harness) {
     let store = &h.store;

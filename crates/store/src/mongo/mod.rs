@@ -148,7 +148,7 @@ impl MongoBackend {
             .await
             .map_err(db_err)?;
         let docs: Vec<Document> = cursor.try_collect().await.map_err(db_err)?;
-        docs.iter().map(record).collect()
+        crate::backend::readable(coll, docs.iter().map(record))
     }
 
     async fn get<T: DeserializeOwned>(&self, coll: &str, id: &str) -> Result<Option<T>> {

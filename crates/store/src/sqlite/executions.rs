@@ -122,8 +122,10 @@ pub(super) fn select(conn: &Connection, rest: &str, args: &[&dyn ToSql]) -> Resu
     let text = format!("SELECT {COLUMNS} FROM executions {rest}");
     let mut stmt = conn.prepare_cached(&text).map_err(sql)?;
     let rows = stmt.query_map(args, RawExecution::from_row).map_err(sql)?;
-    rows.map(|row| row.map_err(sql).and_then(RawExecution::parse))
-        .collect()
+    crate::backend::readable(
+        "execution",
+        rows.map(|row| row.map_err(sql).and_then(RawExecution::parse)),
+    )
 }
 
 /// Inserts an execution's row unless its fire key is taken; whether it is
@@ -145,8 +147,17 @@ pub(super) fn insert(c: &Connection, row: &crate::backend::Row, again: bool) -> 
     }
 }
 
+/// One execution by id; unlike a list, a record that cannot be read is an
+/// error (`Corrupt`) rather than left out.
 pub(super) fn get(conn: &Connection, id: &str) -> Result<Option<Execution>> {
-    Ok(select(conn, "WHERE id = ?", &[&id])?.pop())
+    let text = format!("SELECT {COLUMNS} FROM executions WHERE id = ?");
+    let mut stmt = conn.prepare_cached(&text).map_err(sql)?;
+    let mut rows = stmt.query_map([id], RawExecution::from_row).map_err(sql)?;
+    rows.next()
+        .transpose()
+        .map_err(sql)?
+        .map(RawExecution::parse)
+        .transpose()
 }
 
 /// The statements of the hot path, written out once (a statement's text is

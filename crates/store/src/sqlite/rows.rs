@@ -70,8 +70,10 @@ pub(super) fn docs<T: DeserializeOwned>(
     let rows = stmt
         .query_map(args, |row| row.get::<_, String>(0))
         .map_err(sql)?;
-    rows.map(|row| row.map_err(sql).and_then(|text| from_doc(&text)))
-        .collect()
+    crate::backend::readable(
+        "record",
+        rows.map(|row| row.map_err(sql).and_then(|text| from_doc(&text))),
+    )
 }
 
 pub(super) fn doc<T: DeserializeOwned>(
