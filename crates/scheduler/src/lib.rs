@@ -93,10 +93,6 @@ pub struct SchedulerConfig {
     /// whose overlap policy looks at running work, and paused ones, are
     /// decided at their instant. Zero: each fire when due.
     pub fire_horizon: Duration,
-    /// How much further than the horizon a pass makes a schedule's fires
-    /// once it reads it: the schedule's cursor then moves (and it is read)
-    /// once per this span, not once per fire. Zero: up to the horizon.
-    pub fire_span: Duration,
     /// Own partitions of the fire path under leases in the store
     /// ([`partitions`]), so each schedule's fires are made by one node and
     /// nodes add capacity. Off, the node makes every schedule's fires
@@ -161,7 +157,6 @@ impl Default for SchedulerConfig {
             materialize_every: Duration::from_millis(250),
             pass_size: 2000,
             fire_horizon: Duration::ZERO,
-            fire_span: Duration::ZERO,
             partitioned: false,
             partition_lease: Duration::from_secs(10),
             catch_up_grace: DEFAULT_GRACE,

@@ -15,9 +15,8 @@
 //! transaction on SQLite), so only past fires that have their record.
 //!
 //! A pass reads the due schedules of this node's partitions
-//! ([`crate::partitions`]), up to [`SchedulerConfig::fire_horizon`](crate::SchedulerConfig::fire_horizon) ahead,
-//! and makes each one's fires up to `fire_span` further (so a cursor moves
-//! once per span, not once per fire): their executions wait in the store and the heap and start on their
+//! ([`crate::partitions`]), up to [`SchedulerConfig::fire_horizon`](crate::SchedulerConfig::fire_horizon) ahead:
+//! their executions wait in the store and the heap and start on their
 //! instant. A fire decided late while the node's passes kept coming (it was
 //! busy, not down) runs late and records by how much; catch-up policies
 //! apply only to fires due before that coverage began (downtime).
@@ -236,7 +235,7 @@ impl Node {
         // fires of a schedule whose overlap policy looks at running work.
         let pause_end = schedule.paused_until.filter(|u| stored_next < *u);
         let ahead = match schedule.overlap {
-            OverlapPolicy::Allow => config.fire_horizon.saturating_add(config.fire_span),
+            OverlapPolicy::Allow => config.fire_horizon,
             _ => Duration::ZERO,
         };
         let (paused, until) = match (schedule.paused, pause_end) {

@@ -247,9 +247,6 @@ fn node(settings: &Settings, store: &Store) -> anyhow::Result<(Node, Runtime)> {
         // second's fires runs between the starts of fires on whole seconds
         // (most cron schedules), not at the same instant as them.
         fire_horizon: Duration::from_millis(1500),
-        // A second more once read: a whole-second schedule is read and its
-        // cursor moved once per two fires.
-        fire_span: Duration::from_secs(1),
         ..SchedulerConfig::default()
     };
     Ok((Node::new(config, store.clone(), runtime.clone()), runtime))
