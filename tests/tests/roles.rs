@@ -5,6 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::time::{Duration, Instant};
+use taskhost::api::auth::Scope;
 use taskhost_tests::server::Server;
 
 fn node(store: &str, role: &str, id: &str) -> Server {
@@ -41,6 +42,7 @@ async fn api_node_in_front_workers_behind_and_a_drain() {
     let api = node(&store, "api", "api");
     let w1 = node(&store, "worker", "worker-1");
     let token = api.admin("acme");
+    let operator = api.token("ops", &[Scope::Operator]);
 
     // A worker serves health and metrics, not the API.
     let (status, _) = w1.call(Method::GET, "/healthz", None, None).await;
@@ -80,12 +82,27 @@ async fn api_node_in_front_workers_behind_and_a_drain() {
     // A second worker joins; worker-1 is drained.
     let w2 = node(&store, "worker", "worker-2");
     until("three live nodes", Duration::from_secs(30), async || {
-        let (_, nodes) = api.call(Method::GET, "/v1/nodes", Some(&token), None).await;
+        let (_, nodes) = api
+            .call(Method::GET, "/v1/nodes", Some(&operator), None)
+            .await;
         nodes.as_array().is_some_and(|n| n.len() == 3)
     })
     .await;
-    let (status, drained) = api
+    // A tenant's admin holds no power over the cluster.
+    let (status, refused) = api
         .call(Method::POST, "/v1/nodes/worker-1/drain", Some(&token), None)
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{refused}");
+    assert_eq!(refused["error"]["details"]["required_scope"], "operator");
+    let (status, _) = api.call(Method::GET, "/v1/nodes", Some(&token), None).await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    let (status, drained) = api
+        .call(
+            Method::POST,
+            "/v1/nodes/worker-1/drain",
+            Some(&operator),
+            None,
+        )
         .await;
     assert_eq!(status, StatusCode::ACCEPTED, "{drained}");
     assert_eq!(drained["draining"], true);
@@ -93,7 +110,7 @@ async fn api_node_in_front_workers_behind_and_a_drain() {
         .call(
             Method::POST,
             "/v1/nodes/no-such-node/drain",
-            Some(&token),
+            Some(&operator),
             None,
         )
         .await;
@@ -101,7 +118,9 @@ async fn api_node_in_front_workers_behind_and_a_drain() {
     // It takes effect at worker-1's next heartbeat (every second here).
     tokio::time::sleep(Duration::from_millis(2500)).await;
 
-    let (_, nodes) = api.call(Method::GET, "/v1/nodes", Some(&token), None).await;
+    let (_, nodes) = api
+        .call(Method::GET, "/v1/nodes", Some(&operator), None)
+        .await;
     let roles: Vec<(String, String, bool)> = nodes
         .as_array()
         .expect("nodes")

@@ -100,6 +100,18 @@ async fn outcomes_are_bounded_before_they_are_kept(s: Server) {
             "output_too_large",
         ),
         (
+            "output nested 200 deep (it could never be read back)",
+            json!({"mode": "nested_output", "n": 200}),
+            json!({}),
+            "output_too_large",
+        ),
+        (
+            "output nested 127 deep (inside its record, deeper than serde_json reads)",
+            json!({"mode": "nested_output", "n": 127}),
+            json!({}),
+            "output_too_large",
+        ),
+        (
             "stdout that JSON must escape",
             json!({"mode": "escape_stdout", "n": 1 << 20}),
             json!({"log_bytes": 1 << 20}),

@@ -5,6 +5,7 @@
 //! - `progress_flood`: `progress` with an `n`-byte note, forever;
 //! - `huge_error`: fails (retryable) with an `n`-byte message;
 //! - `escape_output`: returns `n` bytes of `\x01` (not JSON: stored escaped);
+//! - `nested_output`: returns JSON arrays nested `n` deep (`[[…1…]]`);
 //! - `escape_stdout`: writes `n` bytes of `\x01` to stdout, then succeeds;
 //! - `kv_fill`: writes `n`-byte values under new keys until the host refuses;
 //!   returns how many it wrote and the refusal, as JSON;
@@ -38,6 +39,9 @@ impl taskhost_sdk::__private::bindings::Guest for Abuse {
             }
             "huge_error" => Err(TaskError::Retryable("e".repeat(input.n))),
             "escape_output" => Ok(vec![1u8; input.n]),
+            "nested_output" => {
+                Ok(format!("{}1{}", "[".repeat(input.n), "]".repeat(input.n)).into_bytes())
+            }
             "escape_stdout" => {
                 let chunk = vec![1u8; 4096];
                 let mut left = input.n;

@@ -34,6 +34,34 @@ async fn a_poison_record_does_not_stop_a_list(h: Harness) {
         Err(StoreError::Corrupt(_)) => {}
         other => panic!("expected the record to be reported corrupt, got {other:?}"),
     }
+
+    // The webhook queue (oldest first, every tenant): a poison run of one
+    // tenant does not hide another's delivery.
+    let mut due = Vec::new();
+    for tenant in ["acme", "globex"] {
+        let mut e = Execution::queued(tenant, "p", store.now(), store.now());
+        e.policy.notify = vec![taskhost_model::NotifyTarget {
+            url: "https://hooks.example.com/x".into(),
+            on: Vec::new(),
+        }];
+        store.create_execution(&e).await.expect("insert");
+        let claimed = store.claim(&e.id, "node-1", LEASE).await.expect("claim");
+        let claimed = claimed.expect("claimed");
+        let lease = Lease::of(&claimed).expect("lease");
+        store
+            .complete_claimed(&claimed, &lease, Completion::Finished(succeeded()))
+            .await
+            .expect("complete")
+            .expect("held");
+        due.push(e.id);
+    }
+    h.corrupt_execution(&due[0]).await;
+    let found = store.notify_due(store.now(), 10).await.expect("due");
+    assert_eq!(
+        found.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
+        [due[1].as_str()],
+        "globex's delivery is still found"
+    );
 }
 
 async fn execution_lifecycle(h: Harness) {

@@ -33,7 +33,9 @@ use super::error::ApiError;
 /// Clock skew tolerated when checking `exp`, in seconds.
 pub const EXP_LEEWAY_SECS: u64 = 5;
 
-/// Permission carried by a token. [`Scope::Admin`] implies all others.
+/// Permission carried by a token. [`Scope::Admin`] implies all others of
+/// its tenant, but not [`Scope::Operator`]: the powers over the cluster
+/// (nodes serve every tenant) are granted apart, by whoever issues tokens.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Scope {
     PluginsRead,
@@ -45,11 +47,12 @@ pub enum Scope {
     SecretsRead,
     SecretsWrite,
     Admin,
+    Operator,
 }
 
 impl Scope {
     /// Every scope, in canonical order.
-    pub const ALL: [Scope; 9] = [
+    pub const ALL: [Scope; 10] = [
         Scope::PluginsRead,
         Scope::PluginsWrite,
         Scope::SchedulesRead,
@@ -59,6 +62,7 @@ impl Scope {
         Scope::SecretsRead,
         Scope::SecretsWrite,
         Scope::Admin,
+        Scope::Operator,
     ];
 
     /// Wire form, e.g. `"plugins:read"`.
@@ -73,6 +77,7 @@ impl Scope {
             Scope::SecretsRead => "secrets:read",
             Scope::SecretsWrite => "secrets:write",
             Scope::Admin => "admin",
+            Scope::Operator => "operator",
         }
     }
 }
@@ -95,7 +100,8 @@ impl FromStr for Scope {
 }
 
 const VALID_SCOPES: &str = "plugins:read, plugins:write, schedules:read, schedules:write, \
-                            executions:read, executions:write, secrets:read, secrets:write, admin";
+                            executions:read, executions:write, secrets:read, secrets:write, admin, \
+                            operator";
 
 /// Errors from key loading, token minting and secret generation.
 #[derive(Debug, thiserror::Error)]
@@ -185,9 +191,11 @@ impl Principal {
         &self.scopes
     }
 
-    /// Whether the principal holds `scope` (directly or through `admin`).
+    /// Whether the principal holds `scope` (directly, or through `admin`
+    /// for a tenant's scopes; `operator` only directly).
     pub fn has(&self, scope: Scope) -> bool {
-        self.scopes.contains(&Scope::Admin) || self.scopes.contains(&scope)
+        let through_admin = scope != Scope::Operator && self.scopes.contains(&Scope::Admin);
+        through_admin || self.scopes.contains(&scope)
     }
 
     /// `Ok` if the principal holds `scope`, else 403 naming the missing scope.

@@ -1,5 +1,6 @@
 //! `/v1/nodes`: the live nodes sharing the store, and draining one before
-//! maintenance. Operators only (`admin` scope): nodes serve every tenant.
+//! maintenance. Operators only (the `operator` scope, which a tenant's
+//! `admin` does not imply): nodes serve every tenant.
 
 use super::error::{ApiError, ApiResult, Json};
 use super::scoped::{Caller, need};
@@ -21,7 +22,7 @@ pub(super) fn routes() -> OpenApiRouter<AppState> {
     responses((status = 200, body = Vec<NodeInfo>), (status = 403, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
-    _principal: Caller<need::Admin>,
+    _principal: Caller<need::Operator>,
 ) -> ApiResult<Json<Vec<NodeInfo>>> {
     Ok(Json(state.store.live_nodes().await?))
 }
@@ -33,7 +34,7 @@ async fn list(
     responses((status = 202, body = NodeInfo), (status = 403, body = ErrorBody), (status = 404, body = ErrorBody)))]
 async fn drain(
     State(state): State<AppState>,
-    _principal: Caller<need::Admin>,
+    _principal: Caller<need::Operator>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<NodeInfo>)> {
     let node = state

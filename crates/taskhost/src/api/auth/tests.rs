@@ -101,7 +101,7 @@ fn scope_roundtrip_and_error() {
     let err = "plugins:delete".parse::<Scope>().expect_err("unknown");
     let msg = err.to_string();
     assert!(
-        msg.contains("`plugins:delete`") && msg.contains("secrets:write, admin"),
+        msg.contains("`plugins:delete`") && msg.contains("secrets:write, admin, operator"),
         "{msg}"
     );
 }
@@ -313,8 +313,15 @@ fn require_and_admin() {
     assert!(
         Scope::ALL
             .into_iter()
+            .filter(|s| *s != Scope::Operator)
             .all(|s| admin.has(s) && admin.require(s).is_ok())
     );
+    // A tenant's admin is not an operator of the cluster.
+    assert!(!admin.has(Scope::Operator));
+    let err = admin.require(Scope::Operator).expect_err("403");
+    assert_eq!(err.message, "missing required scope `operator`");
+    let operator = Principal::new("o", "ops", vec![Scope::Operator]);
+    assert!(operator.has(Scope::Operator) && !operator.has(Scope::PluginsRead));
 }
 
 fn headers(values: &[&str]) -> HeaderMap {
