@@ -244,3 +244,47 @@ async fn plugins_outbound_https_verifies_certificates() {
     assert!(why.contains("certificate"), "{e}");
     assert!(record["status"].is_null(), "{e}");
 }
+
+/// Over TLS the console's session cookie is `Secure` and `__Host-` named;
+/// over plain HTTP it is neither (a browser would drop a `Secure` cookie
+/// from an `http://` origin).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_session_cookie_is_secure_over_tls() {
+    taskhost_net::tls::install_provider();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = TestCa::new("taskhost test CA");
+    let (cert, key) = ca.issue(dir.path());
+    let servers = [
+        (https_server(&cert, &key), true),
+        (Server::start(None), false),
+    ];
+    for (server, tls) in &servers {
+        let client = reqwest::Client::builder()
+            .danger_accept_invalid_certs(true)
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .expect("client");
+        let token = server.admin("acme");
+        let response = client
+            .post(format!("{}/login", server.url))
+            .header("origin", server.url.trim_end_matches('/'))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+            .await
+            .expect("login");
+        assert_eq!(response.status(), reqwest::StatusCode::SEE_OTHER);
+        let cookie = response
+            .headers()
+            .get("set-cookie")
+            .and_then(|v| v.to_str().ok())
+            .expect("a session cookie")
+            .to_owned();
+        let secure = cookie.starts_with("__Host-taskhost_session=") && cookie.contains("; Secure");
+        assert_eq!(secure, *tls, "{cookie}");
+        assert!(
+            cookie.contains("HttpOnly") && cookie.contains("Path=/"),
+            "{cookie}"
+        );
+    }
+}

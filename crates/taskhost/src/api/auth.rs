@@ -419,6 +419,9 @@ fn check_public_key(
 /// Extract the token from `Authorization: Bearer <token>` (scheme case-insensitive).
 /// The console's session cookie: the token, HttpOnly, SameSite=Strict.
 pub const SESSION_COOKIE: &str = "taskhost_session";
+/// Its name over TLS (`Secure`, and a `__Host-` cookie cannot be set by
+/// another host nor for another path).
+pub const SECURE_SESSION_COOKIE: &str = "__Host-taskhost_session";
 /// The header the console's script adds to its API calls.
 pub const CONSOLE_HEADER: &str = "x-taskhost-console";
 
@@ -430,7 +433,7 @@ pub fn session_token(headers: &HeaderMap) -> Option<&str> {
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE)
+        .find(|(name, _)| *name == SESSION_COOKIE || *name == SECURE_SESSION_COOKIE)
         .map(|(_, value)| value.trim())
         .filter(|v| !v.is_empty())
 }

@@ -77,6 +77,9 @@ pub struct AppState {
     pub runtime: Runtime,
     pub verifier: Arc<Verifier>,
     pub limits: Arc<ApiLimits>,
+    /// Served over TLS: the console's session cookie is then `Secure` and
+    /// named with the `__Host-` prefix (browsers keep it to this origin).
+    pub tls: bool,
 }
 
 impl FromRef<AppState> for Arc<Verifier> {

@@ -186,6 +186,7 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
             max_body_bytes: settings.max_body_bytes,
             request_timeout: settings.request_timeout,
         }),
+        tls: settings.tls_cert.is_some(),
     };
     run(&settings, state).await
 }

@@ -20,7 +20,7 @@ mod pages;
 mod runs;
 
 use super::AppState;
-use super::auth::{Principal, SESSION_COOKIE, session_token};
+use super::auth::{Principal, SECURE_SESSION_COOKIE, SESSION_COOKIE, session_token};
 use axum::Router;
 use axum::extract::{FromRequestParts, State};
 use axum::http::request::Parts;
@@ -140,7 +140,7 @@ async fn login(
     if let Err(e) = state.verifier.admit(token) {
         return login_page(Some(&e.message), StatusCode::UNAUTHORIZED);
     }
-    let cookie = format!("{SESSION_COOKIE}={token}; HttpOnly; SameSite=Strict; Path=/");
+    let cookie = session_cookie(state.tls, token, "");
     match HeaderValue::from_str(&cookie) {
         Ok(value) => (
             StatusCode::SEE_OTHER,
@@ -154,8 +154,17 @@ async fn login(
     }
 }
 
-async fn logout() -> Response {
-    let cookie = format!("{SESSION_COOKIE}=; HttpOnly; SameSite=Strict; Path=/; Max-Age=0");
+/// The session cookie's header: over TLS `Secure` and `__Host-` named.
+fn session_cookie(tls: bool, value: &str, extra: &str) -> String {
+    let (name, secure) = match tls {
+        true => (SECURE_SESSION_COOKIE, "; Secure"),
+        false => (SESSION_COOKIE, ""),
+    };
+    format!("{name}={value}; HttpOnly; SameSite=Strict; Path=/{secure}{extra}")
+}
+
+async fn logout(State(state): State<AppState>) -> Response {
+    let cookie = session_cookie(state.tls, "", "; Max-Age=0");
     (
         StatusCode::SEE_OTHER,
         [
