@@ -165,6 +165,52 @@ async fn secrets_are_sealed_granted_and_scrubbed(s: Server) {
         .call(Method::GET, "/v1/secrets", Some(&runner), None)
         .await;
     assert_eq!(code, StatusCode::FORBIDDEN);
+    // Naming a secret on a run or a schedule takes `secrets:use`.
+    let names = json!({"plugin_id": plugin, "secrets": ["PARTNER_TOKEN"],
+        "input": {"name": "PARTNER_TOKEN"}});
+    let (code, body) = s
+        .call(
+            Method::POST,
+            "/v1/executions",
+            Some(&runner),
+            Some(names.clone()),
+        )
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["details"]["required_scope"], "secrets:use");
+    let scheduler = s.token("tenant-a", &[Scope::SchedulesWrite]);
+    let (code, _) = s
+        .call(
+            Method::POST,
+            "/v1/schedules",
+            Some(&scheduler),
+            Some(json!({"name": "uses-a-secret", "plugin_id": plugin,
+                "trigger": {"kind": "interval", "every": "1h"}, "secrets": ["PARTNER_TOKEN"]})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::FORBIDDEN);
+    let user = s.token(
+        "tenant-a",
+        &[
+            Scope::ExecutionsWrite,
+            Scope::ExecutionsRead,
+            Scope::SecretsUse,
+        ],
+    );
+    let (code, body) = s
+        .call(Method::POST, "/v1/executions", Some(&user), Some(names))
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
+    // A run that names no secret needs no more than before.
+    let (code, body) = s
+        .call(
+            Method::POST,
+            "/v1/executions",
+            Some(&runner),
+            Some(json!({"plugin_id": plugin, "input": {"name": "NONE"}})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body}");
     let (code, _) = s
         .call(
             Method::DELETE,

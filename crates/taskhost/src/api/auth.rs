@@ -46,13 +46,14 @@ pub enum Scope {
     ExecutionsWrite,
     SecretsRead,
     SecretsWrite,
+    SecretsUse,
     Admin,
     Operator,
 }
 
 impl Scope {
     /// Every scope, in canonical order.
-    pub const ALL: [Scope; 10] = [
+    pub const ALL: [Scope; 11] = [
         Scope::PluginsRead,
         Scope::PluginsWrite,
         Scope::SchedulesRead,
@@ -61,6 +62,7 @@ impl Scope {
         Scope::ExecutionsWrite,
         Scope::SecretsRead,
         Scope::SecretsWrite,
+        Scope::SecretsUse,
         Scope::Admin,
         Scope::Operator,
     ];
@@ -76,6 +78,7 @@ impl Scope {
             Scope::ExecutionsWrite => "executions:write",
             Scope::SecretsRead => "secrets:read",
             Scope::SecretsWrite => "secrets:write",
+            Scope::SecretsUse => "secrets:use",
             Scope::Admin => "admin",
             Scope::Operator => "operator",
         }
@@ -100,8 +103,8 @@ impl FromStr for Scope {
 }
 
 const VALID_SCOPES: &str = "plugins:read, plugins:write, schedules:read, schedules:write, \
-                            executions:read, executions:write, secrets:read, secrets:write, admin, \
-                            operator";
+                            executions:read, executions:write, secrets:read, secrets:write, \
+                            secrets:use, admin, operator";
 
 /// Errors from key loading, token minting and secret generation.
 #[derive(Debug, thiserror::Error)]

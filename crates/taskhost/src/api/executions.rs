@@ -1,8 +1,9 @@
 //! `/v1/executions`: submit ad hoc (optionally waiting for the result), list
 //! with filters, get, cancel, re-run.
 
+use super::auth::Scope;
 use super::error::{ApiError, ApiResult, Json, Query};
-use super::scoped::{Caller, need};
+use super::scoped::{Caller, may_use_secrets, need};
 use super::wire::{BatchAccepted, NewExecution, NewExecutions};
 use super::{AppState, ErrorBody};
 use axum::extract::{DefaultBodyLimit, Path, State};
@@ -63,6 +64,9 @@ async fn submit_batch(
         .collect();
     if !refused.is_empty() {
         return Err(refused_batch(refused));
+    }
+    for run in &batch.runs {
+        may_use_secrets(&principal, &run.policy.secrets)?;
     }
     let work = batch
         .runs
@@ -146,6 +150,7 @@ async fn submit(
         );
         return Err(ApiError::new(ErrorCode::InvalidWait, message).on_field("wait"));
     }
+    may_use_secrets(&principal, &new.policy.secrets)?;
     let work = ad_hoc(&principal.tenant, new.plugin_id, new.policy);
     // Watched before it is made, so its end on this node cannot be missed.
     let watch = new.wait.map(|_| state.node.watch(&work.id));
@@ -289,6 +294,11 @@ async fn rerun(
     principal: Caller<need::ExecutionsWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<(StatusCode, Json<Execution>)> {
+    if !principal.has(Scope::SecretsUse)
+        && let Some(old) = state.store.get_execution(&principal.tenant, &id).await?
+    {
+        may_use_secrets(&principal, &old.policy.secrets)?;
+    }
     if let Some(new) = state.node.rerun(&principal.tenant, &id).await? {
         return Ok((StatusCode::ACCEPTED, Json(new)));
     }

@@ -1,7 +1,9 @@
 //! `/v1/schedules`: create, list, get, patch, delete, pause, resume, trigger.
 
+use super::auth::Scope;
 use super::error::{ApiError, ApiResult, Json, Query};
 use super::fires::ScheduleDetail;
+use super::scoped::may_use_secrets;
 use super::scoped::{Caller, need};
 use super::wire::{NewSchedule, SchedulePatch};
 use super::{AppState, ErrorBody};
@@ -49,6 +51,7 @@ async fn create(
     principal: Caller<need::SchedulesWrite>,
     Json(new): Json<NewSchedule>,
 ) -> ApiResult<(StatusCode, Json<Schedule>)> {
+    may_use_secrets(&principal, &new.policy.secrets)?;
     let quotas = state.node.config().quotas.for_tenant(&principal.tenant);
     let usage = state.store.usage(&principal.tenant).await?;
     QuotaExceeded::check(QuotaKind::Schedules, quotas.schedules, usage.schedules, 1)?;
@@ -171,6 +174,10 @@ async fn patch(
     Path(id): Path<String>,
     Json(patch): Json<SchedulePatch>,
 ) -> ApiResult<Json<Schedule>> {
+    let names = patch.policy.0.get("secrets").and_then(|v| v.as_array());
+    if names.is_some_and(|n| !n.is_empty()) {
+        principal.require(Scope::SecretsUse)?;
+    }
     // A new trigger takes over from now: the old one's due fires get their
     // records first, and the cursor jumps only if none became due since.
     for _ in 0..3 {

@@ -42,6 +42,7 @@ pub mod need {
         ExecutionsWrite,
         SecretsRead,
         SecretsWrite,
+        SecretsUse,
         Admin,
         Operator,
     );
@@ -68,5 +69,15 @@ where
         let principal = Principal::from_request_parts(parts, state).await?;
         principal.require(S::SCOPE)?;
         Ok(Caller(principal, PhantomData))
+    }
+}
+
+/// Naming secrets on a run or a schedule hands their values to a plugin,
+/// which may pass them on in any encoding: it takes `secrets:use` besides
+/// the operation's own scope. `Ok` when `names` is empty.
+pub fn may_use_secrets(principal: &Principal, names: &[String]) -> Result<(), ApiError> {
+    match names.is_empty() {
+        true => Ok(()),
+        false => principal.require(Scope::SecretsUse),
     }
 }
