@@ -252,4 +252,22 @@ taskhost_tests::conformance!(
     a_node_that_cannot_renew_stops_its_run_and_another_claim_wins,
     a_stale_claims_late_write_is_refused,
     a_clock_step_past_the_lease_makes_the_node_renew_not_run_twice,
+    a_node_whose_store_refuses_writes_is_not_ready,
 );
+
+/// Readiness follows the heartbeat, the node's regular store write: not
+/// ready before the first, nor after one the store refused (a full disk),
+/// ready again after the next that lands.
+async fn a_node_whose_store_refuses_writes_is_not_ready(h: Harness) {
+    let cluster = Cluster::new(&h.url, &h.clock, 1, test_config()).await;
+    let node = &cluster.nodes[0];
+    assert!(node.readiness().is_err(), "no heartbeat yet");
+    node.heartbeat().await.expect("heartbeat");
+    assert_eq!(node.readiness(), Ok(()));
+    node.store().faults().fail_times(Op::Heartbeat, 1);
+    assert!(node.heartbeat().await.is_err());
+    let why = node.readiness().expect_err("not ready");
+    assert!(why.contains("could not be written"), "{why}");
+    node.heartbeat().await.expect("heartbeat");
+    assert_eq!(node.readiness(), Ok(()));
+}

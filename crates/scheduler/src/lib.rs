@@ -29,6 +29,7 @@
 
 mod dispatch;
 mod fires;
+mod health;
 pub mod intake;
 mod lease;
 mod materializer;
@@ -210,6 +211,8 @@ struct NodeInner {
     partitions: partitions::Partitions,
     /// Who waits for which run's end.
     watchers: watch::Watchers,
+    /// The last heartbeat's outcome: readiness.
+    health: health::Health,
     /// Plugins being loaded now (single flight); removed once loaded.
     loading: Mutex<HashMap<String, Loading>>,
     /// Run tasks; finished ones are reaped as they end.
@@ -289,6 +292,7 @@ impl Node {
                 intake: intake::memory::Memory::new(cache),
                 partitions: partitions::Partitions::default(),
                 watchers: watch::Watchers::default(),
+                health: health::Health::default(),
                 running: TaskTracker::new(),
                 stop_runs: CancellationToken::new(),
                 wake: Notify::new(),
@@ -467,7 +471,9 @@ impl Node {
             .inner
             .store
             .heartbeat(&info, config.heartbeat_ttl)
-            .await?;
+            .await;
+        self.inner.health.record(&seen);
+        let seen = seen?;
         if seen.draining && !self.draining() {
             tracing::info!(node = %config.node_id, "draining: claiming nothing more; runs in progress finish");
             self.inner

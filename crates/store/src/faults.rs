@@ -26,6 +26,8 @@ pub enum Op {
     Release,
     /// Reading a plugin's record or code before a run.
     LoadPlugin,
+    /// Writing a node's heartbeat (as a full disk would refuse it).
+    Heartbeat,
 }
 
 #[derive(Debug, Clone, Copy)]

@@ -417,6 +417,7 @@ impl Store {
     /// Records that `node` is alive for another `ttl`. The result carries
     /// whether the node was asked to drain.
     pub async fn heartbeat(&self, node: &NodeInfo, ttl: Duration) -> Result<NodeInfo, StoreError> {
+        self.faults.check(faults::Op::Heartbeat)?;
         let now = self.now();
         let mut node = NodeInfo {
             last_seen: now,
