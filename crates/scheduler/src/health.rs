@@ -2,6 +2,7 @@
 //! a write to the store every third of the heartbeat TTL, so its outcome
 //! says whether the store takes writes (a full disk, a lost database, a
 //! read-only replica) without a probe touching the store on every call.
+//! The count of live nodes `/metrics` shows is read with it.
 
 use crate::Node;
 use std::sync::Mutex;
@@ -12,6 +13,8 @@ use taskhost_store::StoreError;
 #[derive(Default)]
 pub(crate) struct Health {
     last: Mutex<Option<Result<Instant, String>>>,
+    /// Live nodes as of the last heartbeat (for `/metrics`).
+    live_nodes: Mutex<Option<usize>>,
 }
 
 impl Health {
@@ -23,9 +26,25 @@ impl Health {
         };
         *self.last.lock().unwrap_or_else(|p| p.into_inner()) = Some(outcome);
     }
+
+    /// Keeps the count of live nodes read after a heartbeat.
+    pub(crate) fn saw_live_nodes(&self, n: usize) {
+        *self.live_nodes.lock().unwrap_or_else(|p| p.into_inner()) = Some(n);
+    }
 }
 
 impl Node {
+    /// The live nodes sharing the store, as of this node's last heartbeat
+    /// (`None` before the first).
+    pub fn live_nodes(&self) -> Option<usize> {
+        *self
+            .inner
+            .health
+            .live_nodes
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+    }
+
     /// `Ok` if this node's last heartbeat was written to the store within
     /// the heartbeat TTL; else why not (for the log: the probe's answer
     /// stays terse).

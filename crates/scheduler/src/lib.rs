@@ -474,6 +474,10 @@ impl Node {
             .await;
         self.inner.health.record(&seen);
         let seen = seen?;
+        match self.inner.store.live_nodes().await {
+            Ok(live) => self.inner.health.saw_live_nodes(live.len()),
+            Err(_) => self.inner.metrics.store_error("live_nodes"),
+        }
         if seen.draining && !self.draining() {
             tracing::info!(node = %config.node_id, "draining: claiming nothing more; runs in progress finish");
             self.inner
