@@ -88,3 +88,30 @@ async fn a_bad_token_is_shown_escaped() {
     let page = response.text().await.expect("page");
     assert!(!page.contains("<script>alert"), "{page}");
 }
+
+/// A sign-in whose body never comes is cut after the login timeout (5 s),
+/// not the API's request timeout (60 s): the caller is not known yet.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_idle_sign_in_is_cut() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let s = Server::start(None);
+    let host = s.url.trim_start_matches("http://").trim_end_matches('/');
+    let mut stream = tokio::net::TcpStream::connect(host).await.expect("connect");
+    let head = format!(
+        "POST /login HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 100\r\n\r\n"
+    );
+    stream.write_all(head.as_bytes()).await.expect("send");
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 64];
+    // Generous against a loaded machine; the point is well under 60 s.
+    let read = tokio::time::timeout(std::time::Duration::from_secs(30), stream.read(&mut answer))
+        .await
+        .expect("answered before the API's request timeout")
+        .expect("read");
+    let status = String::from_utf8_lossy(&answer[..read]).to_string();
+    assert!(status.starts_with("HTTP/1.1 408"), "{status}");
+    assert!(
+        started.elapsed() >= std::time::Duration::from_secs(4),
+        "not before the timeout"
+    );
+}

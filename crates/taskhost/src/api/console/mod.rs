@@ -43,9 +43,10 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/executions/{id}", get(runs::execution))
         .route(
             "/login",
-            get(login_form)
-                .post(login)
-                .layer(axum::extract::DefaultBodyLimit::max(MAX_LOGIN_BYTES)),
+            get(login_form).post(login).layer((
+                axum::extract::DefaultBodyLimit::max(MAX_LOGIN_BYTES),
+                axum::middleware::from_fn(login_deadline),
+            )),
         )
         .route("/logout", axum::routing::post(logout))
         .route("/console.js", get(|| asset(SCRIPT, "text/javascript")))
@@ -108,6 +109,20 @@ struct LoginForm {
 
 /// The largest sign-in form (a token is a few KiB at most).
 const MAX_LOGIN_BYTES: usize = 16 << 10;
+/// How long a sign-in may take, its body included: the caller is not yet
+/// known, so a slow one holds a connection for this long at most.
+const LOGIN_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Cuts a sign-in that takes longer than [`LOGIN_TIMEOUT`] (408).
+async fn login_deadline(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    match tokio::time::timeout(LOGIN_TIMEOUT, next.run(req)).await {
+        Ok(response) => response,
+        Err(_) => login_page(
+            Some("the sign-in took too long; try again"),
+            StatusCode::REQUEST_TIMEOUT,
+        ),
+    }
+}
 
 /// Whether a request's `Origin`, if it has one, is this server (the `Host`
 /// it was sent to): a page of another site cannot sign a visitor in.
