@@ -193,3 +193,72 @@ async fn a_killed_node_does_not_lose_a_delivery() {
         .cloned();
     assert_eq!(last.expect("an attempt")["node"], "b");
 }
+
+/// Tenant A's 100 runs each notify eight targets (the most a run may) that
+/// accept connections and never answer; tenant B's one webhook is still sent on its time: A holds
+/// only its few delivery slots, and is left out of the reads while they are
+/// full. (Before, a pass read the 100 oldest due — all A's — and waited
+/// on them, 32 at a time, 10 s each, before reading again.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_tenants_silent_targets_do_not_delay_anothers_webhook() {
+    let s = Server::start_with(None, &[], Some(OPEN));
+    let (a, b) = (s.admin("tenant-a"), s.admin("tenant-b"));
+    let hello_a = s.upload(&a, "hello").await["id"].clone();
+    let hello_b = s.upload(&b, "hello").await["id"].clone();
+    // Eight targets that take connections and say nothing.
+    let mut silent = Vec::new();
+    let mut held = Vec::new();
+    for _ in 0..8 {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        silent.push(
+            json!({"url": format!("http://{}/hook", listener.local_addr().expect("addr")),
+            "on": ["succeeded"]}),
+        );
+        held.push(tokio::spawn(async move {
+            let mut open = Vec::new();
+            while let Ok((socket, _)) = listener.accept().await {
+                open.push(socket);
+            }
+        }));
+    }
+    let runs: Vec<Value> = (0..100)
+        .map(|_| json!({"plugin_id": hello_a, "input": {"name": "a"}, "notify": silent}))
+        .collect();
+    let (code, body) = s
+        .call(
+            Method::POST,
+            "/v1/executions/batch",
+            Some(&a),
+            Some(json!({"runs": runs})),
+        )
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{body:.300}");
+    // A's deliveries are under way (their first attempts hang).
+    tokio::time::sleep(Duration::from_secs(2)).await;
+
+    let receiver = Receiver::start(0).await;
+    let body = json!({
+        "plugin_id": hello_b, "input": {"name": "b"}, "wait": "20s",
+        "notify": [{"url": receiver.url("/hook"), "on": ["succeeded"]}],
+    });
+    let (code, e) = s
+        .call(Method::POST, "/v1/executions", Some(&b), Some(body))
+        .await;
+    assert_eq!(code, StatusCode::OK, "{e}");
+    let ended = Instant::now();
+    // Its first attempt's time: the next delivery pass (every 500 ms), with
+    // room for a loaded machine — far below A's 10-second attempts.
+    until("B's webhook", Duration::from_secs(8), async || {
+        !receiver.received().is_empty()
+    })
+    .await;
+    eprintln!(
+        "B's webhook arrived {:.2} s after its run",
+        ended.elapsed().as_secs_f64()
+    );
+    for h in held {
+        h.abort();
+    }
+}

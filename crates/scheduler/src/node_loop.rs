@@ -111,6 +111,8 @@ impl Node {
             key: self.inner.config.secrets_key.clone(),
             node_id: self.inner.config.node_id.clone(),
             on_attempt: Arc::new(move |outcome| node.inner.metrics.webhook_attempt(outcome)),
+            slots: Arc::default(),
+            breakers: Arc::default(),
         }
     }
 

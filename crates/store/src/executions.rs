@@ -86,13 +86,15 @@ impl Store {
     }
 
     /// Finished executions whose webhooks are due by `now` (see
-    /// the scheduler's `webhooks`), soonest first.
+    /// the scheduler's `webhooks`), soonest first, leaving out the tenants
+    /// in `skip` (so that one tenant's backlog cannot hide another's).
     pub async fn notify_due(
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        skip: &[String],
     ) -> Result<Vec<Execution>, StoreError> {
-        self.backend.executions_notify_due(now, limit).await
+        self.backend.executions_notify_due(now, limit, skip).await
     }
 
     /// Stores a new execution. Only the scheduler's enqueue path makes

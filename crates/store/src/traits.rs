@@ -155,9 +155,14 @@ pub trait ExecutionStore: Send + Sync {
     async fn executions_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<Vec<Execution>>;
     /// The queued and running executions of these schedules.
     async fn executions_active(&self, schedule_ids: &[String]) -> Result<Vec<Execution>>;
-    /// Finished executions whose webhooks are due by `now`, soonest first.
-    async fn executions_notify_due(&self, now: DateTime<Utc>, limit: u32)
-    -> Result<Vec<Execution>>;
+    /// Finished executions whose webhooks are due by `now`, soonest first,
+    /// of tenants other than `skip` (those whose delivery slots are full).
+    async fn executions_notify_due(
+        &self,
+        now: DateTime<Utc>,
+        limit: u32,
+        skip: &[String],
+    ) -> Result<Vec<Execution>>;
 
     /// Starts telling `news` of every execution that becomes queued in the
     /// store, also through other processes (MongoDB change streams). Returns

@@ -56,12 +56,18 @@ async fn a_poison_record_does_not_stop_a_list(h: Harness) {
         due.push(e.id);
     }
     h.corrupt_execution(&due[0]).await;
-    let found = store.notify_due(store.now(), 10).await.expect("due");
+    let found = store.notify_due(store.now(), 10, &[]).await.expect("due");
     assert_eq!(
         found.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
         [due[1].as_str()],
         "globex's delivery is still found"
     );
+    // A tenant whose delivery slots are full is left out.
+    let others = store
+        .notify_due(store.now(), 10, &["globex".to_owned()])
+        .await
+        .expect("due");
+    assert!(others.is_empty(), "{others:?}");
 }
 
 async fn execution_lifecycle(h: Harness) {
@@ -574,7 +580,7 @@ async fn webhooks_marked_with_the_end_and_claimed_once(h: Harness) {
             .expect("complete")
             .expect("held");
     }
-    let due = store.notify_due(store.now(), 10).await.expect("due");
+    let due = store.notify_due(store.now(), 10, &[]).await.expect("due");
     assert_eq!(
         due.iter().map(|d| d.id.as_str()).collect::<Vec<_>>(),
         [e.id.as_str()],
@@ -598,10 +604,20 @@ async fn webhooks_marked_with_the_end_and_claimed_once(h: Harness) {
         wins += usize::from(won.is_some());
     }
     assert_eq!(wins, 1);
-    assert!(store.notify_due(now, 10).await.expect("due").is_empty());
+    assert!(
+        store
+            .notify_due(now, 10, &[])
+            .await
+            .expect("due")
+            .is_empty()
+    );
     h.clock.advance(Duration::from_secs(31));
     assert_eq!(
-        store.notify_due(store.now(), 10).await.expect("due").len(),
+        store
+            .notify_due(store.now(), 10, &[])
+            .await
+            .expect("due")
+            .len(),
         1
     );
     store
@@ -613,7 +629,7 @@ async fn webhooks_marked_with_the_end_and_claimed_once(h: Harness) {
         .expect("done");
     assert!(
         store
-            .notify_due(store.now(), 10)
+            .notify_due(store.now(), 10, &[])
             .await
             .expect("due")
             .is_empty()

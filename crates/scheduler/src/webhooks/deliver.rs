@@ -6,10 +6,16 @@
 //! and if this node dies before recording, the claim lapses and any node
 //! (this one, restarted, included) sends again. Receivers deduplicate by
 //! `webhook-id`.
+//!
+//! Each execution's deliveries run in a task of their own under a slot
+//! ([`super::slots`]): a pass never waits for slow targets, one tenant
+//! holds at most a few slots, and a tenant whose slots are full is left out
+//! of the next read, so another tenant's webhook is sent on its time.
 
+use super::slots::{Breakers, Slots, target_of};
 use super::{BACKOFF, GIVE_UP_AFTER, MAX_ATTEMPTS_KEPT, next_due, payload, plan, signature};
 use chrono::{DateTime, Utc};
-use futures::StreamExt;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 use taskhost_model::secrets::SecretKey;
 use taskhost_model::{Delivery, DeliveryAttempt, DeliveryState, Execution};
@@ -20,9 +26,8 @@ use taskhost_store::{Store, StoreError};
 pub const CLAIM: Duration = Duration::from_secs(30);
 /// How long one attempt may take.
 pub const ATTEMPT_TIMEOUT: Duration = Duration::from_secs(10);
-/// Executions looked at per pass, and at once.
+/// Executions looked at per pass.
 const BATCH: u32 = 100;
-const AT_ONCE: usize = 32;
 
 /// Sends one node's share of the webhooks.
 #[derive(Clone)]
@@ -33,7 +38,9 @@ pub struct Deliverer {
     pub key: Option<SecretKey>,
     pub node_id: String,
     /// Told how each attempt ended: `delivered`, `retrying` or `failed`.
-    pub on_attempt: std::sync::Arc<dyn Fn(&'static str) + Send + Sync>,
+    pub on_attempt: Arc<dyn Fn(&'static str) + Send + Sync>,
+    pub slots: Arc<Slots>,
+    pub breakers: Arc<Breakers>,
 }
 
 /// How one attempt went.
@@ -45,18 +52,30 @@ struct Tried {
 }
 
 impl Deliverer {
-    /// One pass: every execution whose webhooks are due now. Returns how
-    /// many executions it sent for.
+    /// One pass: starts delivering, each in its own task under a slot, the
+    /// executions whose webhooks are due now (of tenants with a free slot).
+    /// Returns how many it started.
     pub async fn pass(&self) -> Result<usize, StoreError> {
+        let Some(full) = self.slots.full() else {
+            return Ok(0);
+        };
         let now = self.store.now();
-        let due = self.store.notify_due(now, BATCH).await?;
-        let sent = futures::stream::iter(due)
-            .map(|e| self.deliver(e.id))
-            .buffer_unordered(AT_ONCE)
-            .filter(|done| std::future::ready(matches!(done, Ok(true))))
-            .count()
-            .await;
-        Ok(sent)
+        let due = self.store.notify_due(now, BATCH, &full).await?;
+        let mut started = 0;
+        for e in due {
+            let Some(slot) = self.slots.take(&e.tenant, &e.id) else {
+                continue;
+            };
+            let this = self.clone();
+            tokio::spawn(async move {
+                let _slot = slot;
+                if let Err(error) = this.deliver(e.id).await {
+                    tracing::warn!(%error, "webhook deliveries not recorded; they are sent again");
+                }
+            });
+            started += 1;
+        }
+        Ok(started)
     }
 
     /// Claims, sends and records one execution's due deliveries.
@@ -78,12 +97,13 @@ impl Deliverer {
         if e.notify_due_at.is_none() {
             return Ok(false); // no target wanted this end
         }
+        // A target whose circuit is open is not tried: its delivery waits
+        // until the circuit closes, with no attempt recorded.
+        let (due, postponed) = self.open_targets(&e, now);
         // An execution's targets at once: the claim (30 s) outlasts one
         // attempt's timeout (10 s) however many targets it has.
         let results: Vec<(String, Tried)> = futures::future::join_all(
-            e.deliveries
-                .iter()
-                .filter(|d| is_due(d, now))
+            due.into_iter()
                 .map(|d| async { (d.id.clone(), self.attempt(&e, d).await) }),
         )
         .await;
@@ -98,6 +118,12 @@ impl Deliverer {
                 for (delivery, tried) in &results {
                     if let Some(d) = e.deliveries.iter_mut().find(|d| d.id == *delivery) {
                         record(d, tried, ended, now);
+                    }
+                }
+                for (delivery, until) in &postponed {
+                    let d = e.deliveries.iter_mut().find(|d| d.id == *delivery);
+                    if let Some(d) = d.filter(|d| d.state == DeliveryState::Pending) {
+                        d.next_at = Some(*until);
                     }
                 }
                 // Unless another node claimed it meanwhile (ours lapsed):
@@ -118,6 +144,31 @@ impl Deliverer {
             }
         }
         Ok(true)
+    }
+
+    /// The due deliveries of `e` to try now, and those whose target's
+    /// circuit is open, with when it closes.
+    fn open_targets<'e>(
+        &self,
+        e: &'e Execution,
+        now: DateTime<Utc>,
+    ) -> (Vec<&'e Delivery>, Vec<(String, DateTime<Utc>)>) {
+        let mut due = Vec::new();
+        let mut postponed = Vec::new();
+        for d in e.deliveries.iter().filter(|d| is_due(d, now)) {
+            let target = reqwest::Url::parse(&d.url).ok().map(|u| target_of(&u));
+            match target.and_then(|t| self.breakers.open_until(&t)) {
+                Some(until) => {
+                    let wait = until.saturating_duration_since(Instant::now());
+                    postponed.push((
+                        d.id.clone(),
+                        taskhost_model::time::add_saturating(now, wait),
+                    ));
+                }
+                None => due.push(d),
+            }
+        }
+        (due, postponed)
     }
 
     /// Sends one delivery once.
@@ -149,6 +200,7 @@ impl Deliverer {
         if let Err(refusal) = self.egress.policy().check_url(&e.tenant, None, &url) {
             return done(None, Some(refusal.to_string()), true);
         }
+        let target = target_of(&url);
         let body = payload(e, &d.event, at);
         let timestamp = at.timestamp();
         let signature = signature(&key.webhook_secret(&e.tenant), &d.id, timestamp, &body);
@@ -168,6 +220,11 @@ impl Deliverer {
             .body(body)
             .send()
             .await;
+        self.breakers.record(
+            &target,
+            sent.as_ref()
+                .is_ok_and(|r| r.status().is_success() || r.status().is_client_error()),
+        );
         match sent {
             Ok(response) if response.status().is_success() => {
                 done(Some(response.status().as_u16()), None, false)

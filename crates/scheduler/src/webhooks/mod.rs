@@ -21,6 +21,7 @@
 //! and no private addresses unless opened.
 
 pub mod deliver;
+pub mod slots;
 
 use base64::Engine;
 use chrono::{DateTime, Utc};

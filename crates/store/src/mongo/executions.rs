@@ -240,8 +240,12 @@ impl ExecutionStore for MongoBackend {
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        skip: &[String],
     ) -> Result<Vec<Execution>> {
-        let filter = doc! { "notify_due_at": { "$ne": Bson::Null, "$lte": ms(now) } };
+        let filter = doc! {
+            "notify_due_at": { "$ne": Bson::Null, "$lte": ms(now) },
+            "tenant": { "$nin": skip },
+        };
         self.find("executions", filter, doc! { "notify_due_at": 1 }, limit)
             .await
     }

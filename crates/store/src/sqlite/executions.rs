@@ -461,13 +461,21 @@ impl ExecutionStore for SqliteBackend {
         &self,
         now: DateTime<Utc>,
         limit: u32,
+        skip: &[String],
     ) -> Result<Vec<Execution>> {
+        let marks = vec!["?"; skip.len()].join(", ");
+        let text = format!(
+            "WHERE notify_due_at <= ? AND tenant NOT IN ({marks}) ORDER BY notify_due_at LIMIT ?"
+        );
+        let mut args: Vec<Box<dyn ToSql + Send>> = vec![Box::new(ms(now))];
+        args.extend(
+            skip.iter()
+                .map(|t| Box::new(t.clone()) as Box<dyn ToSql + Send>),
+        );
+        args.push(Box::new(limit));
         self.call(move |c| {
-            select(
-                c,
-                "WHERE notify_due_at <= ? ORDER BY notify_due_at LIMIT ?",
-                &[&ms(now), &limit],
-            )
+            let refs: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref() as &dyn ToSql).collect();
+            select(c, &text, &refs)
         })
         .await
     }
