@@ -146,7 +146,7 @@ mod tests {
             .collect();
         assert!(slots.take("a", "more").is_none(), "a's slots are full");
         assert_eq!(slots.full(), Some(vec!["a".to_owned()]));
-        assert!(slots.take("b", "e0").is_some(), "b has its own");
+        assert!(slots.take("b", "f0").is_some(), "b has its own");
         drop(held);
         assert_eq!(slots.full(), Some(Vec::new()));
         let again = slots.take("a", "x").expect("given back");
