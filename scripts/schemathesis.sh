@@ -27,7 +27,7 @@ fi
 secret="schemathesis-secret-0123456789abcdef"
 # shellcheck source=lib/test-server.sh
 source scripts/lib/test-server.sh
-all="admin,plugins:read,plugins:write,schedules:read,schedules:write,executions:read,executions:write,secrets:read,secrets:write"
+all="admin,operator,plugins:read,plugins:write,schedules:read,schedules:write,executions:read,executions:write,secrets:read,secrets:write,secrets:use"
 admin_token="$("$bin" token --secret "$secret" --tenant acme --scopes "$all")"
 admin="Authorization: Bearer $admin_token"
 other="Authorization: Bearer $("$bin" token --secret "$secret" --tenant globex --scopes plugins:read)"
