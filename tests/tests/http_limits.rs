@@ -68,3 +68,52 @@ async fn slow_headers_are_cut_off_and_others_are_served() {
     closed_within(kept, Duration::from_secs(10));
     assert!(s.memory_kib().0 > 0, "the server is still up");
 }
+
+/// 2,000 connections from one address (127.0.0.2) that send nothing do not
+/// keep a client at another (127.0.0.1) out: the first address holds at
+/// most its per-peer share (here 64) and the rest are closed at once, so
+/// the global cap (1,024) is never reached.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peers_idle_connections_do_not_keep_another_out() {
+    let s = Server::start_with(
+        None,
+        &[
+            "--header-timeout",
+            "30s",
+            "--max-connections-per-peer",
+            "64",
+        ],
+        None,
+    );
+    let target: std::net::SocketAddr = address(&s).parse().expect("address");
+    let mut held = Vec::new();
+    for _ in 0..2000 {
+        let socket = tokio::net::TcpSocket::new_v4().expect("socket");
+        socket
+            .bind("127.0.0.2:0".parse().expect("address"))
+            .expect("bind 127.0.0.2");
+        if let Ok(stream) = socket.connect(target).await {
+            held.push(stream);
+        }
+    }
+    let started = Instant::now();
+    let (status, _) = s.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "another address is served");
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "served at once, not after the header timeout: {:?}",
+        started.elapsed()
+    );
+    // Of the 2,000, the server kept at most 64 open.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut open = 0;
+    for stream in &held {
+        let mut buf = [0u8; 1];
+        match stream.try_read(&mut buf) {
+            Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => open += 1,
+            _ => {}
+        }
+    }
+    assert!(open <= 64, "{open} connections of one address kept open");
+    assert!(open > 0, "its first connections are kept");
+}

@@ -1,7 +1,9 @@
 //! Serving the API over TCP or TLS connections, with the limits
 //! `axum::serve` does not have: a deadline for a request's headers (a client
 //! that sends them slowly, or an idle keep-alive connection, is closed after
-//! it) and a cap on open connections (more wait in the kernel's backlog).
+//! it), a cap on open connections (more wait in the kernel's backlog), and
+//! a cap per peer address (more are closed at once: one client holding
+//! connections open cannot keep the others out).
 //!
 //! Each connection is HTTP/1.1 (hyper), watched for a graceful shutdown:
 //! when `shutdown` completes the server stops accepting, lets requests in
@@ -12,8 +14,10 @@ use axum::serve::Listener;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::server::graceful::GracefulShutdown;
 use hyper_util::service::TowerToHyperService;
+use std::collections::HashMap;
 use std::future::Future;
-use std::sync::Arc;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::Semaphore;
 
@@ -25,6 +29,8 @@ pub struct ConnectionLimits {
     pub header_timeout: Duration,
     /// Most connections open at once.
     pub max_connections: usize,
+    /// Most connections open at once from one IP address.
+    pub max_per_peer: usize,
 }
 
 impl Default for ConnectionLimits {
@@ -32,6 +38,38 @@ impl Default for ConnectionLimits {
         ConnectionLimits {
             header_timeout: Duration::from_secs(10),
             max_connections: 1024,
+            max_per_peer: 128,
+        }
+    }
+}
+
+/// Open connections by peer address.
+#[derive(Default)]
+struct Peers(Mutex<HashMap<IpAddr, usize>>);
+
+/// One open connection of a peer; dropping it closes the count.
+struct PeerSlot(Arc<Peers>, IpAddr);
+
+impl Peers {
+    fn take(self: &Arc<Self>, ip: IpAddr, cap: usize) -> Option<PeerSlot> {
+        let mut open = self.0.lock().unwrap_or_else(|p| p.into_inner());
+        let n = open.entry(ip).or_default();
+        if *n >= cap {
+            return None;
+        }
+        *n += 1;
+        Some(PeerSlot(self.clone(), ip))
+    }
+}
+
+impl Drop for PeerSlot {
+    fn drop(&mut self) {
+        let mut open = self.0.0.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = open.get_mut(&self.1) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                open.remove(&self.1);
+            }
         }
     }
 }
@@ -46,9 +84,10 @@ pub async fn serve<L>(
     limits: ConnectionLimits,
     shutdown: impl Future<Output = ()>,
 ) where
-    L: Listener,
+    L: Listener<Addr = SocketAddr>,
 {
     let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let peers = Arc::new(Peers::default());
     let graceful = GracefulShutdown::new();
     let mut shutdown = std::pin::pin!(shutdown);
     loop {
@@ -59,9 +98,13 @@ pub async fn serve<L>(
             },
             () = &mut shutdown => break,
         };
-        let (io, _peer) = tokio::select! {
+        let (io, peer) = tokio::select! {
             accepted = listener.accept() => accepted,
             () = &mut shutdown => break,
+        };
+        let Some(peer_slot) = peers.take(peer.ip(), limits.max_per_peer.max(1)) else {
+            tracing::debug!(%peer, "connection closed: its address holds too many");
+            continue; // `io` and the permit drop: the connection closes
         };
         let mut http = hyper::server::conn::http1::Builder::new();
         http.timer(TokioTimer::new())
@@ -74,7 +117,7 @@ pub async fn serve<L>(
             if let Err(e) = connection.await {
                 tracing::debug!(error = %e, "connection ended with an error");
             }
-            drop(permit);
+            drop((permit, peer_slot));
         });
     }
     drop(listener);

@@ -181,6 +181,11 @@ pub struct ServeConfig {
     #[arg(long, env = "TASKHOST_MAX_CONNECTIONS", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_connections: Option<usize>,
+    /// Most HTTP connections open at once from one peer address; more are
+    /// closed at once, so that one client cannot hold them all.
+    #[arg(long, env = "TASKHOST_MAX_CONNECTIONS_PER_PEER", value_name = "N")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_connections_per_peer: Option<usize>,
     /// Largest JSON request body, in bytes.
     #[arg(long, env = "TASKHOST_MAX_BODY_BYTES", value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -285,6 +290,10 @@ impl ServeConfig {
                 .max_connections
                 .unwrap_or(connections.max_connections)
                 .max(1),
+            max_connections_per_peer: self
+                .max_connections_per_peer
+                .unwrap_or(connections.max_per_peer)
+                .max(1),
             max_body_bytes: self.max_body_bytes.unwrap_or(api.max_body_bytes),
             max_plugin_bytes: self.max_plugin_bytes.unwrap_or(api.max_plugin_bytes),
             max_artifact_bytes: self
@@ -344,6 +353,7 @@ pub struct Settings {
     #[serde(with = "taskhost_model::time::duration")]
     pub header_timeout: Duration,
     pub max_connections: usize,
+    pub max_connections_per_peer: usize,
     pub max_body_bytes: usize,
     pub max_plugin_bytes: usize,
     pub max_compiles: usize,

@@ -286,6 +286,7 @@ async fn run(settings: &Settings, state: AppState) -> anyhow::Result<()> {
     let limits = ConnectionLimits {
         header_timeout: settings.header_timeout,
         max_connections: settings.max_connections,
+        max_per_peer: settings.max_connections_per_peer,
     };
     let http = match tls {
         Some(tls) => {
