@@ -1,8 +1,8 @@
 //! `taskhost-bench schedules`: the fire path at scale, through the real
 //! binary on one or two nodes sharing a store.
 //!
-//! - **every second**: `--schedules N` (default 10,000) schedules `* * * *
-//!   * *` (UTC) of the no-op `bench` plugin, for `--seconds S` (default 60);
+//! - **every second**: `--schedules N` (default 10,000) schedules
+//!   `* * * * * *` (UTC) of the no-op `bench` plugin, for `--seconds S` (default 60);
 //!   then, read from the store, every fire of the middle of the run: how
 //!   many ran and were skipped, none twice, each node's share, and the start
 //!   lag (`started_at − fire time`, p50/p99/max). `--kill` SIGKILLs the
