@@ -122,6 +122,8 @@ codes! {
     InvalidWindow = ("invalid_window", 422),
     InvalidCount = ("invalid_count", 422),
     BackfillTooLarge = ("backfill_too_large", 422),
+    /// A token id (`jti`) to revoke that is empty, too long or not printable.
+    InvalidJti = ("invalid_jti", 422),
     /// Too many requests: the tenant's request rate.
     RateLimited = ("rate_limited", 429),
     /// The server failed; the log has the cause.

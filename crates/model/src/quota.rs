@@ -133,6 +133,7 @@ pub enum QuotaKind {
     KvKeys,
     KvBytes,
     Secrets,
+    RevokedTokens,
 }
 
 impl QuotaKind {
@@ -146,6 +147,7 @@ impl QuotaKind {
             QuotaKind::KvKeys => "kv_keys",
             QuotaKind::KvBytes => "kv_bytes",
             QuotaKind::Secrets => "secrets",
+            QuotaKind::RevokedTokens => "revoked_tokens",
         }
     }
 

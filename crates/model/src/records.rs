@@ -496,6 +496,25 @@ pub struct SecretInfo {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The most unexpired token revocations a tenant may keep.
+pub const MAX_REVOKED_TOKENS_PER_TENANT: u64 = 10_000;
+
+/// A revoked token: refused on every node until it would have expired
+/// anyway. Kept per tenant (a tenant's admin revokes its own tokens only).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Revocation {
+    pub tenant: String,
+    /// The token's `jti` claim.
+    pub jti: String,
+    /// Who revoked it (the caller's `sub`).
+    pub revoked_by: String,
+    #[serde(with = "crate::time::utc")]
+    pub revoked_at: DateTime<Utc>,
+    /// When the record may go: no token it names is valid after this.
+    #[serde(with = "crate::time::utc")]
+    pub expires_at: DateTime<Utc>,
+}
+
 /// A host node's heartbeat.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct NodeInfo {

@@ -145,7 +145,8 @@ impl Field {
     }
 }
 
-fn json<T: serde::Serialize>(value: &T) -> Result<String> {
+/// A record as its stored JSON document.
+pub(crate) fn json<T: serde::Serialize>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 

@@ -23,6 +23,7 @@ pub mod mongo;
 pub mod news;
 mod secrets;
 pub mod sqlite;
+mod tokens;
 mod traits;
 
 pub use backend::{

@@ -15,7 +15,9 @@ use crate::backend::{
 };
 use chrono::{DateTime, Utc};
 use taskhost_model::kv::KvQuota;
-use taskhost_model::{Execution, NodeInfo, PluginAlias, PluginRecord, Schedule, SecretInfo};
+use taskhost_model::{
+    Execution, NodeInfo, PluginAlias, PluginRecord, Revocation, Schedule, SecretInfo,
+};
 
 /// Plugins, their wasm, and their aliases (`name@alias`). A changed record
 /// is written only whole; `plugin_insert` fails with `Conflict` on a
@@ -212,6 +214,27 @@ pub trait SecretStore: Send + Sync {
     async fn secret_delete(&self, tenant: &str, name: &str) -> Result<bool>;
 }
 
+/// Revoked tokens, by (tenant, `jti`), kept until the tokens would have
+/// expired anyway. Every node reads them all into its cache.
+#[async_trait::async_trait]
+pub trait TokenStore: Send + Sync {
+    /// Records a revocation; false if the tenant had revoked that `jti`
+    /// already. Forgets the tenant's expired ones; a tenant keeping `max`
+    /// unexpired is refused (`Quota`).
+    async fn token_revoke(
+        &self,
+        revocation: &Revocation,
+        now: DateTime<Utc>,
+        max: u64,
+    ) -> Result<bool>;
+    /// The revocations not expired at `now`, of one tenant or all, oldest first.
+    async fn tokens_revoked(
+        &self,
+        tenant: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> Result<Vec<Revocation>>;
+}
+
 /// Coordination of the nodes sharing a store: named locks held by one
 /// owner until they expire, and the nodes' heartbeats.
 #[async_trait::async_trait]
@@ -248,7 +271,14 @@ pub trait ClusterStore: Send + Sync {
 /// A storage backend: every concern, and what identifies and checks it.
 #[async_trait::async_trait]
 pub trait Backend:
-    PluginStore + ScheduleStore + ExecutionStore + StateStore + SecretStore + ClusterStore + 'static
+    PluginStore
+    + ScheduleStore
+    + ExecutionStore
+    + StateStore
+    + SecretStore
+    + TokenStore
+    + ClusterStore
+    + 'static
 {
     /// Short name for logs: "sqlite" or "mongodb".
     fn kind(&self) -> &'static str;

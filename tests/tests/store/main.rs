@@ -27,6 +27,7 @@ mod queue;
 mod schedules;
 mod secrets;
 mod state;
+mod tokens;
 
 const LEASE: Duration = Duration::from_secs(30);
 

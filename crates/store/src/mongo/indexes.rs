@@ -33,6 +33,12 @@ impl MongoBackend {
             ),
             ("schedules", doc! { "tenant": 1, "name": 1 }, Some(unique())),
             ("secrets", doc! { "tenant": 1, "name": 1 }, Some(unique())),
+            (
+                "revocations",
+                doc! { "tenant": 1, "jti": 1 },
+                Some(unique()),
+            ),
+            ("revocations", doc! { "expires_at_date": 1 }, Some(ttl())),
             ("schedules", doc! { "tenant": 1, "_id": -1 }, None),
             ("schedules", doc! { "next_fire_at": 1 }, None),
             (

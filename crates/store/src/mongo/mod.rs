@@ -22,6 +22,7 @@ mod plugins;
 mod queue;
 mod schedules;
 mod secrets;
+mod tokens;
 
 use super::StoreError;
 use super::backend::{Field, PageQuery, Result, Row, from_doc};

@@ -100,6 +100,13 @@ ALTER TABLE schedules ADD COLUMN partition_no INTEGER NOT NULL DEFAULT -1;
 DROP INDEX schedules_due;
 CREATE INDEX schedules_due ON schedules (partition_no, next_fire_at) WHERE next_fire_at IS NOT NULL;
 "#,
+    // Revoked tokens (see `TokenStore`).
+    r#"
+CREATE TABLE revocations (
+    tenant TEXT NOT NULL, jti TEXT NOT NULL, expires_at INTEGER NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (tenant, jti)) WITHOUT ROWID;
+CREATE INDEX revocations_expiry ON revocations (expires_at);
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.

@@ -21,6 +21,7 @@ mod plugins;
 mod rows;
 mod schedules;
 mod secrets;
+mod tokens;
 
 pub use conn::SqliteBackend;
 use rows::{docs, insert_row, ms, paged};

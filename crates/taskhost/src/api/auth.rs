@@ -29,6 +29,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
+use super::revocations::Revoked;
 
 /// Clock skew tolerated when checking `exp`, in seconds.
 pub const EXP_LEEWAY_SECS: u64 = 5;
@@ -145,6 +146,9 @@ pub struct Claims {
     /// Not valid before (checked when present).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub nbf: Option<i64>,
+    /// The token's id, by which it can be revoked.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub jti: Option<String>,
 }
 
 /// What a token must say besides its signature, beyond `exp`.
@@ -240,6 +244,8 @@ pub struct Verifier {
     /// Per-tenant request rates, checked once a token is verified.
     rates: Option<super::rates::RequestRates>,
     max_lifetime: std::time::Duration,
+    /// Tokens revoked by their `jti`.
+    revoked: Arc<Revoked>,
 }
 
 impl fmt::Debug for Verifier {
@@ -289,6 +295,7 @@ impl Verifier {
             validation,
             rates: None,
             max_lifetime: DEFAULT_MAX_LIFETIME,
+            revoked: Arc::default(),
         })
     }
 
@@ -317,6 +324,18 @@ impl Verifier {
     pub fn with_rates(mut self, rates: super::rates::RequestRates) -> Self {
         self.rates = Some(rates);
         self
+    }
+
+    /// The revocations this verifier refuses (shared with the task that
+    /// refreshes them).
+    pub fn revoked(&self) -> &Arc<Revoked> {
+        &self.revoked
+    }
+
+    /// The longest any token this verifier accepts can stay valid from now:
+    /// how long a revocation must be kept.
+    pub fn longest_validity(&self) -> std::time::Duration {
+        self.max_lifetime + std::time::Duration::from_secs(EXP_LEEWAY_SECS)
     }
 
     /// Verifies `token` and, with rates configured, admits the request
@@ -355,6 +374,11 @@ impl Verifier {
             return Err(ApiError::unauthorized(
                 "malformed token: `tenant` claim is empty",
             ));
+        }
+        if let Some(jti) = &claims.jti
+            && self.revoked.contains(&claims.tenant, jti)
+        {
+            return Err(ApiError::unauthorized("token revoked"));
         }
         let mut scopes = Vec::with_capacity(claims.scopes.len());
         for raw in &claims.scopes {
@@ -520,6 +544,7 @@ pub fn mint_hs256(
         exp,
         iat: Some(iat),
         nbf: None,
+        jti: Some(taskhost_model::new_id()),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),

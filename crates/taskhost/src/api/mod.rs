@@ -23,6 +23,7 @@ mod nodes;
 mod ops;
 pub(crate) mod plugins;
 pub mod rates;
+pub mod revocations;
 mod schedules;
 pub mod scoped;
 mod secrets;
@@ -141,6 +142,7 @@ fn routes(limits: &ApiLimits, api: bool) -> OpenApiRouter<AppState> {
         .merge(executions::routes(limits.max_body_bytes.saturating_mul(16)))
         .merge(nodes::routes())
         .merge(secrets::routes())
+        .merge(revocations::routes())
         .merge(webhooks::routes())
         .merge(cron::routes())
 }

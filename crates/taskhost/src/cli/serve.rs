@@ -282,6 +282,13 @@ async fn run(settings: &Settings, state: AppState) -> anyhow::Result<()> {
         let (node, stop) = (node.clone(), stopped(stop_rx.clone()));
         tokio::spawn(async move { node.run(stop, grace).await })
     };
+    // Revoked tokens are refused from the first request on.
+    let revoked = state.verifier.revoked().clone();
+    revoked
+        .load(&state.store)
+        .await
+        .context("could not read the revoked tokens")?;
+    tokio::spawn(revoked.refresh(state.store.clone()));
     let app = router(state);
     let limits = ConnectionLimits {
         header_timeout: settings.header_timeout,

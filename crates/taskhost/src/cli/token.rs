@@ -11,13 +11,17 @@ use std::time::Duration;
 ///
 /// The secret is --secret / TASKHOST_JWT_SECRET, or else the development secret
 /// in the data folder (the one `taskhost serve` made). Prints the token.
+/// Each token has its own id (the `jti` claim in its payload), by which a
+/// tenant's admin can revoke it: `POST /v1/tokens/revocations`.
 #[derive(Debug, clap::Args)]
 pub(crate) struct TokenArgs {
     /// The tenant the token acts for.
     #[arg(long, default_value = "dev")]
     tenant: String,
     /// Scopes, comma-separated: plugins:read, plugins:write, schedules:read,
-    /// schedules:write, executions:read, executions:write, admin.
+    /// schedules:write, executions:read, executions:write, secrets:read,
+    /// secrets:write, secrets:use, admin (all of a tenant's), operator (the
+    /// cluster's nodes; not implied by admin).
     #[arg(long, value_delimiter = ',', default_value = "admin")]
     scopes: Vec<String>,
     /// How long it is valid, e.g. 1h or 30m.

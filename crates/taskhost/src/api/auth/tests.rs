@@ -79,6 +79,7 @@ fn claims(scopes: &[&str], exp_offset: i64) -> Claims {
         exp: now + exp_offset,
         iat: Some(now),
         nbf: None,
+        jti: None,
     }
 }
 

@@ -1,0 +1,53 @@
+//! Revoked tokens: this concern's part of the store conformance suite.
+
+use super::*;
+
+taskhost_tests::conformance!(revocations_are_per_tenant_and_expire,);
+
+/// A revocation is kept per tenant until it expires; revoking twice is no
+/// new revocation.
+async fn revocations_are_per_tenant_and_expire(h: Harness) {
+    let store = &h.store;
+    let until = store.now() + chrono::Duration::hours(1);
+    let (first, new) = store
+        .revoke_token("acme", "jti-1", "alice", until)
+        .await
+        .expect("revoke");
+    assert!(new);
+    assert_eq!(
+        (first.tenant.as_str(), first.jti.as_str()),
+        ("acme", "jti-1")
+    );
+    let (_, again) = store
+        .revoke_token("acme", "jti-1", "alice", until)
+        .await
+        .expect("revoke again");
+    assert!(!again, "the second revocation of one jti is not new");
+    h.clock.advance(Duration::from_secs(1));
+    let later = store.now() + chrono::Duration::minutes(30);
+    store
+        .revoke_token("acme", "jti-2", "alice", later)
+        .await
+        .expect("revoke");
+    store
+        .revoke_token("globex", "jti-1", "bob", until)
+        .await
+        .expect("another tenant's jti of the same name");
+
+    let acme: Vec<String> = store
+        .revoked_tokens(Some("acme"))
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|r| r.jti)
+        .collect();
+    assert_eq!(acme, ["jti-1", "jti-2"], "oldest first");
+    assert_eq!(store.revoked_tokens(None).await.expect("all").len(), 3);
+
+    // Past jti-2's end, only it is gone.
+    h.clock.advance(Duration::from_secs(45 * 60));
+    let acme = store.revoked_tokens(Some("acme")).await.expect("list");
+    assert_eq!(acme.len(), 1);
+    assert_eq!(acme[0].jti, "jti-1");
+    assert_eq!(acme[0].revoked_by, "alice");
+}
