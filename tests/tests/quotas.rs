@@ -8,7 +8,8 @@ use taskhost_tests::server::Server;
 
 taskhost_tests::both_stores!(
     with(&["--workers", "8"], Some(&super::quota_config()))
-    each_quota_refuses_and_loses_nothing
+    each_quota_refuses_and_loses_nothing,
+    racing_uploads_cannot_pass_the_plugins_quota
 );
 
 /// Small quotas for a few tenants; everyone else keeps the defaults.
@@ -21,6 +22,9 @@ plugins = 2
 schedules = 1
 min_schedule_period = "1m"
 queued_executions = 3
+
+[quotas.tenants.racers]
+plugins = 2
 
 [quotas.tenants.bytes]
 plugin_bytes = {}
@@ -253,4 +257,36 @@ async fn upload_raw(s: &Server, token: &str, name: &str) -> (StatusCode, Value) 
         .expect("upload");
     let status = response.status();
     (status, response.json().await.expect("json"))
+}
+
+/// Six uploads at once against a quota of two: the quota is checked inside
+/// the insert, so exactly two are stored.
+async fn racing_uploads_cannot_pass_the_plugins_quota(s: Server) {
+    let token = s.admin("racers");
+    let wasm = taskhost_tests::plugin("hello");
+    let uploads = (0..6).map(|i| {
+        let request = s
+            .client
+            .post(s.at(&format!("/v1/plugins?name=hello&version=1.0.{i}")))
+            .bearer_auth(&token)
+            .body(wasm.clone())
+            .send();
+        async move {
+            let response = request.await.expect("upload");
+            let status = response.status();
+            (status, response.json::<Value>().await.expect("json"))
+        }
+    });
+    let results = futures::future::join_all(uploads).await;
+    let created = results
+        .iter()
+        .filter(|(status, _)| *status == StatusCode::CREATED)
+        .count();
+    assert_eq!(created, 2, "{results:?}");
+    for (status, body) in &results {
+        if *status != StatusCode::CREATED {
+            refused(*status, body, StatusCode::UNPROCESSABLE_ENTITY, "plugins");
+        }
+    }
+    assert_eq!(count(&s, &token, "/v1/plugins").await, 2);
 }

@@ -42,6 +42,7 @@ use std::time::Duration;
 use taskhost_model::clock::SharedClock;
 use taskhost_model::kv::{KvError, KvNamespace, KvQuota, KvStore};
 use taskhost_model::quota::QuotaExceeded;
+use taskhost_model::quota::{QuotaConfig, Quotas};
 use taskhost_model::time::add_saturating;
 use taskhost_model::{NodeInfo, PluginRecord, Schedule};
 
@@ -168,6 +169,9 @@ pub struct Store {
     /// Whether `news` hears of other processes' executions (change streams).
     watching: bool,
     faults: Arc<faults::Faults>,
+    /// What each tenant may keep, enforced inside the writes; none unless
+    /// set ([`Store::with_quotas`]).
+    quotas: Option<Arc<QuotaConfig>>,
 }
 
 impl Store {
@@ -208,7 +212,20 @@ impl Store {
             news: Arc::default(),
             watching: false,
             faults: Arc::default(),
+            quotas: None,
         }
+    }
+
+    /// Enforces the tenants' `plugins`, `plugin_bytes` and `schedules`
+    /// quotas inside the writes that add them.
+    #[must_use]
+    pub fn with_quotas(mut self, quotas: QuotaConfig) -> Store {
+        self.quotas = Some(Arc::new(quotas));
+        self
+    }
+
+    fn quotas_of(&self, tenant: &str) -> Option<Quotas> {
+        self.quotas.as_ref().map(|q| q.for_tenant(tenant))
     }
 
     /// Fault injection for tests and drills (disarmed unless armed).
@@ -254,13 +271,17 @@ impl Store {
 
     // ---- plugins ----
 
-    /// Stores a plugin and its wasm. `Conflict` if the name and version exist.
+    /// Stores a plugin and its wasm. `Conflict` if the name and version
+    /// exist, `Quota` past the tenant's `plugins` or `plugin_bytes`.
     pub async fn create_plugin(
         &self,
         plugin: &PluginRecord,
         wasm: &[u8],
     ) -> Result<(), StoreError> {
-        self.backend.plugin_insert(plugin, wasm).await
+        let quota = self.quotas_of(&plugin.tenant);
+        self.backend
+            .plugin_insert(plugin, wasm, quota.as_ref())
+            .await
     }
 
     pub async fn get_plugin(
@@ -304,9 +325,11 @@ impl Store {
 
     // ---- schedules ----
 
-    /// Stores a new schedule. `Conflict` if its name exists in the tenant.
+    /// Stores a new schedule. `Conflict` if its name exists in the tenant,
+    /// `Quota` past its `schedules`.
     pub async fn create_schedule(&self, schedule: &Schedule) -> Result<(), StoreError> {
-        self.backend.schedule_insert(schedule).await
+        let max = self.quotas_of(&schedule.tenant).map(|q| q.schedules);
+        self.backend.schedule_insert(schedule, max).await
     }
 
     pub async fn get_schedule(

@@ -15,6 +15,7 @@ use crate::backend::{
 };
 use chrono::{DateTime, Utc};
 use taskhost_model::kv::KvQuota;
+use taskhost_model::quota::Quotas;
 use taskhost_model::{
     Execution, NodeInfo, PluginAlias, PluginRecord, Revocation, Schedule, SecretInfo,
 };
@@ -24,7 +25,15 @@ use taskhost_model::{
 /// duplicate (tenant, name, version).
 #[async_trait::async_trait]
 pub trait PluginStore: Send + Sync {
-    async fn plugin_insert(&self, plugin: &PluginRecord, wasm: &[u8]) -> Result<()>;
+    /// Inserts a plugin version and its wasm, within the tenant's `plugins`
+    /// and `plugin_bytes` quotas (`Quota` otherwise), checked inside the
+    /// write so that racing uploads cannot pass them.
+    async fn plugin_insert(
+        &self,
+        plugin: &PluginRecord,
+        wasm: &[u8],
+        quota: Option<&Quotas>,
+    ) -> Result<()>;
     async fn plugin_get(&self, id: &str) -> Result<Option<PluginRecord>>;
     async fn plugin_wasm(&self, id: &str) -> Result<Option<Vec<u8>>>;
     async fn plugin_list(
@@ -57,7 +66,9 @@ pub trait PluginStore: Send + Sync {
 /// `Conflict` on a duplicate (tenant, name).
 #[async_trait::async_trait]
 pub trait ScheduleStore: Send + Sync {
-    async fn schedule_insert(&self, schedule: &Schedule) -> Result<()>;
+    /// Inserts a schedule, if the tenant keeps fewer than `max` (`Quota`
+    /// otherwise; checked inside the write).
+    async fn schedule_insert(&self, schedule: &Schedule, max: Option<u64>) -> Result<()>;
     async fn schedule_get(&self, id: &str) -> Result<Option<Schedule>>;
     async fn schedule_replace(&self, schedule: &Schedule, expected_version: u64) -> Result<bool>;
     async fn schedule_list(

@@ -24,6 +24,7 @@ mod cluster;
 mod executions;
 mod plugins;
 mod queue;
+mod quotas;
 mod schedules;
 mod secrets;
 mod state;

@@ -23,6 +23,7 @@ mod queue;
 mod schedules;
 mod secrets;
 mod tokens;
+mod usage;
 
 use super::StoreError;
 use super::backend::{Field, PageQuery, Result, Row, from_doc};

@@ -6,6 +6,7 @@
 //! again after its write, so a move and a delete cannot both succeed.
 
 use super::set_if;
+use super::usage::Take;
 use super::{MongoBackend, db_err, document, is_duplicate, record};
 use crate::StoreError;
 use crate::backend::{PageQuery, PluginFilter, Result, Usage, plugin_row};
@@ -14,13 +15,12 @@ use futures::TryStreamExt;
 use mongodb::bson::{self, Bson, Document, doc};
 use taskhost_model::PluginAlias;
 use taskhost_model::PluginRecord;
+use taskhost_model::quota::{QuotaKind, Quotas};
 
-/// Size of one stored chunk of plugin wasm.
-const CHUNK_BYTES: usize = 1 << 20;
-
-#[async_trait::async_trait]
-impl PluginStore for MongoBackend {
-    async fn plugin_insert(&self, plugin: &PluginRecord, wasm: &[u8]) -> Result<()> {
+impl MongoBackend {
+    /// Writes a plugin's chunks, then its record (removing the chunks if the
+    /// record is refused).
+    async fn plugin_write(&self, plugin: &PluginRecord, wasm: &[u8]) -> Result<()> {
         let chunks: Vec<Document> = wasm
             .chunks(CHUNK_BYTES)
             .enumerate()
@@ -60,6 +60,41 @@ impl PluginStore for MongoBackend {
                 })
             }
         }
+    }
+}
+
+/// Size of one stored chunk of plugin wasm.
+const CHUNK_BYTES: usize = 1 << 20;
+
+#[async_trait::async_trait]
+impl PluginStore for MongoBackend {
+    async fn plugin_insert(
+        &self,
+        plugin: &PluginRecord,
+        wasm: &[u8],
+        quota: Option<&Quotas>,
+    ) -> Result<()> {
+        // Counted first (see `usage`): of racing uploads, only those that fit.
+        let size = wasm.len() as u64;
+        let takes = [
+            Take {
+                kind: QuotaKind::Plugins,
+                amount: 1,
+                limit: quota.map_or(u64::MAX, |q| q.plugins),
+            },
+            Take {
+                kind: QuotaKind::PluginBytes,
+                amount: size,
+                limit: quota.map_or(u64::MAX, |q| q.plugin_bytes),
+            },
+        ];
+        self.usage_take(&plugin.tenant, &takes).await?;
+        let written = self.plugin_write(plugin, wasm).await;
+        if written.is_err() {
+            let gives = [(QuotaKind::Plugins, 1), (QuotaKind::PluginBytes, size)];
+            self.usage_give(&plugin.tenant, &gives).await?;
+        }
+        written
     }
 
     async fn plugin_get(&self, id: &str) -> Result<Option<PluginRecord>> {
@@ -181,12 +216,25 @@ impl PluginStore for MongoBackend {
                 .map_err(db_err)?;
             return Err(StoreError::InUse(why));
         }
-        let deleted = self.delete("plugins", doc! { "_id": id }).await?;
+        let deleted = plugins
+            .find_one_and_delete(doc! { "_id": id })
+            .await
+            .map_err(db_err)?;
         self.coll("plugin_chunks")
             .delete_many(doc! { "plugin_id": id })
             .await
             .map_err(db_err)?;
-        Ok(deleted)
+        let Some(deleted) = deleted else {
+            return Ok(false);
+        };
+        if let Ok(plugin) = record::<PluginRecord>(&deleted) {
+            let gives = [
+                (QuotaKind::Plugins, 1),
+                (QuotaKind::PluginBytes, plugin.size),
+            ];
+            self.usage_give(&plugin.tenant, &gives).await?;
+        }
+        Ok(true)
     }
 
     async fn tenant_usage(&self, tenant: &str) -> Result<Usage> {

@@ -3,6 +3,7 @@
 //! `fire_at`, `fate` and `fire_reason` are fields, so the ledger pages and
 //! counts from one index.
 
+use super::usage::Take;
 use super::{MongoBackend, db_err, document, is_duplicate, ms, set_if};
 use crate::PassWritten;
 use crate::StoreError;
@@ -11,23 +12,30 @@ use crate::traits::ScheduleStore;
 use chrono::{DateTime, Utc};
 use futures::TryStreamExt;
 use mongodb::bson::{Bson, Document, doc};
+use taskhost_model::quota::QuotaKind;
 use taskhost_model::{Execution, Schedule};
 
 #[async_trait::async_trait]
 impl ScheduleStore for MongoBackend {
-    async fn schedule_insert(&self, schedule: &Schedule) -> Result<()> {
-        match self
-            .coll("schedules")
-            .insert_one(document(&schedule_row(schedule)?))
-            .await
-        {
-            Ok(_) => Ok(()),
-            Err(e) if is_duplicate(&e) => Err(StoreError::Conflict(format!(
-                "schedule {:?}",
-                schedule.name
-            ))),
-            Err(e) => Err(db_err(e)),
-        }
+    async fn schedule_insert(&self, schedule: &Schedule, max: Option<u64>) -> Result<()> {
+        // Counted first (see `usage`): of racing creates, only those that fit.
+        let take = Take {
+            kind: QuotaKind::Schedules,
+            amount: 1,
+            limit: max.unwrap_or(u64::MAX),
+        };
+        let row = document(&schedule_row(schedule)?);
+        self.usage_take(&schedule.tenant, &[take]).await?;
+        let written = match self.coll("schedules").insert_one(row).await {
+            Ok(_) => return Ok(()),
+            Err(e) if is_duplicate(&e) => {
+                StoreError::Conflict(format!("schedule {:?}", schedule.name))
+            }
+            Err(e) => db_err(e),
+        };
+        self.usage_give(&schedule.tenant, &[(QuotaKind::Schedules, 1)])
+            .await?;
+        Err(written)
     }
 
     async fn schedule_get(&self, id: &str) -> Result<Option<Schedule>> {
@@ -61,7 +69,19 @@ impl ScheduleStore for MongoBackend {
     }
 
     async fn schedule_delete(&self, id: &str) -> Result<bool> {
-        self.delete("schedules", doc! { "_id": id }).await
+        let deleted = self
+            .coll("schedules")
+            .find_one_and_delete(doc! { "_id": id })
+            .await
+            .map_err(db_err)?;
+        let Some(deleted) = deleted else {
+            return Ok(false);
+        };
+        if let Ok(tenant) = deleted.get_str("tenant") {
+            self.usage_give(tenant, &[(QuotaKind::Schedules, 1)])
+                .await?;
+        }
+        Ok(true)
     }
 
     async fn schedules_due(

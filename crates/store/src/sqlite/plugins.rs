@@ -7,15 +7,29 @@ use super::{SqliteBackend, is_unique_violation, sql};
 use crate::StoreError;
 use crate::backend::{PageQuery, PluginFilter, Result, Usage, from_doc, plugin_row};
 use crate::traits::PluginStore;
-use rusqlite::{OptionalExtension, ToSql, params};
+use rusqlite::{Connection, OptionalExtension, ToSql, params};
+use taskhost_model::quota::{QuotaExceeded, QuotaKind, Quotas};
 use taskhost_model::{PluginAlias, PluginRecord};
 
 #[async_trait::async_trait]
 impl PluginStore for SqliteBackend {
-    async fn plugin_insert(&self, plugin: &PluginRecord, wasm: &[u8]) -> Result<()> {
+    async fn plugin_insert(
+        &self,
+        plugin: &PluginRecord,
+        wasm: &[u8],
+        quota: Option<&Quotas>,
+    ) -> Result<()> {
         let (row, wasm) = (plugin_row(plugin)?, wasm.to_vec());
         let what = format!("plugin {} version {}", plugin.name, plugin.version);
+        let (tenant, quota) = (plugin.tenant.clone(), quota.copied());
         self.call(move |c| {
+            // In the write's transaction: racing uploads are counted in turn.
+            if let Some(q) = quota {
+                let (kept, bytes) = plugins_kept(c, &tenant)?;
+                QuotaExceeded::check(QuotaKind::Plugins, q.plugins, kept, 1)?;
+                let size = wasm.len() as u64;
+                QuotaExceeded::check(QuotaKind::PluginBytes, q.plugin_bytes, bytes, size)?;
+            }
             match insert_row(c, "plugins", &row, "") {
                 Err(e) if is_unique_violation(&e) => return Err(StoreError::Conflict(what)),
                 other => other.map_err(sql)?,
@@ -150,29 +164,28 @@ impl PluginStore for SqliteBackend {
     async fn tenant_usage(&self, tenant: &str) -> Result<Usage> {
         let tenant = tenant.to_owned();
         self.call(move |c| {
-            let (plugins, plugin_bytes) = c
-                .query_row(
-                    "SELECT COUNT(*), COALESCE(SUM(json_extract(doc, '$.size')), 0)
-                     FROM plugins WHERE tenant = ?",
-                    [&tenant],
-                    |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
-                )
-                .map_err(sql)?;
-            let schedules: i64 = c
-                .query_row(
-                    "SELECT COUNT(*) FROM schedules WHERE tenant = ?",
-                    [&tenant],
-                    |r| r.get(0),
-                )
-                .map_err(sql)?;
+            let (plugins, plugin_bytes) = plugins_kept(c, &tenant)?;
             Ok(Usage {
-                plugins: plugins as u64,
-                plugin_bytes: plugin_bytes as u64,
-                schedules: schedules as u64,
+                plugins,
+                plugin_bytes,
+                schedules: super::schedules::schedules_kept(c, &tenant)?,
             })
         })
         .await
     }
+}
+
+/// How many plugin versions `tenant` keeps, and their bytes.
+fn plugins_kept(c: &Connection, tenant: &str) -> Result<(u64, u64)> {
+    let (count, bytes) = c
+        .query_row(
+            "SELECT COUNT(*), COALESCE(SUM(json_extract(doc, '$.size')), 0)
+             FROM plugins WHERE tenant = ?",
+            [tenant],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+        )
+        .map_err(sql)?;
+    Ok((count.max(0) as u64, bytes.max(0) as u64))
 }
 
 /// Why a plugin may not be deleted, if it may not: a schedule pinned to it,

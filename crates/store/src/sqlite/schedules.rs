@@ -11,19 +11,28 @@ use crate::backend::execution_row;
 use crate::backend::{FireFilter, PageQuery, Result, ScheduleFilter, schedule_row};
 use crate::traits::ScheduleStore;
 use chrono::{DateTime, Utc};
-use rusqlite::{ToSql, params};
+use rusqlite::{Connection, ToSql, params};
+use taskhost_model::quota::{QuotaExceeded, QuotaKind};
 use taskhost_model::{Execution, Schedule};
 
 #[async_trait::async_trait]
 impl ScheduleStore for SqliteBackend {
-    async fn schedule_insert(&self, schedule: &Schedule) -> Result<()> {
+    async fn schedule_insert(&self, schedule: &Schedule, max: Option<u64>) -> Result<()> {
         let (row, what) = (
             schedule_row(schedule)?,
             format!("schedule {:?}", schedule.name),
         );
-        self.call(move |c| match insert_row(c, "schedules", &row, "") {
-            Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(what)),
-            other => other.map(drop).map_err(sql),
+        let tenant = schedule.tenant.clone();
+        self.call(move |c| {
+            // In the write's transaction: racing creates are counted in turn.
+            if let Some(max) = max {
+                let kept = schedules_kept(c, &tenant)?;
+                QuotaExceeded::check(QuotaKind::Schedules, max, kept, 1)?;
+            }
+            match insert_row(c, "schedules", &row, "") {
+                Err(e) if is_unique_violation(&e) => Err(StoreError::Conflict(what)),
+                other => other.map(drop).map_err(sql),
+            }
         })
         .await
     }
@@ -189,4 +198,16 @@ impl ScheduleStore for SqliteBackend {
         })
         .await
     }
+}
+
+/// How many schedules `tenant` keeps.
+pub(super) fn schedules_kept(c: &Connection, tenant: &str) -> Result<u64> {
+    let count: i64 = c
+        .query_row(
+            "SELECT COUNT(*) FROM schedules WHERE tenant = ?",
+            [tenant],
+            |r| r.get(0),
+        )
+        .map_err(sql)?;
+    Ok(count.max(0) as u64)
 }

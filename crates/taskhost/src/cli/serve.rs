@@ -174,7 +174,8 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
     let url = &settings.store;
     let store = Store::open(url, Arc::new(SystemClock))
         .await
-        .with_context(|| format!("could not open the store {url}"))?;
+        .with_context(|| format!("could not open the store {url}"))?
+        .with_quotas(settings.quotas.clone());
     let (node, runtime) = node(&settings, &store)?;
     let state = AppState {
         store: store.clone(),
