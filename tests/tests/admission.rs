@@ -42,10 +42,12 @@ async fn a_component_built_to_be_slow_to_compile_is_refused_before_compiling() {
     let s = Server::start(None);
     let token = s.admin("acme");
     let wasm = costly(3 << 20);
-    let names: Vec<String> = (0..20).map(|i| format!("costly-{i}")).collect();
-    let uploads = names
+    // Twenty tenants at once (one tenant's uploads past two waiting would
+    // be refused as busy; see compile_fairness.rs).
+    let tokens: Vec<String> = (0..20).map(|i| s.admin(&format!("t{i}"))).collect();
+    let uploads = tokens
         .iter()
-        .map(|name| upload(&s, &token, name, wasm.clone()));
+        .map(|token| upload(&s, token, "costly", wasm.clone()));
     let health = s.call(Method::GET, "/healthz", None, None);
     let (results, (health, _)) = tokio::join!(join_all(uploads), health);
     assert_eq!(health, StatusCode::OK);
@@ -59,8 +61,8 @@ async fn a_component_built_to_be_slow_to_compile_is_refused_before_compiling() {
     let left = std::fs::read_dir(&artifacts).map_or(0, |d| d.count());
     assert_eq!(left, 0, "no artifact of a refused plugin");
 
-    // A plugin refused after compiling (no `run` export) leaves none either;
-    // an accepted one does.
+    // A plugin refused for what it exports (no `run`, also checked before
+    // compiling) leaves none either; an accepted one does.
     let refused = costly(1000);
     let (status, _) = upload(&s, &token, "no-run", refused).await;
     assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -74,15 +76,14 @@ async fn a_component_built_to_be_slow_to_compile_is_refused_before_compiling() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn twenty_uploads_at_once_compile_at_most_the_configured_number_at_a_time() {
     let s = Server::start_with(None, &["--max-compiles", "1"], None);
-    let token = s.admin("acme");
     let hello = taskhost_tests::plugin("hello");
-    // The same bytes under twenty names: each upload compiles (uploads do
+    // The same bytes from twenty tenants: each upload compiles (uploads do
     // not take compiled code from a cache, so that their time tells nothing
     // about other tenants' uploads).
-    let names: Vec<String> = (0..20).map(|i| format!("h{i}")).collect();
-    let uploads = names
+    let tokens: Vec<String> = (0..20).map(|i| s.admin(&format!("t{i}"))).collect();
+    let uploads = tokens
         .iter()
-        .map(|name| upload(&s, &token, name, hello.clone()));
+        .map(|token| upload(&s, token, "hello", hello.clone()));
     for (status, body) in join_all(uploads).await {
         assert_eq!(status, StatusCode::CREATED, "{body}");
     }

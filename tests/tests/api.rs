@@ -832,6 +832,8 @@ async fn openapi_lists_every_route_the_router_serves() {
         "GET /v1/secrets",
         "PUT /v1/secrets/{name}",
         "DELETE /v1/secrets/{name}",
+        "POST /v1/tokens/revocations",
+        "GET /v1/tokens/revocations",
     ]
     .map(String::from)
     .to_vec();

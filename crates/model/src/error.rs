@@ -126,6 +126,8 @@ codes! {
     InvalidJti = ("invalid_jti", 422),
     /// Too many requests: the tenant's request rate.
     RateLimited = ("rate_limited", 429),
+    /// The tenant's uploads waiting to compile are at their most.
+    CompileBusy = ("compile_busy", 429),
     /// The server failed; the log has the cause.
     Internal = ("internal", 500),
     /// The store or a dependency is away, or the request took too long.

@@ -35,6 +35,9 @@ pub struct Quotas {
     pub requests_per_second: u32,
     /// API requests in a burst above the sustained rate.
     pub request_burst: u32,
+    /// CPU-seconds of compiling uploads per hour (a bucket refilled
+    /// continuously; refused compiles count too).
+    pub compile_seconds_per_hour: u64,
 }
 
 impl Default for Quotas {
@@ -49,6 +52,7 @@ impl Default for Quotas {
             kv_bytes: 256 << 20,
             requests_per_second: 1000,
             request_burst: 2000,
+            compile_seconds_per_hour: 600,
         }
     }
 }
@@ -67,6 +71,7 @@ pub struct QuotaOverrides {
     pub kv_bytes: Option<u64>,
     pub requests_per_second: Option<u32>,
     pub request_burst: Option<u32>,
+    pub compile_seconds_per_hour: Option<u64>,
 }
 
 impl QuotaOverrides {
@@ -81,6 +86,7 @@ impl QuotaOverrides {
             kv_bytes,
             requests_per_second,
             request_burst,
+            compile_seconds_per_hour,
         } = self;
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = $f { q.$f = *v; } )* };
@@ -94,7 +100,8 @@ impl QuotaOverrides {
             kv_keys,
             kv_bytes,
             requests_per_second,
-            request_burst
+            request_burst,
+            compile_seconds_per_hour
         );
     }
 }
@@ -134,6 +141,7 @@ pub enum QuotaKind {
     KvBytes,
     Secrets,
     RevokedTokens,
+    CompileSecondsPerHour,
 }
 
 impl QuotaKind {
@@ -148,6 +156,7 @@ impl QuotaKind {
             QuotaKind::KvBytes => "kv_bytes",
             QuotaKind::Secrets => "secrets",
             QuotaKind::RevokedTokens => "revoked_tokens",
+            QuotaKind::CompileSecondsPerHour => "compile_seconds_per_hour",
         }
     }
 
@@ -158,7 +167,10 @@ impl QuotaKind {
 
     /// Whether it drains by itself (so a refusal is "try again later").
     pub fn drains(self) -> bool {
-        self == QuotaKind::QueuedExecutions
+        matches!(
+            self,
+            QuotaKind::QueuedExecutions | QuotaKind::CompileSecondsPerHour
+        )
     }
 }
 

@@ -232,15 +232,16 @@ impl reqwest::dns::Resolve for CheckedResolver {
         let policy = self.policy.clone();
         Box::pin(async move {
             let host = name.as_str().to_owned();
-            let found: Vec<SocketAddr> = tokio::net::lookup_host((host.as_str(), 0))
-                .await
-                .map_err(|e| {
-                    Box::new(Unresolved {
-                        host: host.clone(),
-                        why: e.to_string(),
-                    }) as Box<dyn std::error::Error + Send + Sync>
-                })?
-                .collect();
+            let found: Vec<SocketAddr> =
+                crate::dns::Lookups::get()
+                    .lookup(&host)
+                    .await
+                    .map_err(|e| {
+                        Box::new(Unresolved {
+                            host: host.clone(),
+                            why: e.to_string(),
+                        }) as Box<dyn std::error::Error + Send + Sync>
+                    })?;
             let mut first_refusal = None;
             let allowed: Vec<SocketAddr> = found
                 .into_iter()

@@ -16,9 +16,11 @@
 //! - [`pattern`]: host patterns (`api.example.com`, `*.example.com:443`);
 //! - [`addr`]: which addresses are refused;
 //! - [`egress`]: the checks and the client;
+//! - [`dns`]: name lookups on their own bounded pool of threads;
 //! - [`tls`]: the process's crypto provider and the CLI's HTTPS client.
 
 pub mod addr;
+pub mod dns;
 pub mod egress;
 pub mod pattern;
 pub mod tls;

@@ -9,7 +9,8 @@
 //! over the [`CompileBudget`]. The same pass checks the component's imports
 //! (the names; their types are checked after compiling), so that a plugin
 //! refused for what it imports costs no compile time either: an interpreter
-//! component takes seconds to compile. Compilations that pass run at most
+//! component takes seconds to compile. So does a component that exports no
+//! `run` (its type is checked after compiling). Compilations that pass run at most
 //! [`CompileBudget::concurrent`] at a time per node (see `Runtime`).
 
 use super::validate::{InvalidPlugin, check_import};
@@ -52,6 +53,9 @@ pub fn admit(wasm: &[u8], budget: &CompileBudget) -> Result<(), InvalidPlugin> {
     // Nesting: 0 is the plugin itself; its nested modules and components
     // come inline, each closed by an `End`.
     let mut depth = 0u32;
+    // The plugin's own exports (a core module is refused by the header
+    // check, before this).
+    let mut exports: Vec<String> = Vec::new();
     for payload in Parser::new(0).parse_all(wasm) {
         let Ok(payload) = payload else {
             return Ok(());
@@ -66,6 +70,12 @@ pub fn admit(wasm: &[u8], budget: &CompileBudget) -> Result<(), InvalidPlugin> {
                     if !matches!(import.ty, ComponentTypeRef::Type(TypeBounds::Eq(_))) {
                         check_import(&import.name.full_name())?;
                     }
+                }
+            }
+            Payload::ComponentExportSection(reader) if depth == 0 => {
+                for export in reader {
+                    let export = export.map_err(|e| InvalidPlugin::Malformed(e.to_string()))?;
+                    exports.push(export.name.name.to_owned());
                 }
             }
             Payload::End(_) => depth = depth.saturating_sub(1),
@@ -106,6 +116,9 @@ pub fn admit(wasm: &[u8], budget: &CompileBudget) -> Result<(), InvalidPlugin> {
             }
             _ => {}
         }
+    }
+    if !exports.iter().any(|n| n == "run") {
+        return Err(InvalidPlugin::MissingRun(exports));
     }
     Ok(())
 }

@@ -47,6 +47,12 @@ pub(crate) fn build(config: &RuntimeConfig) -> wasmtime::Result<Engine> {
 
     let mut wasm = Config::new();
     wasm.wasm_component_model(true)
+        // One compile, one thread: a compile that spread over every core
+        // (Cranelift's default) would take them all from other tenants'
+        // compiles and runs; the node's compile slots share the cores out
+        // instead (see `compile_queue`), and a compile's CPU time can be
+        // measured on its thread and charged to its tenant.
+        .parallel_compilation(false)
         .consume_fuel(true)
         .epoch_interruption(true)
         .max_wasm_stack(config.max_wasm_stack)

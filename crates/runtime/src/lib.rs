@@ -30,11 +30,13 @@ mod admission;
 mod bounds;
 mod cache;
 mod capture;
+pub mod compile_queue;
 mod engine;
 mod host;
 mod http;
 mod limiter;
 mod run;
+mod upload;
 mod validate;
 
 pub use admission::CompileBudget;
@@ -51,6 +53,7 @@ pub use taskhost_model::kv::{
 pub use taskhost_model::{
     HttpRecord, Limits, LogLevel, LogLine, Outcome, Progress, RunError, Status,
 };
+pub use upload::UploadError;
 pub use validate::{InvalidPlugin, WORLD};
 
 use host::{RunState, TaskPre};
@@ -149,6 +152,8 @@ struct RuntimeInner {
     kv: Arc<dyn KvStore>,
     slots: Arc<Semaphore>,
     compiles: admission::CompileSlots,
+    /// Uploads' compiles, admitted fairly between tenants.
+    uploads: compile_queue::CompileQueue,
     config: RuntimeConfig,
     _ticker: engine::EpochTicker,
 }
@@ -195,6 +200,9 @@ impl Runtime {
                 kv,
                 slots: Arc::new(Semaphore::new(config.max_concurrent_runs.max(1) as usize)),
                 compiles: admission::CompileSlots::new(config.compile.concurrent),
+                uploads: compile_queue::CompileQueue::new(compile_queue::CompileFairness::new(
+                    config.compile.concurrent,
+                )),
                 config,
                 _ticker: ticker,
             }),
@@ -217,13 +225,6 @@ impl Runtime {
     /// Like [`Runtime::prepare`], and says whether it compiled, loaded or hit the cache.
     pub fn prepare_traced(&self, wasm: &[u8]) -> Result<(Plugin, Prepared), InvalidPlugin> {
         self.prepare_with(wasm, true)
-    }
-
-    /// Like [`Runtime::prepare`], but always compiles, whatever the caches
-    /// hold: for uploads, whose latency must not tell one tenant whether
-    /// another already uploaded the same bytes. (Runs use the caches.)
-    pub fn prepare_upload(&self, wasm: &[u8]) -> Result<Plugin, InvalidPlugin> {
-        self.prepare_with(wasm, false).map(|(plugin, _)| plugin)
     }
 
     fn prepare_with(&self, wasm: &[u8], reuse: bool) -> Result<(Plugin, Prepared), InvalidPlugin> {

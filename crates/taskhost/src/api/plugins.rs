@@ -14,9 +14,12 @@ use axum::extract::{DefaultBodyLimit, FromRequest, Multipart, Path, Request, Sta
 use axum::http::{StatusCode, header};
 use axum::response::IntoResponse;
 use serde::Deserialize;
+use serde_json::json;
 use taskhost_model::error::ErrorCode;
 use taskhost_model::quota::{QuotaExceeded, QuotaKind};
 use taskhost_model::{PluginRecord, new_id};
+use taskhost_runtime::UploadError;
+use taskhost_runtime::compile_queue::CompileRefusal;
 use taskhost_store::{Page, PageRequest, PluginFilter};
 use utoipa::{IntoParams, ToSchema};
 use utoipa_axum::router::OpenApiRouter;
@@ -190,14 +193,13 @@ async fn receive(
         usage.plugin_bytes,
         body.len() as u64,
     )?;
-    let runtime = state.runtime.clone();
-    let wasm = body.clone();
-    // Always compiled (not taken from a cache): the time an upload takes
-    // must not tell whether another tenant uploaded the same bytes.
-    let prepared = tokio::task::spawn_blocking(move || runtime.prepare_upload(&wasm))
+    // A fair compile slot, then the compile, charged to the tenant.
+    let budget = quotas.compile_seconds_per_hour;
+    let plugin = state
+        .runtime
+        .upload(&principal.tenant, budget, body.clone())
         .await
-        .map_err(|e| ApiError::internal(format!("validation task failed: {e}")))?;
-    let plugin = prepared.map_err(|e| ApiError::new(e.code(), e.to_string()))?;
+        .map_err(upload_error)?;
     let record = PluginRecord {
         id: new_id(),
         tenant: principal.tenant.clone(),
@@ -211,6 +213,35 @@ async fn receive(
     };
     state.store.create_plugin(&record, &body).await?;
     Ok(record)
+}
+
+/// An upload refused by the compile queue (429 with `Retry-After`), or
+/// refused as a plugin (422 with its reason).
+fn upload_error(e: UploadError) -> ApiError {
+    match e {
+        UploadError::Refused(refusal) => {
+            let after = refusal.retry_after().as_secs().max(1);
+            match refusal {
+                CompileRefusal::Busy { waiting, .. } => {
+                    ApiError::too_many_requests(ErrorCode::CompileBusy, refusal.to_string(), after)
+                        .with_details(json!({ "waiting": waiting, "retry_after_s": after }))
+                }
+                CompileRefusal::Budget { limit, used, .. } => ApiError::too_many_requests(
+                    ErrorCode::QuotaExceeded,
+                    refusal.to_string(),
+                    after,
+                )
+                .with_details(json!({
+                    "quota": QuotaKind::CompileSecondsPerHour,
+                    "limit": limit,
+                    "used": used,
+                    "retry_after_s": after,
+                })),
+            }
+        }
+        UploadError::Invalid(e) => ApiError::new(e.code(), e.to_string()),
+        UploadError::Failed(e) => ApiError::internal(e),
+    }
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

@@ -123,7 +123,9 @@ pub struct ServeConfig {
     #[arg(long, env = "TASKHOST_MAX_ARTIFACT_BYTES", value_name = "BYTES")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_artifact_bytes: Option<u64>,
-    /// Plugin compilations at once (default: one per core); more wait.
+    /// Plugin compilations at once (default: one per core). One tenant's
+    /// uploads take at most half of them; two more of its uploads wait,
+    /// further ones are refused (429 `compile_busy`).
     #[arg(long, env = "TASKHOST_MAX_COMPILES", value_name = "N")]
     #[serde(skip_serializing_if = "Option::is_none")]
     pub max_compiles: Option<usize>,
