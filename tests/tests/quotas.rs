@@ -9,7 +9,8 @@ use taskhost_tests::server::Server;
 taskhost_tests::both_stores!(
     with(&["--workers", "8"], Some(&super::quota_config()))
     each_quota_refuses_and_loses_nothing,
-    racing_uploads_cannot_pass_the_plugins_quota
+    racing_uploads_cannot_pass_the_plugins_quota,
+    storage_quotas_refuse_with_their_names
 );
 
 /// Small quotas for a few tenants; everyone else keeps the defaults.
@@ -22,6 +23,12 @@ plugins = 2
 schedules = 1
 min_schedule_period = "1m"
 queued_executions = 3
+
+[quotas.tenants.keeper]
+stored_executions = 3
+
+[quotas.tenants.hoarder]
+stored_bytes = 4000
 
 [quotas.tenants.racers]
 plugins = 2
@@ -259,12 +266,13 @@ async fn upload_raw(s: &Server, token: &str, name: &str) -> (StatusCode, Value) 
     (status, response.json().await.expect("json"))
 }
 
-/// Six uploads at once against a quota of two: the quota is checked inside
-/// the insert, so exactly two are stored.
+/// Three uploads at once against a quota of two (three: as many as one
+/// tenant may have compiling and waiting; see compile_fairness.rs): the
+/// quota is checked inside the insert, so exactly two are stored.
 async fn racing_uploads_cannot_pass_the_plugins_quota(s: Server) {
     let token = s.admin("racers");
     let wasm = taskhost_tests::plugin("hello");
-    let uploads = (0..6).map(|i| {
+    let uploads = (0..3).map(|i| {
         let request = s
             .client
             .post(s.at(&format!("/v1/plugins?name=hello&version=1.0.{i}")))
@@ -289,4 +297,44 @@ async fn racing_uploads_cannot_pass_the_plugins_quota(s: Server) {
         }
     }
     assert_eq!(count(&s, &token, "/v1/plugins").await, 2);
+}
+
+/// `stored_executions` and `stored_bytes`: runs past them are refused
+/// naming the quota and its value; what is stored stays.
+async fn storage_quotas_refuse_with_their_names(s: Server) {
+    let submit = async |token: &str, plugin: &Value, input: Value| {
+        let body = json!({ "plugin_id": plugin, "input": input });
+        s.call(Method::POST, "/v1/executions", Some(token), Some(body))
+            .await
+    };
+    let keeper = s.admin("keeper");
+    let hello = s.upload(&keeper, "hello").await["id"].clone();
+    for _ in 0..3 {
+        let (status, body) = submit(&keeper, &hello, json!({"name": "k"})).await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    }
+    let (status, body) = submit(&keeper, &hello, json!({"name": "k"})).await;
+    refused(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "stored_executions",
+    );
+    assert_eq!(body["error"]["details"]["limit"], 3, "{body}");
+    assert_eq!(count(&s, &keeper, "/v1/executions").await, 3);
+
+    let hoarder = s.admin("hoarder");
+    let hello = s.upload(&hoarder, "hello").await["id"].clone();
+    let pad = "x".repeat(5000);
+    let (status, body) = submit(&hoarder, &hello, json!({"name": pad})).await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{body}");
+    let (status, body) = submit(&hoarder, &hello, json!({"name": "small"})).await;
+    refused(
+        status,
+        &body,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "stored_bytes",
+    );
+    assert_eq!(body["error"]["details"]["limit"], 4000, "{body}");
+    assert_eq!(count(&s, &hoarder, "/v1/executions").await, 1);
 }

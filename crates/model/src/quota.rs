@@ -38,6 +38,10 @@ pub struct Quotas {
     /// CPU-seconds of compiling uploads per hour (a bucket refilled
     /// continuously; refused compiles count too).
     pub compile_seconds_per_hour: u64,
+    /// Executions kept (fire records included), until their retention ends.
+    pub stored_executions: u64,
+    /// Bytes of kept executions: inputs, outputs, logs, all of each record.
+    pub stored_bytes: u64,
 }
 
 impl Default for Quotas {
@@ -53,6 +57,8 @@ impl Default for Quotas {
             requests_per_second: 1000,
             request_burst: 2000,
             compile_seconds_per_hour: 600,
+            stored_executions: 1_000_000,
+            stored_bytes: 10 << 30,
         }
     }
 }
@@ -72,6 +78,8 @@ pub struct QuotaOverrides {
     pub requests_per_second: Option<u32>,
     pub request_burst: Option<u32>,
     pub compile_seconds_per_hour: Option<u64>,
+    pub stored_executions: Option<u64>,
+    pub stored_bytes: Option<u64>,
 }
 
 impl QuotaOverrides {
@@ -87,6 +95,8 @@ impl QuotaOverrides {
             requests_per_second,
             request_burst,
             compile_seconds_per_hour,
+            stored_executions,
+            stored_bytes,
         } = self;
         macro_rules! set {
             ($($f:ident),*) => { $( if let Some(v) = $f { q.$f = *v; } )* };
@@ -101,7 +111,9 @@ impl QuotaOverrides {
             kv_bytes,
             requests_per_second,
             request_burst,
-            compile_seconds_per_hour
+            compile_seconds_per_hour,
+            stored_executions,
+            stored_bytes
         );
     }
 }
@@ -142,6 +154,8 @@ pub enum QuotaKind {
     Secrets,
     RevokedTokens,
     CompileSecondsPerHour,
+    StoredExecutions,
+    StoredBytes,
 }
 
 impl QuotaKind {
@@ -157,12 +171,17 @@ impl QuotaKind {
             QuotaKind::Secrets => "secrets",
             QuotaKind::RevokedTokens => "revoked_tokens",
             QuotaKind::CompileSecondsPerHour => "compile_seconds_per_hour",
+            QuotaKind::StoredExecutions => "stored_executions",
+            QuotaKind::StoredBytes => "stored_bytes",
         }
     }
 
     /// Whether it counts bytes (its values are shown with " bytes").
     pub fn counts_bytes(self) -> bool {
-        matches!(self, QuotaKind::PluginBytes | QuotaKind::KvBytes)
+        matches!(
+            self,
+            QuotaKind::PluginBytes | QuotaKind::KvBytes | QuotaKind::StoredBytes
+        )
     }
 
     /// Whether it drains by itself (so a refusal is "try again later").

@@ -219,10 +219,14 @@ pub(crate) fn schedule_row(s: &Schedule) -> Result<Row> {
 
 pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
     let fate = e.schedule_id.as_ref().and_then(|_| e.fire_fate());
+    let doc = json(e)?;
+    // The stored size, summed by the tenant's storage quotas.
+    let bytes = Field::Int(doc.len() as i64);
     Ok(Row {
         id: e.id.clone(),
-        doc: json(e)?,
+        doc,
         fields: vec![
+            ("bytes", bytes),
             ("tenant", Field::Text(e.tenant.clone())),
             ("fire_key", Field::Text(fire_key(e))),
             ("schedule_id", Field::text(e.schedule_id.as_deref())),

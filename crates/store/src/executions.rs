@@ -126,6 +126,12 @@ impl Store {
         self.backend.executions_queued_count(tenant).await
     }
 
+    /// How many executions (fire records included) `tenant` keeps, and
+    /// their stored bytes.
+    pub async fn stored_usage(&self, tenant: &str) -> Result<(u64, u64), StoreError> {
+        self.backend.executions_stored(tenant).await
+    }
+
     /// Removes up to `limit` finished executions whose retention is over.
     /// Returns how many it removed.
     pub async fn delete_expired(&self, limit: u32) -> Result<u64, StoreError> {

@@ -161,6 +161,9 @@ pub trait ExecutionStore: Send + Sync {
     ) -> Result<Option<u64>>;
     /// How many of `tenant`'s executions are queued.
     async fn executions_queued_count(&self, tenant: &str) -> Result<u64>;
+    /// How many executions (fire records included) `tenant` keeps, and the
+    /// bytes of their stored documents (input, output, logs and all).
+    async fn executions_stored(&self, tenant: &str) -> Result<(u64, u64)>;
     /// Deletes up to `limit` executions whose `expires_at` is at or before
     /// `now`; returns how many.
     async fn executions_delete_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u64>;

@@ -6,7 +6,10 @@
 use super::*;
 use taskhost_model::quota::{QuotaConfig, QuotaKind, QuotaOverrides};
 
-taskhost_tests::conformance!(racing_writes_cannot_pass_a_quota,);
+taskhost_tests::conformance!(
+    racing_writes_cannot_pass_a_quota,
+    stored_executions_are_counted_with_their_bytes,
+);
 
 fn limits() -> QuotaConfig {
     let mut config = QuotaConfig::default();
@@ -119,4 +122,21 @@ async fn racing_writes_cannot_pass_a_quota(h: Harness) {
         .create_schedule(&schedule("acme", "after", &target, now))
         .await
         .expect("room after a delete");
+}
+
+/// A tenant's stored executions and their bytes: every record counts,
+/// with its whole document; other tenants' do not.
+async fn stored_executions_are_counted_with_their_bytes(h: Harness) {
+    assert_eq!(h.store.stored_usage("acme").await.expect("usage"), (0, 0));
+    queued(&h, "acme").await;
+    let (n, small_bytes) = h.store.stored_usage("acme").await.expect("usage");
+    assert_eq!(n, 1);
+    assert!(small_bytes > 100, "the whole record: {small_bytes}");
+    let mut big = Execution::queued("acme", "plugin-1", h.store.now(), h.store.now());
+    big.policy.input = serde_json::json!({ "pad": "x".repeat(10_000) });
+    h.store.create_execution(&big).await.expect("insert");
+    queued(&h, "globex").await;
+    let (n, bytes) = h.store.stored_usage("acme").await.expect("usage");
+    assert_eq!(n, 2);
+    assert!(bytes > small_bytes + 10_000, "{bytes}");
 }

@@ -1,10 +1,13 @@
 //! What the intake remembers between calls: plugins it found lately, and
-//! each tenant's queued count for its quota.
+//! each tenant's queued count and stored executions for its quotas.
 //!
-//! The count comes from the store at most once a second
+//! The queued count comes from the store at most once a second
 //! ([`QUEUE_COUNT_TTL`]) and is corrected by what this node queued and
 //! claimed since, so taking in work costs no scan of the backlog; it may lag
-//! by what other nodes did within that second.
+//! by what other nodes did within that second. The stored count and bytes
+//! come from the store at most every [`STORED_COUNT_TTL`] (an index scan of
+//! the tenant's records), corrected by what this node added (its inputs' bytes; outputs show at the
+//! next count).
 
 use super::plugins::PluginsSeen;
 use crate::Node;
@@ -17,6 +20,20 @@ use taskhost_store::StoreError;
 /// How long a tenant's queued count from the store is trusted.
 pub const QUEUE_COUNT_TTL: Duration = Duration::from_secs(1);
 
+/// How long a tenant's stored count and bytes from the store are trusted.
+pub const STORED_COUNT_TTL: Duration = Duration::from_secs(10);
+
+/// A tenant's stored executions and their bytes as last counted, and how
+/// many this node added since.
+struct StoredCount {
+    count: u64,
+    bytes: u64,
+    added: u64,
+    /// Inputs of those added (their outputs are known once counted again).
+    added_bytes: u64,
+    counted_at: Instant,
+}
+
 /// A tenant's queued executions as last counted, and how this node changed
 /// that since (queued +1, claimed -1).
 struct QueueCount {
@@ -28,6 +45,7 @@ struct QueueCount {
 pub(crate) struct Memory {
     seen: Mutex<PluginsSeen>,
     counts: Mutex<HashMap<String, QueueCount>>,
+    stored: Mutex<HashMap<String, StoredCount>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -39,6 +57,7 @@ impl Memory {
         Memory {
             seen: Mutex::new(PluginsSeen::new(plugins)),
             counts: Mutex::new(HashMap::new()),
+            stored: Mutex::new(HashMap::new()),
         }
     }
 
@@ -62,6 +81,15 @@ impl Memory {
             c.delta += by;
         }
     }
+
+    /// One of the tenant's executions was stored through this node, with
+    /// an input of `bytes`.
+    pub(super) fn stored(&self, tenant: &str, bytes: u64) {
+        if let Some(s) = lock(&self.stored).get_mut(tenant) {
+            s.added += 1;
+            s.added_bytes += bytes;
+        }
+    }
 }
 
 impl Node {
@@ -82,6 +110,32 @@ impl Node {
         };
         lock(&memory.counts).insert(tenant.to_owned(), count);
         Ok(queued)
+    }
+
+    /// The tenant's stored executions and their bytes, for its storage
+    /// quotas (see the module's documentation).
+    pub(super) async fn stored_estimate(&self, tenant: &str) -> Result<(u64, u64), StoreError> {
+        let memory = &self.inner.intake;
+        if let Some(s) = lock(&memory.stored).get(tenant)
+            && s.counted_at.elapsed() < STORED_COUNT_TTL
+        {
+            return Ok((s.count + s.added, s.bytes + s.added_bytes));
+        }
+        let (count, bytes) = self.inner.store.stored_usage(tenant).await?;
+        let mut stored = lock(&memory.stored);
+        // Bounded: tenants not seen for a while are counted afresh anyway.
+        if stored.len() > 10_000 {
+            stored.retain(|_, s| s.counted_at.elapsed() < STORED_COUNT_TTL);
+        }
+        let entry = StoredCount {
+            count,
+            bytes,
+            added: 0,
+            added_bytes: 0,
+            counted_at: Instant::now(),
+        };
+        stored.insert(tenant.to_owned(), entry);
+        Ok((count, bytes))
     }
 
     /// One of the tenant's executions was queued on this node.

@@ -412,9 +412,9 @@ impl Node {
         Ok(checked)
     }
 
-    /// The queue quota, from one count per tenant: a submission or backfill
-    /// fits whole or is refused; fires are admitted in order while there is
-    /// room, and the rest recorded `skipped: quota`.
+    /// The queue and storage quotas, from one count per tenant: a
+    /// submission or backfill fits whole or is refused; fires are admitted
+    /// in order while there is room, and the rest recorded `skipped: quota`.
     async fn admit_quota(
         &self,
         work: &[Work],
@@ -429,19 +429,14 @@ impl Node {
         }
         let node = self.inner.config.node_id.as_str();
         for (tenant, n) in wanted {
-            let limit = self
-                .inner
-                .config
-                .quotas
-                .for_tenant(tenant)
-                .queued_executions;
-            let queued = self.queued_estimate(tenant).await?;
-            let kind = QuotaKind::QueuedExecutions;
+            let (room, refusal) = self.room(tenant, n).await?;
             if !admission.refusals_skip() {
-                QuotaExceeded::check(kind, limit, queued, n)?;
+                if n > room {
+                    return Err(refusal.into());
+                }
                 continue;
             }
-            let mut room = limit.saturating_sub(queued);
+            let mut room = room;
             for (w, c) in work.iter().zip(checked.iter_mut()) {
                 if w.tenant != tenant || !matches!(c, Checked::Run { .. }) {
                     continue;
@@ -450,18 +445,67 @@ impl Node {
                     room -= 1;
                     continue;
                 }
-                let wanted = queued.saturating_add(n);
-                let refusal = QuotaExceeded {
-                    quota: kind,
-                    limit,
-                    wanted,
-                };
-                let mut info = FireInfo::dropped(FireReason::Quota, node).with_detail(refusal);
+                let mut info =
+                    FireInfo::dropped(FireReason::Quota, node).with_detail(refusal.clone());
                 info.plugin_ref = w.plugin.follows().map(str::to_owned);
                 let plugin_id = w.plugin.fallback_id().to_owned();
                 *c = Checked::Skip { info, plugin_id };
             }
         }
         Ok(())
+    }
+}
+
+impl Node {
+    /// How many of `n` new executions `tenant` has room for, by its
+    /// tightest quota — queued, stored, stored bytes — and the refusal that
+    /// quota gives the ones past it.
+    async fn room(&self, tenant: &str, n: u64) -> Result<(u64, QuotaExceeded), IntakeError> {
+        let quotas = self.inner.config.quotas.for_tenant(tenant);
+        let queued = self.queued_estimate(tenant).await?;
+        let (stored, bytes) = self.stored_estimate(tenant).await?;
+        let limits = [
+            (
+                QuotaKind::QueuedExecutions,
+                quotas.queued_executions,
+                queued,
+                n,
+            ),
+            (
+                QuotaKind::StoredExecutions,
+                quotas.stored_executions,
+                stored,
+                n,
+            ),
+            // Bytes are known once stored: full means no room at all.
+            (QuotaKind::StoredBytes, quotas.stored_bytes, bytes, 1),
+        ];
+        let tightest = limits
+            .iter()
+            .map(|&(quota, limit, used, adding)| {
+                let room = match quota {
+                    QuotaKind::StoredBytes if used >= limit => 0,
+                    QuotaKind::StoredBytes => u64::MAX,
+                    _ => limit.saturating_sub(used),
+                };
+                let wanted = used.saturating_add(adding);
+                (
+                    room,
+                    QuotaExceeded {
+                        quota,
+                        limit,
+                        wanted,
+                    },
+                )
+            })
+            .min_by_key(|(room, _)| *room);
+        Ok(tightest.unwrap_or((
+            u64::MAX,
+            QuotaExceeded {
+                quota: QuotaKind::QueuedExecutions,
+                limit: quotas.queued_executions,
+                wanted: queued,
+            },
+        )))
     }
 }

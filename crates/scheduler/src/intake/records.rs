@@ -74,6 +74,7 @@ impl Node {
                 _ => None,
             };
             store.create_executions(&rows).await?;
+            self.count_stored(&rows);
             match (slot, rows.first()) {
                 (Some(slot), Some(e)) => {
                     tracing::debug!(execution = %e.id, tenant = %e.tenant, due_at = %e.due_at, started = true, "execution created");
@@ -114,6 +115,7 @@ impl Node {
                 if !ours {
                     return Decision::Theirs;
                 }
+                self.count_stored(std::slice::from_ref(&e));
                 if let Some((fate, reason)) = e.fire_fate() {
                     metrics.fire(fate, reason);
                 }
@@ -141,5 +143,36 @@ impl Node {
             self.offer(e);
             tracing::debug!(execution = %e.id, tenant = %e.tenant, due_at = %e.due_at, started = false, "execution created");
         }
+    }
+}
+
+impl Node {
+    /// Executions (or fire records) were stored through this node: count
+    /// them, with their inputs' bytes, against their tenants' storage.
+    fn count_stored(&self, executions: &[Execution]) {
+        for e in executions {
+            self.inner
+                .intake
+                .stored(&e.tenant, json_len(&e.policy.input));
+        }
+    }
+}
+
+/// The length of `value` as JSON, without keeping the text.
+fn json_len(value: &serde_json::Value) -> u64 {
+    struct Count(u64);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len() as u64;
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    match serde_json::to_writer(&mut count, value) {
+        Ok(()) => count.0,
+        Err(_) => 0,
     }
 }

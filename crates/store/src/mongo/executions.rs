@@ -194,6 +194,30 @@ impl ExecutionStore for MongoBackend {
             .map_err(db_err)
     }
 
+    async fn executions_stored(&self, tenant: &str) -> Result<(u64, u64)> {
+        // `bytes` is written with every execution (see `execution_row`);
+        // records from before it count as none.
+        let pipeline = [
+            doc! { "$match": { "tenant": tenant } },
+            doc! { "$group": { "_id": Bson::Null, "n": { "$sum": 1 }, "bytes": { "$sum": "$bytes" } } },
+        ];
+        let mut cursor = self
+            .coll("executions")
+            .aggregate(pipeline)
+            .await
+            .map_err(db_err)?;
+        let Some(total) = cursor.try_next().await.map_err(db_err)? else {
+            return Ok((0, 0));
+        };
+        let number = |key: &str| match total.get(key) {
+            Some(Bson::Int32(n)) => u64::try_from(*n).unwrap_or(0),
+            Some(Bson::Int64(n)) => u64::try_from(*n).unwrap_or(0),
+            Some(Bson::Double(n)) => n.max(0.0) as u64,
+            _ => 0,
+        };
+        Ok((number("n"), number("bytes")))
+    }
+
     async fn executions_delete_expired(&self, now: DateTime<Utc>, limit: u32) -> Result<u64> {
         let filter = doc! { "expires_at": { "$ne": Bson::Null, "$lte": ms(now) } };
         let cursor = self

@@ -77,6 +77,8 @@ impl MongoBackend {
                 None,
             ),
             ("executions", doc! { "tenant": 1, "_id": -1 }, None),
+            // A tenant's stored count and bytes, from the index alone.
+            ("executions", doc! { "tenant": 1, "bytes": 1 }, None),
             ("locks", doc! { "expires_at_date": 1 }, Some(ttl())),
             ("nodes", doc! { "expires_at_date": 1 }, Some(ttl())),
         ];

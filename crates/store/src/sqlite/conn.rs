@@ -107,6 +107,16 @@ CREATE TABLE revocations (
     PRIMARY KEY (tenant, jti)) WITHOUT ROWID;
 CREATE INDEX revocations_expiry ON revocations (expires_at);
 "#,
+    // Each execution's stored size (its document's bytes), in the tenant
+    // index: a tenant's stored count and bytes (its storage quotas) are read
+    // from the index alone. (A virtual generated column would not be: SQLite
+    // reads the row to compute it.)
+    r#"
+ALTER TABLE executions ADD COLUMN bytes INTEGER NOT NULL DEFAULT 0;
+UPDATE executions SET bytes = length(CAST(doc AS BLOB));
+DROP INDEX executions_tenant;
+CREATE INDEX executions_tenant ON executions (tenant, id, bytes);
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.

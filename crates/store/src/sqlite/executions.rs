@@ -35,7 +35,8 @@ pub(super) const COLUMNS: &str =
 /// The columns a completion by the running node changes (besides the
 /// document and the version). [`SqliteBackend::write_fenced`] is used for
 /// final completions only, which change nothing else.
-const FINISH_COLUMNS: [&str; 6] = [
+const FINISH_COLUMNS: [&str; 7] = [
+    "bytes",
     "status",
     "lease_expires_at",
     "lease_owner",
@@ -408,6 +409,21 @@ impl ExecutionStore for SqliteBackend {
                 |r| r.get::<_, i64>(0),
             )
             .map(|n| n as u64)
+            .map_err(sql)
+        })
+        .await
+    }
+
+    async fn executions_stored(&self, tenant: &str) -> Result<(u64, u64)> {
+        let tenant = tenant.to_owned();
+        // From the index alone (`executions_tenant` holds each row's size).
+        self.call_statement(move |c| {
+            c.query_row(
+                "SELECT COUNT(*), COALESCE(SUM(bytes), 0) FROM executions WHERE tenant = ?",
+                [&tenant],
+                |r| Ok((r.get::<_, i64>(0)?, r.get::<_, i64>(1)?)),
+            )
+            .map(|(n, bytes)| (n.max(0) as u64, bytes.max(0) as u64))
             .map_err(sql)
         })
         .await
