@@ -117,3 +117,49 @@ async fn one_peers_idle_connections_do_not_keep_another_out() {
     assert!(open <= 64, "{open} connections of one address kept open");
     assert!(open > 0, "its first connections are kept");
 }
+
+/// A body that trickles in (a byte a second after its headers) is cut with
+/// 408 `body_too_slow` once it falls below the minimum rate (after its
+/// 5-second grace), long before the request timeout; a whole body sent at
+/// once is served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_trickling_body_is_cut_at_the_minimum_rate() {
+    let s = Server::start(None);
+    let token = s.admin("acme");
+    let mut slow = TcpStream::connect(address(&s)).expect("connect");
+    let head = format!(
+        "POST /v1/executions HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{"
+    );
+    slow.write_all(head.as_bytes()).expect("write");
+    let started = Instant::now();
+    let trickle = std::thread::spawn(move || {
+        let mut answer = Vec::new();
+        slow.set_read_timeout(Some(Duration::from_millis(1000)))
+            .expect("timeout");
+        while started.elapsed() < Duration::from_secs(30) {
+            let _ = slow.write_all(b" ");
+            let mut buf = [0u8; 512];
+            match slow.read(&mut buf) {
+                Ok(0) => break,
+                Ok(n) => answer.extend_from_slice(&buf[..n]),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => continue,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                Err(_) => break,
+            }
+            if answer.windows(4).any(|w| w == b"\r\n\r\n") && answer.ends_with(b"}") {
+                break;
+            }
+        }
+        (
+            String::from_utf8_lossy(&answer).into_owned(),
+            started.elapsed(),
+        )
+    });
+    let (status, _) = s.call(Method::GET, "/healthz", None, None).await;
+    assert_eq!(status, StatusCode::OK, "others are served meanwhile");
+    let (answer, took) = trickle.join().expect("trickle");
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer}");
+    assert!(answer.contains("body_too_slow"), "{answer}");
+    assert!(took < Duration::from_secs(20), "cut after {took:?}");
+}

@@ -38,6 +38,8 @@ codes! {
     InvalidJson = ("invalid_json", 400),
     /// The body could not be read.
     InvalidBody = ("invalid_body", 400),
+    /// The body arrived slower than the server's minimum rate.
+    BodyTooSlow = ("body_too_slow", 408),
     /// A query parameter is malformed or unknown.
     InvalidQuery = ("invalid_query", 400),
     /// A page cursor that no page gave.

@@ -225,6 +225,10 @@ impl From<JsonRejection> for ApiError {
             JsonRejection::BytesRejection(e) if e.status() == StatusCode::PAYLOAD_TOO_LARGE => {
                 ApiError::payload_too_large("request body is too large")
             }
+            JsonRejection::BytesRejection(e) if super::body_rate::too_slow(&e) => ApiError::new(
+                ErrorCode::BodyTooSlow,
+                super::body_rate::BodyTooSlow.to_string(),
+            ),
             JsonRejection::BytesRejection(e) => ApiError::new(
                 ErrorCode::InvalidBody,
                 format!("failed to read request body: {}", source_text(&e)),
@@ -331,6 +335,11 @@ pub fn body_error(rejection: axum::extract::rejection::BytesRejection) -> ApiErr
             "the body is larger than this server accepts: {}",
             rejection.body_text()
         ))
+    } else if super::body_rate::too_slow(&rejection) {
+        ApiError::new(
+            ErrorCode::BodyTooSlow,
+            super::body_rate::BodyTooSlow.to_string(),
+        )
     } else {
         ApiError::new(ErrorCode::InvalidBody, rejection.body_text())
     }

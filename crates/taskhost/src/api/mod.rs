@@ -13,6 +13,7 @@
 
 mod aliases;
 pub mod auth;
+pub mod body_rate;
 mod console;
 mod contract;
 pub(crate) mod cron;
@@ -187,6 +188,7 @@ pub fn router(state: AppState) -> axum::Router {
             )
         })
         .layer(DefaultBodyLimit::max(state.limits.max_body_bytes))
+        .layer(middleware::map_request(body_rate::min_rate))
         .layer(middleware::from_fn(move |req, next| {
             with_timeout(timeout, req, next)
         }))

@@ -95,6 +95,9 @@ async fn read_form(request: Request) -> ApiResult<(Option<String>, Option<String
     let bad = |e: MultipartError| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
             ApiError::payload_too_large(e.body_text())
+        } else if super::body_rate::too_slow(&e) {
+            let message = super::body_rate::BodyTooSlow.to_string();
+            ApiError::new(ErrorCode::BodyTooSlow, message)
         } else {
             ApiError::new(ErrorCode::InvalidMultipart, e.body_text())
         }
