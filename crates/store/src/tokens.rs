@@ -3,17 +3,21 @@
 
 use super::{Store, StoreError};
 use chrono::{DateTime, Utc};
-use taskhost_model::{MAX_REVOKED_TOKENS_PER_TENANT, Revocation};
+use taskhost_model::Revocation;
 
 impl Store {
     /// Revokes `tenant`'s token `jti` until `expires_at` (when it would have
-    /// expired anyway). Returns the revocation and whether it is new.
+    /// expired anyway), if the tenant keeps fewer than `max` revocations in
+    /// force (`Quota` otherwise; the API's is
+    /// [`MAX_REVOKED_TOKENS_PER_TENANT`](taskhost_model::MAX_REVOKED_TOKENS_PER_TENANT)).
+    /// Returns the revocation and whether it is new.
     pub async fn revoke_token(
         &self,
         tenant: &str,
         jti: &str,
         by: &str,
         expires_at: DateTime<Utc>,
+        max: u64,
     ) -> Result<(Revocation, bool), StoreError> {
         let now = self.now();
         let revocation = Revocation {
@@ -23,10 +27,7 @@ impl Store {
             revoked_at: now,
             expires_at,
         };
-        let new = self
-            .backend
-            .token_revoke(&revocation, now, MAX_REVOKED_TOKENS_PER_TENANT)
-            .await?;
+        let new = self.backend.token_revoke(&revocation, now, max).await?;
         Ok((revocation, new))
     }
 

@@ -10,7 +10,7 @@ async fn revocations_are_per_tenant_and_expire(h: Harness) {
     let store = &h.store;
     let until = store.now() + chrono::Duration::hours(1);
     let (first, new) = store
-        .revoke_token("acme", "jti-1", "alice", until)
+        .revoke_token("acme", "jti-1", "alice", until, 2)
         .await
         .expect("revoke");
     assert!(new);
@@ -19,18 +19,18 @@ async fn revocations_are_per_tenant_and_expire(h: Harness) {
         ("acme", "jti-1")
     );
     let (_, again) = store
-        .revoke_token("acme", "jti-1", "alice", until)
+        .revoke_token("acme", "jti-1", "alice", until, 2)
         .await
         .expect("revoke again");
     assert!(!again, "the second revocation of one jti is not new");
     h.clock.advance(Duration::from_secs(1));
     let later = store.now() + chrono::Duration::minutes(30);
     store
-        .revoke_token("acme", "jti-2", "alice", later)
+        .revoke_token("acme", "jti-2", "alice", later, 2)
         .await
         .expect("revoke");
     store
-        .revoke_token("globex", "jti-1", "bob", until)
+        .revoke_token("globex", "jti-1", "bob", until, 2)
         .await
         .expect("another tenant's jti of the same name");
 
@@ -42,6 +42,13 @@ async fn revocations_are_per_tenant_and_expire(h: Harness) {
         .map(|r| r.jti)
         .collect();
     assert_eq!(acme, ["jti-1", "jti-2"], "oldest first");
+    // A third of acme's is over its quota of two; nothing is stored.
+    let Err(StoreError::Quota(q)) = store.revoke_token("acme", "jti-3", "alice", until, 2).await
+    else {
+        panic!("a third revocation must be refused");
+    };
+    assert_eq!(q.quota.as_str(), "revoked_tokens");
+    assert_eq!((q.limit, q.wanted), (2, 3));
     assert_eq!(store.revoked_tokens(None).await.expect("all").len(), 3);
 
     // Past jti-2's end, only it is gone.
@@ -50,4 +57,9 @@ async fn revocations_are_per_tenant_and_expire(h: Harness) {
     assert_eq!(acme.len(), 1);
     assert_eq!(acme[0].jti, "jti-1");
     assert_eq!(acme[0].revoked_by, "alice");
+    // The expired one no longer counts: room for another.
+    store
+        .revoke_token("acme", "jti-3", "alice", until, 2)
+        .await
+        .expect("room once one expired");
 }

@@ -25,8 +25,8 @@ use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::RwLock;
 use std::time::Duration;
-use taskhost_model::Revocation;
 use taskhost_model::error::ErrorCode;
+use taskhost_model::{MAX_REVOKED_TOKENS_PER_TENANT, Revocation};
 use taskhost_store::{Store, StoreError};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
@@ -146,7 +146,13 @@ async fn revoke(
     let until = state.store.now() + chrono::Duration::from_std(keep).unwrap_or_default();
     let (revocation, new) = state
         .store
-        .revoke_token(&principal.tenant, &body.jti, &principal.subject, until)
+        .revoke_token(
+            &principal.tenant,
+            &body.jti,
+            &principal.subject,
+            until,
+            MAX_REVOKED_TOKENS_PER_TENANT,
+        )
         .await?;
     state.verifier.revoked().insert(&revocation);
     tracing::info!(tenant = %principal.tenant, jti = %body.jti, by = %principal.subject, "token revoked");
