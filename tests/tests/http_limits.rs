@@ -120,7 +120,7 @@ async fn one_peers_idle_connections_do_not_keep_another_out() {
 
 /// A body that trickles in (a byte a second after its headers) is cut with
 /// 408 `body_too_slow` once it falls below the minimum rate (after its
-/// 5-second grace), long before the request timeout; a whole body sent at
+/// 10-second grace), long before the request timeout; a whole body sent at
 /// once is served.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_trickling_body_is_cut_at_the_minimum_rate() {

@@ -38,6 +38,8 @@ codes! {
     InvalidJson = ("invalid_json", 400),
     /// The body could not be read.
     InvalidBody = ("invalid_body", 400),
+    /// An `Idempotency-Key` header that is empty, too long or not visible ASCII.
+    InvalidIdempotencyKey = ("invalid_idempotency_key", 400),
     /// The body arrived slower than the server's minimum rate.
     BodyTooSlow = ("body_too_slow", 408),
     /// A query parameter is malformed or unknown.
@@ -124,6 +126,8 @@ codes! {
     InvalidWindow = ("invalid_window", 422),
     InvalidCount = ("invalid_count", 422),
     BackfillTooLarge = ("backfill_too_large", 422),
+    /// An `Idempotency-Key` used within its window for another request.
+    IdempotencyKeyReused = ("idempotency_key_reused", 422),
     /// A token id (`jti`) to revoke that is empty, too long or not printable.
     InvalidJti = ("invalid_jti", 422),
     /// Too many requests: the tenant's request rate.

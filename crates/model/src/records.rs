@@ -496,6 +496,23 @@ pub struct SecretInfo {
     pub updated_at: DateTime<Utc>,
 }
 
+/// The first answer to a request made with an `Idempotency-Key`: a retry
+/// with the same key and request gets it again instead of new work.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct IdempotencyRecord {
+    pub tenant: String,
+    pub key: String,
+    /// What was asked: a hash of the operation and its body.
+    pub request: String,
+    /// The ids the first request made (executions, in order).
+    pub ids: Vec<String>,
+    #[serde(with = "crate::time::utc")]
+    pub created_at: DateTime<Utc>,
+    /// When the key may be used for another request.
+    #[serde(with = "crate::time::utc")]
+    pub expires_at: DateTime<Utc>,
+}
+
 /// The most unexpired token revocations a tenant may keep.
 pub const MAX_REVOKED_TOKENS_PER_TENANT: u64 = 10_000;
 

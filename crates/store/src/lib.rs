@@ -18,6 +18,7 @@ mod backend;
 mod executions;
 pub mod faults;
 mod fires;
+mod idempotency;
 #[cfg(feature = "mongodb")]
 pub mod mongo;
 pub mod news;

@@ -17,7 +17,8 @@ use chrono::{DateTime, Utc};
 use taskhost_model::kv::KvQuota;
 use taskhost_model::quota::Quotas;
 use taskhost_model::{
-    Execution, NodeInfo, PluginAlias, PluginRecord, Revocation, Schedule, SecretInfo,
+    Execution, IdempotencyRecord, NodeInfo, PluginAlias, PluginRecord, Revocation, Schedule,
+    SecretInfo,
 };
 
 /// Plugins, their wasm, and their aliases (`name@alias`). A changed record
@@ -249,6 +250,19 @@ pub trait TokenStore: Send + Sync {
     ) -> Result<Vec<Revocation>>;
 }
 
+/// Idempotency keys: the first answer to a request, by (tenant, key),
+/// under a unique index so that nodes racing with one key agree.
+#[async_trait::async_trait]
+pub trait IdempotencyStore: Send + Sync {
+    /// Stores `record` unless an unexpired one of its (tenant, key) exists
+    /// at `now`; returns that one instead (an expired one is replaced).
+    async fn idempotency_put(
+        &self,
+        record: &IdempotencyRecord,
+        now: DateTime<Utc>,
+    ) -> Result<Option<IdempotencyRecord>>;
+}
+
 /// Coordination of the nodes sharing a store: named locks held by one
 /// owner until they expire, and the nodes' heartbeats.
 #[async_trait::async_trait]
@@ -291,6 +305,7 @@ pub trait Backend:
     + StateStore
     + SecretStore
     + TokenStore
+    + IdempotencyStore
     + ClusterStore
     + 'static
 {

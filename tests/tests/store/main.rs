@@ -22,6 +22,7 @@ use taskhost_tests::stores::Harness;
 
 mod cluster;
 mod executions;
+mod idempotency;
 mod plugins;
 mod queue;
 mod quotas;

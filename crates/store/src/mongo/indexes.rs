@@ -39,6 +39,12 @@ impl MongoBackend {
                 Some(unique()),
             ),
             ("revocations", doc! { "expires_at_date": 1 }, Some(ttl())),
+            (
+                "idempotency",
+                doc! { "tenant": 1, "key": 1 },
+                Some(unique()),
+            ),
+            ("idempotency", doc! { "expires_at_date": 1 }, Some(ttl())),
             ("schedules", doc! { "tenant": 1, "_id": -1 }, None),
             ("schedules", doc! { "next_fire_at": 1 }, None),
             (

@@ -117,6 +117,13 @@ UPDATE executions SET bytes = length(CAST(doc AS BLOB));
 DROP INDEX executions_tenant;
 CREATE INDEX executions_tenant ON executions (tenant, id, bytes);
 "#,
+    // Idempotency keys (see `IdempotencyStore`).
+    r#"
+CREATE TABLE idempotency (
+    tenant TEXT NOT NULL, key TEXT NOT NULL, expires_at INTEGER NOT NULL, doc TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)) WITHOUT ROWID;
+CREATE INDEX idempotency_expiry ON idempotency (expires_at);
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.

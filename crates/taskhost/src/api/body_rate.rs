@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
 /// How long a body may take before its rate is checked.
-pub const GRACE: Duration = Duration::from_secs(5);
+pub const GRACE: Duration = Duration::from_secs(10);
 /// The slowest a body may arrive, on average, after [`GRACE`].
 pub const MIN_BYTES_PER_SEC: u64 = 1024;
 

@@ -263,23 +263,27 @@ where
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
-        let axum::Json(mut value) = axum::Json::<Value>::from_request(req, state).await?;
-        whole_floats_as_integers(&mut value);
-        serde_path_to_error::deserialize(value)
-            .map(Json)
-            .map_err(|e| {
-                let (path, inner) = (e.path().to_string(), e.into_inner());
-                let at = if path == "." {
-                    String::new()
-                } else {
-                    format!("{path}: ")
-                };
-                ApiError::new(
-                    ErrorCode::InvalidJson,
-                    format!("invalid JSON body: {at}{inner}"),
-                )
-            })
+        let axum::Json(value) = axum::Json::<Value>::from_request(req, state).await?;
+        from_value(value).map(Json)
     }
+}
+
+/// A JSON body, already parsed, as `T` (400 `invalid_json` naming the
+/// field at fault).
+pub fn from_value<T: DeserializeOwned>(mut value: Value) -> Result<T, ApiError> {
+    whole_floats_as_integers(&mut value);
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let (path, inner) = (e.path().to_string(), e.into_inner());
+        let at = if path == "." {
+            String::new()
+        } else {
+            format!("{path}: ")
+        };
+        ApiError::new(
+            ErrorCode::InvalidJson,
+            format!("invalid JSON body: {at}{inner}"),
+        )
+    })
 }
 
 /// `2.0` is `2`: a number with no fraction is read as the integer it is, as

@@ -3,6 +3,7 @@
 
 use super::auth::Scope;
 use super::error::{ApiError, ApiResult, Json, Query};
+use super::idempotency::{self, IdempotencyHeader, Keyed};
 use super::scoped::{Caller, may_use_secrets, need};
 use super::wire::{BatchAccepted, NewExecution, NewExecutions};
 use super::{AppState, ErrorBody};
@@ -37,14 +38,16 @@ pub(super) fn routes(max_batch_bytes: usize) -> OpenApiRouter<AppState> {
 /// 422 answer lists each refused run (`details.errors`: `index`, `code`,
 /// `message`). The body may be up to 16 times the usual JSON limit.
 #[utoipa::path(post, path = "/v1/executions/batch", tag = "executions", request_body = NewExecutions,
+    params(IdempotencyHeader),
     responses((status = 202, body = BatchAccepted, description = "all queued"),
+        (status = 200, body = BatchAccepted, description = "a retry with the first request's Idempotency-Key: its answer"),
         (status = 400, body = ErrorBody), (status = 413, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "refused runs (none was queued) or a bad batch size"),
         (status = 429, body = ErrorBody, description = "over the queued-executions quota or the request rate")))]
 async fn submit_batch(
     State(state): State<AppState>,
     principal: Caller<need::ExecutionsWrite>,
-    Json(batch): Json<NewExecutions>,
+    Keyed { body: batch, key }: Keyed<NewExecutions>,
 ) -> ApiResult<(StatusCode, Json<BatchAccepted>)> {
     if batch.runs.is_empty() || batch.runs.len() > MAX_BATCH_RUNS {
         let n = batch.runs.len();
@@ -68,11 +71,21 @@ async fn submit_batch(
     for run in &batch.runs {
         may_use_secrets(&principal, &run.policy.secrets)?;
     }
-    let work = batch
+    let mut work: Vec<Work> = batch
         .runs
         .into_iter()
         .map(|run| ad_hoc(&principal.tenant, run.plugin_id, run.policy))
         .collect();
+    if let Some(key) = &key {
+        let ids = work.iter().map(|w| w.id.clone()).collect();
+        if let Some(ids) = idempotency::first_ids(&state, &principal.tenant, key, ids).await? {
+            for (w, id) in work.iter_mut().zip(&ids) {
+                w.id = id.clone();
+            }
+            idempotency::replayed(&state, &principal.tenant, work).await?;
+            return Ok((StatusCode::OK, Json(BatchAccepted { ids })));
+        }
+    }
     match state.node.intake(work, Admission::Submit).await {
         Ok(decided) => {
             let ids = decided.into_iter().filter_map(Decision::run).map(|e| e.id);
@@ -130,14 +143,15 @@ fn refused_batch(errors: Vec<serde_json::Value>) -> ApiError {
 /// Submit an ad hoc execution. With `wait`, the response comes when it
 /// finishes (200) or when the wait is over (202, still queued or running).
 #[utoipa::path(post, path = "/v1/executions", tag = "executions", request_body = NewExecution,
-    responses((status = 200, body = Execution, description = "finished within `wait`"),
+    params(IdempotencyHeader),
+    responses((status = 200, body = Execution, description = "finished within `wait`, or a retry with the first request's Idempotency-Key (the execution as it is now)"),
         (status = 202, body = Execution, description = "queued (or still running after `wait`)"),
         (status = 400, body = ErrorBody), (status = 422, body = ErrorBody),
         (status = 429, body = ErrorBody, description = "over the queued-executions quota or the request rate")))]
 async fn submit(
     State(state): State<AppState>,
     principal: Caller<need::ExecutionsWrite>,
-    Json(new): Json<NewExecution>,
+    Keyed { body: new, key }: Keyed<NewExecution>,
 ) -> ApiResult<(StatusCode, Json<Execution>)> {
     let max_wait = state
         .limits
@@ -151,7 +165,16 @@ async fn submit(
         return Err(ApiError::new(ErrorCode::InvalidWait, message).on_field("wait"));
     }
     may_use_secrets(&principal, &new.policy.secrets)?;
-    let work = ad_hoc(&principal.tenant, new.plugin_id, new.policy);
+    let mut work = ad_hoc(&principal.tenant, new.plugin_id, new.policy);
+    if let Some(key) = &key {
+        let ids = vec![work.id.clone()];
+        let first = idempotency::first_ids(&state, &principal.tenant, key, ids).await?;
+        if let Some(id) = first.and_then(|ids| ids.into_iter().next()) {
+            work.id = id;
+            let execution = idempotency::replayed(&state, &principal.tenant, vec![work]).await?;
+            return Ok((StatusCode::OK, Json(execution)));
+        }
+    }
     // Watched before it is made, so its end on this node cannot be missed.
     let watch = new.wait.map(|_| state.node.watch(&work.id));
     let execution = state.node.submit(work).await?;

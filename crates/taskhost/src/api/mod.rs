@@ -20,6 +20,7 @@ pub(crate) mod cron;
 pub mod error;
 mod executions;
 mod fires;
+mod idempotency;
 mod nodes;
 mod ops;
 pub(crate) mod plugins;
