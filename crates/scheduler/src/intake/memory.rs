@@ -46,6 +46,8 @@ pub(crate) struct Memory {
     seen: Mutex<PluginsSeen>,
     counts: Mutex<HashMap<String, QueueCount>>,
     stored: Mutex<HashMap<String, StoredCount>>,
+    /// Tenants whose stored count is being refreshed in the background.
+    refreshing: Mutex<std::collections::HashSet<String>>,
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -58,6 +60,7 @@ impl Memory {
             seen: Mutex::new(PluginsSeen::new(plugins)),
             counts: Mutex::new(HashMap::new()),
             stored: Mutex::new(HashMap::new()),
+            refreshing: Mutex::default(),
         }
     }
 
@@ -113,16 +116,42 @@ impl Node {
     }
 
     /// The tenant's stored executions and their bytes, for its storage
-    /// quotas (see the module's documentation).
-    pub(super) async fn stored_estimate(&self, tenant: &str) -> Result<(u64, u64), StoreError> {
+    /// quotas (see the module's documentation). With `wait` false (the
+    /// fire path, which must not wait on an index scan), a stale or missing
+    /// count is refreshed in the background and the last one (or none)
+    /// answers now.
+    pub(super) async fn stored_estimate(
+        &self,
+        tenant: &str,
+        wait: bool,
+    ) -> Result<(u64, u64), StoreError> {
         let memory = &self.inner.intake;
-        if let Some(s) = lock(&memory.stored).get(tenant)
-            && s.counted_at.elapsed() < STORED_COUNT_TTL
-        {
-            return Ok((s.count + s.added, s.bytes + s.added_bytes));
+        let last = lock(&memory.stored).get(tenant).map(|s| {
+            let fresh = s.counted_at.elapsed() < STORED_COUNT_TTL;
+            (fresh, (s.count + s.added, s.bytes + s.added_bytes))
+        });
+        match last {
+            Some((true, estimate)) => Ok(estimate),
+            _ if wait => self.recount_stored(tenant).await,
+            stale => {
+                if lock(&memory.refreshing).insert(tenant.to_owned()) {
+                    let (node, tenant) = (self.clone(), tenant.to_owned());
+                    tokio::spawn(async move {
+                        if let Err(e) = node.recount_stored(&tenant).await {
+                            tracing::debug!(%tenant, error = %e, "could not count stored executions");
+                        }
+                        lock(&node.inner.intake.refreshing).remove(&tenant);
+                    });
+                }
+                Ok(stale.map_or((0, 0), |(_, estimate)| estimate))
+            }
         }
+    }
+
+    /// Counts the tenant's stored executions in the store, and keeps it.
+    async fn recount_stored(&self, tenant: &str) -> Result<(u64, u64), StoreError> {
         let (count, bytes) = self.inner.store.stored_usage(tenant).await?;
-        let mut stored = lock(&memory.stored);
+        let mut stored = lock(&self.inner.intake.stored);
         // Bounded: tenants not seen for a while are counted afresh anyway.
         if stored.len() > 10_000 {
             stored.retain(|_, s| s.counted_at.elapsed() < STORED_COUNT_TTL);

@@ -429,7 +429,7 @@ impl Node {
         }
         let node = self.inner.config.node_id.as_str();
         for (tenant, n) in wanted {
-            let (room, refusal) = self.room(tenant, n).await?;
+            let (room, refusal) = self.room(tenant, n, admission).await?;
             if !admission.refusals_skip() {
                 if n > room {
                     return Err(refusal.into());
@@ -460,10 +460,17 @@ impl Node {
     /// How many of `n` new executions `tenant` has room for, by its
     /// tightest quota — queued, stored, stored bytes — and the refusal that
     /// quota gives the ones past it.
-    async fn room(&self, tenant: &str, n: u64) -> Result<(u64, QuotaExceeded), IntakeError> {
+    async fn room(
+        &self,
+        tenant: &str,
+        n: u64,
+        admission: Admission,
+    ) -> Result<(u64, QuotaExceeded), IntakeError> {
         let quotas = self.inner.config.quotas.for_tenant(tenant);
         let queued = self.queued_estimate(tenant).await?;
-        let (stored, bytes) = self.stored_estimate(tenant).await?;
+        // A fire pass does not wait on the storage count (see `memory`).
+        let wait = !admission.refusals_skip();
+        let (stored, bytes) = self.stored_estimate(tenant, wait).await?;
         let limits = [
             (
                 QuotaKind::QueuedExecutions,

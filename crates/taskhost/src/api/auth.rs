@@ -375,6 +375,11 @@ impl Verifier {
                 "malformed token: `tenant` claim is empty",
             ));
         }
+        if !self.revoked.ready() {
+            return Err(ApiError::unavailable(
+                "this node has not read the revoked tokens yet (the store is away); try again shortly",
+            ));
+        }
         if let Some(jti) = &claims.jti
             && self.revoked.contains(&claims.tenant, jti)
         {

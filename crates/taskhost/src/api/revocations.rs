@@ -24,6 +24,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use taskhost_model::error::ErrorCode;
 use taskhost_model::{MAX_REVOKED_TOKENS_PER_TENANT, Revocation};
@@ -45,9 +46,22 @@ type ByTenant = HashMap<String, HashMap<String, DateTime<Utc>>>;
 #[derive(Debug, Default)]
 pub struct Revoked {
     tokens: RwLock<ByTenant>,
+    /// Not read from the store yet (it was away when the node started):
+    /// until it is, no token is accepted, since any may be revoked.
+    unread: AtomicBool,
 }
 
 impl Revoked {
+    /// Whether the revocations have been read (see [`Revoked::unread`]).
+    pub fn ready(&self) -> bool {
+        !self.unread.load(Ordering::Acquire)
+    }
+
+    /// Marks the cache as not read yet; the next successful load clears it.
+    pub fn unread(&self) {
+        self.unread.store(true, Ordering::Release);
+    }
+
     /// Whether `tenant`'s token `jti` is revoked.
     pub fn contains(&self, tenant: &str, jti: &str) -> bool {
         let tokens = self.tokens.read().unwrap_or_else(|p| p.into_inner());
@@ -74,6 +88,7 @@ impl Revoked {
                 .insert(r.jti, r.expires_at);
         }
         *self.tokens.write().unwrap_or_else(|p| p.into_inner()) = fresh;
+        self.unread.store(false, Ordering::Release);
         Ok(count)
     }
 

@@ -283,12 +283,14 @@ async fn run(settings: &Settings, state: AppState) -> anyhow::Result<()> {
         let (node, stop) = (node.clone(), stopped(stop_rx.clone()));
         tokio::spawn(async move { node.run(stop, grace).await })
     };
-    // Revoked tokens are refused from the first request on.
+    // Revoked tokens are refused from the first request on: read before
+    // serving, or — with the store away — no token is accepted (503) until
+    // the refresh has read them.
     let revoked = state.verifier.revoked().clone();
-    revoked
-        .load(&state.store)
-        .await
-        .context("could not read the revoked tokens")?;
+    if let Err(e) = revoked.load(&state.store).await {
+        tracing::warn!(error = %e, "could not read the revoked tokens; refusing tokens until they are read");
+        revoked.unread();
+    }
     tokio::spawn(revoked.refresh(state.store.clone()));
     let app = router(state);
     let limits = ConnectionLimits {
