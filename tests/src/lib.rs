@@ -180,3 +180,16 @@ macro_rules! conformance {
         }
     };
 }
+
+/// `bytes` (a plugin) with a custom section naming `n` appended: the same
+/// plugin under another hash, so an upload of it compiles again.
+pub fn variant(bytes: &[u8], n: usize) -> Vec<u8> {
+    let name = format!("variant-{n}");
+    let mut section = vec![name.len() as u8];
+    section.extend_from_slice(name.as_bytes());
+    let mut out = bytes.to_vec();
+    out.push(0);
+    out.push(section.len() as u8);
+    out.extend(section);
+    out
+}

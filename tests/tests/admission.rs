@@ -105,18 +105,6 @@ async fn upload(s: &Server, token: &str, name: &str, wasm: Vec<u8>) -> (StatusCo
     (status, response.json().await.expect("json"))
 }
 
-/// `bytes` plus a custom section naming `n`: the same plugin, another hash.
-fn variant(bytes: &[u8], n: usize) -> Vec<u8> {
-    let name = format!("variant-{n}");
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name.as_bytes());
-    let mut out = bytes.to_vec();
-    out.push(0);
-    out.push(section.len() as u8);
-    out.extend(section);
-    out
-}
-
 #[test]
 fn accepted_plugins_compile_at_most_n_at_a_time() {
     let runtime = Runtime::new(RuntimeConfig {
@@ -131,7 +119,7 @@ fn accepted_plugins_compile_at_most_n_at_a_time() {
     let hello = taskhost_tests::plugin("hello");
     std::thread::scope(|scope| {
         for n in 0..6 {
-            let (runtime, wasm) = (&runtime, variant(&hello, n));
+            let (runtime, wasm) = (&runtime, taskhost_tests::variant(&hello, n));
             scope.spawn(move || runtime.prepare(&wasm).expect("valid"));
         }
     });

@@ -16,18 +16,6 @@ const CONFIG: &str = r#"
 compile_seconds_per_hour = 5
 "#;
 
-/// `bytes` with a custom section naming `n`: the same plugin, another hash.
-fn variant(bytes: &[u8], n: usize) -> Vec<u8> {
-    let name = format!("variant-{n}");
-    let mut section = vec![name.len() as u8];
-    section.extend_from_slice(name.as_bytes());
-    let mut out = bytes.to_vec();
-    out.push(0);
-    out.push(section.len() as u8);
-    out.extend(section);
-    out
-}
-
 async fn upload(
     s: &Server,
     token: &str,
@@ -83,7 +71,11 @@ async fn one_tenant_compiling_does_not_hold_up_another() {
     // A uploads four large components at once.
     let mut hog = Vec::new();
     for n in 0..4 {
-        let (s2, a, wasm) = (s.client.clone(), a.clone(), variant(&python, n));
+        let (s2, a, wasm) = (
+            s.client.clone(),
+            a.clone(),
+            taskhost_tests::variant(&python, n),
+        );
         let url = s.at(&format!("/v1/plugins?name=py&version=1.0.{n}"));
         hog.push(tokio::spawn(async move {
             // (Those still compiling at the end fail with the server.)
@@ -113,7 +105,7 @@ async fn one_tenant_compiling_does_not_hold_up_another() {
 
     // B's small upload is not behind A's.
     let started = Instant::now();
-    let response = upload(&s, &b, "hello", "2.0.0", variant(&hello, 9)).await;
+    let response = upload(&s, &b, "hello", "2.0.0", taskhost_tests::variant(&hello, 9)).await;
     let took = started.elapsed();
     assert_eq!(response.status(), StatusCode::CREATED);
     assert!(took < Duration::from_secs(3), "B's upload took {took:?}");
@@ -131,13 +123,27 @@ async fn one_tenant_compiling_does_not_hold_up_another() {
     let spender = s.admin("spender");
     let first = upload(&s, &spender, "py", "1.0.0", hello.clone()).await;
     assert_eq!(first.status(), StatusCode::CREATED);
-    let again = upload(&s, &spender, "py", "1.0.0", variant(&python, 7)).await;
+    let again = upload(
+        &s,
+        &spender,
+        "py",
+        "1.0.0",
+        taskhost_tests::variant(&python, 7),
+    )
+    .await;
     assert_eq!(
         again.status(),
         StatusCode::CONFLICT,
         "refused after compiling"
     );
-    let over = upload(&s, &spender, "py", "1.0.1", variant(&hello, 8)).await;
+    let over = upload(
+        &s,
+        &spender,
+        "py",
+        "1.0.1",
+        taskhost_tests::variant(&hello, 8),
+    )
+    .await;
     assert_eq!(over.status(), StatusCode::TOO_MANY_REQUESTS);
     assert!(over.headers().get(header::RETRY_AFTER).is_some());
     let body: Value = over.json().await.expect("json");

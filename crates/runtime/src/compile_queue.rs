@@ -55,7 +55,7 @@ impl CompileFairness {
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum CompileRefusal {
     #[error(
-        "{waiting} uploads of this tenant are already waiting to compile (the most is {waiting}); try again later"
+        "this tenant's uploads are compiling and {waiting} more are waiting; this one cannot compile now: try again later"
     )]
     Busy {
         waiting: usize,

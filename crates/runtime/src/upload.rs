@@ -21,8 +21,9 @@ pub enum UploadError {
 
 impl Runtime {
     /// Validates and compiles `wasm` for `tenant`, whose compile budget is
-    /// `budget` CPU-seconds per hour: waits (async) for a fair compile slot,
-    /// then compiles on a blocking thread, always (never from a cache: the
+    /// `budget` CPU-seconds per hour: waits (async, at most `max_wait`, then
+    /// refused as busy) for a fair compile slot, then compiles on a
+    /// blocking thread, always (never from a cache: the
     /// time an upload takes must not tell whether another tenant uploaded
     /// the same bytes), and charges the CPU time it took, accepted or not.
     pub async fn upload(
@@ -30,8 +31,18 @@ impl Runtime {
         tenant: &str,
         budget: u64,
         wasm: bytes::Bytes,
+        max_wait: Duration,
     ) -> Result<Plugin, UploadError> {
-        let ticket = self.inner.uploads.admit(tenant, budget).await?;
+        let admitted = tokio::time::timeout(max_wait, self.inner.uploads.admit(tenant, budget));
+        let ticket = match admitted.await {
+            Ok(ticket) => ticket?,
+            Err(_) => {
+                return Err(UploadError::Refused(CompileRefusal::Busy {
+                    waiting: self.inner.uploads.usage().1,
+                    retry_after: max_wait,
+                }));
+            }
+        };
         let runtime = self.clone();
         let compiled = tokio::task::spawn_blocking(move || {
             let start = thread_cpu();

@@ -198,9 +198,12 @@ async fn receive(
     )?;
     // A fair compile slot, then the compile, charged to the tenant.
     let budget = quotas.compile_seconds_per_hour;
+    // Waiting for a slot takes at most half the request's time, so that an
+    // upload that cannot compile in time is refused (429), not cut (503).
+    let max_wait = state.limits.request_timeout / 2;
     let plugin = state
         .runtime
-        .upload(&principal.tenant, budget, body.clone())
+        .upload(&principal.tenant, budget, body.clone(), max_wait)
         .await
         .map_err(upload_error)?;
     let record = PluginRecord {
