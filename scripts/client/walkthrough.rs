@@ -28,7 +28,7 @@ fn main() {
         "plugin_id": plugin.id, "input": {"name": "Ada"}, "wait": "20s",
     }))
     .expect("a new execution");
-    let done = executions_api::executions_submit(&config, run).expect("submit");
+    let done = executions_api::executions_submit(&config, run, None).expect("submit");
     assert_eq!(done.status, ExecutionStatus::Succeeded);
     let again = executions_api::executions_get(&config, &done.id).expect("get");
     let output = again
