@@ -70,8 +70,9 @@ pub fn tools_or_skip(test: &str) -> bool {
 }
 
 /// Builds `plugins/NAME` (e.g. `hello-py`) once per process, into
-/// `target/plugins/LANG/NAME.wasm`, and returns its path. Panics with the
-/// tool's output when the build fails.
+/// `target/plugins/LANG/NAME.wasm`, and returns its path; a build newer than
+/// the plugin's sources and its SDK (left by an earlier test binary) is
+/// used as it is. Panics with the tool's output when the build fails.
 pub fn build(lang: Lang, name: &str) -> PathBuf {
     static BUILT: OnceLock<Mutex<HashMap<String, PathBuf>>> = OnceLock::new();
     let built = BUILT.get_or_init(Default::default);
@@ -81,13 +82,25 @@ pub fn build(lang: Lang, name: &str) -> PathBuf {
     }
     let root = repo_root();
     let source = root.join("plugins").join(name);
+    let lang_dir = match lang {
+        Lang::Python => "python",
+        Lang::Js => "js",
+    };
     let out = root
         .join("target/plugins")
-        .join(match lang {
-            Lang::Python => "python",
-            Lang::Js => "js",
-        })
+        .join(lang_dir)
         .join(format!("{name}.wasm"));
+    let sdk = root.join("sdk").join(lang_dir);
+    let built_at = std::fs::metadata(&out)
+        .ok()
+        .filter(|m| m.len() > 0)
+        .and_then(|m| m.modified().ok());
+    if let Some(built_at) = built_at
+        && newest(&source).max(newest(&sdk)) < Some(built_at)
+    {
+        built.insert(name.to_owned(), out.clone());
+        return out;
+    }
     let mut command = match lang {
         Lang::Python => {
             let mut c = Command::new(root.join("sdk/python/build-plugin.sh"));
@@ -126,4 +139,24 @@ pub fn build(lang: Lang, name: &str) -> PathBuf {
     );
     built.insert(name.to_owned(), out.clone());
     out
+}
+
+/// The newest modification time of the files below `dir` (tool and build
+/// folders aside).
+fn newest(dir: &std::path::Path) -> Option<std::time::SystemTime> {
+    let mut newest = None;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let skip = ["node_modules", "target", "__pycache__", ".venv"];
+        let modified = if path.is_dir() {
+            match path.file_name().and_then(|n| n.to_str()) {
+                Some(n) if skip.contains(&n) => None,
+                _ => self::newest(&path),
+            }
+        } else {
+            entry.metadata().ok().and_then(|m| m.modified().ok())
+        };
+        newest = newest.max(modified);
+    }
+    newest
 }
