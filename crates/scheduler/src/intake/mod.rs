@@ -454,9 +454,7 @@ impl Node {
         }
         Ok(())
     }
-}
 
-impl Node {
     /// How many of `n` new executions `tenant` has room for, by its
     /// tightest quota — queued, stored, stored bytes — and the refusal that
     /// quota gives the ones past it.
@@ -471,48 +469,44 @@ impl Node {
         // A fire pass does not wait on the storage count (see `memory`).
         let wait = !admission.refusals_skip();
         let (stored, bytes) = self.stored_estimate(tenant, wait).await?;
-        let limits = [
+        let over = |quota, limit, used: u64, adding: u64| QuotaExceeded {
+            quota,
+            limit,
+            wanted: used.saturating_add(adding),
+        };
+        // Bytes are known once stored: a tenant at its bytes has no room.
+        let bytes_room = if bytes >= quotas.stored_bytes {
+            0
+        } else {
+            u64::MAX
+        };
+        let [first, rest @ ..] = [
             (
-                QuotaKind::QueuedExecutions,
-                quotas.queued_executions,
-                queued,
-                n,
+                quotas.queued_executions.saturating_sub(queued),
+                over(
+                    QuotaKind::QueuedExecutions,
+                    quotas.queued_executions,
+                    queued,
+                    n,
+                ),
             ),
             (
-                QuotaKind::StoredExecutions,
-                quotas.stored_executions,
-                stored,
-                n,
+                quotas.stored_executions.saturating_sub(stored),
+                over(
+                    QuotaKind::StoredExecutions,
+                    quotas.stored_executions,
+                    stored,
+                    n,
+                ),
             ),
-            // Bytes are known once stored: full means no room at all.
-            (QuotaKind::StoredBytes, quotas.stored_bytes, bytes, 1),
+            (
+                bytes_room,
+                over(QuotaKind::StoredBytes, quotas.stored_bytes, bytes, 1),
+            ),
         ];
-        let tightest = limits
-            .iter()
-            .map(|&(quota, limit, used, adding)| {
-                let room = match quota {
-                    QuotaKind::StoredBytes if used >= limit => 0,
-                    QuotaKind::StoredBytes => u64::MAX,
-                    _ => limit.saturating_sub(used),
-                };
-                let wanted = used.saturating_add(adding);
-                (
-                    room,
-                    QuotaExceeded {
-                        quota,
-                        limit,
-                        wanted,
-                    },
-                )
-            })
-            .min_by_key(|(room, _)| *room);
-        Ok(tightest.unwrap_or((
-            u64::MAX,
-            QuotaExceeded {
-                quota: QuotaKind::QueuedExecutions,
-                limit: quotas.queued_executions,
-                wanted: queued,
-            },
-        )))
+        Ok(rest.into_iter().fold(
+            first,
+            |tightest, q| if q.0 < tightest.0 { q } else { tightest },
+        ))
     }
 }

@@ -115,7 +115,9 @@ impl Node {
                 if !ours {
                     return Decision::Theirs;
                 }
-                self.count_stored(std::slice::from_ref(&e));
+                // A fire's input is its schedule's: counted in bytes at the
+                // next recount, not serialized again per fire here.
+                self.inner.intake.stored(&e.tenant, 0);
                 if let Some((fate, reason)) = e.fire_fate() {
                     metrics.fire(fate, reason);
                 }
@@ -147,8 +149,8 @@ impl Node {
 }
 
 impl Node {
-    /// Executions (or fire records) were stored through this node: count
-    /// them, with their inputs' bytes, against their tenants' storage.
+    /// Submitted executions were stored through this node: count them,
+    /// with their inputs' bytes, against their tenants' storage.
     fn count_stored(&self, executions: &[Execution]) {
         for e in executions {
             self.inner
