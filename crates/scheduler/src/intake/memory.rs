@@ -6,8 +6,9 @@
 //! claimed since, so taking in work costs no scan of the backlog; it may lag
 //! by what other nodes did within that second. The stored count and bytes
 //! come from the store at most every [`STORED_COUNT_TTL`] (an index scan of
-//! the tenant's records), corrected by what this node added (its inputs' bytes; outputs show at the
-//! next count).
+//! the tenant's records), corrected by the records this node added and the
+//! inputs of runs submitted through it (fires' and outputs' bytes show at
+//! the next count).
 
 use super::plugins::PluginsSeen;
 use crate::Node;
