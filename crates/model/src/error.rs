@@ -54,6 +54,11 @@ codes! {
     EmptyBody = ("empty_body", 400),
     /// No valid credentials.
     Unauthorized = ("unauthorized", 401),
+    /// A hook request whose signature or token does not verify, or that
+    /// lacks the headers its hook's mode needs.
+    BadSignature = ("bad_signature", 401),
+    /// A signed hook request whose timestamp is too far from now.
+    StaleTimestamp = ("stale_timestamp", 401),
     /// Valid credentials without the scope or role the operation needs.
     Forbidden = ("forbidden", 403),
     /// No such resource in the caller's tenant.
@@ -64,6 +69,8 @@ codes! {
     Conflict = ("conflict", 409),
     /// The resource is still used by another.
     InUse = ("in_use", 409),
+    /// A hook request whose `webhook-id` was taken already (a replay).
+    WebhookReplayed = ("webhook_replayed", 409),
     /// The execution already ended.
     AlreadyFinished = ("already_finished", 409),
     /// Only a finished execution can be re-run.
@@ -128,6 +135,8 @@ codes! {
     BackfillTooLarge = ("backfill_too_large", 422),
     /// An `Idempotency-Key` used within its window for another request.
     IdempotencyKeyReused = ("idempotency_key_reused", 422),
+    /// An event name, id or filter outside what is allowed.
+    InvalidEvent = ("invalid_event", 422),
     /// A token id (`jti`) to revoke that is empty, too long or not printable.
     InvalidJti = ("invalid_jti", 422),
     /// Too many requests: the tenant's request rate.

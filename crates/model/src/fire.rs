@@ -173,6 +173,9 @@ pub struct FireInfo {
     /// runs late rather than being missed: by how much, in milliseconds.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub late_ms: Option<u64>,
+    /// The event this fire was for (event triggers).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub event: Option<crate::event::EventRef>,
 }
 
 /// What a backfilled fire had been before it ran.
@@ -204,6 +207,7 @@ impl FireInfo {
             plugin_ref: None,
             was: None,
             late_ms: None,
+            event: None,
         }
     }
 
@@ -279,6 +283,9 @@ pub struct FireRecord {
     /// A backfilled fire that had been skipped or missed: what it was.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub was: Option<FireWas>,
+    /// The event it was for (event triggers).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event: Option<crate::event::EventRef>,
 }
 
 impl FireRecord {
@@ -302,6 +309,7 @@ impl FireRecord {
             decided_at: e.created_at,
             decided_by: info.map(|i| i.decided_by.clone()).filter(|n| !n.is_empty()),
             was: info.and_then(|i| i.was.clone()),
+            event: info.and_then(|i| i.event.clone()),
         })
     }
 }

@@ -13,11 +13,14 @@
 //! - [`trigger`]: when a schedule fires (cron, intervals, catch-up);
 //! - [`quota`]: what each tenant may keep and ask for;
 //! - [`secrets`]: sealing, scrubbing and naming of tenant secrets;
-//! - [`kv`]: the key-value trait plugins' state lives behind.
+//! - [`kv`]: the key-value trait plugins' state lives behind;
+//! - [`event`], [`hook`]: events, what they fire, and the public hooks that send them.
 
 pub mod clock;
 pub mod error;
+pub mod event;
 mod fire;
+pub mod hook;
 pub mod kv;
 pub mod limits;
 pub mod outcome;
@@ -32,6 +35,7 @@ mod webhook;
 pub use fire::{
     FireCounts, FireFate, FireInfo, FireReason, FireRecord, FireWas, LATEST, PluginAlias,
 };
+pub use hook::HookRecord;
 pub use limits::Limits;
 pub use outcome::{HttpRecord, LogLevel, LogLine, Outcome, Progress, RunError, Status};
 pub use policy::{PolicyContext, PolicyError, RunPolicy};

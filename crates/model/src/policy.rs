@@ -418,7 +418,7 @@ fn check_period(
 pub fn shortest_period(t: &Trigger, created_at: chrono::DateTime<chrono::Utc>) -> Option<Duration> {
     match t {
         Trigger::Interval { every, .. } => Some(*every),
-        Trigger::Once { .. } | Trigger::Manual {} => None,
+        Trigger::Once { .. } | Trigger::Manual {} | Trigger::Event { .. } => None,
         Trigger::Cron { .. } => {
             let end = chrono::DateTime::<chrono::Utc>::MAX_UTC;
             let fires = trigger::fires_between(t, created_at, created_at, end, 64).ok()?;

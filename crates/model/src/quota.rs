@@ -156,6 +156,7 @@ pub enum QuotaKind {
     CompileSecondsPerHour,
     StoredExecutions,
     StoredBytes,
+    Hooks,
 }
 
 impl QuotaKind {
@@ -173,6 +174,7 @@ impl QuotaKind {
             QuotaKind::CompileSecondsPerHour => "compile_seconds_per_hour",
             QuotaKind::StoredExecutions => "stored_executions",
             QuotaKind::StoredBytes => "stored_bytes",
+            QuotaKind::Hooks => "hooks",
         }
     }
 

@@ -78,6 +78,12 @@ impl SecretKey {
         hmac_sha256(&self.1, format!("webhook-signing:{tenant}").as_bytes())
     }
 
+    /// The secret of `tenant`'s hook `id` under `salt` (see [`crate::hook`]):
+    /// derived like [`SecretKey::webhook_secret`], so nothing secret is stored.
+    pub fn hook_secret(&self, tenant: &str, id: &str, salt: &str) -> [u8; 32] {
+        hmac_sha256(&self.1, format!("hook:{tenant}/{id}/{salt}").as_bytes())
+    }
+
     /// A new random key, as 64 hex digits.
     pub fn generate() -> String {
         hex::encode(XChaCha20Poly1305::generate_key(&mut OsRng))

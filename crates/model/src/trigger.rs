@@ -23,7 +23,8 @@
 //! # Interval and once
 //! `Interval` fires at `anchor + k * every` (k >= 0), where the anchor is `start_at` or the
 //! schedule's `created_at`; `every` must be at least 1 second and is truncated to whole
-//! milliseconds. `Once` fires at `at`. `Manual` never fires on its own.
+//! milliseconds. `Once` fires at `at`. `Manual` never fires on its own, nor does `Event`: events
+//! fire it (see [`crate::event`]).
 //!
 //! # Catch-up after downtime
 //! [`plan_due`] takes the stored `next_fire_at`; if it is <= `now`, it and every later fire
@@ -67,6 +68,8 @@ pub enum TriggerError {
     IntervalTooShort { every: Duration },
     #[error("interval of {every:?} is too long to schedule; use a shorter interval")]
     IntervalTooLong { every: Duration },
+    #[error(transparent)]
+    Event(#[from] crate::event::EventError),
 }
 
 /// Result of [`plan_due`]: the fires to run now and the schedule's new next fire.
@@ -409,6 +412,14 @@ impl Compiled {
             }
             Trigger::Once { at } => Compiled::Once(*at),
             Trigger::Manual {} => Compiled::Manual,
+            // Fired by events, never by time.
+            Trigger::Event { name, filter } => {
+                crate::event::check_name(name)?;
+                if let Some(filter) = filter {
+                    crate::event::check_filter(filter)?;
+                }
+                Compiled::Manual
+            }
         })
     }
 

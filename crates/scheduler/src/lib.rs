@@ -28,6 +28,7 @@
 //! node holds a lease safely.
 
 mod dispatch;
+mod events;
 mod fires;
 mod health;
 pub mod intake;
@@ -42,6 +43,7 @@ mod watch;
 pub mod webhooks;
 mod worker;
 
+pub use events::EventFire;
 pub use fires::{BackfillError, BackfillReport, MAX_BACKFILL_FIRES};
 pub use intake::{Admission, Decision, IntakeError, Origin, PluginRef, Refusal, Resolved, Work};
 pub use materializer::{DEFAULT_GRACE, LEDGER_CHUNK, first_fire};

@@ -54,6 +54,8 @@ pub struct ScheduleFilter {
     pub paused: Option<bool>,
     /// Schedules following this alias (`name@alias`).
     pub plugin_alias: Option<String>,
+    /// Schedules fired by this event.
+    pub event: Option<String>,
 }
 
 /// What a tenant keeps, for its quotas.
@@ -111,10 +113,14 @@ pub struct ClaimOrder {
 }
 
 /// The unique key of an execution's fire: `schedule-id@fire-time` for a
-/// scheduled fire, the execution's own id otherwise (never a conflict).
+/// fire of a clock, `schedule-id#event-id` for a fire of an event (so an
+/// event sent again fires nothing again), the execution's own id otherwise
+/// (never a conflict).
 pub(crate) fn fire_key(e: &Execution) -> String {
-    match (&e.schedule_id, e.fire_time) {
-        (Some(schedule), Some(fire)) => format!("{schedule}@{}", fire.timestamp_millis()),
+    let event = e.fire.as_ref().and_then(|f| f.event.as_ref());
+    match (&e.schedule_id, e.fire_time, event) {
+        (Some(schedule), _, Some(event)) => format!("{schedule}#{}", event.id),
+        (Some(schedule), Some(fire), None) => format!("{schedule}@{}", fire.timestamp_millis()),
         _ => e.id.clone(),
     }
 }
@@ -206,6 +212,7 @@ pub(crate) fn schedule_row(s: &Schedule) -> Result<Row> {
             ("name", Field::Text(s.name.clone())),
             ("plugin_id", Field::Text(s.plugin_id.clone())),
             ("plugin_alias", Field::text(s.plugin_alias.as_deref())),
+            ("event_name", Field::text(event_name(&s.trigger))),
             ("paused", Field::Int(s.paused as i64)),
             ("next_fire_at", Field::time(s.next_fire_at)),
             ("version", Field::Int(s.version as i64)),
@@ -215,6 +222,14 @@ pub(crate) fn schedule_row(s: &Schedule) -> Result<Row> {
             ),
         ],
     })
+}
+
+/// The event that fires a schedule, if its trigger is an event's.
+fn event_name(trigger: &taskhost_model::Trigger) -> Option<&str> {
+    match trigger {
+        taskhost_model::Trigger::Event { name, .. } => Some(name),
+        _ => None,
+    }
 }
 
 pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
@@ -252,6 +267,17 @@ pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
                 Field::text(fate.and_then(|(_, r)| r).map(|r| r.as_str())),
             ),
             ("version", Field::Int(e.version as i64)),
+        ],
+    })
+}
+
+pub(crate) fn hook_row(h: &taskhost_model::HookRecord) -> Result<Row> {
+    Ok(Row {
+        id: h.id.clone(),
+        doc: json(h)?,
+        fields: vec![
+            ("tenant", Field::Text(h.tenant.clone())),
+            ("version", Field::Int(h.version as i64)),
         ],
     })
 }

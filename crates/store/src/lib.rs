@@ -15,6 +15,7 @@
 //! key. Time comes from the injected [`Clock`](taskhost_model::clock::Clock).
 
 mod backend;
+mod events;
 mod executions;
 pub mod faults;
 mod fires;
@@ -34,7 +35,8 @@ pub use backend::{
 pub use executions::{Completion, Lease, LeaseRenewal, Release};
 pub use fires::{AliasMove, FireDecided, ResolvedPlugin};
 pub use traits::{
-    Backend, ClusterStore, ExecutionStore, PluginStore, ScheduleStore, SecretStore, StateStore,
+    Backend, ClusterStore, ExecutionStore, HookStore, PluginStore, ScheduleStore, SecretStore,
+    StateStore,
 };
 
 use chrono::{DateTime, Utc};

@@ -17,8 +17,8 @@ use chrono::{DateTime, Utc};
 use taskhost_model::kv::KvQuota;
 use taskhost_model::quota::Quotas;
 use taskhost_model::{
-    Execution, IdempotencyRecord, NodeInfo, PluginAlias, PluginRecord, Revocation, Schedule,
-    SecretInfo,
+    Execution, HookRecord, IdempotencyRecord, NodeInfo, PluginAlias, PluginRecord, Revocation,
+    Schedule, SecretInfo,
 };
 
 /// Plugins, their wasm, and their aliases (`name@alias`). A changed record
@@ -263,6 +263,20 @@ pub trait IdempotencyStore: Send + Sync {
     ) -> Result<Option<IdempotencyRecord>>;
 }
 
+/// Hooks (see `taskhost_model::hook`), by id: a hook's request names only
+/// its id, so ids are unique across tenants.
+#[async_trait::async_trait]
+pub trait HookStore: Send + Sync {
+    /// Stores a new hook if its tenant has fewer than `max` (`Quota` otherwise).
+    async fn hook_insert(&self, hook: &HookRecord, max: u64) -> Result<()>;
+    async fn hook_get(&self, id: &str) -> Result<Option<HookRecord>>;
+    /// `tenant`'s hooks, newest first.
+    async fn hook_list(&self, tenant: &str) -> Result<Vec<HookRecord>>;
+    /// Replaces a hook if its stored version is `expected`.
+    async fn hook_replace(&self, hook: &HookRecord, expected: u64) -> Result<bool>;
+    async fn hook_delete(&self, tenant: &str, id: &str) -> Result<bool>;
+}
+
 /// Coordination of the nodes sharing a store: named locks held by one
 /// owner until they expire, and the nodes' heartbeats.
 #[async_trait::async_trait]
@@ -306,6 +320,7 @@ pub trait Backend:
     + SecretStore
     + TokenStore
     + IdempotencyStore
+    + HookStore
     + ClusterStore
     + 'static
 {

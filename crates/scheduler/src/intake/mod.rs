@@ -1,7 +1,7 @@
 //! The one way work comes to exist: [`Node::intake`].
 //!
-//! Every origin — an ad hoc run, a batch, a schedule's fire, trigger-now, a
-//! backfill, a re-run — is described as [`Work`] and handed to the intake,
+//! Every origin — an ad hoc run, a batch, a schedule's fire, an event's
+//! fire, trigger-now, a backfill, a re-run — is described as [`Work`] and handed to the intake,
 //! which for the whole call, once:
 //!
 //! 1. resolves each distinct plugin reference (an id, `name@version`,
@@ -29,6 +29,7 @@ use super::Node;
 use chrono::{DateTime, Utc};
 use std::collections::HashMap;
 use std::time::Duration;
+use taskhost_model::event::Event;
 use taskhost_model::policy::{PolicyContext, PolicyError};
 use taskhost_model::quota::{QuotaExceeded, QuotaKind};
 use taskhost_model::{
@@ -168,6 +169,28 @@ impl Work {
         work
     }
 
+    /// The fire of `schedule` for `event` (its trigger names the event and
+    /// the data matched): unique per (schedule, event id), at the time the
+    /// event arrived, with the event as its input. A paused schedule's is
+    /// recorded `skipped: paused`.
+    pub fn event(schedule: &Schedule, event: &Event, node: &str) -> Self {
+        let origin = Origin::Fire {
+            schedule_id: schedule.id.clone(),
+            fire_time: event.received_at,
+        };
+        let mut work = Self::of_schedule(schedule, origin, event.received_at);
+        work.policy.input = event.input();
+        let fire = match schedule.paused {
+            true => FireInfo::dropped(FireReason::Paused, node),
+            false => FireInfo::run(FireFate::Ran, node),
+        };
+        work.fire = Some(FireInfo {
+            event: Some(event.reference()),
+            ..fire
+        });
+        work
+    }
+
     /// A run of `schedule` now, by hand: the fire path, without a unique key.
     pub fn trigger_now(schedule: &Schedule, now: DateTime<Utc>) -> Self {
         let origin = Origin::TriggerNow {
@@ -191,6 +214,19 @@ impl Work {
             delay: Duration::ZERO,
             fire: None,
             replaces: None,
+        }
+    }
+
+    /// The `skipped` record of a fire the intake refuses for `reason`; it
+    /// keeps the fire's alias and event (its unique key).
+    fn refused(&self, reason: FireReason, detail: impl std::fmt::Display, node: &str) -> Checked {
+        let mut info = FireInfo::dropped(reason, node).with_detail(detail);
+        info.plugin_ref = self.plugin.follows().map(str::to_owned);
+        info.event = self.fire.as_ref().and_then(|f| f.event.clone());
+        let plugin_id = self.plugin.fallback_id().to_owned();
+        Checked::Skip {
+            info: Box::new(info),
+            plugin_id,
         }
     }
 
@@ -287,8 +323,13 @@ pub(crate) struct Prepared {
 
 /// A piece of work after its checks: to run with its plugin, or to record.
 enum Checked {
-    Run { plugin: Resolved },
-    Skip { info: FireInfo, plugin_id: String },
+    Run {
+        plugin: Resolved,
+    },
+    Skip {
+        info: Box<FireInfo>,
+        plugin_id: String,
+    },
 }
 
 impl Node {
@@ -365,7 +406,10 @@ impl Node {
                     .clone()
                     .unwrap_or_else(|| FireInfo::run(FireFate::Ran, node));
                 let plugin_id = w.plugin.fallback_id().to_owned();
-                checked.push(Checked::Skip { info, plugin_id });
+                checked.push(Checked::Skip {
+                    info: Box::new(info),
+                    plugin_id,
+                });
                 continue;
             }
             let key = (w.tenant.clone(), w.plugin.clone());
@@ -401,10 +445,7 @@ impl Node {
                 refused.push((i, refusal));
                 continue;
             }
-            let mut info = FireInfo::dropped(FireReason::Policy, node).with_detail(&refusal);
-            info.plugin_ref = w.plugin.follows().map(str::to_owned);
-            let plugin_id = w.plugin.fallback_id().to_owned();
-            checked.push(Checked::Skip { info, plugin_id });
+            checked.push(w.refused(FireReason::Policy, &refusal, node));
         }
         if !refused.is_empty() {
             return Err(IntakeError::Refused(refused));
@@ -445,11 +486,7 @@ impl Node {
                     room -= 1;
                     continue;
                 }
-                let mut info =
-                    FireInfo::dropped(FireReason::Quota, node).with_detail(refusal.clone());
-                info.plugin_ref = w.plugin.follows().map(str::to_owned);
-                let plugin_id = w.plugin.fallback_id().to_owned();
-                *c = Checked::Skip { info, plugin_id };
+                *c = w.refused(FireReason::Quota, &refusal, node);
             }
         }
         Ok(())

@@ -43,7 +43,7 @@ impl Node {
                 // store for a year.
                 let retention = w.policy.retention.unwrap_or(node_retention);
                 e.policy.retention = Some(retention.min(node_retention));
-                e.fire = Some(info.clone());
+                e.fire = Some(info.as_ref().clone());
                 e.finish(ExecutionStatus::Skipped, now);
                 e
             }

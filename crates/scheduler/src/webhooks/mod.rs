@@ -23,7 +23,6 @@
 pub mod deliver;
 pub mod slots;
 
-use base64::Engine;
 use chrono::{DateTime, Utc};
 use std::time::Duration;
 use taskhost_model::{Delivery, DeliveryState, Execution};
@@ -120,43 +119,5 @@ pub fn payload(e: &Execution, event: &str, now: DateTime<Utc>) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap_or_default()
 }
 
-/// The `webhook-signature` header value for one attempt.
-pub fn signature(secret: &[u8], id: &str, timestamp: i64, body: &[u8]) -> String {
-    let mut message = Vec::with_capacity(id.len() + body.len() + 24);
-    message.extend_from_slice(id.as_bytes());
-    message.extend_from_slice(format!(".{timestamp}.").as_bytes());
-    message.extend_from_slice(body);
-    let mac = taskhost_model::secrets::hmac_sha256(secret, &message);
-    format!(
-        "v1,{}",
-        base64::engine::general_purpose::STANDARD.encode(mac)
-    )
-}
-
-/// A signing secret as Standard Webhooks libraries take it: `whsec_` + base64.
-pub fn show_secret(secret: &[u8]) -> String {
-    format!(
-        "whsec_{}",
-        base64::engine::general_purpose::STANDARD.encode(secret)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn signs_like_the_standard() {
-        // The example of the Standard Webhooks specification's test vectors.
-        let secret = base64::engine::general_purpose::STANDARD
-            .decode("MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw")
-            .expect("base64");
-        let sig = signature(
-            &secret,
-            "msg_p5jXN8AQM9LWM0D4loKWxJek",
-            1614265330,
-            br#"{"test": 2432232314}"#,
-        );
-        assert_eq!(sig, "v1,g0hM9SsE+OTPJTGt/tmIKtSyZlE3uFJELVlNIOLJ1OE=");
-    }
-}
+// Signed as hooks' senders sign (one implementation of the standard).
+pub use taskhost_model::hook::{show_secret, signature};

@@ -16,6 +16,7 @@
 mod cluster;
 mod errors;
 mod executions;
+mod hooks;
 mod idempotency;
 mod indexes;
 mod kv;

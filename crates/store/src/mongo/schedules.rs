@@ -65,6 +65,7 @@ impl ScheduleStore for MongoBackend {
         set_if(&mut query, "plugin_id", filter.plugin_id.clone());
         set_if(&mut query, "paused", filter.paused.map(i64::from));
         set_if(&mut query, "plugin_alias", filter.plugin_alias.clone());
+        set_if(&mut query, "event_name", filter.event.clone());
         self.list("schedules", query, page).await
     }
 

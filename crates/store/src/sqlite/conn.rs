@@ -124,6 +124,17 @@ CREATE TABLE idempotency (
     PRIMARY KEY (tenant, key)) WITHOUT ROWID;
 CREATE INDEX idempotency_expiry ON idempotency (expires_at);
 "#,
+    // Event triggers (see `taskhost_model::event`): the schedules an event
+    // fires, found by tenant and name; and the hooks that send events.
+    r#"
+ALTER TABLE schedules ADD COLUMN event_name TEXT;
+UPDATE schedules SET event_name = json_extract(doc, '$.trigger.name')
+    WHERE json_extract(doc, '$.trigger.kind') = 'event';
+CREATE INDEX schedules_event ON schedules (tenant, event_name) WHERE event_name IS NOT NULL;
+CREATE TABLE hooks (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, version INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX hooks_tenant ON hooks (tenant, id);
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.

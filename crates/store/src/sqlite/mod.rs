@@ -16,6 +16,7 @@ use crate::traits::Backend;
 mod cluster;
 mod conn;
 mod executions;
+mod hooks;
 mod idempotency;
 mod kv;
 mod plugins;

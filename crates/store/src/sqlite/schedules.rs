@@ -77,6 +77,10 @@ impl ScheduleStore for SqliteBackend {
             text.push_str(" AND plugin_alias = ?");
             args.push(Box::new(alias.clone()));
         }
+        if let Some(event) = &filter.event {
+            text.push_str(" AND event_name = ?");
+            args.push(Box::new(event.clone()));
+        }
         let text = paged(text, &mut args, page);
         self.call(move |c| list(c, &text, &args)).await
     }

@@ -48,13 +48,14 @@ pub enum Scope {
     SecretsRead,
     SecretsWrite,
     SecretsUse,
+    EventsWrite,
     Admin,
     Operator,
 }
 
 impl Scope {
     /// Every scope, in canonical order.
-    pub const ALL: [Scope; 11] = [
+    pub const ALL: [Scope; 12] = [
         Scope::PluginsRead,
         Scope::PluginsWrite,
         Scope::SchedulesRead,
@@ -64,6 +65,7 @@ impl Scope {
         Scope::SecretsRead,
         Scope::SecretsWrite,
         Scope::SecretsUse,
+        Scope::EventsWrite,
         Scope::Admin,
         Scope::Operator,
     ];
@@ -80,6 +82,7 @@ impl Scope {
             Scope::SecretsRead => "secrets:read",
             Scope::SecretsWrite => "secrets:write",
             Scope::SecretsUse => "secrets:use",
+            Scope::EventsWrite => "events:write",
             Scope::Admin => "admin",
             Scope::Operator => "operator",
         }
@@ -105,7 +108,7 @@ impl FromStr for Scope {
 
 const VALID_SCOPES: &str = "plugins:read, plugins:write, schedules:read, schedules:write, \
                             executions:read, executions:write, secrets:read, secrets:write, \
-                            secrets:use, admin, operator";
+                            secrets:use, events:write, admin, operator";
 
 /// Errors from key loading, token minting and secret generation.
 #[derive(Debug, thiserror::Error)]
@@ -336,6 +339,15 @@ impl Verifier {
     /// how long a revocation must be kept.
     pub fn longest_validity(&self) -> std::time::Duration {
         self.max_lifetime + std::time::Duration::from_secs(EXP_LEEWAY_SECS)
+    }
+
+    /// Admits one request of `tenant` by its request rate, if rates are
+    /// configured (a hook's request, which carries no token).
+    pub fn admit_rate(&self, tenant: &str) -> Result<(), ApiError> {
+        match &self.rates {
+            Some(rates) => rates.admit(tenant),
+            None => Ok(()),
+        }
     }
 
     /// Verifies `token` and, with rates configured, admits the request

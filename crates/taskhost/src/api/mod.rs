@@ -9,6 +9,7 @@
 //!
 //! - [`auth`]: bearer JWTs (HS256 secret, or RS256/EdDSA public key), scopes;
 //! - [`plugins`], [`schedules`], [`executions`]: the resources;
+//! - [`events`], [`hooks`]: events, and the public endpoints that send them;
 //! - [`ops`]: health, readiness and Prometheus metrics.
 
 mod aliases;
@@ -18,8 +19,10 @@ mod console;
 mod contract;
 pub(crate) mod cron;
 pub mod error;
+mod events;
 mod executions;
 mod fires;
+mod hooks;
 mod idempotency;
 mod nodes;
 mod ops;
@@ -146,6 +149,8 @@ fn routes(limits: &ApiLimits, api: bool) -> OpenApiRouter<AppState> {
         .merge(secrets::routes())
         .merge(revocations::routes())
         .merge(webhooks::routes())
+        .merge(events::routes())
+        .merge(hooks::routes())
         .merge(cron::routes())
 }
 

@@ -114,6 +114,8 @@ fn plugin_ref(plugin_id: Option<String>, reference: Option<String>) -> ApiResult
 pub(super) struct ListParams {
     plugin_id: Option<String>,
     paused: Option<bool>,
+    /// Only the schedules this event fires.
+    event: Option<String>,
     cursor: Option<String>,
     /// Page size: 1 to 1,000 (default 50).
     #[serde(default, deserialize_with = "super::wire::page_limit")]
@@ -133,6 +135,7 @@ async fn list(
         plugin_id: p.plugin_id,
         paused: p.paused,
         plugin_alias: None,
+        event: p.event,
     };
     let page = PageRequest {
         cursor: p.cursor,

@@ -43,6 +43,7 @@ pub mod need {
         SecretsRead,
         SecretsWrite,
         SecretsUse,
+        EventsWrite,
         Admin,
         Operator,
     );

@@ -248,6 +248,13 @@ fn trigger_text(t: &Trigger) -> (Markup, Option<chrono_tz::Tz>) {
         ),
         Trigger::Once { at } => (html! { "once at " (time(Some(*at))) }, None),
         Trigger::Manual {} => (html! { "manual" }, None),
+        Trigger::Event { name, filter } => (
+            html! {
+                "event " code { (name) }
+                @if let Some(filter) = filter { " where " code { (filter) } }
+            },
+            None,
+        ),
     }
 }
 
