@@ -834,6 +834,13 @@ async fn openapi_lists_every_route_the_router_serves() {
         "DELETE /v1/secrets/{name}",
         "POST /v1/tokens/revocations",
         "GET /v1/tokens/revocations",
+        "POST /v1/events",
+        "POST /v1/hooks",
+        "GET /v1/hooks",
+        "GET /v1/hooks/{id}",
+        "DELETE /v1/hooks/{id}",
+        "POST /v1/hooks/{id}/rotate",
+        "POST /hooks/{id}",
     ]
     .map(String::from)
     .to_vec();

@@ -279,6 +279,33 @@ async fn signed_hooks(s: &Server, token: &str, plugin: &Value) {
     let (_, list) = s.call(Method::GET, "/v1/hooks", Some(token), None).await;
     assert_eq!(list["items"][0]["id"], id.as_str(), "{list}");
     assert!(list["items"][0].get("secret").is_none() && !list.to_string().contains("whsec_"));
+
+    // The console lists the hook and what its event fires; the execution's
+    // page names its event.
+    let console = |path: String| {
+        s.client
+            .get(s.at(&path))
+            .header("cookie", format!("taskhost_session={token}"))
+            .send()
+    };
+    let page = console("/events".into())
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains(&format!("/hooks/{id}")) && page.contains(">deploy<"),
+        "{page}"
+    );
+    let run = runs[0]["id"].as_str().expect("id");
+    let page = console(format!("/executions/{run}"))
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("msg-1") && page.contains(&id), "{page}");
 }
 
 async fn token_hooks(s: &Server, token: &str, plugin: &Value) {

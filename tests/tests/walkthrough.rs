@@ -67,6 +67,34 @@ fn the_readme_walkthrough_works_as_written() {
     );
 }
 
+/// The README's events walkthrough: an event from the CLI, and a signed
+/// hook request from curl, each running the schedule once; the replay runs
+/// nothing.
+#[test]
+fn the_events_walkthrough_works_as_written() {
+    let server = Server::start(None);
+    let output = Command::new("bash")
+        .args(["-euo", "pipefail", "-c", &block("events-walkthrough")])
+        .current_dir(repo_root())
+        .env("PATH", path_with_taskhost())
+        .env("TASKHOST_SERVER", &server.url)
+        .env("TASKHOST_TOKEN", server.admin("dev"))
+        .output()
+        .expect("run bash");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        output.status.success(),
+        "the walkthrough failed:\n{stdout}\n{stderr}"
+    );
+    assert!(stdout.contains(r#""fired":1"#), "the hook ran it: {stdout}");
+    assert!(stdout.contains("webhook_replayed"), "the replay: {stdout}");
+    let runs = stdout
+        .lines()
+        .filter(|l| l.contains("succeeded  succeeded"));
+    assert_eq!(runs.count(), 2, "two runs, one per event: {stdout}");
+}
+
 /// The README's outbound HTTP walkthrough: `http-check` on a schedule
 /// against a local server the node's policy opens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

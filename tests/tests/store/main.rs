@@ -21,6 +21,7 @@ use taskhost_tests::stores::Harness;
 // `<concern>::mongodb::case`.
 
 mod cluster;
+mod events;
 mod executions;
 mod idempotency;
 mod plugins;

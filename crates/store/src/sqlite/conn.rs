@@ -415,3 +415,41 @@ fn start_checkpointer(path: String) -> mpsc::Sender<()> {
     }
     stop
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A database of the schema before event triggers opens, and its
+    /// schedules get their event names.
+    #[test]
+    fn the_schema_before_events_is_migrated() {
+        let mut conn = Connection::open_in_memory().expect("open");
+        let before = MIGRATIONS.len() - 1;
+        for m in &MIGRATIONS[..before] {
+            conn.execute_batch(m).expect("old schema");
+        }
+        conn.pragma_update(None, "user_version", before as i64)
+            .expect("version");
+        let doc = r#"{"trigger":{"kind":"event","name":"push"}}"#;
+        conn.execute(
+            "INSERT INTO schedules (id, tenant, name, plugin_id, paused, next_fire_at, version, doc)
+             VALUES ('s1', 'acme', 'n', 'p', 0, NULL, 0, ?)",
+            [doc],
+        )
+        .expect("old row");
+        migrate(&mut conn).expect("migrate");
+        let name: Option<String> = conn
+            .query_row(
+                "SELECT event_name FROM schedules WHERE id = 's1'",
+                [],
+                |r| r.get(0),
+            )
+            .expect("read");
+        assert_eq!(name.as_deref(), Some("push"));
+        let hooks: i64 = conn
+            .query_row("SELECT COUNT(*) FROM hooks", [], |r| r.get(0))
+            .expect("hooks table");
+        assert_eq!(hooks, 0);
+    }
+}

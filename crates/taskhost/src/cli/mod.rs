@@ -83,6 +83,21 @@ enum Command {
         #[command(subcommand)]
         command: secret::SecretCommand,
     },
+    /// Send events to the schedules whose trigger is an event.
+    Event {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        command: client::EventCommand,
+    },
+    /// Make, list, rotate and delete hooks: public endpoints other services
+    /// send events to.
+    Hook {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        command: client::HookCommand,
+    },
     /// Preview a cron expression's fire times in a time zone.
     Cron {
         #[command(flatten)]
@@ -128,6 +143,8 @@ pub fn main() -> ExitCode {
             Command::Node { conn, command } => client::node(conn, command).await,
             Command::Secret { conn, command } => secret::secret(conn, command).await,
             Command::Cron { conn, command } => cron::cron(conn, command).await,
+            Command::Event { conn, command } => client::event(conn, command).await,
+            Command::Hook { conn, command } => client::hook(conn, command).await,
         }
     });
     match result {

@@ -102,7 +102,8 @@ fn scope_roundtrip_and_error() {
     let err = "plugins:delete".parse::<Scope>().expect_err("unknown");
     let msg = err.to_string();
     assert!(
-        msg.contains("`plugins:delete`") && msg.contains("secrets:use, admin, operator"),
+        msg.contains("`plugins:delete`")
+            && msg.contains("secrets:use, events:write, admin, operator"),
         "{msg}"
     );
 }

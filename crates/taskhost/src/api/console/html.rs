@@ -41,6 +41,7 @@ pub fn document(title: &str, tenant: Option<&str>, body: Markup) -> Markup {
                             a href="/plugins" { "Plugins" }
                             a href="/schedules" { "Schedules" }
                             a href="/executions" { "Executions" }
+                            a href="/events" { "Events" }
                             span class="tenant" title="tenant" { (tenant) }
                             form method="post" action="/logout" {
                                 button type="submit" class="link" { "Sign out" }

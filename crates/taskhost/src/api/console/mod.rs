@@ -15,6 +15,7 @@
 //! A token without a write scope sees no buttons for it, and the API refuses
 //! the call anyway.
 
+mod hooks;
 mod html;
 mod pages;
 mod runs;
@@ -41,6 +42,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/schedules/{id}/edit", get(pages::schedule_edit))
         .route("/executions", get(runs::executions))
         .route("/executions/{id}", get(runs::execution))
+        .route("/events", get(hooks::hooks))
         .route(
             "/login",
             get(login_form).post(login).layer((

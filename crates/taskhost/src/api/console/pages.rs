@@ -222,7 +222,10 @@ fn upload_form() -> Markup {
     }
 }
 
-async fn all_schedules(state: &AppState, tenant: &str) -> Result<Vec<Schedule>, Response> {
+pub(super) async fn all_schedules(
+    state: &AppState,
+    tenant: &str,
+) -> Result<Vec<Schedule>, Response> {
     let request = PageRequest {
         cursor: None,
         limit: Some(1000),

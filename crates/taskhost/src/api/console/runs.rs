@@ -190,6 +190,12 @@ pub(super) async fn execution(
                 div { dt { "Due" } dd { (time(Some(e.due_at))) } }
                 div { dt { "Started" } dd { (time(e.started_at)) } }
                 div { dt { "Finished" } dd { (time(e.finished_at)) } }
+                @if let Some(ev) = e.fire.as_ref().and_then(|f| f.event.as_ref()) {
+                    div { dt { "Event" } dd {
+                        code { (ev.name) } " " (ev.id)
+                        @if let Some(hook) = &ev.hook { " (hook " code { (hook) } ")" }
+                    } }
+                }
             }
             h2 { "Input" }
             (html::json(&e.policy.input))

@@ -1,10 +1,13 @@
-//! Client commands against a running server: `plugin`, `schedule`, `exec`, `node`.
+//! Client commands against a running server: `plugin`, `schedule`, `exec`,
+//! `event`, `hook`, `node`.
 //! Human-readable tables by default, the API's JSON with `--json`.
 
+mod events;
 mod executions;
 mod plugins;
 mod schedules;
 
+pub(crate) use events::{EventCommand, HookCommand, event, hook};
 pub(crate) use executions::{ExecCommand, exec};
 pub(crate) use plugins::{NodeCommand, PluginCommand, node, plugin};
 pub(crate) use schedules::{ScheduleCommand, schedule};

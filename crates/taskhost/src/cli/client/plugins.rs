@@ -5,11 +5,14 @@ use super::*;
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum PluginCommand {
     /// Upload a plugin version.
+    // Its --version is the plugin's, not taskhost's.
+    #[command(disable_version_flag = true)]
     Push {
         file: PathBuf,
         #[arg(long)]
         name: String,
-        #[arg(long)]
+        /// The version, e.g. 1.2.0.
+        #[arg(long = "version", id = "plugin_version", value_name = "VERSION")]
         version: String,
     },
     /// List plugins.

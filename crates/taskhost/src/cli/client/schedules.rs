@@ -125,11 +125,12 @@ pub(crate) async fn schedule(conn: Conn, command: ScheduleCommand) -> anyhow::Re
     print(&conn, &value, headers, fields)
 }
 
-/// When a new schedule fires: --cron, --every or --once (or none: manual).
+/// When a new schedule fires: --cron, --every, --once or --event (or none:
+/// manual).
 #[derive(Debug, clap::Args)]
 pub(crate) struct TriggerArgs {
     /// Cron expression (5 fields, or 6 with seconds first).
-    #[arg(long, conflicts_with_all = ["every", "once"])]
+    #[arg(long, conflicts_with_all = ["every", "once", "event"])]
     cron: Option<String>,
     /// IANA time zone of --cron.
     #[arg(long, default_value = "UTC")]
@@ -138,8 +139,22 @@ pub(crate) struct TriggerArgs {
     #[arg(long, conflicts_with = "once", value_parser = taskhost_model::time::parse_duration)]
     every: Option<std::time::Duration>,
     /// One time, RFC 3339.
-    #[arg(long)]
+    #[arg(long, conflicts_with = "event")]
     once: Option<chrono::DateTime<chrono::Utc>>,
+    /// When this event arrives (`taskhost event send`, or a hook).
+    #[arg(long, conflicts_with = "every")]
+    event: Option<String>,
+    /// With --event: fields its data must have (JSON object).
+    #[arg(long, requires = "event", value_parser = json_object)]
+    filter: Option<Value>,
+}
+
+fn json_object(text: &str) -> Result<Value, String> {
+    match serde_json::from_str::<Value>(text) {
+        Ok(v @ Value::Object(_)) => Ok(v),
+        Ok(_) => Err("a filter is a JSON object, e.g. '{\"ref\": \"refs/heads/main\"}'".into()),
+        Err(e) => Err(format!("not JSON: {e}")),
+    }
 }
 
 impl TriggerArgs {
@@ -154,7 +169,13 @@ impl TriggerArgs {
                 start_at: None,
             },
             (_, _, Some(at)) => Trigger::Once { at },
-            _ => Trigger::Manual {},
+            _ => match self.event {
+                Some(name) => Trigger::Event {
+                    name,
+                    filter: self.filter,
+                },
+                None => Trigger::Manual {},
+            },
         }
     }
 }
