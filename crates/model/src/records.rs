@@ -66,13 +66,12 @@ pub enum Trigger {
     /// Only when triggered by hand.
     Manual {},
     /// When an event with this name arrives (`POST /v1/events` or a hook)
-    /// whose data matches `filter` (see [`crate::event::matches`]).
+    /// whose data matches `filter` (see `taskhost_model::event::matches`).
     Event {
         #[schema(pattern = r"^[A-Za-z0-9_.:/-]{1,200}$", example = "github.push")]
         name: String,
         /// Fields the event's data must have; any event of the name if unset.
         #[serde(default, skip_serializing_if = "Option::is_none")]
-        #[schema(value_type = Option<Object>)]
         filter: Option<serde_json::Value>,
     },
 }

@@ -133,7 +133,7 @@ fn shown(state: &AppState, h: &HookRecord) -> ApiResult<HookWithSecret> {
 
 /// Make a hook: a public endpoint (`/hooks/{id}`) whose verified requests
 /// become events of one name. Its secret is in this answer only.
-#[utoipa::path(post, path = "/v1/hooks", tag = "events", request_body = NewHook,
+#[utoipa::path(post, path = "/v1/hooks", tag = "hooks", request_body = NewHook,
     responses((status = 201, body = HookWithSecret), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "a bad name or event, or over the tenant's 100 hooks")))]
@@ -176,7 +176,7 @@ async fn create(
 }
 
 /// The tenant's hooks, newest first (never their secrets).
-#[utoipa::path(get, path = "/v1/hooks", tag = "events",
+#[utoipa::path(get, path = "/v1/hooks", tag = "hooks",
     responses((status = 200, body = HookList), (status = 403, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
@@ -195,7 +195,7 @@ async fn tenant_hook(state: &AppState, tenant: &str, id: &str) -> ApiResult<Hook
 }
 
 /// One hook (never its secret).
-#[utoipa::path(get, path = "/v1/hooks/{id}", tag = "events",
+#[utoipa::path(get, path = "/v1/hooks/{id}", tag = "hooks",
     responses((status = 200, body = Hook), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
@@ -207,7 +207,7 @@ async fn get(
 }
 
 /// Delete a hook: its requests are refused (404) from now on.
-#[utoipa::path(delete, path = "/v1/hooks/{id}", tag = "events",
+#[utoipa::path(delete, path = "/v1/hooks/{id}", tag = "hooks",
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete(
     State(state): State<AppState>,
@@ -223,7 +223,7 @@ async fn delete(
 /// Give a hook a new secret, shown in this answer only. The secret before
 /// it still verifies for 24 hours, so the sender can switch without losing
 /// events.
-#[utoipa::path(post, path = "/v1/hooks/{id}/rotate", tag = "events",
+#[utoipa::path(post, path = "/v1/hooks/{id}/rotate", tag = "hooks",
     responses((status = 200, body = HookWithSecret), (status = 404, body = ErrorBody)))]
 async fn rotate(
     State(state): State<AppState>,
@@ -255,7 +255,7 @@ async fn rotate(
 
 /// A hook's endpoint: a request verified by the hook's mode becomes its
 /// event, with the JSON body as the event's data (see the module docs).
-#[utoipa::path(post, path = "/hooks/{id}", tag = "events", security(()),
+#[utoipa::path(post, path = "/hooks/{id}", tag = "hooks", security(()),
     request_body(content = Object, description = "any JSON (at most 256 KiB)"),
     responses((status = 202, body = HookAccepted),
         (status = 400, body = ErrorBody, description = "the body is not JSON"),
