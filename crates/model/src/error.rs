@@ -135,6 +135,8 @@ codes! {
     BackfillTooLarge = ("backfill_too_large", 422),
     /// An `Idempotency-Key` used within its window for another request.
     IdempotencyKeyReused = ("idempotency_key_reused", 422),
+    /// A concurrency key or limit out of range, or an input without the key.
+    InvalidConcurrency = ("invalid_concurrency", 422),
     /// An event name, id or filter outside what is allowed.
     InvalidEvent = ("invalid_event", 422),
     /// A token id (`jti`) to revoke that is empty, too long or not printable.

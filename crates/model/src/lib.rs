@@ -14,12 +14,14 @@
 //! - [`quota`]: what each tenant may keep and ask for;
 //! - [`secrets`]: sealing, scrubbing and naming of tenant secrets;
 //! - [`kv`]: the key-value trait plugins' state lives behind;
+//! - [`flow`]: concurrency keys;
 //! - [`event`], [`hook`]: events, what they fire, and the public hooks that send them.
 
 pub mod clock;
 pub mod error;
 pub mod event;
 mod fire;
+pub mod flow;
 pub mod hook;
 pub mod kv;
 pub mod limits;

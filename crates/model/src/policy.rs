@@ -91,6 +91,10 @@ pub struct RunPolicy {
     )]
     #[schema(value_type = Option<String>, example = "7d")]
     pub retention: Option<Duration>,
+    /// At most `limit` runs with its key run at once across the cluster
+    /// (see "Flow control").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub concurrency: Option<crate::flow::Concurrency>,
 }
 
 impl RunPolicy {
@@ -112,7 +116,11 @@ impl RunPolicy {
         check_retention(self.retention)?;
         check_secrets(&self.secrets)?;
         check_network(ctx.tenant, self.network.as_ref(), ctx.network)?;
-        check_notify(ctx.tenant, &self.notify, ctx.network)
+        check_notify(ctx.tenant, &self.notify, ctx.network)?;
+        match &self.concurrency {
+            Some(c) => c.check(),
+            None => Ok(()),
+        }
     }
 }
 

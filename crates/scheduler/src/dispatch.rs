@@ -91,7 +91,9 @@ impl Node {
     /// node, so that it is stored claimed. Dropping the slot gives them back.
     pub(super) fn reserve_new(&self, e: &mut Execution) -> Option<RunSlot> {
         let now = self.inner.store.now();
-        if !self.inner.config.start_on_enqueue || !self.claims() || e.due_at > now {
+        // A keyed run waits for its key's slot, which only a claim takes.
+        let keyed = e.policy.concurrency.is_some();
+        if !self.inner.config.start_on_enqueue || !self.claims() || e.due_at > now || keyed {
             return None;
         }
         let limit = self.inner.config.tenant_limit.max(1);

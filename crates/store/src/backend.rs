@@ -234,6 +234,9 @@ fn event_name(trigger: &taskhost_model::Trigger) -> Option<&str> {
 
 pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
     let fate = e.schedule_id.as_ref().and_then(|_| e.fire_fate());
+    // The concurrency key it holds while it runs, and the key's limit.
+    let slot = e.policy.concurrency.as_ref();
+    let slot = slot.and_then(|c| Some((c.key.as_deref()?, i64::from(c.limit))));
     let doc = json(e)?;
     // The stored size, summed by the tenant's storage quotas.
     let bytes = Field::Int(doc.len() as i64);
@@ -254,6 +257,7 @@ pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
             ("lease_token", Field::text(e.lease_token.as_deref())),
             ("node", Field::text(e.node.as_deref())),
             ("started_at", Field::time(e.started_at)),
+            ("finished_at", Field::time(e.finished_at)),
             ("created_at", Field::time(Some(e.created_at))),
             ("expires_at", Field::time(e.expires_at)),
             ("notify_due_at", Field::time(e.notify_due_at)),
@@ -262,6 +266,8 @@ pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
                 Field::time(e.fire_time.filter(|_| e.schedule_id.is_some())),
             ),
             ("fate", Field::text(fate.map(|(f, _)| f.as_str()))),
+            ("ckey", Field::text(slot.map(|(key, _)| key))),
+            ("climit", slot.map_or(Field::Null, |(_, n)| Field::Int(n))),
             (
                 "fire_reason",
                 Field::text(fate.and_then(|(_, r)| r).map(|r| r.as_str())),

@@ -189,14 +189,13 @@ impl Store {
         owner: &str,
         lease: Duration,
     ) -> Result<Option<Execution>, StoreError> {
-        self.faults.check(super::faults::Op::Claim)?;
-        let (now, owner) = (self.now(), owner.to_owned());
-        let order = ClaimOrder {
-            owner,
-            now,
-            lease_until: add_saturating(now, lease),
-        };
-        self.modify_execution(id, move |e| claim(e, &order)).await
+        // One rule for every claim (due, queued, its concurrency key's slot).
+        let ids = [id.to_owned()];
+        Ok(self
+            .claim_many(&ids, owner, lease)
+            .await?
+            .into_iter()
+            .next())
     }
 
     /// Claims those of `ids` that are queued and due, for `owner`, in one
@@ -390,8 +389,21 @@ impl Store {
 /// A claim of a queued, due execution by `order.owner`, on the record (the
 /// SQLite backend makes the same change with columns alone, see
 /// `sqlite::executions`).
+/// Whether `e` may be claimed now (queued and due).
+pub(crate) fn claimable(e: &Execution, order: &ClaimOrder) -> bool {
+    e.status == ExecutionStatus::Queued && e.due_at <= order.now
+}
+
+/// Whether `e` runs only with a slot of a concurrency key.
+pub(crate) fn has_key(e: &Execution) -> bool {
+    e.policy
+        .concurrency
+        .as_ref()
+        .is_some_and(|c| c.key.is_some())
+}
+
 pub(crate) fn claim(e: &mut Execution, order: &ClaimOrder) -> bool {
-    if e.status != ExecutionStatus::Queued || e.due_at > order.now {
+    if !claimable(e, order) {
         return false;
     }
     e.status = ExecutionStatus::Running;

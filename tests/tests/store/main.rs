@@ -23,6 +23,7 @@ use taskhost_tests::stores::Harness;
 mod cluster;
 mod events;
 mod executions;
+mod flow;
 mod idempotency;
 mod plugins;
 mod queue;

@@ -433,6 +433,11 @@ impl Node {
                     .clone(),
                 _ => w.policy.validate(&ctx),
             };
+            // The concurrency key a run holds may come from its own input.
+            let valid = valid.and_then(|()| match &w.policy.concurrency {
+                Some(c) => c.key_for(&w.policy.input).map(drop),
+                None => Ok(()),
+            });
             let refusal = match (plugin, valid) {
                 (_, Err(e)) => Refusal::Policy(e),
                 (None, _) => Refusal::UnknownPlugin(w.plugin.text().to_owned()),

@@ -26,6 +26,10 @@ impl Node {
                 e.policy = w.policy.clone();
                 e.policy.retry.get_or_insert(RetryPolicy::ONCE);
                 e.policy.retention.get_or_insert(node_retention);
+                // The key it holds, as checked (see `check`).
+                if let Some(c) = &mut e.policy.concurrency {
+                    c.key = c.key_for(&w.policy.input).ok();
+                }
                 e.fire = w.fire.clone().map(|mut info| {
                     info.plugin_ref = plugin.follows.clone();
                     info

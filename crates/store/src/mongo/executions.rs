@@ -75,15 +75,38 @@ impl ExecutionStore for MongoBackend {
 
     async fn executions_claim(&self, ids: &[String], order: &ClaimOrder) -> Result<Vec<Execution>> {
         // One conditional update by `_id` each, all at once: O(1) on the
-        // `_id` index (a sorted findAndModify scans on some servers).
+        // `_id` index (a sorted findAndModify scans on some servers). Runs
+        // with a concurrency key are set aside: they need a slot first.
+        let keyed = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
         let claims = ids.iter().map(|id| {
-            let order = order.clone();
-            self.execution_update(id, Box::new(move |e| crate::executions::claim(e, &order)))
+            let (order, keyed) = (order.clone(), keyed.clone());
+            self.execution_update(
+                id,
+                Box::new(move |e| {
+                    if !crate::executions::has_key(e) {
+                        return crate::executions::claim(e, &order);
+                    }
+                    if crate::executions::claimable(e, &order) {
+                        keyed
+                            .lock()
+                            .unwrap_or_else(|p| p.into_inner())
+                            .push(e.clone());
+                    }
+                    false
+                }),
+            )
         });
         let mut claimed = Vec::with_capacity(ids.len());
         let mut failure = None;
         for result in futures::future::join_all(claims).await {
             match result {
+                Ok(e) => claimed.extend(e),
+                Err(e) => failure = Some(e),
+            }
+        }
+        let keyed = std::mem::take(&mut *keyed.lock().unwrap_or_else(|p| p.into_inner()));
+        for e in keyed {
+            match self.claim_keyed(&e, order).await {
                 Ok(e) => claimed.extend(e),
                 Err(e) => failure = Some(e),
             }

@@ -24,6 +24,7 @@ mod plugins;
 mod queue;
 mod schedules;
 mod secrets;
+mod slots;
 mod tokens;
 mod usage;
 

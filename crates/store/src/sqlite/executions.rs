@@ -35,9 +35,10 @@ pub(super) const COLUMNS: &str =
 /// The columns a completion by the running node changes (besides the
 /// document and the version). [`SqliteBackend::write_fenced`] is used for
 /// final completions only, which change nothing else.
-const FINISH_COLUMNS: [&str; 7] = [
+const FINISH_COLUMNS: [&str; 8] = [
     "bytes",
     "status",
+    "finished_at",
     "lease_expires_at",
     "lease_owner",
     "lease_token",
@@ -168,6 +169,13 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
         "UPDATE executions SET status = 'running', lease_owner = ?1, node = ?1, lease_token = ?2,
            lease_expires_at = ?3, started_at = ?4, version = version + 1
          WHERE id = ?5 AND status = 'queued' AND due_at <= ?4
+           AND (ckey IS NULL OR climit > (
+             SELECT COUNT(*) FROM executions AS held
+              WHERE held.tenant = executions.tenant AND held.ckey = executions.ckey
+                AND held.status = 'running' AND held.lease_expires_at > ?4) + (
+             SELECT COUNT(*) FROM executions AS ended
+              WHERE ended.tenant = executions.tenant AND ended.ckey = executions.ckey
+                AND ended.finished_at > ?4))
          RETURNING {COLUMNS}"
     )
 });
@@ -183,6 +191,11 @@ static FINISH: LazyLock<String> = LazyLock::new(|| {
 });
 
 /// Claims one execution by columns alone; the row as it is now, if claimed.
+/// A run with a concurrency key is claimed only while fewer than its limit
+/// of the key's runs are running under a live lease, or ended after this
+/// claim's instant (so a run's start never comes before the end of the run
+/// whose slot it takes); in the same write transaction, so no other claim
+/// comes between the count and the claim.
 fn claim_one(conn: &Connection, id: &str, order: &ClaimOrder) -> Result<Option<RawExecution>> {
     let token = taskhost_model::new_id();
     let args: [&dyn ToSql; 5] = [

@@ -190,6 +190,11 @@ pub(super) async fn execution(
                 div { dt { "Due" } dd { (time(Some(e.due_at))) } }
                 div { dt { "Started" } dd { (time(e.started_at)) } }
                 div { dt { "Finished" } dd { (time(e.finished_at)) } }
+                @if let Some(c) = &e.policy.concurrency {
+                    div { dt { "Concurrency key" } dd {
+                        code { (c.key.as_deref().unwrap_or("-")) } " (at most " (c.limit) " at once)"
+                    } }
+                }
                 @if let Some(ev) = e.fire.as_ref().and_then(|f| f.event.as_ref()) {
                     div { dt { "Event" } dd {
                         code { (ev.name) } " " (ev.id)

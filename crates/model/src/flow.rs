@@ -1,0 +1,148 @@
+//! Flow control on a run policy: concurrency keys.
+//!
+//! `concurrency: {"key": "customer-42", "limit": 2}` lets at most `limit`
+//! runs with that key (per tenant) run at once across the cluster. The key
+//! may instead come from the run's input: `{"key_from": "/customer_id",
+//! "limit": 1}` takes the string or number at that JSON pointer when the run
+//! is made (an event's runs: the event's fields, `/data/...`).
+//!
+//! A run holds its key's slot while it runs under a live lease: a claim of a
+//! keyed run succeeds only while fewer than `limit` runs of the key hold one
+//! (checked in the claim itself on SQLite; on MongoDB, slot documents taken
+//! by compare-and-swap). The others stay queued, in their order, and are
+//! claimed when a slot frees — when a run ends, or when a dead node's lease
+//! expires. Nothing is dropped.
+
+use crate::error::ErrorCode;
+use crate::policy::PolicyError;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+/// The longest key, and the longest pointer, in characters.
+pub const MAX_KEY_CHARS: usize = 200;
+/// The largest limit.
+pub const MAX_LIMIT: u32 = 1000;
+
+/// How many runs with one key may run at once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Concurrency {
+    /// The key (1-200 characters, no control characters), e.g.
+    /// `customer-42`. On a made run: the key it holds, taken from its input
+    /// if `key_from` is set.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
+    pub key: Option<String>,
+    /// Or: a JSON pointer into the run's input (e.g. `/customer_id`) whose
+    /// string or number is the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200)]
+    pub key_from: Option<String>,
+    /// Runs with the key at once across the cluster: 1 to 1,000.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub limit: u32,
+}
+
+fn refused(field: &str, message: impl Into<String>) -> PolicyError {
+    PolicyError::new(ErrorCode::InvalidConcurrency, field, message)
+}
+
+impl Concurrency {
+    /// Checks the fields (not yet the input a `key_from` reads).
+    pub fn check(&self) -> Result<(), PolicyError> {
+        if self.limit == 0 || self.limit > MAX_LIMIT {
+            let message = format!("concurrency.limit is 1 to {MAX_LIMIT}; got {}", self.limit);
+            return Err(refused("concurrency.limit", message));
+        }
+        match (&self.key, &self.key_from) {
+            (None, None) => Err(refused(
+                "concurrency.key",
+                "concurrency needs a key (e.g. \"customer-42\") or key_from (a JSON pointer into the input, e.g. \"/customer_id\")",
+            )),
+            (_, Some(p))
+                if !(p.is_empty() || p.starts_with('/')) || p.chars().count() > MAX_KEY_CHARS =>
+            {
+                Err(refused(
+                    "concurrency.key_from",
+                    format!(
+                        "concurrency.key_from {p:?} is not a JSON pointer: use \"/field\" or \"/field/sub\" (at most {MAX_KEY_CHARS} characters)"
+                    ),
+                ))
+            }
+            (Some(k), _) => check_key(k, "concurrency.key"),
+            (None, Some(_)) => Ok(()),
+        }
+    }
+
+    /// The key a run with `input` holds: `key_from` read from the input,
+    /// or `key`.
+    pub fn key_for(&self, input: &Value) -> Result<String, PolicyError> {
+        let Some(pointer) = &self.key_from else {
+            return self
+                .key
+                .clone()
+                .ok_or_else(|| refused("concurrency.key", "concurrency needs a key"));
+        };
+        let key = match input.pointer(pointer) {
+            Some(Value::String(s)) => s.clone(),
+            Some(Value::Number(n)) => n.to_string(),
+            _ => {
+                return Err(refused(
+                    "concurrency.key_from",
+                    format!(
+                        "the run's input has no string or number at {pointer:?} for its concurrency key"
+                    ),
+                ));
+            }
+        };
+        check_key(&key, "concurrency.key_from")?;
+        Ok(key)
+    }
+}
+
+fn check_key(key: &str, field: &str) -> Result<(), PolicyError> {
+    let n = key.chars().count();
+    if n == 0 || n > MAX_KEY_CHARS || key.chars().any(char::is_control) {
+        let message = format!(
+            "a concurrency key has 1 to {MAX_KEY_CHARS} characters and no control characters; got {key:?}"
+        );
+        return Err(refused(field, message));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn c(key: Option<&str>, key_from: Option<&str>, limit: u32) -> Concurrency {
+        Concurrency {
+            key: key.map(str::to_owned),
+            key_from: key_from.map(str::to_owned),
+            limit,
+        }
+    }
+
+    #[test]
+    fn keys_are_checked_and_read_from_the_input() {
+        assert!(c(Some("customer-42"), None, 2).check().is_ok());
+        assert!(c(None, Some("/customer"), 1).check().is_ok());
+        assert!(c(None, None, 1).check().is_err());
+        assert!(c(Some("k"), None, 0).check().is_err());
+        assert!(c(Some("k"), None, 1001).check().is_err());
+        assert!(c(Some("a\nb"), None, 1).check().is_err());
+        assert!(c(None, Some("customer"), 1).check().is_err());
+
+        let input = json!({"customer": {"id": 42}, "name": "ada"});
+        let by_id = c(None, Some("/customer/id"), 1);
+        assert_eq!(by_id.key_for(&input), Ok("42".to_owned()));
+        assert_eq!(
+            c(None, Some("/name"), 1).key_for(&input),
+            Ok("ada".to_owned())
+        );
+        assert!(c(None, Some("/missing"), 1).key_for(&input).is_err());
+        assert!(c(None, Some("/customer"), 1).key_for(&input).is_err());
+        assert_eq!(c(Some("k"), None, 1).key_for(&input), Ok("k".to_owned()));
+    }
+}

@@ -1,0 +1,91 @@
+//! Concurrency keys: this concern's part of the store conformance suite.
+
+use super::*;
+use taskhost_model::flow::Concurrency;
+
+taskhost_tests::conformance!(a_key_is_claimed_at_most_its_limit_at_once,);
+
+fn keyed(key: &str, limit: u32, now: DateTime<Utc>) -> Execution {
+    let mut e = Execution::queued("acme", "p1", now, now);
+    e.policy.concurrency = Some(Concurrency {
+        key: Some(key.into()),
+        key_from: None,
+        limit,
+    });
+    e
+}
+
+/// At most `limit` runs of a key are claimed at once, by one call or many;
+/// a slot frees when its run ends or its lease expires; other keys and
+/// other tenants' keys of the same name are apart.
+async fn a_key_is_claimed_at_most_its_limit_at_once(h: Harness) {
+    let store = &h.store;
+    let now = store.now();
+    let runs: Vec<Execution> = (0..4).map(|_| keyed("customer-42", 2, now)).collect();
+    let mut other = keyed("customer-42", 2, now);
+    other.tenant = "globex".into();
+    let free = keyed("customer-7", 1, now);
+    for e in runs.iter().chain([&other, &free]) {
+        store.create_execution(e).await.expect("create");
+    }
+    let ids: Vec<String> = runs.iter().map(|e| e.id.clone()).collect();
+    let first = store
+        .claim_many(&ids, "node-a", LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 2, "two of the key at once");
+    let again = store
+        .claim_many(&ids, "node-b", LEASE)
+        .await
+        .expect("claim");
+    assert!(again.is_empty(), "no third, from another node either");
+    for e in [&other, &free] {
+        let claimed = store.claim(&e.id, "node-b", LEASE).await.expect("claim");
+        assert!(
+            claimed.is_some(),
+            "another tenant's key and another key are apart"
+        );
+    }
+    let waiting: Vec<&Execution> = runs
+        .iter()
+        .filter(|e| !first.iter().any(|c| c.id == e.id))
+        .collect();
+    let queued = store
+        .get_execution("acme", &waiting[0].id)
+        .await
+        .expect("get")
+        .expect("exists");
+    assert_eq!(
+        queued.status,
+        ExecutionStatus::Queued,
+        "a waiting run is left queued"
+    );
+
+    // A run that ends frees its slot.
+    let held = Lease::of(&first[0]).expect("lease");
+    store
+        .complete(&first[0].id, &held, Completion::Finished(succeeded()))
+        .await
+        .expect("complete")
+        .expect("completed");
+    let third = store
+        .claim(&waiting[0].id, "node-b", LEASE)
+        .await
+        .expect("claim");
+    assert!(third.is_some(), "the freed slot is taken");
+    assert!(
+        store
+            .claim(&waiting[1].id, "node-b", LEASE)
+            .await
+            .expect("claim")
+            .is_none()
+    );
+
+    // A dead node's run frees its slot when its lease expires.
+    h.clock.advance(LEASE + Duration::from_secs(1));
+    let fourth = store
+        .claim(&waiting[1].id, "node-b", LEASE)
+        .await
+        .expect("claim");
+    assert!(fourth.is_some(), "expired leases hold no slot");
+}
