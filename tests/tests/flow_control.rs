@@ -1,8 +1,9 @@
 //! Concurrency keys through real processes sharing one store (issue 26,
 //! acceptance 3): 50 runs with one key and limit 2, submitted to one of two
 //! nodes, never run more than 2 at once (from the runs' own start and end
-//! times) and all finish; a node killed while its run holds a key's only
-//! slot does not keep it.
+//! times) and all finish; 20 runs with a rate-limit key of 5 per second
+//! start no faster (acceptance 4); a node killed while its run holds a key's
+//! only slot does not keep it.
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -98,6 +99,42 @@ async fn concurrency_keys(store: &str) {
         "never more than the limit at once"
     );
     assert_eq!(done[0]["concurrency"]["key"], "customer-42");
+
+    // 20 runs with a rate-limit key of 5 per second: no 6 start within a second.
+    let runs: Vec<Value> = (0..20)
+        .map(|_| {
+            json!({"plugin_id": plugin, "input": {"ms": 0},
+                "rate_limit": {"key": "partner-api", "limit": 5, "per": "1s"}})
+        })
+        .collect();
+    let (status, made) = a
+        .call(
+            Method::POST,
+            "/v1/executions/batch",
+            Some(&token),
+            Some(json!({"runs": runs})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{made}");
+    let ids: Vec<String> = serde_json::from_value(made["ids"].clone()).expect("ids");
+    let done = finished(a, &token, &ids, Duration::from_secs(120)).await;
+    assert!(
+        done.iter().all(|e| e["status"] == "succeeded"),
+        "all 20 start"
+    );
+    let mut starts: Vec<i64> = done
+        .iter()
+        .map(|e| {
+            let text = e["started_at"].as_str().expect("started");
+            chrono::DateTime::parse_from_rfc3339(text)
+                .expect("time")
+                .timestamp_millis()
+        })
+        .collect();
+    starts.sort();
+    for six in starts.windows(6) {
+        assert!(six[5] - six[0] >= 1000, "6 starts within a second: {six:?}");
+    }
 
     // A run holding the only slot of a key, on a node that is then killed.
     let (status, held) = a

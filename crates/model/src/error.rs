@@ -137,6 +137,8 @@ codes! {
     IdempotencyKeyReused = ("idempotency_key_reused", 422),
     /// A concurrency key or limit out of range, or an input without the key.
     InvalidConcurrency = ("invalid_concurrency", 422),
+    /// A rate-limit key, limit or period out of range, or an input without the key.
+    InvalidRateLimit = ("invalid_rate_limit", 422),
     /// An event name, id or filter outside what is allowed.
     InvalidEvent = ("invalid_event", 422),
     /// A token id (`jti`) to revoke that is empty, too long or not printable.

@@ -1,4 +1,4 @@
-//! Flow control on a run policy: concurrency keys.
+//! Flow control on a run policy: concurrency keys and rate-limit keys.
 //!
 //! `concurrency: {"key": "customer-42", "limit": 2}` lets at most `limit`
 //! runs with that key (per tenant) run at once across the cluster. The key
@@ -12,6 +12,12 @@
 //! by compare-and-swap). The others stay queued, in their order, and are
 //! claimed when a slot frees — when a run ends, or when a dead node's lease
 //! expires. Nothing is dropped.
+//!
+//! `rate_limit: {"key": "partner-api", "limit": 5, "per": "1s"}` lets at
+//! most `limit` runs with that key start within any `per`, across the
+//! cluster: a claim counts the key's runs started within `per` before it
+//! (on MongoDB, `limit` slot documents each remembering its last start).
+//! The others wait queued, like a concurrency key's.
 
 use crate::error::ErrorCode;
 use crate::policy::PolicyError;
@@ -43,70 +49,154 @@ pub struct Concurrency {
     pub limit: u32,
 }
 
-fn refused(field: &str, message: impl Into<String>) -> PolicyError {
-    PolicyError::new(ErrorCode::InvalidConcurrency, field, message)
+/// Checks a key's source: `key`, or `key_from` (a JSON pointer).
+fn check_source(
+    key: Option<&str>,
+    key_from: Option<&str>,
+    code: ErrorCode,
+    what: &str,
+) -> Result<(), PolicyError> {
+    match (key, key_from) {
+        (None, None) => Err(PolicyError::new(
+            code,
+            &format!("{what}.key"),
+            format!(
+                "{what} needs a key (e.g. \"customer-42\") or key_from (a JSON pointer into the input, e.g. \"/customer_id\")"
+            ),
+        )),
+        (_, Some(p))
+            if !(p.is_empty() || p.starts_with('/')) || p.chars().count() > MAX_KEY_CHARS =>
+        {
+            Err(PolicyError::new(
+                code,
+                &format!("{what}.key_from"),
+                format!(
+                    "{what}.key_from {p:?} is not a JSON pointer: use \"/field\" or \"/field/sub\" (at most {MAX_KEY_CHARS} characters)"
+                ),
+            ))
+        }
+        (Some(k), _) => check_key(k, code, &format!("{what}.key")),
+        (None, Some(_)) => Ok(()),
+    }
+}
+
+/// The key a run with `input` has: `key_from` read from the input, or `key`.
+fn key_in(
+    key: Option<&str>,
+    key_from: Option<&str>,
+    input: &Value,
+    code: ErrorCode,
+    what: &str,
+) -> Result<String, PolicyError> {
+    let field = format!("{what}.key_from");
+    let Some(pointer) = key_from else {
+        return key.map(str::to_owned).ok_or_else(|| {
+            PolicyError::new(code, &format!("{what}.key"), format!("{what} needs a key"))
+        });
+    };
+    let key = match input.pointer(pointer) {
+        Some(Value::String(s)) => s.clone(),
+        Some(Value::Number(n)) => n.to_string(),
+        _ => {
+            let message = format!(
+                "the run's input has no string or number at {pointer:?} for its {what} key"
+            );
+            return Err(PolicyError::new(code, &field, message));
+        }
+    };
+    check_key(&key, code, &field)?;
+    Ok(key)
+}
+
+fn check_limit(limit: u32, code: ErrorCode, what: &str) -> Result<(), PolicyError> {
+    if limit == 0 || limit > MAX_LIMIT {
+        let message = format!("{what}.limit is 1 to {MAX_LIMIT}; got {limit}");
+        return Err(PolicyError::new(code, &format!("{what}.limit"), message));
+    }
+    Ok(())
 }
 
 impl Concurrency {
     /// Checks the fields (not yet the input a `key_from` reads).
     pub fn check(&self) -> Result<(), PolicyError> {
-        if self.limit == 0 || self.limit > MAX_LIMIT {
-            let message = format!("concurrency.limit is 1 to {MAX_LIMIT}; got {}", self.limit);
-            return Err(refused("concurrency.limit", message));
-        }
-        match (&self.key, &self.key_from) {
-            (None, None) => Err(refused(
-                "concurrency.key",
-                "concurrency needs a key (e.g. \"customer-42\") or key_from (a JSON pointer into the input, e.g. \"/customer_id\")",
-            )),
-            (_, Some(p))
-                if !(p.is_empty() || p.starts_with('/')) || p.chars().count() > MAX_KEY_CHARS =>
-            {
-                Err(refused(
-                    "concurrency.key_from",
-                    format!(
-                        "concurrency.key_from {p:?} is not a JSON pointer: use \"/field\" or \"/field/sub\" (at most {MAX_KEY_CHARS} characters)"
-                    ),
-                ))
-            }
-            (Some(k), _) => check_key(k, "concurrency.key"),
-            (None, Some(_)) => Ok(()),
-        }
+        const CODE: ErrorCode = ErrorCode::InvalidConcurrency;
+        check_limit(self.limit, CODE, "concurrency")?;
+        check_source(
+            self.key.as_deref(),
+            self.key_from.as_deref(),
+            CODE,
+            "concurrency",
+        )
     }
 
     /// The key a run with `input` holds: `key_from` read from the input,
     /// or `key`.
     pub fn key_for(&self, input: &Value) -> Result<String, PolicyError> {
-        let Some(pointer) = &self.key_from else {
-            return self
-                .key
-                .clone()
-                .ok_or_else(|| refused("concurrency.key", "concurrency needs a key"));
-        };
-        let key = match input.pointer(pointer) {
-            Some(Value::String(s)) => s.clone(),
-            Some(Value::Number(n)) => n.to_string(),
-            _ => {
-                return Err(refused(
-                    "concurrency.key_from",
-                    format!(
-                        "the run's input has no string or number at {pointer:?} for its concurrency key"
-                    ),
-                ));
-            }
-        };
-        check_key(&key, "concurrency.key_from")?;
-        Ok(key)
+        let (key, from) = (self.key.as_deref(), self.key_from.as_deref());
+        key_in(
+            key,
+            from,
+            input,
+            ErrorCode::InvalidConcurrency,
+            "concurrency",
+        )
     }
 }
 
-fn check_key(key: &str, field: &str) -> Result<(), PolicyError> {
+/// How many runs with one key may start within a period.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RateLimit {
+    /// The key (1-200 characters, no control characters), e.g.
+    /// `partner-api`. On a made run: the key it counts against.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
+    pub key: Option<String>,
+    /// Or: a JSON pointer into the run's input whose string or number is the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200)]
+    pub key_from: Option<String>,
+    /// Starts with the key within any `per`: 1 to 1,000.
+    #[schema(minimum = 1, maximum = 1000)]
+    pub limit: u32,
+    /// The period: 1 second to 24 hours.
+    #[serde(with = "crate::time::duration")]
+    #[schema(value_type = String, example = "1s")]
+    pub per: std::time::Duration,
+}
+
+impl RateLimit {
+    /// Checks the fields (not yet the input a `key_from` reads).
+    pub fn check(&self) -> Result<(), PolicyError> {
+        const CODE: ErrorCode = ErrorCode::InvalidRateLimit;
+        check_limit(self.limit, CODE, "rate_limit")?;
+        let per = self.per;
+        if per < std::time::Duration::from_secs(1) || per > std::time::Duration::from_secs(86_400) {
+            let message = format!("rate_limit.per is 1s to 24h; got {per:?}");
+            return Err(PolicyError::new(CODE, "rate_limit.per", message));
+        }
+        check_source(
+            self.key.as_deref(),
+            self.key_from.as_deref(),
+            CODE,
+            "rate_limit",
+        )
+    }
+
+    /// The key a run with `input` counts against.
+    pub fn key_for(&self, input: &Value) -> Result<String, PolicyError> {
+        let (key, from) = (self.key.as_deref(), self.key_from.as_deref());
+        key_in(key, from, input, ErrorCode::InvalidRateLimit, "rate_limit")
+    }
+}
+
+fn check_key(key: &str, code: ErrorCode, field: &str) -> Result<(), PolicyError> {
     let n = key.chars().count();
     if n == 0 || n > MAX_KEY_CHARS || key.chars().any(char::is_control) {
         let message = format!(
-            "a concurrency key has 1 to {MAX_KEY_CHARS} characters and no control characters; got {key:?}"
+            "a key has 1 to {MAX_KEY_CHARS} characters and no control characters; got {key:?}"
         );
-        return Err(refused(field, message));
+        return Err(PolicyError::new(code, field, message));
     }
     Ok(())
 }
@@ -144,5 +234,19 @@ mod tests {
         assert!(c(None, Some("/missing"), 1).key_for(&input).is_err());
         assert!(c(None, Some("/customer"), 1).key_for(&input).is_err());
         assert_eq!(c(Some("k"), None, 1).key_for(&input), Ok("k".to_owned()));
+    }
+
+    #[test]
+    fn rate_limits_are_checked() {
+        let r = |limit, per| RateLimit {
+            key: Some("partner".into()),
+            key_from: None,
+            limit,
+            per: std::time::Duration::from_secs(per),
+        };
+        assert!(r(5, 1).check().is_ok());
+        assert!(r(0, 1).check().is_err());
+        assert!(r(5, 0).check().is_err());
+        assert!(r(5, 86_401).check().is_err());
     }
 }

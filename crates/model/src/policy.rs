@@ -95,6 +95,10 @@ pub struct RunPolicy {
     /// (see "Flow control").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<crate::flow::Concurrency>,
+    /// At most `limit` runs with its key start within any `per`, across
+    /// the cluster (see "Flow control").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_limit: Option<crate::flow::RateLimit>,
 }
 
 impl RunPolicy {
@@ -117,8 +121,11 @@ impl RunPolicy {
         check_secrets(&self.secrets)?;
         check_network(ctx.tenant, self.network.as_ref(), ctx.network)?;
         check_notify(ctx.tenant, &self.notify, ctx.network)?;
-        match &self.concurrency {
-            Some(c) => c.check(),
+        if let Some(c) = &self.concurrency {
+            c.check()?;
+        }
+        match &self.rate_limit {
+            Some(r) => r.check(),
             None => Ok(()),
         }
     }

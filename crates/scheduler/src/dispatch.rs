@@ -92,7 +92,7 @@ impl Node {
     pub(super) fn reserve_new(&self, e: &mut Execution) -> Option<RunSlot> {
         let now = self.inner.store.now();
         // A keyed run waits for its key's slot, which only a claim takes.
-        let keyed = e.policy.concurrency.is_some();
+        let keyed = e.policy.concurrency.is_some() || e.policy.rate_limit.is_some();
         if !self.inner.config.start_on_enqueue || !self.claims() || e.due_at > now || keyed {
             return None;
         }

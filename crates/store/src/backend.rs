@@ -237,6 +237,15 @@ pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
     // The concurrency key it holds while it runs, and the key's limit.
     let slot = e.policy.concurrency.as_ref();
     let slot = slot.and_then(|c| Some((c.key.as_deref()?, i64::from(c.limit))));
+    // The rate-limit key its start counts against: the key, limit, period (ms).
+    let rate = e.policy.rate_limit.as_ref();
+    let rate = rate.and_then(|r| {
+        Some((
+            r.key.as_deref()?,
+            i64::from(r.limit),
+            r.per.as_millis() as i64,
+        ))
+    });
     let doc = json(e)?;
     // The stored size, summed by the tenant's storage quotas.
     let bytes = Field::Int(doc.len() as i64);
@@ -268,6 +277,15 @@ pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
             ("fate", Field::text(fate.map(|(f, _)| f.as_str()))),
             ("ckey", Field::text(slot.map(|(key, _)| key))),
             ("climit", slot.map_or(Field::Null, |(_, n)| Field::Int(n))),
+            ("rkey", Field::text(rate.map(|(key, ..)| key))),
+            (
+                "rlimit",
+                rate.map_or(Field::Null, |(_, n, _)| Field::Int(n)),
+            ),
+            (
+                "rper",
+                rate.map_or(Field::Null, |(.., per)| Field::Int(per)),
+            ),
             (
                 "fire_reason",
                 Field::text(fate.and_then(|(_, r)| r).map(|r| r.as_str())),

@@ -394,12 +394,11 @@ pub(crate) fn claimable(e: &Execution, order: &ClaimOrder) -> bool {
     e.status == ExecutionStatus::Queued && e.due_at <= order.now
 }
 
-/// Whether `e` runs only with a slot of a concurrency key.
+/// Whether `e` runs only with a slot of a concurrency or rate-limit key.
 pub(crate) fn has_key(e: &Execution) -> bool {
-    e.policy
-        .concurrency
-        .as_ref()
-        .is_some_and(|c| c.key.is_some())
+    let p = &e.policy;
+    p.concurrency.as_ref().is_some_and(|c| c.key.is_some())
+        || p.rate_limit.as_ref().is_some_and(|r| r.key.is_some())
 }
 
 pub(crate) fn claim(e: &mut Execution, order: &ClaimOrder) -> bool {

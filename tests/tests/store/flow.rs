@@ -1,9 +1,12 @@
-//! Concurrency keys: this concern's part of the store conformance suite.
+//! Concurrency and rate-limit keys: this concern's part of the store conformance suite.
 
 use super::*;
 use taskhost_model::flow::Concurrency;
 
-taskhost_tests::conformance!(a_key_is_claimed_at_most_its_limit_at_once,);
+taskhost_tests::conformance!(
+    a_key_is_claimed_at_most_its_limit_at_once,
+    a_rate_limited_key_starts_at_most_its_limit_per_period,
+);
 
 fn keyed(key: &str, limit: u32, now: DateTime<Utc>) -> Execution {
     let mut e = Execution::queued("acme", "p1", now, now);
@@ -88,4 +91,54 @@ async fn a_key_is_claimed_at_most_its_limit_at_once(h: Harness) {
         .await
         .expect("claim");
     assert!(fourth.is_some(), "expired leases hold no slot");
+}
+
+/// At most `limit` runs of a rate-limited key start within its period; a
+/// period later, more may.
+async fn a_rate_limited_key_starts_at_most_its_limit_per_period(h: Harness) {
+    let store = &h.store;
+    let now = store.now();
+    let runs: Vec<Execution> = (0..5)
+        .map(|_| {
+            let mut e = Execution::queued("acme", "p1", now, now);
+            e.policy.rate_limit = Some(taskhost_model::flow::RateLimit {
+                key: Some("partner".into()),
+                key_from: None,
+                limit: 2,
+                per: Duration::from_secs(10),
+            });
+            e
+        })
+        .collect();
+    for e in &runs {
+        store.create_execution(e).await.expect("create");
+    }
+    let ids: Vec<String> = runs.iter().map(|e| e.id.clone()).collect();
+    let first = store
+        .claim_many(&ids, "node-a", LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(first.len(), 2, "two starts in the period");
+    // Ending them changes nothing: it is starts that count.
+    for e in &first {
+        let held = Lease::of(e).expect("lease");
+        store
+            .complete(&e.id, &held, Completion::Finished(succeeded()))
+            .await
+            .expect("complete");
+    }
+    h.clock.advance(Duration::from_secs(5));
+    assert!(
+        store
+            .claim_many(&ids, "node-b", LEASE)
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    h.clock.advance(Duration::from_secs(6));
+    let next = store
+        .claim_many(&ids, "node-b", LEASE)
+        .await
+        .expect("claim");
+    assert_eq!(next.len(), 2, "a period later, two more");
 }

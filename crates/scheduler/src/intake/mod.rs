@@ -433,11 +433,21 @@ impl Node {
                     .clone(),
                 _ => w.policy.validate(&ctx),
             };
-            // The concurrency key a run holds may come from its own input.
-            let valid = valid.and_then(|()| match &w.policy.concurrency {
-                Some(c) => c.key_for(&w.policy.input).map(drop),
-                None => Ok(()),
-            });
+            // Its flow-control keys may come from its own input.
+            let input = &w.policy.input;
+            let valid = valid
+                .and_then(|()| {
+                    w.policy
+                        .concurrency
+                        .as_ref()
+                        .map_or(Ok(()), |c| c.key_for(input).map(drop))
+                })
+                .and_then(|()| {
+                    w.policy
+                        .rate_limit
+                        .as_ref()
+                        .map_or(Ok(()), |r| r.key_for(input).map(drop))
+                });
             let refusal = match (plugin, valid) {
                 (_, Err(e)) => Refusal::Policy(e),
                 (None, _) => Refusal::UnknownPlugin(w.plugin.text().to_owned()),

@@ -30,6 +30,9 @@ impl Node {
                 if let Some(c) = &mut e.policy.concurrency {
                     c.key = c.key_for(&w.policy.input).ok();
                 }
+                if let Some(r) = &mut e.policy.rate_limit {
+                    r.key = r.key_for(&w.policy.input).ok();
+                }
                 e.fire = w.fire.clone().map(|mut info| {
                     info.plugin_ref = plugin.follows.clone();
                     info

@@ -1,4 +1,5 @@
-//! Concurrency-key slots on MongoDB (see `taskhost_model::flow`).
+//! Concurrency-key and rate-limit-key slots on MongoDB (see
+//! `taskhost_model::flow`).
 //!
 //! A key with limit `n` has up to `n` slot documents (`_id`: tenant, key and
 //! slot number), each naming the execution that holds it. A run takes a slot
@@ -12,6 +13,11 @@
 //! is still queued (the claim that took it is under way). So a run that ended, was given back,
 //! or whose node died (its lease expired) frees its slot with no other
 //! write, and a run's start (its claim) comes after its slot was free.
+//!
+//! A rate-limit key with limit `n` per period has `n` slot documents, each
+//! remembering the last start it allowed; a start takes a slot whose last
+//! start is a period old, by compare-and-swap on that time. So any period
+//! holds at most `n` starts of the key.
 
 use super::{MongoBackend, db_err, is_duplicate};
 use crate::backend::{ClaimOrder, Result};
@@ -24,15 +30,40 @@ use taskhost_model::Execution;
 const PENDING: chrono::Duration = chrono::Duration::seconds(10);
 
 impl MongoBackend {
-    /// Claims `e` (queued, due, with a concurrency key) if a slot of its
-    /// key is free: takes the slot, then the claim.
+    /// Claims `e` (queued, due, with a concurrency or rate-limit key) if
+    /// its keys allow: takes a slot of each, then the claim; gives the slots
+    /// back if the claim fails (another node claimed it).
     pub(super) async fn claim_keyed(
         &self,
         e: &Execution,
         order: &ClaimOrder,
     ) -> Result<Option<Execution>> {
-        let Some(slot) = self.slot_take(e, order.now).await? else {
-            return Ok(None);
+        let slot = match e
+            .policy
+            .concurrency
+            .as_ref()
+            .is_some_and(|c| c.key.is_some())
+        {
+            true => match self.slot_take(e, order.now).await? {
+                Some(slot) => Some(slot),
+                None => return Ok(None),
+            },
+            false => None,
+        };
+        let start = match e
+            .policy
+            .rate_limit
+            .as_ref()
+            .is_some_and(|r| r.key.is_some())
+        {
+            true => match self.start_take(e, order.now).await {
+                Ok(Some(start)) => Some(start),
+                taken => {
+                    self.give_back(e, slot.as_deref(), None, order.now).await?;
+                    return taken.map(|_| None);
+                }
+            },
+            false => None,
         };
         let claim_order = order.clone();
         let claimed = self
@@ -42,16 +73,80 @@ impl MongoBackend {
             )
             .await;
         if !matches!(claimed, Ok(Some(_))) {
-            // Not ours after all: the slot goes back.
+            self.give_back(e, slot.as_deref(), start, order.now).await?;
+        }
+        claimed
+    }
+
+    /// Gives back what a claim that did not happen took: its concurrency
+    /// slot, and its start of a rate-limit slot (whose last start was `prev`).
+    async fn give_back(
+        &self,
+        e: &Execution,
+        slot: Option<&str>,
+        start: Option<(String, i64)>,
+        now: DateTime<Utc>,
+    ) -> Result<()> {
+        if let Some(slot) = slot {
             self.coll("slots")
                 .update_one(
-                    doc! { "_id": &slot, "holder": &e.id },
+                    doc! { "_id": slot, "holder": &e.id },
                     doc! { "$set": { "holder": "", "pending_until": 0_i64 } },
                 )
                 .await
                 .map_err(db_err)?;
         }
-        claimed
+        if let Some((id, prev)) = start {
+            self.coll("rate_slots")
+                .update_one(
+                    doc! { "_id": id, "last": now.timestamp_millis() },
+                    doc! { "$set": { "last": prev } },
+                )
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// Takes a start of `e`'s rate-limit key: one of its `limit` slots
+    /// whose last start is at least `per` before `now`, by compare-and-swap
+    /// on that last start. The slot and its previous last start, or `None`.
+    async fn start_take(&self, e: &Execution, now: DateTime<Utc>) -> Result<Option<(String, i64)>> {
+        let Some((key, limit, per)) = e
+            .policy
+            .rate_limit
+            .as_ref()
+            .and_then(|r| Some((r.key.as_deref()?, r.limit, r.per.as_millis() as i64)))
+        else {
+            return Ok(None);
+        };
+        let slots = self.coll("rate_slots");
+        let now_ms = now.timestamp_millis();
+        for n in 0..limit {
+            let id = format!("{}\u{1f}{key}\u{1f}{n}", e.tenant);
+            let Some(slot) = slots.find_one(doc! { "_id": &id }).await.map_err(db_err)? else {
+                match slots.insert_one(doc! { "_id": &id, "last": now_ms }).await {
+                    Ok(_) => return Ok(Some((id, 0))),
+                    Err(err) if is_duplicate(&err) => continue,
+                    Err(err) => return Err(db_err(err)),
+                }
+            };
+            let last = slot.get_i64("last").unwrap_or(0);
+            if last > now_ms.saturating_sub(per) {
+                continue;
+            }
+            let taken = slots
+                .update_one(
+                    doc! { "_id": &id, "last": last },
+                    doc! { "$set": { "last": now_ms } },
+                )
+                .await
+                .map_err(db_err)?;
+            if taken.modified_count == 1 {
+                return Ok(Some((id, last)));
+            }
+        }
+        Ok(None)
     }
 
     /// Takes a free slot of `e`'s key for it; its id, or `None` if every

@@ -146,6 +146,13 @@ CREATE INDEX executions_ckey ON executions (tenant, ckey, lease_expires_at)
 CREATE INDEX executions_ckey_ended ON executions (tenant, ckey, finished_at)
     WHERE ckey IS NOT NULL;
 "#,
+    // Rate-limit keys: a claim counts the key's recent starts by this index.
+    r#"
+ALTER TABLE executions ADD COLUMN rkey TEXT;
+ALTER TABLE executions ADD COLUMN rlimit INTEGER;
+ALTER TABLE executions ADD COLUMN rper INTEGER;
+CREATE INDEX executions_rkey ON executions (tenant, rkey, started_at) WHERE rkey IS NOT NULL;
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.

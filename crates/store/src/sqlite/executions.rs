@@ -176,6 +176,10 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
              SELECT COUNT(*) FROM executions AS ended
               WHERE ended.tenant = executions.tenant AND ended.ckey = executions.ckey
                 AND ended.finished_at > ?4))
+           AND (rkey IS NULL OR rlimit > (
+             SELECT COUNT(*) FROM executions AS began
+              WHERE began.tenant = executions.tenant AND began.rkey = executions.rkey
+                AND began.started_at > ?4 - executions.rper))
          RETURNING {COLUMNS}"
     )
 });
@@ -194,8 +198,10 @@ static FINISH: LazyLock<String> = LazyLock::new(|| {
 /// A run with a concurrency key is claimed only while fewer than its limit
 /// of the key's runs are running under a live lease, or ended after this
 /// claim's instant (so a run's start never comes before the end of the run
-/// whose slot it takes); in the same write transaction, so no other claim
-/// comes between the count and the claim.
+/// whose slot it takes); a run with a rate-limit key, only while fewer than
+/// its limit of the key's runs started within its period before (or after)
+/// this claim's instant. Both in the same write transaction, so no other
+/// claim comes between the count and the claim.
 fn claim_one(conn: &Connection, id: &str, order: &ClaimOrder) -> Result<Option<RawExecution>> {
     let token = taskhost_model::new_id();
     let args: [&dyn ToSql; 5] = [

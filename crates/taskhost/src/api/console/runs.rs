@@ -195,6 +195,12 @@ pub(super) async fn execution(
                         code { (c.key.as_deref().unwrap_or("-")) } " (at most " (c.limit) " at once)"
                     } }
                 }
+                @if let Some(r) = &e.policy.rate_limit {
+                    div { dt { "Rate-limit key" } dd {
+                        code { (r.key.as_deref().unwrap_or("-")) } " (" (r.limit) " starts per "
+                        (taskhost_model::time::human(r.per)) ")"
+                    } }
+                }
                 @if let Some(ev) = e.fire.as_ref().and_then(|f| f.event.as_ref()) {
                     div { dt { "Event" } dd {
                         code { (ev.name) } " " (ev.id)
