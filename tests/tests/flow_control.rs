@@ -2,7 +2,8 @@
 //! acceptance 3): 50 runs with one key and limit 2, submitted to one of two
 //! nodes, never run more than 2 at once (from the runs' own start and end
 //! times) and all finish; 20 runs with a rate-limit key of 5 per second
-//! start no faster (acceptance 4); a node killed while its run holds a key's
+//! start no faster, and 10 debounced submissions give one run with the last
+//! input (acceptance 4); a node killed while its run holds a key's
 //! only slot does not keep it.
 
 use reqwest::{Method, StatusCode};
@@ -134,6 +135,37 @@ async fn concurrency_keys(store: &str) {
     starts.sort();
     for six in starts.windows(6) {
         assert!(six[5] - six[0] >= 1000, "6 starts within a second: {six:?}");
+    }
+
+    // 10 submissions with one debounce key, within its period, to either
+    // node: one run, with the last input; the others debounced into it.
+    let mut ids = Vec::new();
+    for n in 0..10 {
+        let to = if n % 2 == 0 { a } else { &nodes["b"] };
+        let body = json!({"plugin_id": plugin, "input": {"ms": 0, "n": n},
+            "debounce": {"key": "sync-42", "period": "2s"}});
+        let (status, made) = to
+            .call(Method::POST, "/v1/executions", Some(&token), Some(body))
+            .await;
+        assert_eq!(status, StatusCode::ACCEPTED, "{made}");
+        ids.push(made["id"].as_str().expect("id").to_owned());
+    }
+    let done = finished(a, &token, &ids, Duration::from_secs(60)).await;
+    let ran: Vec<&Value> = done.iter().filter(|e| e["status"] == "succeeded").collect();
+    assert_eq!(ran.len(), 1, "one run: {done:?}");
+    assert_eq!(ran[0]["input"]["n"], 9, "with the last input");
+    let by_id: HashMap<&str, &Value> = done
+        .iter()
+        .map(|e| (e["id"].as_str().unwrap_or(""), e))
+        .collect();
+    for e in done.iter().filter(|e| e["id"] != ran[0]["id"]) {
+        assert_eq!(e["status"], "debounced", "{e}");
+        // Its `debounced_into` leads to the run.
+        let mut at: &Value = e;
+        while at["status"] == "debounced" {
+            at = by_id[at["debounced_into"].as_str().expect("into")];
+        }
+        assert_eq!(at["id"], ran[0]["id"]);
     }
 
     // A run holding the only slot of a key, on a node that is then killed.

@@ -139,6 +139,8 @@ codes! {
     InvalidConcurrency = ("invalid_concurrency", 422),
     /// A rate-limit key, limit or period out of range, or an input without the key.
     InvalidRateLimit = ("invalid_rate_limit", 422),
+    /// A debounce key or period out of range, or an input without the key.
+    InvalidDebounce = ("invalid_debounce", 422),
     /// An event name, id or filter outside what is allowed.
     InvalidEvent = ("invalid_event", 422),
     /// A token id (`jti`) to revoke that is empty, too long or not printable.

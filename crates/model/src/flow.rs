@@ -1,4 +1,5 @@
-//! Flow control on a run policy: concurrency keys and rate-limit keys.
+//! Flow control on a run policy: concurrency keys, rate-limit keys and
+//! debounce.
 //!
 //! `concurrency: {"key": "customer-42", "limit": 2}` lets at most `limit`
 //! runs with that key (per tenant) run at once across the cluster. The key
@@ -18,6 +19,12 @@
 //! cluster: a claim counts the key's runs started within `per` before it
 //! (on MongoDB, `limit` slot documents each remembering its last start).
 //! The others wait queued, like a concurrency key's.
+//!
+//! `debounce: {"key": "sync-42", "period": "5s"}` folds a burst into one
+//! run: a run with the key is due `period` after it is made, and a later
+//! run with the key made while it still waits takes its place (it ends
+//! `debounced` into the later one). So the burst runs once, a period after
+//! its last submission, with that submission's input.
 
 use crate::error::ErrorCode;
 use crate::policy::PolicyError;
@@ -199,6 +206,86 @@ fn check_key(key: &str, code: ErrorCode, field: &str) -> Result<(), PolicyError>
         return Err(PolicyError::new(code, field, message));
     }
     Ok(())
+}
+
+/// Folds a burst of runs with one key into its last.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct Debounce {
+    /// The key (1-200 characters, no control characters). On a made run:
+    /// its key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(min_length = 1, max_length = 200)]
+    pub key: Option<String>,
+    /// Or: a JSON pointer into the run's input whose string or number is the key.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[schema(max_length = 200)]
+    pub key_from: Option<String>,
+    /// How long a run waits for a later one: 100 ms to 24 hours.
+    #[serde(with = "crate::time::duration")]
+    #[schema(value_type = String, example = "5s")]
+    pub period: std::time::Duration,
+}
+
+impl Debounce {
+    /// Checks the fields (not yet the input a `key_from` reads).
+    pub fn check(&self) -> Result<(), PolicyError> {
+        const CODE: ErrorCode = ErrorCode::InvalidDebounce;
+        let period = self.period;
+        let (low, high) = (
+            std::time::Duration::from_millis(100),
+            std::time::Duration::from_secs(86_400),
+        );
+        if period < low || period > high {
+            let message = format!("debounce.period is 100ms to 24h; got {period:?}");
+            return Err(PolicyError::new(CODE, "debounce.period", message));
+        }
+        check_source(
+            self.key.as_deref(),
+            self.key_from.as_deref(),
+            CODE,
+            "debounce",
+        )
+    }
+
+    /// The key of a run with `input`.
+    pub fn key_for(&self, input: &Value) -> Result<String, PolicyError> {
+        let (key, from) = (self.key.as_deref(), self.key_from.as_deref());
+        key_in(key, from, input, ErrorCode::InvalidDebounce, "debounce")
+    }
+}
+
+impl crate::RunPolicy {
+    /// Checks that the input has every key the policy's flow control reads
+    /// from it (`key_from`).
+    pub fn check_keys(&self) -> Result<(), PolicyError> {
+        let input = &self.input;
+        if let Some(c) = &self.concurrency {
+            c.key_for(input)?;
+        }
+        if let Some(r) = &self.rate_limit {
+            r.key_for(input)?;
+        }
+        if let Some(d) = &self.debounce {
+            d.key_for(input)?;
+        }
+        Ok(())
+    }
+
+    /// Sets each flow-control key to the one the input gives: a made run's
+    /// keys (after [`check_keys`](Self::check_keys)).
+    pub fn resolve_keys(&mut self) {
+        let input = &self.input;
+        if let Some(c) = &mut self.concurrency {
+            c.key = c.key_for(input).ok();
+        }
+        if let Some(r) = &mut self.rate_limit {
+            r.key = r.key_for(input).ok();
+        }
+        if let Some(d) = &mut self.debounce {
+            d.key = d.key_for(input).ok();
+        }
+    }
 }
 
 #[cfg(test)]

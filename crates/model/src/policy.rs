@@ -99,6 +99,10 @@ pub struct RunPolicy {
     /// the cluster (see "Flow control").
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_limit: Option<crate::flow::RateLimit>,
+    /// A burst of runs with its key runs once, `period` after the last,
+    /// with the last's input (see "Flow control").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounce: Option<crate::flow::Debounce>,
 }
 
 impl RunPolicy {
@@ -124,8 +128,11 @@ impl RunPolicy {
         if let Some(c) = &self.concurrency {
             c.check()?;
         }
-        match &self.rate_limit {
-            Some(r) => r.check(),
+        if let Some(r) = &self.rate_limit {
+            r.check()?;
+        }
+        match &self.debounce {
+            Some(d) => d.check(),
             None => Ok(()),
         }
     }

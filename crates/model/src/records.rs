@@ -321,6 +321,9 @@ pub enum ExecutionStatus {
     /// A fire that did not run: its record in the schedule's fire ledger
     /// (see `GET /v1/schedules/{id}/fires`). Listed only when asked for.
     Skipped,
+    /// Folded into a later run of its debounce key (`debounced_into`), which
+    /// runs in its place.
+    Debounced,
 }
 
 impl ExecutionStatus {
@@ -333,11 +336,12 @@ impl ExecutionStatus {
             ExecutionStatus::Cancelled => "cancelled",
             ExecutionStatus::Dead => "dead",
             ExecutionStatus::Skipped => "skipped",
+            ExecutionStatus::Debounced => "debounced",
         }
     }
 
     /// Every status.
-    pub const ALL: [ExecutionStatus; 7] = [
+    pub const ALL: [ExecutionStatus; 8] = [
         ExecutionStatus::Queued,
         ExecutionStatus::Running,
         ExecutionStatus::Succeeded,
@@ -345,6 +349,7 @@ impl ExecutionStatus {
         ExecutionStatus::Cancelled,
         ExecutionStatus::Dead,
         ExecutionStatus::Skipped,
+        ExecutionStatus::Debounced,
     ];
 
     /// The status named `name` (as [`ExecutionStatus::as_str`] writes it).
@@ -423,6 +428,9 @@ pub struct Execution {
         skip_serializing_if = "Option::is_none"
     )]
     pub notify_due_at: Option<DateTime<Utc>>,
+    /// `debounced`: the later run of its debounce key it was folded into.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub debounced_into: Option<String>,
     /// How its fire was decided (executions of a schedule's fires, and the
     /// `skipped` records of fires that did not run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -465,6 +473,7 @@ impl Execution {
             expires_at: None,
             deliveries: Vec::new(),
             notify_due_at: None,
+            debounced_into: None,
             fire: None,
             version: 0,
         }

@@ -1,5 +1,6 @@
-//! Events on [`Store`]: the schedules an event fires, and the hooks that
-//! send events (see `taskhost_model::event` and `taskhost_model::hook`).
+//! Events on [`Store`]: the schedules an event fires, the hooks that
+//! send events (see `taskhost_model::event` and `taskhost_model::hook`), and
+//! the pending runs of debounce keys (`taskhost_model::flow`).
 
 use super::backend::{PageQuery, ScheduleFilter};
 use super::{Store, StoreError};
@@ -59,5 +60,32 @@ impl Store {
 
     pub async fn delete_hook(&self, tenant: &str, id: &str) -> Result<bool, StoreError> {
         self.backend.hook_delete(tenant, id).await
+    }
+}
+
+impl Store {
+    /// The pending run of `tenant`'s debounce key, if any.
+    pub async fn debounce_pending(
+        &self,
+        tenant: &str,
+        key: &str,
+    ) -> Result<Option<String>, StoreError> {
+        self.backend.debounce_pending(tenant, key, self.now()).await
+    }
+
+    /// Makes `new` the key's pending run until `expires_at`, if the pending
+    /// one is still `expected`.
+    pub async fn debounce_swap(
+        &self,
+        tenant: &str,
+        key: &str,
+        expected: Option<&str>,
+        new: &str,
+        expires_at: chrono::DateTime<chrono::Utc>,
+    ) -> Result<bool, StoreError> {
+        let now = self.now();
+        self.backend
+            .debounce_swap(tenant, key, expected, new, now, expires_at)
+            .await
     }
 }

@@ -35,8 +35,8 @@ pub use backend::{
 pub use executions::{Completion, Lease, LeaseRenewal, Release};
 pub use fires::{AliasMove, FireDecided, ResolvedPlugin};
 pub use traits::{
-    Backend, ClusterStore, ExecutionStore, HookStore, PluginStore, ScheduleStore, SecretStore,
-    StateStore,
+    Backend, ClusterStore, DebounceStore, ExecutionStore, HookStore, PluginStore, ScheduleStore,
+    SecretStore, StateStore,
 };
 
 use chrono::{DateTime, Utc};

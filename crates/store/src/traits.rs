@@ -277,6 +277,31 @@ pub trait HookStore: Send + Sync {
     async fn hook_delete(&self, tenant: &str, id: &str) -> Result<bool>;
 }
 
+/// Debounce keys (see `taskhost_model::flow`): each key's pending run, by
+/// (tenant, key), changed only by compare-and-swap so that racing nodes
+/// agree on which run is the burst's last.
+#[async_trait::async_trait]
+pub trait DebounceStore: Send + Sync {
+    /// The key's pending run, if its record has not expired at `now`.
+    async fn debounce_pending(
+        &self,
+        tenant: &str,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<String>>;
+    /// Makes `new` the key's pending run, kept until `expires_at`, if the
+    /// pending one is still `expected` (`None`: none, or expired at `now`).
+    async fn debounce_swap(
+        &self,
+        tenant: &str,
+        key: &str,
+        expected: Option<&str>,
+        new: &str,
+        now: DateTime<Utc>,
+        expires_at: DateTime<Utc>,
+    ) -> Result<bool>;
+}
+
 /// Coordination of the nodes sharing a store: named locks held by one
 /// owner until they expire, and the nodes' heartbeats.
 #[async_trait::async_trait]
@@ -321,6 +346,7 @@ pub trait Backend:
     + TokenStore
     + IdempotencyStore
     + HookStore
+    + DebounceStore
     + ClusterStore
     + 'static
 {

@@ -1,4 +1,4 @@
-//! Concurrency and rate-limit keys: this concern's part of the store conformance suite.
+//! Concurrency, rate-limit and debounce keys: this concern's part of the store conformance suite.
 
 use super::*;
 use taskhost_model::flow::Concurrency;
@@ -6,6 +6,7 @@ use taskhost_model::flow::Concurrency;
 taskhost_tests::conformance!(
     a_key_is_claimed_at_most_its_limit_at_once,
     a_rate_limited_key_starts_at_most_its_limit_per_period,
+    a_debounce_keys_pending_run_is_swapped_once,
 );
 
 fn keyed(key: &str, limit: u32, now: DateTime<Utc>) -> Execution {
@@ -141,4 +142,62 @@ async fn a_rate_limited_key_starts_at_most_its_limit_per_period(h: Harness) {
         .await
         .expect("claim");
     assert_eq!(next.len(), 2, "a period later, two more");
+}
+
+/// A debounce key's pending run changes only from the one expected, per
+/// tenant; an expired one is as none.
+async fn a_debounce_keys_pending_run_is_swapped_once(h: Harness) {
+    let store = &h.store;
+    let until = store.now() + chrono::Duration::seconds(60);
+    assert!(
+        store
+            .debounce_swap("acme", "k", None, "a", until)
+            .await
+            .expect("swap")
+    );
+    assert!(
+        !store
+            .debounce_swap("acme", "k", None, "x", until)
+            .await
+            .expect("swap"),
+        "taken"
+    );
+    assert!(
+        store
+            .debounce_swap("acme", "k", Some("a"), "b", until)
+            .await
+            .expect("swap")
+    );
+    assert!(
+        !store
+            .debounce_swap("acme", "k", Some("a"), "c", until)
+            .await
+            .expect("swap"),
+        "stale"
+    );
+    assert_eq!(
+        store
+            .debounce_pending("acme", "k")
+            .await
+            .expect("get")
+            .as_deref(),
+        Some("b")
+    );
+    assert_eq!(
+        store.debounce_pending("globex", "k").await.expect("get"),
+        None
+    );
+    h.clock.advance(Duration::from_secs(61));
+    assert_eq!(
+        store.debounce_pending("acme", "k").await.expect("get"),
+        None,
+        "expired"
+    );
+    let later = store.now() + chrono::Duration::seconds(60);
+    assert!(
+        store
+            .debounce_swap("acme", "k", None, "d", later)
+            .await
+            .expect("swap")
+    );
 }

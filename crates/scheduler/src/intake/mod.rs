@@ -12,13 +12,15 @@
 //!    ledger record for a fire that does not ([`records`]);
 //! 5. writes them, all or none (submissions) or each fire unless it has a
 //!    record already (the fire path, backfill);
-//! 6. offers what it made to this node's heap.
+//! 6. offers what it made to this node's heap;
+//! 7. makes each run with a debounce key its key's pending run ([`debounce`]).
 //!
 //! Its answer for each piece of work is a [`Decision`]: run, skip (with the
 //! ledger's reason), or theirs (the fire had a record). API handlers, the
 //! materializer and the store never build executions or wake the
 //! dispatcher themselves, so every rule about new work is written here once.
 
+mod debounce;
 pub(crate) mod memory;
 mod plugins;
 mod records;
@@ -342,7 +344,16 @@ impl Node {
         admission: Admission,
     ) -> Result<Vec<Decision>, IntakeError> {
         let prepared = self.prepare(work, admission).await?;
-        Ok(self.commit(prepared, &[]).await?.0)
+        let decided = self.commit(prepared, &[]).await?.0;
+        let made: Vec<Execution> = decided
+            .iter()
+            .filter_map(|d| match d {
+                Decision::Run(e) if e.policy.debounce.is_some() => Some(e.clone()),
+                _ => None,
+            })
+            .collect();
+        self.debounce(&made).await?;
+        Ok(decided)
     }
 
     /// Steps 1-4 of the intake: the records of `work`, checked, not yet
@@ -434,20 +445,7 @@ impl Node {
                 _ => w.policy.validate(&ctx),
             };
             // Its flow-control keys may come from its own input.
-            let input = &w.policy.input;
-            let valid = valid
-                .and_then(|()| {
-                    w.policy
-                        .concurrency
-                        .as_ref()
-                        .map_or(Ok(()), |c| c.key_for(input).map(drop))
-                })
-                .and_then(|()| {
-                    w.policy
-                        .rate_limit
-                        .as_ref()
-                        .map_or(Ok(()), |r| r.key_for(input).map(drop))
-                });
+            let valid = valid.and_then(|()| w.policy.check_keys());
             let refusal = match (plugin, valid) {
                 (_, Err(e)) => Refusal::Policy(e),
                 (None, _) => Refusal::UnknownPlugin(w.plugin.text().to_owned()),

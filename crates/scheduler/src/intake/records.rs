@@ -18,7 +18,11 @@ impl Node {
         let node_retention = self.inner.config.retention;
         match checked {
             Checked::Run { plugin } => {
-                let due = add_saturating(w.due_at.unwrap_or(now), w.delay);
+                let mut due = add_saturating(w.due_at.unwrap_or(now), w.delay);
+                // A debounced run waits a period for a later one.
+                if let Some(d) = &w.policy.debounce {
+                    due = due.max(add_saturating(now, d.period));
+                }
                 let mut e = Execution::queued(&w.tenant, &plugin.plugin_id, due, now);
                 e.id = w.id.clone();
                 e.schedule_id = w.origin.schedule_id().map(str::to_owned);
@@ -26,13 +30,8 @@ impl Node {
                 e.policy = w.policy.clone();
                 e.policy.retry.get_or_insert(RetryPolicy::ONCE);
                 e.policy.retention.get_or_insert(node_retention);
-                // The key it holds, as checked (see `check`).
-                if let Some(c) = &mut e.policy.concurrency {
-                    c.key = c.key_for(&w.policy.input).ok();
-                }
-                if let Some(r) = &mut e.policy.rate_limit {
-                    r.key = r.key_for(&w.policy.input).ok();
-                }
+                // Its flow-control keys, as checked (see `check`).
+                e.policy.resolve_keys();
                 e.fire = w.fire.clone().map(|mut info| {
                     info.plugin_ref = plugin.follows.clone();
                     info

@@ -45,6 +45,7 @@ impl MongoBackend {
                 Some(unique()),
             ),
             ("idempotency", doc! { "expires_at_date": 1 }, Some(ttl())),
+            ("debounce", doc! { "expires_at_date": 1 }, Some(ttl())),
             ("schedules", doc! { "tenant": 1, "_id": -1 }, None),
             ("schedules", doc! { "next_fire_at": 1 }, None),
             (

@@ -14,6 +14,7 @@
 //! cap plugin size.
 
 mod cluster;
+mod debounce;
 mod errors;
 mod executions;
 mod hooks;

@@ -153,6 +153,13 @@ ALTER TABLE executions ADD COLUMN rlimit INTEGER;
 ALTER TABLE executions ADD COLUMN rper INTEGER;
 CREATE INDEX executions_rkey ON executions (tenant, rkey, started_at) WHERE rkey IS NOT NULL;
 "#,
+    // Debounce keys: each key's pending run (see `DebounceStore`).
+    r#"
+CREATE TABLE debounce (
+    tenant TEXT NOT NULL, key TEXT NOT NULL, pending TEXT NOT NULL, expires_at INTEGER NOT NULL,
+    PRIMARY KEY (tenant, key)) WITHOUT ROWID;
+CREATE INDEX debounce_expiry ON debounce (expires_at);
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.

@@ -15,6 +15,7 @@ use crate::traits::Backend;
 
 mod cluster;
 mod conn;
+mod debounce;
 mod executions;
 mod hooks;
 mod idempotency;

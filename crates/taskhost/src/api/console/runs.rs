@@ -201,6 +201,15 @@ pub(super) async fn execution(
                         (taskhost_model::time::human(r.per)) ")"
                     } }
                 }
+                @if let Some(d) = &e.policy.debounce {
+                    div { dt { "Debounce key" } dd {
+                        code { (d.key.as_deref().unwrap_or("-")) }
+                        " (" (taskhost_model::time::human(d.period)) ")"
+                        @if let Some(into) = &e.debounced_into {
+                            " → " a href={ "/executions/" (url(into)) } { code { (into) } }
+                        }
+                    } }
+                }
                 @if let Some(ev) = e.fire.as_ref().and_then(|f| f.event.as_ref()) {
                     div { dt { "Event" } dd {
                         code { (ev.name) } " " (ev.id)
