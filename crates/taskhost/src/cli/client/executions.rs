@@ -2,7 +2,8 @@
 
 use super::*;
 
-/// What a schedule's or run's plugin may call, and whom to tell when it ends.
+/// What a schedule's or run's plugin may call, whom to tell when it ends,
+/// and its flow control.
 #[derive(Debug, clap::Args)]
 pub(crate) struct Reach {
     /// A host the plugin may call over HTTP (repeat for more):
@@ -15,11 +16,14 @@ pub(crate) struct Reach {
     /// The ends the webhooks report, e.g. failed,dead,timed_out (default: every end).
     #[arg(long = "notify-on", value_name = "EVENTS", value_delimiter = ',')]
     notify_on: Vec<String>,
+    #[command(flatten)]
+    flow: super::flow::FlowArgs,
 }
 
 impl Reach {
-    /// Sets `network` and `notify` of a run policy.
+    /// Sets `network`, `notify` and the flow control of a run policy.
     pub(super) fn apply(self, policy: &mut RunPolicy) {
+        self.flow.apply(policy);
         if !self.allow_hosts.is_empty() {
             policy.network = Some(NetworkGrant {
                 allow: self.allow_hosts,

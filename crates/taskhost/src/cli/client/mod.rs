@@ -4,6 +4,7 @@
 
 mod events;
 mod executions;
+mod flow;
 mod plugins;
 mod schedules;
 
