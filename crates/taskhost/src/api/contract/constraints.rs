@@ -215,6 +215,8 @@ fn run_policy(doc: &mut Value, facts: &Facts) {
     retry["initial_backoff"] = duration("humantime-short");
     retry["max_backoff"] = duration("humantime");
     props(doc, "CatchUp")["window"] = duration("humantime");
+    props(doc, "RateLimit")["per"] = duration("humantime");
+    props(doc, "Debounce")["period"] = duration("humantime");
     let policy = props(doc, "RunPolicy");
     policy["retention"] = nullable(duration("humantime-retention"));
     policy["secrets"]["items"] = json!({ "type": "string", "pattern": SECRET_NAME });

@@ -17,7 +17,7 @@ pub(crate) struct Reach {
     #[arg(long = "notify-on", value_name = "EVENTS", value_delimiter = ',')]
     notify_on: Vec<String>,
     #[command(flatten)]
-    flow: super::flow::FlowArgs,
+    flow: Box<super::flow::FlowArgs>,
 }
 
 impl Reach {
