@@ -24,24 +24,30 @@ fn block(name: &str) -> String {
     body.rsplit_once("```").expect("closed block").0.to_owned()
 }
 
-#[test]
-fn the_readme_walkthrough_works_as_written() {
+/// Runs a README block with bash against a fresh server on the embedded
+/// store, `taskhost` on the PATH; what it printed, once it succeeded.
+fn run_block(script: &str) -> String {
     let server = Server::start(None);
-    let path = path_with_taskhost();
     let output = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &walkthrough()])
+        .args(["-euo", "pipefail", "-c", script])
         .current_dir(repo_root())
-        .env("PATH", path)
+        .env("PATH", path_with_taskhost())
         .env("TASKHOST_SERVER", &server.url)
         .env("TASKHOST_TOKEN", server.admin("dev"))
         .output()
         .expect("run bash");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
         "the walkthrough failed:\n{stdout}\n{stderr}"
     );
+    stdout
+}
+
+#[test]
+fn the_readme_walkthrough_works_as_written() {
+    let stdout = run_block(&walkthrough());
     assert!(stdout.contains(r#""output":"Hello, Ada!""#), "{stdout}");
     assert!(
         stdout.contains("greeting cron"),
@@ -72,21 +78,7 @@ fn the_readme_walkthrough_works_as_written() {
 /// nothing.
 #[test]
 fn the_events_walkthrough_works_as_written() {
-    let server = Server::start(None);
-    let output = Command::new("bash")
-        .args(["-euo", "pipefail", "-c", &block("events-walkthrough")])
-        .current_dir(repo_root())
-        .env("PATH", path_with_taskhost())
-        .env("TASKHOST_SERVER", &server.url)
-        .env("TASKHOST_TOKEN", server.admin("dev"))
-        .output()
-        .expect("run bash");
-    let stdout = String::from_utf8_lossy(&output.stdout);
-    let stderr = String::from_utf8_lossy(&output.stderr);
-    assert!(
-        output.status.success(),
-        "the walkthrough failed:\n{stdout}\n{stderr}"
-    );
+    let stdout = run_block(&block("events-walkthrough"));
     assert!(stdout.contains(r#""fired":1"#), "the hook ran it: {stdout}");
     assert!(stdout.contains("webhook_replayed"), "the replay: {stdout}");
     let runs = stdout

@@ -60,6 +60,22 @@ fn most_at_once(runs: &[Value]) -> usize {
     most as usize
 }
 
+/// Submits `runs` in one batch; the runs once all have ended.
+async fn all_of(s: &Server, token: &str, runs: Vec<Value>) -> Vec<Value> {
+    let body = json!({ "runs": runs });
+    let (status, made) = s
+        .call(
+            Method::POST,
+            "/v1/executions/batch",
+            Some(token),
+            Some(body),
+        )
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{made}");
+    let ids: Vec<String> = serde_json::from_value(made["ids"].clone()).expect("ids");
+    finished(s, token, &ids, Duration::from_secs(120)).await
+}
+
 fn run(plugin: &Value, ms: u64, key: &str, limit: u32) -> Value {
     json!({
         "plugin_id": plugin,
@@ -80,17 +96,7 @@ async fn concurrency_keys(store: &str) {
     let runs: Vec<Value> = (0..50)
         .map(|_| run(&plugin, 40, "customer-42", 2))
         .collect();
-    let (status, made) = a
-        .call(
-            Method::POST,
-            "/v1/executions/batch",
-            Some(&token),
-            Some(json!({"runs": runs})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{made}");
-    let ids: Vec<String> = serde_json::from_value(made["ids"].clone()).expect("ids");
-    let done = finished(a, &token, &ids, Duration::from_secs(120)).await;
+    let done = all_of(a, &token, runs).await;
     assert!(
         done.iter().all(|e| e["status"] == "succeeded"),
         "all 50 finish"
@@ -108,17 +114,7 @@ async fn concurrency_keys(store: &str) {
                 "rate_limit": {"key": "partner-api", "limit": 5, "per": "1s"}})
         })
         .collect();
-    let (status, made) = a
-        .call(
-            Method::POST,
-            "/v1/executions/batch",
-            Some(&token),
-            Some(json!({"runs": runs})),
-        )
-        .await;
-    assert_eq!(status, StatusCode::ACCEPTED, "{made}");
-    let ids: Vec<String> = serde_json::from_value(made["ids"].clone()).expect("ids");
-    let done = finished(a, &token, &ids, Duration::from_secs(120)).await;
+    let done = all_of(a, &token, runs).await;
     assert!(
         done.iter().all(|e| e["status"] == "succeeded"),
         "all 20 start"
