@@ -173,3 +173,125 @@ fn help_explains_every_flag() {
     let output = taskhost(&["--help"]);
     assert!(String::from_utf8_lossy(&output.stdout).contains("run"));
 }
+
+/// `taskhost admin backup` while a node takes submissions, then `admin
+/// restore` into a fresh folder and a node on it (issue 28, acceptance 4):
+/// every submission acknowledged before the backup began is there and
+/// ends; the copy passes SQLite's integrity check.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_backup_under_load_restores_every_acknowledged_run() {
+    use reqwest::StatusCode;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::sync::{Arc, Mutex};
+    use taskhost_tests::server::Server;
+
+    let s = Arc::new(Server::start(None));
+    let token = s.admin("acme");
+    let plugin = s.upload(&token, "hello").await["id"].clone();
+    let (stop, acked) = (
+        Arc::new(AtomicBool::new(false)),
+        Arc::new(Mutex::new(Vec::new())),
+    );
+    let load = {
+        let (s, token, stop, acked) = (s.clone(), token.clone(), stop.clone(), acked.clone());
+        tokio::spawn(async move {
+            for n in 0.. {
+                if stop.load(Ordering::Relaxed) {
+                    break;
+                }
+                let body =
+                    serde_json::json!({"plugin_id": plugin, "input": {"name": format!("n{n}")}});
+                let response = s
+                    .client
+                    .post(s.at("/v1/executions"))
+                    .bearer_auth(&token)
+                    .json(&body)
+                    .send()
+                    .await;
+                if let Some(r) = response.ok().filter(|r| r.status() == StatusCode::ACCEPTED) {
+                    let e: serde_json::Value = r.json().await.expect("json");
+                    acked
+                        .lock()
+                        .expect("lock")
+                        .push(e["id"].as_str().expect("id").to_owned());
+                }
+            }
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(800)).await;
+    let before: Vec<String> = acked.lock().expect("lock").clone();
+    let dir = tempfile::tempdir().expect("tempdir");
+    let file = dir.path().join("backup.db");
+    let data = s.data_dir().to_str().expect("utf-8").to_owned();
+    let file_arg = file.to_str().expect("utf-8").to_owned();
+    let output = tokio::task::spawn_blocking(move || {
+        taskhost(&["admin", "backup", &file_arg, "--data-dir", &data])
+    })
+    .await
+    .expect("join");
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    load.await.expect("load");
+    assert!(before.len() > 10, "a load: {} submissions", before.len());
+
+    let restored = dir.path().join("restored");
+    let output = taskhost(&[
+        "admin",
+        "restore",
+        file.to_str().expect("utf-8"),
+        "--data-dir",
+        restored.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        output.status.success(),
+        "{}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(String::from_utf8_lossy(&output.stdout).contains("integrity check: ok"));
+    let again = taskhost(&[
+        "admin",
+        "restore",
+        file.to_str().expect("utf-8"),
+        "--data-dir",
+        restored.to_str().expect("utf-8"),
+    ]);
+    assert!(
+        !again.status.success(),
+        "a restore never overwrites a store"
+    );
+
+    let store = format!("sqlite://{}", restored.join("taskhost.db").display());
+    let node = Server::start(Some(&store));
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(120);
+    for id in &before {
+        loop {
+            let (status, e) = node
+                .call(
+                    reqwest::Method::GET,
+                    &format!("/v1/executions/{id}"),
+                    Some(&token),
+                    None,
+                )
+                .await;
+            assert_eq!(
+                status,
+                StatusCode::OK,
+                "acknowledged before the backup: {id}"
+            );
+            if !matches!(e["status"].as_str(), Some("queued" | "running")) {
+                assert_eq!(e["status"], "succeeded", "{e}");
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{id} did not end: {e}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        }
+    }
+}

@@ -4,6 +4,7 @@
 //! logging and the async runtime, and maps results to exit codes:
 //! 0 success, 1 the task did not succeed, 2 a usage or environment error.
 
+mod admin;
 mod client;
 mod config;
 mod cron;
@@ -98,6 +99,9 @@ enum Command {
         #[command(subcommand)]
         command: client::HookCommand,
     },
+    /// Back up the embedded store while it serves, and restore a backup.
+    #[command(subcommand)]
+    Admin(admin::AdminCommand),
     /// Preview a cron expression's fire times in a time zone.
     Cron {
         #[command(flatten)]
@@ -143,6 +147,7 @@ pub fn main() -> ExitCode {
             Command::Node { conn, command } => client::node(conn, command).await,
             Command::Secret { conn, command } => secret::secret(conn, command).await,
             Command::Cron { conn, command } => cron::cron(conn, command).await,
+            Command::Admin(command) => admin::admin(command),
             Command::Event { conn, command } => client::event(conn, command).await,
             Command::Hook { conn, command } => client::hook(conn, command).await,
         }
