@@ -295,3 +295,134 @@ async fn a_backup_under_load_restores_every_acknowledged_run() {
         }
     }
 }
+
+/// The fixture store the previous release wrote (see its MADE.md).
+const PREVIOUS: &str = "tests/fixtures/upgrade/3f48313";
+
+/// A store written by the previous release is opened, migrated and served
+/// by this one (issue 28, upgrades); a store newer than this one is refused
+/// with a message that says so.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_store_of_the_previous_release_is_served() {
+    use reqwest::{Method, StatusCode};
+    use taskhost_tests::server::Server;
+
+    let fixture = taskhost_tests::repo_root().join(PREVIOUS);
+    let dir = tempfile::tempdir().expect("tempdir");
+    let db = dir.path().join("taskhost.db");
+    std::fs::copy(fixture.join("taskhost.db"), &db).expect("copy the fixture");
+    let key = fixture.join("secrets-key");
+    let store = format!("sqlite://{}", db.display());
+    let args = ["--secrets-key-file", key.to_str().expect("utf-8")];
+    let s = Server::start_with(Some(&store), &args, None);
+    let token = s.admin("acme");
+    let get = async |path: &str| {
+        let (status, body) = s.call(Method::GET, path, Some(&token), None).await;
+        assert_eq!(status, StatusCode::OK, "{path}: {body}");
+        body
+    };
+    let schedules = get("/v1/schedules").await;
+    let mut names: Vec<&str> = schedules["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    names.sort();
+    assert_eq!(names, ["greet", "paused"], "{schedules}");
+    let runs = get("/v1/executions").await;
+    let ada = &runs["items"][0];
+    assert_eq!(ada["status"], "succeeded", "{runs}");
+    assert_eq!(ada["outcome"]["output"], "Hello, Ada!");
+    assert!(
+        get("/v1/secrets")
+            .await
+            .to_string()
+            .contains("PARTNER_TOKEN")
+    );
+    let aliases = get("/v1/plugins/hello/aliases").await;
+    assert!(aliases.to_string().contains("stable"), "{aliases}");
+
+    // The old plugin runs, and may read the old secret.
+    let body = serde_json::json!({"plugin_id": ada["plugin_id"], "input": {"name": "Bo"},
+        "wait": "10s", "secrets": ["PARTNER_TOKEN"]});
+    let (status, run) = s
+        .call(Method::POST, "/v1/executions", Some(&token), Some(body))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{run}");
+    assert_eq!(run["outcome"]["output"], "Hello, Bo!", "{run}");
+
+    // A store from a newer taskhost is refused.
+    let newer = dir.path().join("newer.db");
+    std::fs::copy(fixture.join("taskhost.db"), &newer).expect("copy");
+    let conn = rusqlite::Connection::open(&newer).expect("open");
+    conn.pragma_update(None, "user_version", 999)
+        .expect("version");
+    drop(conn);
+    let output = taskhost(&[
+        "serve",
+        "--listen",
+        "127.0.0.1:0",
+        "--jwt-secret",
+        "x".repeat(32).as_str(),
+        "--data-dir",
+        dir.path().to_str().expect("utf-8"),
+        "--store",
+        &format!("sqlite://{}", newer.display()),
+    ]);
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(
+        stderr.contains("newer than this taskhost knows"),
+        "{stderr}"
+    );
+}
+
+/// `taskhost run` keeps a compiled plugin by its hash (issue 28): the first
+/// run of a file compiles and stores it, the second loads it; `--no-cache`
+/// keeps nothing. (Its speed is a benchmark figure, not asserted here.)
+#[test]
+fn run_keeps_compiled_plugins_by_hash() {
+    let cache = tempfile::tempdir().expect("tempdir");
+    let hello = plugin_path("hello");
+    let hello = hello.to_str().expect("utf-8 path");
+    let dir = cache.path().to_str().expect("utf-8 path");
+    let artifacts = || {
+        std::fs::read_dir(cache.path().join("artifacts"))
+            .map(|d| {
+                d.flatten()
+                    .filter(|e| e.path().extension().is_some_and(|x| x == "cwasm"))
+                    .count()
+            })
+            .unwrap_or(0)
+    };
+    let input = r#"{"name":"Ada"}"#;
+    let first = taskhost(&["run", hello, "--input", input, "--cache-dir", dir]);
+    assert!(
+        first.status.success(),
+        "{}",
+        String::from_utf8_lossy(&first.stderr)
+    );
+    assert_eq!(artifacts(), 1, "compiled once, kept");
+    let second = taskhost(&["run", hello, "--input", input, "--cache-dir", dir]);
+    assert!(second.status.success());
+    assert_eq!(outcome(&second)["output"], "Hello, Ada!");
+    assert_eq!(artifacts(), 1, "loaded, not compiled again");
+    // Without a folder, the user's cache folder; with --no-cache, none.
+    let home = tempfile::tempdir().expect("tempdir");
+    let run = |extra: &[&str]| {
+        Command::new(taskhost_bin())
+            .args(["run", hello, "--input", input])
+            .args(extra)
+            .env("XDG_CACHE_HOME", home.path())
+            .output()
+            .expect("run taskhost")
+    };
+    assert!(run(&["--no-cache"]).status.success());
+    assert!(
+        !home.path().join("taskhost").exists(),
+        "--no-cache keeps nothing"
+    );
+    assert!(run(&[]).status.success());
+    assert!(home.path().join("taskhost/artifacts").exists());
+}

@@ -8,7 +8,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use taskhost_net::{Egress, NetworkConfig, NetworkPolicy};
-use taskhost_runtime::{Limits, RunNetwork, RunRequest, Runtime, RuntimeConfig, Status};
+use taskhost_runtime::{
+    ArtifactCache, DirArtifacts, Limits, MemoryArtifacts, MemoryKv, RunNetwork, RunRequest,
+    Runtime, RuntimeConfig, Status,
+};
 
 /// Run a plugin once, locally, and print its outcome as JSON.
 ///
@@ -70,6 +73,36 @@ pub(crate) struct RunArgs {
     /// Print the outcome on one line instead of indented.
     #[arg(long)]
     compact: bool,
+
+    /// Where compiled plugins are kept, by their bytes' hash, so the next
+    /// run of the same file starts without compiling (default:
+    /// $XDG_CACHE_HOME/taskhost, else ~/.cache/taskhost).
+    #[arg(long, env = "TASKHOST_CACHE_DIR", value_name = "DIR")]
+    cache_dir: Option<PathBuf>,
+
+    /// Compile afresh and keep nothing.
+    #[arg(long, conflicts_with = "cache_dir")]
+    no_cache: bool,
+}
+
+/// Bytes of compiled plugins `taskhost run` keeps (least recently used go).
+const CACHE_BYTES: u64 = 1 << 30;
+
+/// Where `taskhost run` keeps compiled plugins: none with `--no-cache`.
+fn artifacts(args: &RunArgs) -> Arc<dyn ArtifactCache> {
+    let home = || std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".cache"));
+    let dir = match (&args.cache_dir, args.no_cache) {
+        (_, true) => None,
+        (Some(dir), _) => Some(dir.clone()),
+        (None, _) => std::env::var_os("XDG_CACHE_HOME")
+            .map(PathBuf::from)
+            .or_else(home)
+            .map(|d| d.join("taskhost")),
+    };
+    match dir {
+        Some(dir) => Arc::new(DirArtifacts::with_limit(dir.join("artifacts"), CACHE_BYTES)),
+        None => Arc::new(MemoryArtifacts::default()),
+    }
 }
 
 fn parse_size(text: &str) -> Result<u64, String> {
@@ -106,11 +139,12 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let wasm = std::fs::read(&args.file)
         .with_context(|| format!("could not read the plugin {}", args.file.display()))?;
     let input = read_input(args.input.as_deref())?;
-    let runtime = Runtime::new(RuntimeConfig {
+    let config = RuntimeConfig {
         max_concurrent_runs: 4,
         max_memory_bytes: args.memory.max(RuntimeConfig::default().max_memory_bytes),
         ..RuntimeConfig::default()
-    })?;
+    };
+    let runtime = Runtime::with_stores(config, artifacts(&args), Arc::new(MemoryKv::default()))?;
     let mut request = RunRequest::new(input);
     request.limits = Limits {
         fuel: args.fuel,
