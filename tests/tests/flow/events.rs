@@ -306,6 +306,17 @@ async fn signed_hooks(s: &Server, token: &str, plugin: &Value) {
         .await
         .expect("html");
     assert!(page.contains("msg-1") && page.contains(&id), "{page}");
+    // The schedule's page shows its fire ledger, each fire with its event.
+    let page = console(format!("/schedules/{target}"))
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("html");
+    assert!(
+        page.contains("Fire ledger") && page.contains("msg-1"),
+        "{page}"
+    );
 }
 
 async fn token_hooks(s: &Server, token: &str, plugin: &Value) {

@@ -17,6 +17,7 @@
 
 mod hooks;
 mod html;
+mod ledger;
 mod pages;
 mod runs;
 
@@ -39,6 +40,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/plugins", get(pages::plugins))
         .route("/schedules", get(pages::schedules))
         .route("/schedules/new", get(pages::schedule_form))
+        .route("/schedules/{id}", get(ledger::schedule))
         .route("/schedules/{id}/edit", get(pages::schedule_edit))
         .route("/executions", get(runs::executions))
         .route("/executions/{id}", get(runs::execution))

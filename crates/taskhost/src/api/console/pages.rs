@@ -324,7 +324,7 @@ fn schedule_row(s: &Schedule, last_run: Option<&Execution>, write: bool) -> Mark
     let state_text = if s.paused { "paused" } else { "active" };
     html! {
         tr data-schedule=(s.id) {
-            td { a href={ "/executions?schedule_id=" (url(&s.id)) } { (s.name) } }
+            td { a href={ "/schedules/" (url(&s.id)) } { (s.name) } }
             td { (trigger) }
             td { (html::status(state_text)) }
             // A paused schedule's cursor is the next fire to record as paused.
