@@ -426,3 +426,35 @@ fn run_keeps_compiled_plugins_by_hash() {
     assert!(run(&[]).status.success());
     assert!(home.path().join("taskhost/artifacts").exists());
 }
+
+/// A MongoDB store a newer taskhost wrote is refused too, with its message.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_newer_mongodb_store_is_refused() {
+    let db = format!(
+        "taskhost_format_{}",
+        taskhost_model::new_id().replace('-', "")
+    );
+    let Some(url) = taskhost_tests::stores::mongodb_url(&db) else {
+        return;
+    };
+    let clock = std::sync::Arc::new(taskhost_model::clock::SystemClock);
+    taskhost_store::Store::open(&url, clock.clone())
+        .await
+        .expect("a new store opens");
+    let client = mongodb::Client::with_uri_str(&url).await.expect("client");
+    let meta = client
+        .database(&db)
+        .collection::<mongodb::bson::Document>("meta");
+    meta.update_one(
+        mongodb::bson::doc! { "_id": "format" },
+        mongodb::bson::doc! { "$set": { "version": 999_i64 } },
+    )
+    .await
+    .expect("set");
+    let refused = taskhost_store::Store::open(&url, clock).await;
+    let message = refused.err().map(|e| e.to_string()).unwrap_or_default();
+    assert!(
+        message.contains("newer than this taskhost knows"),
+        "{message}"
+    );
+}

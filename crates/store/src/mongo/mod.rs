@@ -92,8 +92,13 @@ fn record<T: DeserializeOwned>(d: &Document) -> Result<T> {
     )
 }
 
+/// The store format this code writes. Raised when a change means older
+/// nodes must not open the database any more (they refuse a higher one).
+pub const FORMAT: i64 = 1;
+
 impl MongoBackend {
-    /// Connects, checks the server answers, and makes the indexes.
+    /// Connects, checks the server answers and the store's format, and makes
+    /// the indexes.
     pub async fn connect(url: &str) -> Result<Self> {
         let mut options = ClientOptions::parse(url)
             .await
@@ -114,9 +119,36 @@ impl MongoBackend {
             .unwrap_or_else(|| client.database("taskhost"));
         let backend = MongoBackend { db };
         backend.ping().await?;
+        backend.check_format().await?;
         backend.create_indexes().await?;
         backend.fill_partitions().await?;
         Ok(backend)
+    }
+
+    /// Refuses a database a newer taskhost wrote (its store format is
+    /// higher than [`FORMAT`]); marks an older one as this format.
+    async fn check_format(&self) -> Result<()> {
+        let meta = self.coll("meta");
+        let found = meta
+            .find_one(doc! { "_id": "format" })
+            .await
+            .map_err(db_err)?;
+        let stored = found.and_then(|d| d.get_i64("version").ok()).unwrap_or(0);
+        if stored > FORMAT {
+            return Err(StoreError::backend(format!(
+                "the database has store format {stored}, newer than this taskhost knows ({FORMAT}); upgrade taskhost"
+            )));
+        }
+        if stored < FORMAT {
+            meta.update_one(
+                doc! { "_id": "format" },
+                doc! { "$max": { "version": FORMAT } },
+            )
+            .upsert(true)
+            .await
+            .map_err(db_err)?;
+        }
+        Ok(())
     }
 
     /// Gives every schedule stored before partitions existed its partition.
