@@ -841,6 +841,7 @@ async fn openapi_lists_every_route_the_router_serves() {
         "DELETE /v1/hooks/{id}",
         "POST /v1/hooks/{id}/rotate",
         "POST /hooks/{id}",
+        "GET /v1/audit",
     ]
     .map(String::from)
     .to_vec();
@@ -1007,4 +1008,108 @@ async fn batch_submit(s: Server) {
         body["error"]["details"]["errors"][0]["code"],
         "unknown_plugin"
     );
+}
+
+/// Every write operation of the API document leaves exactly one audit
+/// record, with its caller and its outcome, and no request body (issue 28,
+/// acceptance 2); a tenant's admin reads its own, the operator every one.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_write_leaves_one_audit_record() {
+    let s = Server::start(None);
+    let token = s.admin("acme");
+    let (_, doc) = call(&s, Method::GET, "/openapi.json", None, None).await;
+    let paths = doc["paths"].as_object().expect("paths").clone();
+    let mut sent = Vec::new();
+    for (path, item) in &paths {
+        for method in ["post", "put", "patch", "delete"] {
+            if item.get(method).is_none() {
+                continue;
+            }
+            let concrete = path
+                .replace("{id}", "no-such-id")
+                .replace("{alias}", "stable")
+                .replace("{name}", "AUDITED");
+            let body = match (method, path.as_str()) {
+                ("put", "/v1/secrets/{name}") => json!({"value": "audit-secret-value"}),
+                _ => json!({}),
+            };
+            let request_id = format!("audit-{}", sent.len());
+            let m = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
+            let mut request = s
+                .client
+                .request(m, s.at(&concrete))
+                .header("x-request-id", &request_id)
+                .json(&body);
+            let public = path.starts_with("/hooks/");
+            if !public {
+                request = request.bearer_auth(&token);
+            }
+            let status = request.send().await.expect("send").status().as_u16();
+            sent.push((
+                request_id,
+                format!("{} {path}", method.to_uppercase()),
+                status,
+                public,
+            ));
+        }
+    }
+    assert!(sent.len() > 20, "the document's writes: {}", sent.len());
+    let operator = s.token("ops", &[Scope::Operator]);
+    let (status, all) = call(
+        &s,
+        Method::GET,
+        "/v1/audit?limit=1000",
+        Some(&operator),
+        None,
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{all}");
+    let records = all["items"].as_array().expect("items");
+    for (request_id, operation, status, public) in &sent {
+        let mine: Vec<&Value> = records
+            .iter()
+            .filter(|r| r["request_id"] == request_id.as_str())
+            .collect();
+        assert_eq!(mine.len(), 1, "{operation}: one record, not {}", mine.len());
+        let r = mine[0];
+        assert_eq!(r["operation"], operation.as_str());
+        assert_eq!(r["status"], *status, "{operation}: {r}");
+        if !public {
+            assert_eq!(r["subject"], "tester", "{operation}: {r}");
+            assert_eq!(r["tenant"], "acme");
+            assert!(r["token_id"].is_string(), "{r}");
+        }
+        assert!(
+            r["client"].as_str().is_some_and(|c| c.starts_with("127.")),
+            "{r}"
+        );
+    }
+    assert!(
+        !all.to_string().contains("audit-secret-value"),
+        "no value is recorded"
+    );
+    // A tenant's admin reads its own records; another tenant's admin, none of them.
+    let (_, own) = call(&s, Method::GET, "/v1/audit?limit=1000", Some(&token), None).await;
+    assert!(
+        own["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .all(|r| r["tenant"] == "acme")
+    );
+    let other = s.admin("globex");
+    let (_, theirs) = call(&s, Method::GET, "/v1/audit", Some(&other), None).await;
+    assert!(!theirs.to_string().contains("audit-0"), "{theirs}");
+    // The console's audit page lists them.
+    let page = s
+        .client
+        .get(s.at("/audit"))
+        .header("cookie", format!("taskhost_session={token}"))
+        .send()
+        .await
+        .expect("get")
+        .text()
+        .await
+        .expect("html");
+    assert!(page.contains("PUT /v1/secrets/{name}") && !page.contains("audit-secret-value"));
 }

@@ -14,9 +14,11 @@
 //! - [`quota`]: what each tenant may keep and ask for;
 //! - [`secrets`]: sealing, scrubbing and naming of tenant secrets;
 //! - [`kv`]: the key-value trait plugins' state lives behind;
-//! - [`flow`]: concurrency keys;
+//! - [`audit`]: the record of each write request;
+//! - [`flow`]: concurrency keys, rate-limit keys and debounce;
 //! - [`event`], [`hook`]: events, what they fire, and the public hooks that send them.
 
+pub mod audit;
 pub mod clock;
 pub mod error;
 pub mod event;

@@ -14,6 +14,7 @@
 //! schedule is materialized at most once through a unique (schedule, fire time)
 //! key. Time comes from the injected [`Clock`](taskhost_model::clock::Clock).
 
+mod audit;
 mod backend;
 mod events;
 mod executions;
@@ -35,8 +36,8 @@ pub use backend::{
 pub use executions::{Completion, Lease, LeaseRenewal, Release};
 pub use fires::{AliasMove, FireDecided, ResolvedPlugin};
 pub use traits::{
-    Backend, ClusterStore, DebounceStore, ExecutionStore, HookStore, PluginStore, ScheduleStore,
-    SecretStore, StateStore,
+    AuditStore, Backend, ClusterStore, DebounceStore, ExecutionStore, HookStore, PluginStore,
+    ScheduleStore, SecretStore, StateStore,
 };
 
 use chrono::{DateTime, Utc};

@@ -14,6 +14,7 @@ use crate::backend::{
     Queued, Result, ScheduleFilter, Usage,
 };
 use chrono::{DateTime, Utc};
+use taskhost_model::audit::AuditRecord;
 use taskhost_model::kv::KvQuota;
 use taskhost_model::quota::Quotas;
 use taskhost_model::{
@@ -302,6 +303,15 @@ pub trait DebounceStore: Send + Sync {
     ) -> Result<bool>;
 }
 
+/// The audit log (see `taskhost_model::audit`): records by id, per tenant.
+#[async_trait::async_trait]
+pub trait AuditStore: Send + Sync {
+    /// Stores a record; forgets some expired ones at `now`.
+    async fn audit_append(&self, record: &AuditRecord, now: DateTime<Utc>) -> Result<()>;
+    /// Records newest first: of one tenant, or of all.
+    async fn audit_list(&self, tenant: Option<&str>, page: &PageQuery) -> Result<Vec<AuditRecord>>;
+}
+
 /// Coordination of the nodes sharing a store: named locks held by one
 /// owner until they expire, and the nodes' heartbeats.
 #[async_trait::async_trait]
@@ -347,6 +357,7 @@ pub trait Backend:
     + IdempotencyStore
     + HookStore
     + DebounceStore
+    + AuditStore
     + ClusterStore
     + 'static
 {

@@ -20,6 +20,7 @@ use taskhost_tests::stores::Harness;
 // Each case once per backend: `<concern>::sqlite::case` and
 // `<concern>::mongodb::case`.
 
+mod audit;
 mod cluster;
 mod events;
 mod executions;

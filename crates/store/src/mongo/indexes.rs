@@ -46,6 +46,8 @@ impl MongoBackend {
             ),
             ("idempotency", doc! { "expires_at_date": 1 }, Some(ttl())),
             ("debounce", doc! { "expires_at_date": 1 }, Some(ttl())),
+            ("audit", doc! { "expires_at_date": 1 }, Some(ttl())),
+            ("audit", doc! { "tenant": 1, "_id": -1 }, None),
             ("schedules", doc! { "tenant": 1, "_id": -1 }, None),
             ("schedules", doc! { "next_fire_at": 1 }, None),
             (

@@ -13,6 +13,7 @@
 //! Plugin wasm is kept in 1 MiB chunks, so the 16 MB document limit does not
 //! cap plugin size.
 
+mod audit;
 mod cluster;
 mod debounce;
 mod errors;

@@ -160,6 +160,13 @@ CREATE TABLE debounce (
     PRIMARY KEY (tenant, key)) WITHOUT ROWID;
 CREATE INDEX debounce_expiry ON debounce (expires_at);
 "#,
+    // The audit log (see `AuditStore`).
+    r#"
+CREATE TABLE audit (
+    id TEXT PRIMARY KEY, tenant TEXT NOT NULL, expires_at INTEGER NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX audit_tenant ON audit (tenant, id);
+CREATE INDEX audit_expiry ON audit (expires_at);
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.

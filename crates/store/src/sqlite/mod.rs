@@ -13,6 +13,7 @@ use super::StoreError;
 use super::backend::Result;
 use crate::traits::Backend;
 
+mod audit;
 pub mod backup;
 mod cluster;
 mod conn;

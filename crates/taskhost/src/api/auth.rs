@@ -183,6 +183,8 @@ pub const DEFAULT_MAX_LIFETIME: std::time::Duration = std::time::Duration::from_
 pub struct Principal {
     pub subject: String,
     pub tenant: String,
+    /// The token's id (`jti`), if it has one.
+    pub token_id: Option<String>,
     scopes: Vec<Scope>,
 }
 
@@ -192,6 +194,7 @@ impl Principal {
         Self {
             subject: subject.into(),
             tenant: tenant.into(),
+            token_id: None,
             scopes,
         }
     }
@@ -409,6 +412,7 @@ impl Verifier {
         Ok(Principal {
             subject: claims.sub,
             tenant: claims.tenant,
+            token_id: claims.jti,
             scopes,
         })
     }
@@ -527,6 +531,12 @@ where
         };
         let principal = verifier.admit(token)?;
         tracing::Span::current().record("tenant", principal.tenant.as_str());
+        super::audit::caller(
+            parts,
+            &principal.tenant,
+            &principal.subject,
+            principal.token_id.as_deref(),
+        );
         Ok(principal)
     }
 }

@@ -264,6 +264,7 @@ async fn rotate(
         (status = 413, body = ErrorBody), (status = 429, body = ErrorBody)))]
 async fn receive(
     State(state): State<AppState>,
+    slot: Option<axum::Extension<super::audit::Slot>>,
     Path(id): Path<String>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -273,6 +274,7 @@ async fn receive(
         .hook(&id)
         .await?
         .ok_or_else(|| ApiError::not_found("hook"))?;
+    super::audit::hook_caller(&slot, &h.tenant, &format!("hook:{}", h.id));
     state.verifier.admit_rate(&h.tenant)?;
     let body = body.map_err(body_error)?;
     let webhook_id = verify(&state, &h, &headers, &body)?;

@@ -10,9 +10,11 @@
 //! - [`auth`]: bearer JWTs (HS256 secret, or RS256/EdDSA public key), scopes;
 //! - [`plugins`], [`schedules`], [`executions`]: the resources;
 //! - [`events`], [`hooks`]: events, and the public endpoints that send them;
+//! - [`audit`]: the record of every write request;
 //! - [`ops`]: health, readiness and Prometheus metrics.
 
 mod aliases;
+mod audit;
 pub mod auth;
 pub mod body_rate;
 mod console;
@@ -151,6 +153,7 @@ fn routes(limits: &ApiLimits, api: bool) -> OpenApiRouter<AppState> {
         .merge(webhooks::routes())
         .merge(events::routes())
         .merge(hooks::routes())
+        .merge(audit::routes())
         .merge(cron::routes())
 }
 
@@ -177,7 +180,9 @@ pub fn router(state: AppState) -> axum::Router {
     let doc = Arc::new(contract::document(doc, &facts));
     let timeout = state.limits.request_timeout;
     let router = if api {
-        router.merge(console::routes())
+        // Inside routing, so each record names its route.
+        let audited = middleware::from_fn_with_state(state.clone(), audit::record);
+        router.route_layer(audited).merge(console::routes())
     } else {
         router
     };

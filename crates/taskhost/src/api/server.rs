@@ -110,8 +110,16 @@ pub async fn serve<L>(
         http.timer(TokioTimer::new())
             .header_read_timeout(limits.header_timeout)
             .keep_alive(true);
-        let connection =
-            http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app.clone()));
+        // Each request knows its peer (the audit log records it).
+        let app = tower::util::MapRequest::new(
+            app.clone(),
+            move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                req
+            },
+        );
+        let connection = http.serve_connection(TokioIo::new(io), TowerToHyperService::new(app));
         let connection = graceful.watch(connection);
         tokio::spawn(async move {
             if let Err(e) = connection.await {

@@ -42,6 +42,7 @@ pub fn document(title: &str, tenant: Option<&str>, body: Markup) -> Markup {
                             a href="/schedules" { "Schedules" }
                             a href="/executions" { "Executions" }
                             a href="/events" { "Events" }
+                            a href="/audit" { "Audit" }
                             span class="tenant" title="tenant" { (tenant) }
                             form method="post" action="/logout" {
                                 button type="submit" class="link" { "Sign out" }

@@ -15,6 +15,7 @@
 //! A token without a write scope sees no buttons for it, and the API refuses
 //! the call anyway.
 
+mod audit;
 mod hooks;
 mod html;
 mod ledger;
@@ -45,6 +46,7 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/executions", get(runs::executions))
         .route("/executions/{id}", get(runs::execution))
         .route("/events", get(hooks::hooks))
+        .route("/audit", get(audit::audit))
         .route(
             "/login",
             get(login_form).post(login).layer((
