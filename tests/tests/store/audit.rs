@@ -41,7 +41,11 @@ async fn audit_records_are_listed_per_tenant_newest_first(h: Harness) {
         .audit_records(Some("acme"), &first)
         .await
         .expect("list");
-    assert_eq!(page.items, [a.clone()], "newest first, one a page");
+    assert_eq!(
+        page.items,
+        std::slice::from_ref(&a),
+        "newest first, one a page"
+    );
     let next = PageRequest {
         cursor: page.next.clone(),
         limit: Some(10),
@@ -50,7 +54,7 @@ async fn audit_records_are_listed_per_tenant_newest_first(h: Harness) {
         .audit_records(Some("acme"), &next)
         .await
         .expect("list");
-    assert_eq!(rest.items, [old.clone()]);
+    assert_eq!(rest.items, std::slice::from_ref(&old));
     let all = store
         .audit_records(None, &PageRequest::default())
         .await
