@@ -135,11 +135,14 @@ async fn concurrency_keys(store: &str) {
 
     // 10 submissions with one debounce key, within its period, to either
     // node: one run, with the last input; the others debounced into it.
+    // (The period is long enough for a slow store under a full test run:
+    // with 2 s, SecantusDB once took longer than that for the burst, and
+    // the first run of it was due, rightly, before the last came.)
     let mut ids = Vec::new();
     for n in 0..10 {
         let to = if n % 2 == 0 { a } else { &nodes["b"] };
         let body = json!({"plugin_id": plugin, "input": {"ms": 0, "n": n},
-            "debounce": {"key": "sync-42", "period": "2s"}});
+            "debounce": {"key": "sync-42", "period": "10s"}});
         let (status, made) = to
             .call(Method::POST, "/v1/executions", Some(&token), Some(body))
             .await;

@@ -112,7 +112,8 @@ fn scope_roundtrip_and_error() {
 fn mint_verify_roundtrip() {
     let scopes = [Scope::PluginsRead, Scope::SchedulesWrite];
     let token = mint_hs256(SECRET, "alice", "acme", &scopes, HOUR, Utc::now()).expect("mint");
-    let p = hs_verifier(SECRET).verify(&token).expect("verify");
+    let mut p = hs_verifier(SECRET).verify(&token).expect("verify");
+    assert!(p.token_id.take().is_some(), "a minted token has an id");
     assert_eq!(p, Principal::new("alice", "acme", scopes.to_vec()));
     assert!(p.has(Scope::PluginsRead));
     assert!(!p.has(Scope::PluginsWrite));
