@@ -145,6 +145,8 @@ codes! {
     InvalidEvent = ("invalid_event", 422),
     /// A token id (`jti`) to revoke that is empty, too long or not printable.
     InvalidJti = ("invalid_jti", 422),
+    /// An API key's scopes (unknown, or more than its maker holds) or expiry.
+    InvalidApiKey = ("invalid_api_key", 422),
     /// Too many requests: the tenant's request rate.
     RateLimited = ("rate_limited", 429),
     /// The tenant's uploads waiting to compile are at their most.

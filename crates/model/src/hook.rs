@@ -17,7 +17,7 @@
 //! - `token`: for senders that cannot sign: `Authorization: Bearer <secret>`.
 //!   A `webhook-id`, if sent, is taken once as in `signed` mode.
 
-use crate::secrets::hmac_sha256;
+use crate::secrets::{hmac_sha256, same};
 use base64::Engine;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -185,11 +185,6 @@ pub fn verify_token(secrets: &[[u8; 32]], token: &str) -> Result<(), HookError> 
         .iter()
         .any(|s| same(token.as_bytes(), show_secret(s).as_bytes()));
     if ok { Ok(()) } else { Err(HookError::BadToken) }
-}
-
-/// Equal, in time that does not depend on where they differ.
-fn same(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 #[cfg(test)]

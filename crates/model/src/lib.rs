@@ -15,9 +15,11 @@
 //! - [`secrets`]: sealing, scrubbing and naming of tenant secrets;
 //! - [`kv`]: the key-value trait plugins' state lives behind;
 //! - [`audit`]: the record of each write request;
+//! - [`apikey`]: API keys for machines, stored hashed;
 //! - [`flow`]: concurrency keys, rate-limit keys and debounce;
 //! - [`event`], [`hook`]: events, what they fire, and the public hooks that send them.
 
+pub mod apikey;
 pub mod audit;
 pub mod clock;
 pub mod error;

@@ -157,6 +157,7 @@ pub enum QuotaKind {
     StoredExecutions,
     StoredBytes,
     Hooks,
+    ApiKeys,
 }
 
 impl QuotaKind {
@@ -175,6 +176,7 @@ impl QuotaKind {
             QuotaKind::StoredExecutions => "stored_executions",
             QuotaKind::StoredBytes => "stored_bytes",
             QuotaKind::Hooks => "hooks",
+            QuotaKind::ApiKeys => "api_keys",
         }
     }
 

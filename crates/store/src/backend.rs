@@ -306,6 +306,14 @@ pub(crate) fn hook_row(h: &taskhost_model::HookRecord) -> Result<Row> {
     })
 }
 
+pub(crate) fn api_key_row(k: &taskhost_model::apikey::ApiKeyRecord) -> Result<Row> {
+    Ok(Row {
+        id: k.id.clone(),
+        doc: json(k)?,
+        fields: vec![("tenant", Field::Text(k.tenant.clone()))],
+    })
+}
+
 pub(crate) fn node_row(n: &NodeInfo) -> Result<Row> {
     Ok(Row {
         id: n.id.clone(),

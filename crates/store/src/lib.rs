@@ -36,8 +36,8 @@ pub use backend::{
 pub use executions::{Completion, Lease, LeaseRenewal, Release};
 pub use fires::{AliasMove, FireDecided, ResolvedPlugin};
 pub use traits::{
-    AuditStore, Backend, ClusterStore, DebounceStore, ExecutionStore, HookStore, PluginStore,
-    ScheduleStore, SecretStore, StateStore,
+    ApiKeyStore, AuditStore, Backend, ClusterStore, DebounceStore, ExecutionStore, HookStore,
+    PluginStore, ScheduleStore, SecretStore, StateStore,
 };
 
 use chrono::{DateTime, Utc};

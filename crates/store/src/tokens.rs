@@ -1,7 +1,7 @@
 //! Revoked tokens on [`Store`]: written by a tenant's admin, read by every
 //! node's cache (the API's `auth::Revoked`).
 
-use super::{Store, StoreError};
+use super::{ApiKeyStore, Store, StoreError};
 use chrono::{DateTime, Utc};
 use taskhost_model::Revocation;
 
@@ -37,5 +37,11 @@ impl Store {
         tenant: Option<&str>,
     ) -> Result<Vec<Revocation>, StoreError> {
         self.backend.tokens_revoked(tenant, self.now()).await
+    }
+
+    /// The API keys (see [`taskhost_model::apikey`]): read by every node's
+    /// cache, written by tenants' admins.
+    pub fn api_keys(&self) -> &dyn ApiKeyStore {
+        &*self.backend
     }
 }

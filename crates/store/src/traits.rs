@@ -14,6 +14,7 @@ use crate::backend::{
     Queued, Result, ScheduleFilter, Usage,
 };
 use chrono::{DateTime, Utc};
+use taskhost_model::apikey::ApiKeyRecord;
 use taskhost_model::audit::AuditRecord;
 use taskhost_model::kv::KvQuota;
 use taskhost_model::quota::Quotas;
@@ -251,6 +252,21 @@ pub trait TokenStore: Send + Sync {
     ) -> Result<Vec<Revocation>>;
 }
 
+/// API keys (see [`taskhost_model::apikey`]), by id; their secrets only as
+/// hashes. Every node reads them through a short-lived cache.
+#[async_trait::async_trait]
+pub trait ApiKeyStore: Send + Sync {
+    /// Stores a new key unless its tenant has `max` already (`Quota`).
+    async fn api_key_insert(&self, key: &ApiKeyRecord, max: u64) -> Result<()>;
+    async fn api_key_get(&self, id: &str) -> Result<Option<ApiKeyRecord>>;
+    /// `tenant`'s keys, newest first.
+    async fn api_key_list(&self, tenant: &str) -> Result<Vec<ApiKeyRecord>>;
+    /// Deletes (revokes) a key; false if the tenant has no such key.
+    async fn api_key_delete(&self, tenant: &str, id: &str) -> Result<bool>;
+    /// Writes a key's `last_used_at`, if the key still exists.
+    async fn api_key_touch(&self, key: &ApiKeyRecord) -> Result<()>;
+}
+
 /// Idempotency keys: the first answer to a request, by (tenant, key),
 /// under a unique index so that nodes racing with one key agree.
 #[async_trait::async_trait]
@@ -354,6 +370,7 @@ pub trait Backend:
     + StateStore
     + SecretStore
     + TokenStore
+    + ApiKeyStore
     + IdempotencyStore
     + HookStore
     + DebounceStore

@@ -167,6 +167,11 @@ CREATE TABLE audit (
 CREATE INDEX audit_tenant ON audit (tenant, id);
 CREATE INDEX audit_expiry ON audit (expires_at);
 "#,
+    // API keys (see `ApiKeyStore`).
+    r#"
+CREATE TABLE api_keys (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, doc TEXT NOT NULL);
+CREATE INDEX api_keys_tenant ON api_keys (tenant, id);
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.

@@ -2,9 +2,10 @@
 //!
 //! * A [`Verifier`] is built once at startup from a [`KeyConfig`] (HS256 shared
 //!   secret, RS256 or EdDSA public key). Key problems surface there as
-//!   [`AuthError`]s, not per request. It accepts **only** the configured
-//!   algorithm, so an HS256 token is rejected by an RS256 host (no
-//!   algorithm-confusion) and vice versa.
+//!   [`AuthError`]s, not per request. A token's `alg` picks its key — the
+//!   configured key's algorithm, or one of the provider's — so an HS256
+//!   token is rejected by an RS256 host (no algorithm confusion), and a
+//!   provider's key never verifies an HMAC.
 //! * [`Verifier::verify`] checks signature, algorithm and `exp` (5 s leeway),
 //!   requires non-empty `sub` and `tenant`, and parses `scopes` strictly: an
 //!   unknown scope string rejects the token instead of being silently dropped.
@@ -13,6 +14,11 @@
 //!   `FromRef`), so handlers declare `principal: Principal` and call
 //!   [`Principal::require`] for the scope they need (403 otherwise).
 //!   [`Scope::Admin`] implies every scope.
+//! * With an identity provider configured ([`idp`]), its tokens are
+//!   accepted too, verified with the keys of its JWKS; the configured key
+//!   stays (an HS256 secret for development, say).
+//! * API keys (`thk_…`, see [`taskhost_model::apikey`]) are checked against
+//!   the store through each node's [`ApiKeys`] cache.
 //! * [`mint_hs256`] and [`generate_secret`] back the `taskhost token` command
 //!   and tests.
 
@@ -22,14 +28,24 @@ use std::str::FromStr;
 use std::sync::Arc;
 
 use axum::extract::{FromRef, FromRequestParts};
-use axum::http::{HeaderMap, header, request::Parts};
-use chrono::{DateTime, Utc};
+use axum::http::{header, request::Parts};
+use chrono::Utc;
 use jsonwebtoken::errors::ErrorKind;
-use jsonwebtoken::{Algorithm, DecodingKey, EncodingKey, Header, Validation};
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use serde::{Deserialize, Serialize};
 
 use super::error::ApiError;
 use super::revocations::Revoked;
+
+mod bearer;
+pub mod idp;
+mod keys;
+mod mint;
+
+pub use bearer::{CONSOLE_HEADER, SECURE_SESSION_COOKIE, SESSION_COOKIE, bearer, session_token};
+use idp::Idp;
+pub use keys::ApiKeys;
+pub use mint::{generate_secret, mint_hs256};
 
 /// Clock skew tolerated when checking `exp`, in seconds.
 pub const EXP_LEEWAY_SECS: u64 = 5;
@@ -133,6 +149,8 @@ pub enum AuthError {
     InvalidTtl,
     #[error("failed to sign token: {0}")]
     Encode(#[source] jsonwebtoken::errors::Error),
+    #[error("identity provider: {0}")]
+    Idp(String),
     #[error("failed to read random bytes from /dev/urandom: {0}")]
     Random(#[source] std::io::Error),
 }
@@ -199,6 +217,18 @@ impl Principal {
         }
     }
 
+    /// The caller presenting an API key: the key itself (subject
+    /// `api-key:<id>`, token id the key's id), with the key's scopes.
+    pub fn of_api_key(key: taskhost_model::apikey::ApiKeyRecord) -> Self {
+        let scopes = key.scopes.iter().filter_map(|s| s.parse().ok()).collect();
+        Self {
+            subject: key.subject(),
+            tenant: key.tenant,
+            token_id: Some(key.id),
+            scopes,
+        }
+    }
+
     /// Scopes as granted by the token (not expanded for `admin`).
     pub fn scopes(&self) -> &[Scope] {
         &self.scopes
@@ -243,10 +273,16 @@ impl fmt::Debug for KeyConfig {
     }
 }
 
-/// Validates bearer tokens against one configured key and algorithm.
+/// Validates bearer tokens: JWTs signed with the configured key or by the
+/// identity provider, and API keys.
 pub struct Verifier {
-    key: DecodingKey,
-    validation: Validation,
+    /// The configured key (HS256 secret or one public key) and its rules;
+    /// none when only the identity provider's tokens are accepted.
+    key: Option<(DecodingKey, Validation)>,
+    /// The identity provider, if one is configured.
+    idp: Option<Arc<Idp>>,
+    /// The API keys, if the store is at hand.
+    api_keys: Option<ApiKeys>,
     /// Per-tenant request rates, checked once a token is verified.
     rates: Option<super::rates::RequestRates>,
     max_lifetime: std::time::Duration,
@@ -257,7 +293,7 @@ pub struct Verifier {
 impl fmt::Debug for Verifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Verifier")
-            .field("algorithms", &self.validation.algorithms)
+            .field("algorithms", &self.accepted())
             .finish_non_exhaustive()
     }
 }
@@ -296,30 +332,51 @@ impl Verifier {
         validation.validate_nbf = true;
         validation.validate_aud = false;
         validation.required_spec_claims = HashSet::from(["exp".to_owned(), "sub".to_owned()]);
-        Ok(Verifier {
-            key,
-            validation,
+        let mut verifier = Verifier::without_key();
+        verifier.key = Some((key, validation));
+        Ok(verifier)
+    }
+
+    /// A verifier with no key of its own (give it an identity provider).
+    pub fn without_key() -> Verifier {
+        Verifier {
+            key: None,
+            idp: None,
+            api_keys: None,
             rates: None,
             max_lifetime: DEFAULT_MAX_LIFETIME,
             revoked: Arc::default(),
-        })
+        }
     }
 
-    /// Requires `aud` and `iss` where set, and caps token lifetimes.
+    /// Also accepts the identity provider's tokens.
+    #[must_use]
+    pub fn with_idp(mut self, idp: Arc<Idp>) -> Self {
+        self.idp = Some(idp);
+        self
+    }
+
+    /// Also accepts the API keys kept in `store`.
+    #[must_use]
+    pub fn with_api_keys(mut self, store: taskhost_store::Store) -> Self {
+        self.api_keys = Some(ApiKeys::new(store));
+        self
+    }
+
+    /// Requires `aud` and `iss` where set (of the configured key's tokens),
+    /// and caps token lifetimes.
     #[must_use]
     pub fn with_rules(mut self, rules: &TokenRules) -> Self {
-        if let Some(audience) = &rules.audience {
-            self.validation.set_audience(&[audience]);
-            self.validation.validate_aud = true;
-            self.validation
-                .required_spec_claims
-                .insert("aud".to_owned());
-        }
-        if let Some(issuer) = &rules.issuer {
-            self.validation.set_issuer(&[issuer]);
-            self.validation
-                .required_spec_claims
-                .insert("iss".to_owned());
+        if let Some((_, validation)) = &mut self.key {
+            if let Some(audience) = &rules.audience {
+                validation.set_audience(&[audience]);
+                validation.validate_aud = true;
+                validation.required_spec_claims.insert("aud".to_owned());
+            }
+            if let Some(issuer) = &rules.issuer {
+                validation.set_issuer(&[issuer]);
+                validation.required_spec_claims.insert("iss".to_owned());
+            }
         }
         self.max_lifetime = rules.max_lifetime;
         self
@@ -338,6 +395,16 @@ impl Verifier {
         &self.revoked
     }
 
+    /// The identity provider, if one is configured.
+    pub fn idp(&self) -> Option<&Arc<Idp>> {
+        self.idp.as_ref()
+    }
+
+    /// The API keys' cache, if API keys are accepted.
+    pub fn api_keys(&self) -> Option<&ApiKeys> {
+        self.api_keys.as_ref()
+    }
+
     /// The longest any token this verifier accepts can stay valid from now:
     /// how long a revocation must be kept.
     pub fn longest_validity(&self) -> std::time::Duration {
@@ -353,24 +420,60 @@ impl Verifier {
         }
     }
 
-    /// Verifies `token` and, with rates configured, admits the request
-    /// against its tenant's rate (429 over it).
-    pub fn admit(&self, token: &str) -> Result<Principal, ApiError> {
-        let principal = self.verify(token)?;
-        if let Some(rates) = &self.rates {
-            rates.admit(&principal.tenant)?;
-        }
+    /// Verifies `token` — an API key, or a JWT (fetching the identity
+    /// provider's keys first if it names one not held) — and, with rates
+    /// configured, admits the request against its tenant's rate (429 over it).
+    pub async fn admit(&self, token: &str) -> Result<Principal, ApiError> {
+        let principal = match &self.api_keys {
+            Some(keys) if token.starts_with(taskhost_model::apikey::PREFIX) => {
+                Principal::of_api_key(keys.check(token).await?)
+            }
+            _ => {
+                if let Some(idp) = &self.idp
+                    && let Ok(header) = jsonwebtoken::decode_header(token)
+                    && idp.accepts(header.alg)
+                {
+                    idp.refresh_for(header.kid.as_deref()).await;
+                }
+                self.verify(token)?
+            }
+        };
+        self.admit_rate(&principal.tenant)?;
         Ok(principal)
     }
 
-    /// Verify `token` and turn its claims into a [`Principal`]. All errors are 401.
+    /// Verify the JWT `token` with the keys held and turn its claims into a
+    /// [`Principal`]. All errors are 401 (503 while the provider's keys or
+    /// the revocations are not read yet).
     pub fn verify(&self, token: &str) -> Result<Principal, ApiError> {
         if token.is_empty() {
             return Err(ApiError::unauthorized("missing bearer token"));
         }
-        let data = jsonwebtoken::decode::<Claims>(token, &self.key, &self.validation)
-            .map_err(|e| self.map_jwt_error(token, e))?;
-        let claims = data.claims;
+        let header =
+            jsonwebtoken::decode_header(token).map_err(|e| self.map_jwt_error(token, e))?;
+        let claims = match (&self.key, &self.idp) {
+            (Some((key, rules)), _) if rules.algorithms.contains(&header.alg) => {
+                jsonwebtoken::decode::<Claims>(token, key, rules)
+                    .map_err(|e| self.map_jwt_error(token, e))?
+                    .claims
+            }
+            (_, Some(idp)) if idp.accepts(header.alg) => {
+                let key = idp.key(header.kid.as_deref(), header.alg)?;
+                let mut rules = idp.validation().clone();
+                rules.algorithms = vec![header.alg];
+                let claims = jsonwebtoken::decode::<serde_json::Map<_, _>>(token, &key, &rules)
+                    .map_err(|e| self.map_jwt_error(token, e))?
+                    .claims;
+                idp.claims(claims)?
+            }
+            _ => return Err(self.algorithm_refused(header.alg)),
+        };
+        self.principal(claims)
+    }
+
+    /// The principal of verified claims, once the checks every token
+    /// passes (lifetime, non-empty `sub` and `tenant`, not revoked, scopes).
+    fn principal(&self, claims: Claims) -> Result<Principal, ApiError> {
         let now = Utc::now().timestamp();
         let from = claims.iat.or(claims.nbf).unwrap_or(now).min(now);
         let max = i64::try_from(self.max_lifetime.as_secs()).unwrap_or(i64::MAX);
@@ -417,6 +520,27 @@ impl Verifier {
         })
     }
 
+    /// The algorithms accepted: the configured key's, then the provider's.
+    fn accepted(&self) -> Vec<Algorithm> {
+        let own = self.key.iter().flat_map(|(_, v)| v.algorithms.clone());
+        let idp = self
+            .idp
+            .iter()
+            .flat_map(|idp| idp.validation().algorithms.clone());
+        own.chain(idp).collect()
+    }
+
+    fn algorithm_refused(&self, alg: Algorithm) -> ApiError {
+        let accepted: Vec<String> = self.accepted().iter().map(|a| format!("{a:?}")).collect();
+        let expected = match accepted.as_slice() {
+            [one] => one.clone(),
+            many => format!("one of {}", many.join(", ")),
+        };
+        ApiError::unauthorized(format!(
+            "token algorithm {alg:?} not accepted (expected {expected})"
+        ))
+    }
+
     fn map_jwt_error(&self, token: &str, err: jsonwebtoken::errors::Error) -> ApiError {
         let message = match err.kind() {
             ErrorKind::ExpiredSignature => "token expired".to_owned(),
@@ -424,17 +548,10 @@ impl Verifier {
             ErrorKind::ImmatureSignature => "token not yet valid (nbf)".to_owned(),
             ErrorKind::InvalidAudience => "token audience (aud) not accepted".to_owned(),
             ErrorKind::InvalidIssuer => "token issuer (iss) not accepted".to_owned(),
-            ErrorKind::InvalidAlgorithm => {
-                let expected = self.validation.algorithms.first().copied();
-                match jsonwebtoken::decode_header(token) {
-                    Ok(h) => format!(
-                        "token algorithm {:?} not accepted (expected {:?})",
-                        h.alg,
-                        expected.unwrap_or(h.alg)
-                    ),
-                    Err(_) => "token algorithm not accepted".to_owned(),
-                }
-            }
+            ErrorKind::InvalidAlgorithm => match jsonwebtoken::decode_header(token) {
+                Ok(h) => return self.algorithm_refused(h.alg),
+                Err(_) => "token algorithm not accepted".to_owned(),
+            },
             ErrorKind::MissingRequiredClaim(c) => format!("malformed token: missing `{c}` claim"),
             ErrorKind::InvalidClaimFormat(c) => format!("malformed token: invalid `{c}` claim"),
             ErrorKind::Json(e) => format!("malformed token: {e}"),
@@ -464,49 +581,6 @@ fn check_public_key(
     Ok(())
 }
 
-/// Extract the token from `Authorization: Bearer <token>` (scheme case-insensitive).
-/// The console's session cookie: the token, HttpOnly, SameSite=Strict.
-pub const SESSION_COOKIE: &str = "taskhost_session";
-/// Its name over TLS (`Secure`, and a `__Host-` cookie cannot be set by
-/// another host nor for another path).
-pub const SECURE_SESSION_COOKIE: &str = "__Host-taskhost_session";
-/// The header the console's script adds to its API calls.
-pub const CONSOLE_HEADER: &str = "x-taskhost-console";
-
-/// The token in the console's session cookie, if any.
-pub fn session_token(headers: &HeaderMap) -> Option<&str> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == SESSION_COOKIE || *name == SECURE_SESSION_COOKIE)
-        .map(|(_, value)| value.trim())
-        .filter(|v| !v.is_empty())
-}
-
-pub fn bearer(headers: &HeaderMap) -> Result<&str, ApiError> {
-    let malformed = || ApiError::unauthorized("Authorization header must be `Bearer <token>`");
-    let mut values = headers.get_all(header::AUTHORIZATION).iter();
-    let Some(value) = values.next() else {
-        return Err(ApiError::unauthorized("missing bearer token"));
-    };
-    if values.next().is_some() {
-        return Err(malformed());
-    }
-    let value = value.to_str().map_err(|_| malformed())?;
-    let (scheme, token) = value.trim().split_once(' ').ok_or_else(malformed)?;
-    let token = token.trim_start();
-    if !scheme.eq_ignore_ascii_case("bearer")
-        || token.is_empty()
-        || token.contains(char::is_whitespace)
-    {
-        return Err(malformed());
-    }
-    Ok(token)
-}
-
 impl<S> FromRequestParts<S> for Principal
 where
     Arc<Verifier>: FromRef<S>,
@@ -529,7 +603,7 @@ where
             }
             Err(e) => return Err(e),
         };
-        let principal = verifier.admit(token)?;
+        let principal = verifier.admit(token).await?;
         tracing::Span::current().record("tenant", principal.tenant.as_str());
         super::audit::caller(
             parts,
@@ -539,62 +613,6 @@ where
         );
         Ok(principal)
     }
-}
-
-/// Mint an HS256 token valid from `now` for `ttl`.
-pub fn mint_hs256(
-    secret: &[u8],
-    subject: &str,
-    tenant: &str,
-    scopes: &[Scope],
-    ttl: std::time::Duration,
-    now: DateTime<Utc>,
-) -> Result<String, AuthError> {
-    if secret.is_empty() {
-        return Err(AuthError::EmptySecret);
-    }
-    if subject.trim().is_empty() {
-        return Err(AuthError::EmptyClaim("subject"));
-    }
-    if tenant.trim().is_empty() {
-        return Err(AuthError::EmptyClaim("tenant"));
-    }
-    let iat = now.timestamp();
-    let exp = i64::try_from(ttl.as_secs())
-        .ok()
-        .and_then(|secs| iat.checked_add(secs))
-        .ok_or(AuthError::InvalidTtl)?;
-    let claims = Claims {
-        sub: subject.to_owned(),
-        tenant: tenant.to_owned(),
-        scopes: scopes.iter().map(|s| s.as_str().to_owned()).collect(),
-        exp,
-        iat: Some(iat),
-        nbf: None,
-        jti: Some(taskhost_model::new_id()),
-    };
-    jsonwebtoken::encode(
-        &Header::new(Algorithm::HS256),
-        &claims,
-        &EncodingKey::from_secret(secret),
-    )
-    .map_err(AuthError::Encode)
-}
-
-/// 32 random bytes from `/dev/urandom`, lower-case hex encoded (64 chars).
-pub fn generate_secret() -> Result<String, AuthError> {
-    use std::io::Read;
-    let mut bytes = [0u8; 32];
-    std::fs::File::open("/dev/urandom")
-        .and_then(|mut f| f.read_exact(&mut bytes))
-        .map_err(AuthError::Random)?;
-    const HEX: &[u8; 16] = b"0123456789abcdef";
-    let mut out = String::with_capacity(64);
-    for b in bytes {
-        out.push(char::from(HEX[usize::from(b >> 4)]));
-        out.push(char::from(HEX[usize::from(b & 0x0f)]));
-    }
-    Ok(out)
 }
 
 #[cfg(test)]

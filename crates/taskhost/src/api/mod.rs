@@ -7,13 +7,15 @@
 //! have one shape ([`error::ApiError`]); bodies go through [`error::Json`], so
 //! bad JSON, wrong types and unknown fields are 400s with serde's message.
 //!
-//! - [`auth`]: bearer JWTs (HS256 secret, or RS256/EdDSA public key), scopes;
+//! - [`auth`]: bearer JWTs (HS256 secret, RS256/EdDSA public key, or an
+//!   identity provider's JWKS), API keys, scopes;
 //! - [`plugins`], [`schedules`], [`executions`]: the resources;
 //! - [`events`], [`hooks`]: events, and the public endpoints that send them;
 //! - [`audit`]: the record of every write request;
 //! - [`ops`]: health, readiness and Prometheus metrics.
 
 mod aliases;
+mod apikeys;
 mod audit;
 pub mod auth;
 pub mod body_rate;
@@ -150,6 +152,7 @@ fn routes(limits: &ApiLimits, api: bool) -> OpenApiRouter<AppState> {
         .merge(nodes::routes())
         .merge(secrets::routes())
         .merge(revocations::routes())
+        .merge(apikeys::routes())
         .merge(webhooks::routes())
         .merge(events::routes())
         .merge(hooks::routes())

@@ -205,6 +205,10 @@ pub struct ServeConfig {
     #[arg(long)]
     #[serde(skip)]
     pub print_config: bool,
+    /// The identity provider whose tokens are accepted: `[oidc]` in the file.
+    #[command(flatten)]
+    #[serde(default)]
+    pub oidc: OidcArgs,
     /// Per-tenant quotas: `[quotas.default]` and `[quotas.tenants.NAME]`.
     #[arg(skip)]
     #[serde(default, skip_serializing)]
@@ -214,6 +218,84 @@ pub struct ServeConfig {
     #[arg(skip)]
     #[serde(default, skip_serializing)]
     pub network: Option<taskhost_net::NetworkConfig>,
+}
+
+/// An identity provider (OIDC): its tokens are accepted beside the
+/// configured key's. Set `--oidc-issuer` (keys found by discovery) or
+/// `--oidc-jwks-url`, and `--oidc-audience`.
+#[derive(Debug, Default, Clone, Serialize, Deserialize, clap::Args)]
+#[serde(deny_unknown_fields)]
+pub struct OidcArgs {
+    /// The provider's issuer URL: tokens' `iss`, and where discovery
+    /// (`/.well-known/openid-configuration`) finds its keys.
+    #[arg(long = "oidc-issuer", env = "TASKHOST_OIDC_ISSUER", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub issuer: Option<String>,
+    /// The provider's JWKS URL (instead of discovery).
+    #[arg(
+        long = "oidc-jwks-url",
+        env = "TASKHOST_OIDC_JWKS_URL",
+        value_name = "URL"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub jwks_url: Option<String>,
+    /// The `aud` the provider's tokens must carry (required).
+    #[arg(
+        long = "oidc-audience",
+        env = "TASKHOST_OIDC_AUDIENCE",
+        value_name = "AUD"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub audience: Option<String>,
+    /// Algorithms accepted, comma-separated [default: RS256,ES256,EdDSA].
+    #[arg(
+        long = "oidc-algorithms",
+        env = "TASKHOST_OIDC_ALGORITHMS",
+        value_name = "LIST"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub algorithms: Option<String>,
+    /// The claim holding the tenant, or a JSON pointer (`/org/id`) [default: tenant].
+    #[arg(
+        long = "oidc-tenant-claim",
+        env = "TASKHOST_OIDC_TENANT_CLAIM",
+        value_name = "CLAIM"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tenant_claim: Option<String>,
+    /// The claim holding the scopes (array or space-separated) [default: scope].
+    #[arg(
+        long = "oidc-scopes-claim",
+        env = "TASKHOST_OIDC_SCOPES_CLAIM",
+        value_name = "CLAIM"
+    )]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scopes_claim: Option<String>,
+}
+
+impl OidcArgs {
+    /// The provider's settings, if one is configured.
+    pub fn idp(&self) -> anyhow::Result<Option<crate::api::auth::idp::IdpConfig>> {
+        use crate::api::auth::idp::{DEFAULT_ALGORITHMS, parse_algorithms};
+        if self.issuer.is_none() && self.jwks_url.is_none() {
+            if self.audience.is_some() {
+                bail!("--oidc-audience needs --oidc-issuer or --oidc-jwks-url");
+            }
+            return Ok(None);
+        }
+        let algorithms = match &self.algorithms {
+            Some(list) => parse_algorithms(list)?,
+            None => DEFAULT_ALGORITHMS.to_vec(),
+        };
+        Ok(Some(crate::api::auth::idp::IdpConfig {
+            issuer: self.issuer.clone(),
+            jwks_url: self.jwks_url.clone(),
+            audience: self.audience.clone().unwrap_or_default(),
+            algorithms,
+            tenant_claim: self.tenant_claim.clone().unwrap_or_else(|| "tenant".into()),
+            scopes_claim: self.scopes_claim.clone().unwrap_or_else(|| "scope".into()),
+        }))
+    }
 }
 
 impl ServeConfig {
@@ -310,6 +392,7 @@ impl ServeConfig {
             max_run_memory: self.max_run_memory.unwrap_or(DEFAULT_CAPS.memory_bytes),
             retention,
             data_dir,
+            oidc: self.oidc.clone(),
             quotas: self.quotas.clone(),
             network: self.network.clone().unwrap_or_default(),
         })
@@ -366,6 +449,7 @@ pub struct Settings {
     pub max_run_memory: u64,
     #[serde(with = "taskhost_model::time::duration")]
     pub retention: Duration,
+    pub oidc: OidcArgs,
     pub quotas: QuotaConfig,
     pub network: taskhost_net::NetworkConfig,
 }

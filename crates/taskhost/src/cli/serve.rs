@@ -9,6 +9,7 @@
 //! both files on SIGHUP.
 
 use super::config::{ServeConfig, Settings};
+use crate::api::auth::idp::Idp;
 use crate::api::auth::{self, KeyConfig, Scope, TokenRules, Verifier};
 use crate::api::server::{self, ConnectionLimits};
 use crate::api::{ApiLimits, AppState, router};
@@ -23,14 +24,15 @@ use taskhost_runtime::{DirArtifacts, Runtime, RuntimeConfig};
 use taskhost_scheduler::{DEFAULT_CAPS, Node, SchedulerConfig};
 use taskhost_store::Store;
 
-/// The key that checks API tokens: configured, or the data folder's
-/// development secret (`dev`, read once by `serve`).
+/// What checks API tokens: the configured key, or else the data folder's
+/// development secret (`dev`, read once by `serve`) unless an identity
+/// provider is configured; and the provider's keys.
 fn verifier(config: &Settings, dev: Option<&str>) -> anyhow::Result<Verifier> {
     let key = match (&config.jwt_secret, &config.jwt_public_key) {
         (Some(_), Some(_)) => bail!("give either --jwt-secret or --jwt-public-key, not both"),
-        (Some(secret), None) => KeyConfig::Hs256 {
+        (Some(secret), None) => Some(KeyConfig::Hs256 {
             secret: secret.as_bytes().to_vec(),
-        },
+        }),
         (None, Some(path)) => {
             let pem = std::fs::read(path)
                 .with_context(|| format!("could not read {}", path.display()))?;
@@ -40,26 +42,32 @@ fn verifier(config: &Settings, dev: Option<&str>) -> anyhow::Result<Verifier> {
                 .map(str::to_ascii_lowercase)
                 .as_deref()
             {
-                Some("rs256") => KeyConfig::Rs256 { public_pem: pem },
-                Some("eddsa") => KeyConfig::EdDsa { public_pem: pem },
+                Some("rs256") => Some(KeyConfig::Rs256 { public_pem: pem }),
+                Some("eddsa") => Some(KeyConfig::EdDsa { public_pem: pem }),
                 other => bail!(
                     "--jwt-algorithm must be rs256 or eddsa with --jwt-public-key (got {other:?})"
                 ),
             }
         }
-        (None, None) => KeyConfig::Hs256 {
-            secret: dev
-                .context("no key configured and no development secret")?
-                .as_bytes()
-                .to_vec(),
-        },
+        (None, None) => dev.map(|secret| KeyConfig::Hs256 {
+            secret: secret.as_bytes().to_vec(),
+        }),
     };
     let rules = TokenRules {
         audience: config.jwt_audience.clone(),
         issuer: config.jwt_issuer.clone(),
         max_lifetime: config.jwt_max_lifetime,
     };
-    Ok(Verifier::new(&key)?.with_rules(&rules))
+    let mut verifier = match &key {
+        Some(key) => Verifier::new(key)?,
+        None => Verifier::without_key(),
+    };
+    if let Some(idp) = config.oidc.idp()? {
+        verifier = verifier.with_idp(Arc::new(Idp::new(idp, auth::EXP_LEEWAY_SECS)?));
+    } else if key.is_none() {
+        bail!("no key configured and no development secret");
+    }
+    Ok(verifier.with_rules(&rules))
 }
 
 /// The development secret of `data_dir`, made on first use: the folder
@@ -160,14 +168,15 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         print!("{}", settings.to_toml_masked()?);
         return Ok(());
     }
-    let dev = if settings.jwt_secret.is_none() && settings.jwt_public_key.is_none() {
+    let dev = if settings.jwt_secret.is_none()
+        && settings.jwt_public_key.is_none()
+        && settings.oidc.idp()?.is_none()
+    {
         Some(dev_secret(&settings.data_dir)?)
     } else {
         None
     };
-    let verifier = verifier(&settings, dev.as_deref())?.with_rates(
-        crate::api::rates::RequestRates::new(settings.quotas.clone()),
-    );
+    let verifier = verifier(&settings, dev.as_deref())?;
     if let Some(secret) = &dev {
         announce_dev_token(secret, &settings.data_dir)?;
     }
@@ -176,6 +185,11 @@ pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
         .await
         .with_context(|| format!("could not open the store {url}"))?
         .with_quotas(settings.quotas.clone());
+    let verifier = verifier
+        .with_rates(crate::api::rates::RequestRates::new(
+            settings.quotas.clone(),
+        ))
+        .with_api_keys(store.clone());
     let (node, runtime) = node(&settings, &store)?;
     let state = AppState {
         store: store.clone(),
@@ -292,6 +306,14 @@ async fn run(settings: &Settings, state: AppState) -> anyhow::Result<()> {
         revoked.unread();
     }
     tokio::spawn(revoked.refresh(state.store.clone()));
+    // The identity provider's keys, before the first request; a provider
+    // away now is tried again as tokens come (its tokens get 503 until then).
+    if let Some(idp) = state.verifier.idp() {
+        match idp.refresh().await {
+            Ok(n) => tracing::info!(keys = n, "fetched the identity provider's keys"),
+            Err(e) => tracing::warn!(error = %e, "could not fetch the identity provider's keys"),
+        }
+    }
     let app = router(state);
     let limits = ConnectionLimits {
         header_timeout: settings.header_timeout,

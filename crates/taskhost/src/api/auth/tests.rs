@@ -2,8 +2,10 @@
 use super::*;
 use axum::Router;
 use axum::body::Body;
-use axum::http::{HeaderValue, Request, StatusCode};
+use axum::http::{HeaderMap, HeaderValue, Request, StatusCode};
 use axum::routing::get;
+use chrono::Utc;
+use jsonwebtoken::{EncodingKey, Header};
 use std::time::Duration;
 use tower::ServiceExt;
 

@@ -81,7 +81,7 @@ impl FromRequestParts<AppState> for User {
         let Some(token) = session_token(&parts.headers) else {
             return Err(Redirect::to("/login").into_response());
         };
-        match state.verifier.admit(token) {
+        match state.verifier.admit(token).await {
             Ok(principal) => Ok(User(principal)),
             Err(e) => Err(login_page(Some(&e.message), StatusCode::UNAUTHORIZED)),
         }
@@ -158,7 +158,7 @@ async fn login(
         );
     }
     let token = form.token.trim();
-    if let Err(e) = state.verifier.admit(token) {
+    if let Err(e) = state.verifier.admit(token).await {
         return login_page(Some(&e.message), StatusCode::UNAUTHORIZED);
     }
     let cookie = session_cookie(state.tls, token, "");
