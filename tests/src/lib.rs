@@ -2,6 +2,7 @@
 //! real `taskhost` binary, and stores to test against.
 
 pub mod cluster;
+pub mod collector;
 pub mod langs;
 pub mod procs;
 pub mod receiver;

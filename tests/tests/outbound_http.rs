@@ -299,3 +299,86 @@ async fn http_check_runs_on_a_schedule() {
         tokio::time::sleep(std::time::Duration::from_millis(200)).await;
     }
 }
+
+/// With traces on, one ad hoc run making one request is one trace: the
+/// caller's `traceparent` → the API request → enqueue → the run → the
+/// request, whose receiver is sent the same trace; the execution names it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_and_its_request_are_one_trace_with_the_callers() {
+    use taskhost_tests::collector::Collector;
+    let collector = Collector::start().await;
+    let web = Receiver::start(0).await;
+    let s = Server::start_with_env(
+        None,
+        &["--otlp-endpoint", &collector.url],
+        Some(OPEN),
+        &[("OTEL_BSP_SCHEDULE_DELAY", "100")],
+    );
+    let token = s.admin("acme");
+    let id = plugin(&s, &token).await;
+    let (trace, caller) = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7");
+    let body = json!({"plugin_id": id, "input": requests(&[web.url("/hook")]), "wait": "30s",
+        "network": {"allow": [format!("127.0.0.1:{}", web.port)]}});
+    let response = s
+        .client
+        .post(s.at("/v1/executions"))
+        .bearer_auth(&token)
+        .header("traceparent", format!("00-{trace}-{caller}-01"))
+        .json(&body)
+        .send()
+        .await
+        .expect("submit");
+    let e: Value = response.json().await.expect("execution");
+    assert_eq!(e["status"], "succeeded", "{e}");
+    assert_eq!(
+        e["trace"]["trace_id"], trace,
+        "the execution names its trace"
+    );
+    let sent = web.received();
+    let header = sent[0]
+        .headers
+        .get("traceparent")
+        .expect("a traceparent sent");
+    assert!(header.starts_with(&format!("00-{trace}-")), "{header}");
+
+    // Every span arrives within the exporter's batches.
+    let wanted = ["request", "enqueue", "run", "http"];
+    let started = std::time::Instant::now();
+    let spans = loop {
+        let spans: Vec<_> = collector
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace_id == trace)
+            .collect();
+        let named = |n: &str| {
+            spans
+                .iter()
+                .any(|s| s.name == n || (n == "request" && s.name.starts_with("POST")))
+        };
+        if wanted.iter().all(|n| named(n)) || started.elapsed().as_secs() > 30 {
+            break spans;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    let find = |n: &str| {
+        spans
+            .iter()
+            .find(|s| s.name == n)
+            .unwrap_or_else(|| panic!("no {n} span in {spans:#?}"))
+    };
+    let request = find("POST /v1/executions");
+    let (enqueue, run, http) = (find("enqueue"), find("run"), find("http"));
+    assert_eq!(
+        request.parent, caller,
+        "the request continues the caller's span"
+    );
+    assert_eq!(enqueue.parent, request.span_id);
+    assert_eq!(
+        run.parent, enqueue.span_id,
+        "the run is a child of its enqueue"
+    );
+    assert_eq!(http.parent, run.span_id);
+    assert_eq!(header, &format!("00-{trace}-{}-01", http.span_id));
+    let status = http.attributes.to_string();
+    assert!(status.contains("\"status\""), "{status}");
+}

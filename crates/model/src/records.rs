@@ -435,15 +435,41 @@ pub struct Execution {
     /// `skipped` records of fires that did not run).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fire: Option<FireInfo>,
+    /// The trace its runs join (when the node that made it traces): the
+    /// request that made it, or its schedule's fire.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub trace: Option<TraceIds>,
     #[serde(default)]
     pub version: u64,
+}
+
+/// A span's place in a trace (W3C trace context, lower-case hex).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct TraceIds {
+    /// The trace (32 hex digits), as trace viewers search for it.
+    pub trace_id: String,
+    /// The span its runs are children of (16 hex digits).
+    pub span_id: String,
+}
+
+impl TraceIds {
+    /// The ids of the current span, if it is traced.
+    pub fn current() -> Option<TraceIds> {
+        taskhost_net::trace::current().map(|(trace_id, span_id)| TraceIds { trace_id, span_id })
+    }
+
+    /// Makes `span` a child of this one (before it is first entered).
+    pub fn parent(&self, span: &tracing::Span) {
+        taskhost_net::trace::set_parent(span, &self.trace_id, &self.span_id);
+    }
 }
 
 /// How long finished executions are kept unless the node or schedule says otherwise.
 pub const DEFAULT_RETENTION: Duration = Duration::from_secs(7 * 86_400);
 
 impl Execution {
-    /// A queued execution of `plugin_id`, due at `due_at`.
+    /// A queued execution of `plugin_id`, due at `due_at`, in the trace of
+    /// the current span.
     pub fn queued(
         tenant: &str,
         plugin_id: &str,
@@ -473,6 +499,7 @@ impl Execution {
             expires_at: None,
             deliveries: Vec::new(),
             notify_due_at: None,
+            trace: TraceIds::current(),
             debounced_into: None,
             fire: None,
             version: 0,

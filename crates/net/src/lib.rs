@@ -24,6 +24,7 @@ pub mod dns;
 pub mod egress;
 pub mod pattern;
 pub mod tls;
+pub mod trace;
 
 pub use egress::{Egress, NetworkPolicy, Refusal};
 pub use pattern::{BadPattern, HostPattern};

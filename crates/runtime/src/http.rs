@@ -30,6 +30,7 @@ use taskhost_model::HttpRecord;
 use taskhost_model::Limits;
 use taskhost_net::egress::{describe, refusal_in};
 use taskhost_net::{Egress, HostPattern};
+use tracing::Instrument;
 use wasmtime_wasi_http::{Error, RequestOptions, WasiBody, WasiHttpHooks};
 
 /// Resources (streams, header maps, requests…) a run may hold at once.
@@ -69,11 +70,15 @@ pub(crate) struct HttpHooks {
     sent: Arc<AtomicU64>,
     received: Arc<AtomicU64>,
     pub(crate) records: Records,
+    /// The run's span (current when the run began): each request's span
+    /// is its child, and its `traceparent` goes out with the request.
+    run_span: tracing::Span,
 }
 
 impl HttpHooks {
     pub(crate) fn new(net: Option<RunNetwork>, limits: Limits, deadline: Instant) -> Self {
         HttpHooks {
+            run_span: tracing::Span::current(),
             net,
             limits,
             deadline,
@@ -169,7 +174,11 @@ impl HttpHooks {
         if Instant::now() >= self.deadline {
             return Err(self.refuse(index, "the run is out of time".into()));
         }
+        let span = tracing::info_span!(parent: &self.run_span, "http",
+            method = %request.method(), host = url.host_str().unwrap_or_default(),
+            path = url.path(), status = tracing::field::Empty);
         Ok(Sending {
+            span,
             client: net.egress.client().clone(),
             // Not cut to what is left of the run: a request still waiting at
             // the run's deadline ends the run `timed_out`, as any other wait does.
@@ -192,6 +201,7 @@ impl HttpHooks {
 
 /// An admitted request: what sending it needs of its run.
 struct Sending {
+    span: tracing::Span,
     client: reqwest::Client,
     timeout: std::time::Duration,
     sent: Arc<AtomicU64>,
@@ -274,7 +284,15 @@ impl Sending {
     /// Sends the request through the node's client and records the answer.
     async fn exchange(&self, mut request: reqwest::Request) -> Result<reqwest::Response, Error> {
         *request.timeout_mut() = Some(self.timeout);
-        let response = self.client.execute(request).await;
+        taskhost_net::trace::inject(&self.span, request.headers_mut());
+        let response = self
+            .client
+            .execute(request)
+            .instrument(self.span.clone())
+            .await;
+        if let Ok(response) = &response {
+            self.span.record("status", response.status().as_u16());
+        }
         let elapsed = elapsed_ms(self.started);
         let e = match response {
             Ok(response) => {

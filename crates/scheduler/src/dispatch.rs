@@ -136,8 +136,17 @@ impl Node {
         self.active().insert(execution.id.clone());
         let node = self.clone();
         let stop = self.inner.stop_runs.clone();
+        // Its trace, when the request or event that made it was traced: a
+        // child of the enqueue span. Status and fuel are set at its end.
         let span = tracing::info_span!("run", execution = %execution.id,
-            tenant = %execution.tenant, node = %self.inner.config.node_id);
+            tenant = %execution.tenant, node = %self.inner.config.node_id,
+            plugin = %execution.plugin_id, attempt = execution.attempt,
+            queued_ms = (execution.started_at.unwrap_or(execution.due_at)
+                - execution.created_at.max(execution.due_at)).num_milliseconds(),
+            status = tracing::field::Empty, fuel = tracing::field::Empty);
+        if let Some(trace) = &execution.trace {
+            trace.parent(&span);
+        }
         self.inner.running.spawn(
             async move {
                 let _slot = slot;

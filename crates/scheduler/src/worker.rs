@@ -104,6 +104,9 @@ impl Node {
             outcome.duration_us as f64 / 1e6,
             outcome.fuel_used,
         );
+        let span = tracing::Span::current();
+        span.record("status", outcome.status.as_str());
+        span.record("fuel", outcome.fuel_used);
         self.inner
             .metrics
             .http(&outcome.http, outcome.http_unrecorded);

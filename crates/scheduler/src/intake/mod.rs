@@ -337,7 +337,9 @@ enum Checked {
 impl Node {
     /// Takes in new work (see the module's documentation): one decision per
     /// piece, in order. Work of several tenants may come together (the fire
-    /// path); each tenant's queue quota is counted once.
+    /// path); each tenant's queue quota is counted once. Its span, `enqueue`,
+    /// is the trace parent of the runs it makes.
+    #[tracing::instrument(name = "enqueue", skip_all, fields(items = work.len()))]
     pub async fn intake(
         &self,
         work: Vec<Work>,

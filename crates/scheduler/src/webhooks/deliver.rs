@@ -21,6 +21,7 @@ use taskhost_model::secrets::SecretKey;
 use taskhost_model::{Delivery, DeliveryAttempt, DeliveryState, Execution};
 use taskhost_net::Egress;
 use taskhost_store::{Store, StoreError};
+use tracing::Instrument;
 
 /// How long a claim keeps other nodes off an execution's webhooks.
 pub const CLAIM: Duration = Duration::from_secs(30);
@@ -204,10 +205,19 @@ impl Deliverer {
         let body = payload(e, &d.event, at);
         let timestamp = at.timestamp();
         let signature = signature(&key.webhook_secret(&e.tenant), &d.id, timestamp, &body);
+        // A span in the run's trace; the receiver gets its `traceparent`.
+        let span = tracing::info_span!("webhook", execution = %e.id, delivery = %d.id,
+            event = %d.event, status = tracing::field::Empty);
+        if let Some(trace) = &e.trace {
+            trace.parent(&span);
+        }
+        let mut traced = reqwest::header::HeaderMap::new();
+        taskhost_net::trace::inject(&span, &mut traced);
         let sent = self
             .egress
             .client()
             .post(url)
+            .headers(traced)
             .header("content-type", "application/json")
             .header(
                 "user-agent",
@@ -219,7 +229,11 @@ impl Deliverer {
             .timeout(ATTEMPT_TIMEOUT)
             .body(body)
             .send()
+            .instrument(span.clone())
             .await;
+        if let Ok(response) = &sent {
+            span.record("status", response.status().as_u16());
+        }
         self.breakers.record(
             &target,
             sent.as_ref()

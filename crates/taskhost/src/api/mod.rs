@@ -244,9 +244,14 @@ async fn request_id(mut req: Request, next: Next) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_owned());
     let started = std::time::Instant::now();
     // Everything logged while serving it carries the request id, and the
-    // tenant once the token is verified (see `auth`).
-    let span = tracing::info_span!("request", request_id = %id, tenant = tracing::field::Empty);
+    // tenant once the token is verified (see `auth`). Traced, it continues
+    // the caller's trace if its `traceparent` names one.
+    let span = tracing::info_span!("request", request_id = %id, tenant = tracing::field::Empty,
+        otel.name = %format!("{method} {path}"), http.request.method = %method,
+        url.path = %path, http.response.status_code = tracing::field::Empty);
+    taskhost_net::trace::follow_header(&span, req.headers());
     let mut response = next.run(req).instrument(span.clone()).await;
+    span.record("http.response.status_code", response.status().as_u16());
     span.in_scope(|| {
         tracing::info!(request_id = %id, %method, %path, status = response.status().as_u16(),
             ms = started.elapsed().as_millis() as u64, "request")

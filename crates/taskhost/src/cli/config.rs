@@ -205,6 +205,11 @@ pub struct ServeConfig {
     #[arg(long)]
     #[serde(skip)]
     pub print_config: bool,
+    /// Export traces to this OTLP/HTTP endpoint (JSON), e.g.
+    /// http://127.0.0.1:4318/v1/traces. Off when unset.
+    #[arg(long, env = "TASKHOST_OTLP_ENDPOINT", value_name = "URL")]
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
     /// The identity provider whose tokens are accepted: `[oidc]` in the file.
     #[command(flatten)]
     #[serde(default)]
@@ -392,6 +397,7 @@ impl ServeConfig {
             max_run_memory: self.max_run_memory.unwrap_or(DEFAULT_CAPS.memory_bytes),
             retention,
             data_dir,
+            otlp_endpoint: self.otlp_endpoint.clone(),
             oidc: self.oidc.clone(),
             quotas: self.quotas.clone(),
             network: self.network.clone().unwrap_or_default(),
@@ -449,6 +455,8 @@ pub struct Settings {
     pub max_run_memory: u64,
     #[serde(with = "taskhost_model::time::duration")]
     pub retention: Duration,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub otlp_endpoint: Option<String>,
     pub oidc: OidcArgs,
     pub quotas: QuotaConfig,
     pub network: taskhost_net::NetworkConfig,

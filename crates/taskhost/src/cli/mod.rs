@@ -12,6 +12,7 @@ mod new;
 mod run;
 mod secret;
 mod serve;
+mod telemetry;
 mod token;
 
 use clap::{Parser, Subcommand};
@@ -43,7 +44,7 @@ pub struct Cli {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
-enum LogFormat {
+pub(crate) enum LogFormat {
     Text,
     Json,
 }
@@ -124,7 +125,10 @@ pub(crate) const EXIT_USAGE: u8 = 2;
 /// Parses the command line and runs the chosen command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    init_logging(cli.log_format);
+    // `serve` sets up logging itself, once it knows whether to trace.
+    if !matches!(cli.command, Command::Serve(_)) {
+        telemetry::init(cli.log_format, None);
+    }
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -137,7 +141,9 @@ pub fn main() -> ExitCode {
     };
     let result = runtime.block_on(async {
         match cli.command {
-            Command::Serve(config) => serve::serve(*config).await.map(|()| ExitCode::SUCCESS),
+            Command::Serve(config) => serve::serve(*config, cli.log_format)
+                .await
+                .map(|()| ExitCode::SUCCESS),
             Command::Run(args) => run::run(args).await,
             Command::New(args) => new::new(args),
             Command::Token(args) => token::token(args),
@@ -159,27 +165,6 @@ pub fn main() -> ExitCode {
             ExitCode::from(EXIT_USAGE)
         }
     }
-}
-
-/// Logs go to stderr (stdout is for results); `TASKHOST_LOG` or `RUST_LOG` set the filter.
-fn init_logging(format: LogFormat) {
-    let filter = std::env::var("TASKHOST_LOG")
-        .or_else(|_| std::env::var("RUST_LOG"))
-        .unwrap_or_else(|_| "warn".into());
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
-        .with_writer(std::io::stderr);
-    let _ = match format {
-        LogFormat::Text => builder.try_init(),
-        // Each line one JSON object: the event's fields at the top level, the
-        // enclosing spans' fields (request_id, tenant, execution, node) in `spans`.
-        LogFormat::Json => builder
-            .json()
-            .flatten_event(true)
-            .with_current_span(false)
-            .with_span_list(true)
-            .try_init(),
-    };
 }
 
 #[cfg(test)]

@@ -161,13 +161,27 @@ fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 }
 
 /// Runs the server until Ctrl-C or SIGTERM (or prints its configuration).
-pub async fn serve(config: ServeConfig) -> anyhow::Result<()> {
+pub async fn serve(config: ServeConfig, logs: super::LogFormat) -> anyhow::Result<()> {
     let print = config.print_config;
     let settings = config.layered()?.settings()?;
     if print {
         print!("{}", settings.to_toml_masked()?);
         return Ok(());
     }
+    let traces = match &settings.otlp_endpoint {
+        Some(endpoint) => Some(super::telemetry::traces(endpoint)?),
+        None => None,
+    };
+    super::telemetry::init(logs, traces.as_ref());
+    let served = serve_with(settings).await;
+    if let Some(provider) = traces {
+        super::telemetry::flush(provider).await;
+    }
+    served
+}
+
+/// Runs the server with its settings resolved and logging set up.
+async fn serve_with(settings: Settings) -> anyhow::Result<()> {
     let dev = if settings.jwt_secret.is_none()
         && settings.jwt_public_key.is_none()
         && settings.oidc.idp()?.is_none()
