@@ -15,8 +15,9 @@ pub const RETENTION: Duration = Duration::from_secs(90 * 86_400);
 pub struct AuditRecord {
     /// Time-ordered: newer records have greater ids.
     pub id: String,
-    /// The tenant it acted for; empty if the request named none (no valid
-    /// token, an unknown hook).
+    /// The tenant it acted for. (Requests refused before their caller is
+    /// known — no valid token, an unknown hook — are not recorded; records
+    /// of earlier versions may have it empty.)
     pub tenant: String,
     /// The token's subject (`hook:ID` for a hook's request); none without a
     /// valid token.

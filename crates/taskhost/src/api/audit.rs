@@ -5,8 +5,9 @@
 //! Who made a request is known only once its token is verified, inside the
 //! handler: the middleware puts an empty [`Caller`] slot in the request, and
 //! the token's verification (or a hook's) fills it. A request refused before
-//! that (no token, a bad one) is recorded without a subject and, unless it
-//! named a tenant, under the empty tenant, which only the operator sees.
+//! that (no token, a bad one, an unknown hook) is not stored: anyone can
+//! send those, so storing them would let anyone fill the store. They are
+//! counted (`api_errors_total{code}`) and logged with the request's line.
 //! The record is written before the answer is sent, so an acknowledged write
 //! always has its record; a failure to write it is logged and counted, and
 //! does not fail the request.
@@ -106,6 +107,9 @@ pub(super) async fn record(
         .map(|c| c.0.ip().to_string());
     let response = next.run(req).await;
     let who = slot.0.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    if who.subject.is_none() {
+        return response;
+    }
     let now = state.store.now();
     let record = AuditRecord {
         id: taskhost_model::new_id(),
@@ -135,8 +139,7 @@ pub(super) async fn record(
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub(super) struct AuditParams {
-    /// The operator only: one tenant's records (`""`: requests that named
-    /// none); all if unset.
+    /// The operator only: one tenant's records; all if unset.
     tenant: Option<String>,
     /// The `next` cursor of the previous page.
     cursor: Option<String>,
