@@ -118,3 +118,51 @@ async fn an_api_key_works_is_revoked_and_refused_on_every_node_mongodb() {
         api_keys_everywhere(&url).await;
     }
 }
+
+/// `taskhost api-key create|list|delete`, and the key as the CLI's token.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_makes_lists_and_deletes_an_api_key() {
+    let s = Server::start(None);
+    let admin = s.admin("acme");
+    let cli = |token: &str, args: &[&str]| {
+        std::process::Command::new(taskhost_tests::taskhost_bin())
+            .args(args)
+            .args(["--server", &s.url, "--token", token])
+            .output()
+            .expect("run taskhost")
+    };
+    let made = cli(
+        &admin,
+        &[
+            "api-key",
+            "create",
+            "--name",
+            "ci",
+            "--scopes",
+            "plugins:read",
+            "--json",
+        ],
+    );
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
+    let made: Value = serde_json::from_slice(&made.stdout).expect("JSON");
+    let (key, id) = (
+        made["key"].as_str().expect("key"),
+        made["api_key"]["id"].as_str().expect("id"),
+    );
+    assert!(cli(key, &["plugin", "list"]).status.success());
+    let listed = cli(&admin, &["api-key", "list"]);
+    let listed = String::from_utf8_lossy(&listed.stdout);
+    assert!(
+        listed.contains(id) && listed.contains("plugins:read"),
+        "{listed}"
+    );
+    assert!(cli(&admin, &["api-key", "delete", id]).status.success());
+    let refused = cli(key, &["plugin", "list"]);
+    assert!(!refused.status.success());
+    let said = String::from_utf8_lossy(&refused.stderr);
+    assert!(said.contains("unknown or revoked API key"), "{said}");
+}

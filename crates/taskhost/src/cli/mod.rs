@@ -100,6 +100,13 @@ enum Command {
         #[command(subcommand)]
         command: client::HookCommand,
     },
+    /// Make, list and delete API keys: credentials for machines.
+    ApiKey {
+        #[command(flatten)]
+        conn: client::Conn,
+        #[command(subcommand)]
+        command: client::ApiKeyCommand,
+    },
     /// Back up the embedded store while it serves, and restore a backup.
     #[command(subcommand)]
     Admin(admin::AdminCommand),
@@ -156,6 +163,7 @@ pub fn main() -> ExitCode {
             Command::Admin(command) => admin::admin(command),
             Command::Event { conn, command } => client::event(conn, command).await,
             Command::Hook { conn, command } => client::hook(conn, command).await,
+            Command::ApiKey { conn, command } => client::api_key(conn, command).await,
         }
     });
     match result {

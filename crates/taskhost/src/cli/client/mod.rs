@@ -2,12 +2,14 @@
 //! `event`, `hook`, `node`.
 //! Human-readable tables by default, the API's JSON with `--json`.
 
+mod apikeys;
 mod events;
 mod executions;
 mod flow;
 mod plugins;
 mod schedules;
 
+pub(crate) use apikeys::{ApiKeyCommand, api_key};
 pub(crate) use events::{EventCommand, HookCommand, event, hook};
 pub(crate) use executions::{ExecCommand, exec};
 pub(crate) use plugins::{NodeCommand, PluginCommand, node, plugin};
