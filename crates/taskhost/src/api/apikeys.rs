@@ -119,7 +119,7 @@ fn granted(maker: &super::auth::Principal, asked: &[String]) -> ApiResult<Vec<St
 }
 
 /// Make an API key for a machine. Its text is in this answer only.
-#[utoipa::path(post, path = "/v1/api-keys", tag = "api-keys", request_body = NewApiKey,
+#[utoipa::path(post, path = "/v1/api-keys", tag = "apikeys", request_body = NewApiKey,
     responses((status = 201, body = ApiKeyWithSecret), (status = 400, body = ErrorBody),
         (status = 403, body = ErrorBody),
         (status = 422, body = ErrorBody, description = "a bad name, scope or expiry, or over the tenant's 100 keys")))]
@@ -174,7 +174,7 @@ async fn create(
 }
 
 /// The tenant's API keys, newest first (never their secrets).
-#[utoipa::path(get, path = "/v1/api-keys", tag = "api-keys",
+#[utoipa::path(get, path = "/v1/api-keys", tag = "apikeys",
     responses((status = 200, body = ApiKeyList), (status = 403, body = ErrorBody)))]
 async fn list(
     State(state): State<AppState>,
@@ -190,7 +190,7 @@ async fn list(
 }
 
 /// One API key (never its secret).
-#[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "api-keys",
+#[utoipa::path(get, path = "/v1/api-keys/{id}", tag = "apikeys",
     responses((status = 200, body = ApiKey), (status = 404, body = ErrorBody)))]
 async fn get(
     State(state): State<AppState>,
@@ -205,7 +205,7 @@ async fn get(
 }
 
 /// Delete (revoke) an API key: refused on every node within a second.
-#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "api-keys",
+#[utoipa::path(delete, path = "/v1/api-keys/{id}", tag = "apikeys",
     responses((status = 204), (status = 404, body = ErrorBody)))]
 async fn delete(
     State(state): State<AppState>,

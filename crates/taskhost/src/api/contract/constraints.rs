@@ -70,6 +70,7 @@ pub(super) fn apply(doc: &mut Value, facts: &Facts) {
     run_policy(doc, facts);
     schedules(doc);
     records(doc);
+    api_keys(doc);
     for body in ["NewExecution", "BatchRun", "NewSchedule", "SchedulePatch"] {
         close(doc, body);
     }
@@ -288,4 +289,15 @@ fn records(doc: &mut Value) {
         props(doc, page)["items"]["items"] =
             json!({ "$ref": format!("#/components/schemas/{item}") });
     }
+}
+
+/// An API key's scopes are scope names, its lifetime a duration.
+fn api_keys(doc: &mut Value) {
+    let names: Vec<&str> = crate::api::auth::Scope::ALL
+        .iter()
+        .map(|s| s.as_str())
+        .collect();
+    let new = props(doc, "NewApiKey");
+    new["scopes"]["items"] = json!({ "type": "string", "enum": names });
+    new["expires_in"] = nullable(duration("humantime"));
 }
