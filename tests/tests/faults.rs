@@ -253,6 +253,7 @@ taskhost_tests::conformance!(
     a_stale_claims_late_write_is_refused,
     a_clock_step_past_the_lease_makes_the_node_renew_not_run_twice,
     a_node_whose_store_refuses_writes_is_not_ready,
+    a_run_whose_result_is_lost_leaves_none_of_its_kv_writes,
 );
 
 /// Readiness follows the heartbeat, the node's regular store write: not
@@ -270,4 +271,48 @@ async fn a_node_whose_store_refuses_writes_is_not_ready(h: Harness) {
     assert!(why.contains("could not be written"), "{why}");
     node.heartbeat().await.expect("heartbeat");
     assert_eq!(node.readiness(), Ok(()));
+}
+
+/// Effects commit with the result: a run that wrote kv, but whose result
+/// could not be saved before its lease lapsed, runs again — and sees the
+/// state as it was, not its earlier try's writes (`count` is 1, not 2).
+async fn a_run_whose_result_is_lost_leaves_none_of_its_kv_writes(h: Harness) {
+    use taskhost_runtime::{KvNamespace, KvStore};
+    let config = SchedulerConfig {
+        lease: Duration::from_secs(3),
+        ..test_config()
+    };
+    let cluster = Cluster::new(&h.url, &h.clock, 2, config).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let kv = upload(&h.store, "acme", "test-kv").await;
+    let e = submit(a, once(&kv.id, serde_json::json!({}))).await;
+    // Node A runs it, and can neither save its result nor renew its lease.
+    for op in [Op::Complete, Op::Renew] {
+        a.store().faults().fail_for(op, Duration::from_secs(600));
+    }
+    a.tick().await.expect("tick");
+    a.drain().await;
+    assert_eq!(metric(a, "taskhost_results_unsaved_total"), 1.0);
+    let ns = KvNamespace::new("acme", "test-kv");
+    assert_eq!(h.store.kv_get(&ns, "count").await.expect("get"), None);
+
+    h.clock.advance(Duration::from_secs(4));
+    b.tick().await.expect("tick");
+    b.drain().await;
+    let done = get(&h, &e.id).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    let output: serde_json::Value = serde_json::from_slice(
+        done.outcome
+            .and_then(|o| o.output)
+            .as_deref()
+            .unwrap_or(b"null"),
+    )
+    .expect("JSON output");
+    assert_eq!(
+        output["count"], 1,
+        "the second try saw none of the first's writes"
+    );
+    assert_eq!(cluster.starts.counts()[&e.id], 2, "ran twice");
+    let count = h.store.kv_get(&ns, "count").await.expect("get");
+    assert_eq!(count.as_deref(), Some(&b"1"[..]), "one try's writes");
 }

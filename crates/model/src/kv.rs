@@ -88,6 +88,8 @@ pub trait KvStore: Send + Sync {
     ) -> Result<(), KvError>;
     /// Returns whether the key existed.
     async fn kv_delete(&self, ns: &KvNamespace, key: &str) -> Result<bool, KvError>;
+    /// The tenant's kv keys and bytes (what its quota counts).
+    async fn kv_usage(&self, tenant: &str) -> Result<(u64, u64), KvError>;
 }
 
 /// Checks a key and value against the limits before any store sees them.
@@ -161,5 +163,13 @@ impl KvStore for MemoryKv {
             .entries()
             .remove(&(ns.clone(), key.to_owned()))
             .is_some())
+    }
+
+    async fn kv_usage(&self, tenant: &str) -> Result<(u64, u64), KvError> {
+        let entries = self.entries();
+        let mine = entries.iter().filter(|((n, _), _)| n.tenant == tenant);
+        Ok(mine.fold((0, 0), |(keys, bytes), ((_, k), v)| {
+            (keys + 1, bytes + (k.len() + v.len()) as u64)
+        }))
     }
 }

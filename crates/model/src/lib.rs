@@ -14,6 +14,7 @@
 //! - [`quota`]: what each tenant may keep and ask for;
 //! - [`secrets`]: sealing, scrubbing and naming of tenant secrets;
 //! - [`kv`]: the key-value trait plugins' state lives behind;
+//! - [`effects`]: a run's kv writes, held until its result is written;
 //! - [`audit`]: the record of each write request;
 //! - [`apikey`]: API keys for machines, stored hashed;
 //! - [`flow`]: concurrency keys, rate-limit keys and debounce;
@@ -22,6 +23,7 @@
 pub mod apikey;
 pub mod audit;
 pub mod clock;
+pub mod effects;
 pub mod error;
 pub mod event;
 mod fire;

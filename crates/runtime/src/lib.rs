@@ -46,7 +46,7 @@ pub use bounds::{
 };
 pub use cache::{ArtifactCache, DEFAULT_ARTIFACT_BYTES, DirArtifacts, MemoryArtifacts, sha256_hex};
 pub use http::RunNetwork;
-pub use run::RunRequest;
+pub use run::{RunKv, RunRequest};
 pub use taskhost_model::kv::{
     KvError, KvNamespace, KvQuota, KvStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryKv,
 };
@@ -326,10 +326,14 @@ impl Runtime {
         let Ok(_slot) = self.inner.slots.clone().acquire_owned().await else {
             return Outcome::not_run(Status::Trapped, "the runtime is shutting down");
         };
+        let kv = request
+            .kv
+            .as_ref()
+            .map_or_else(|| self.inner.kv.clone(), |kv| kv.0.clone());
         run::execute(
             &self.inner.engine,
             &plugin.inner.pre,
-            &self.inner.kv,
+            &kv,
             &self.inner.config,
             request,
         )

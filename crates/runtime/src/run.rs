@@ -52,6 +52,20 @@ pub struct RunRequest {
     pub kv_quota: Option<KvQuota>,
     /// What the run may reach over HTTP; nothing if unset.
     pub network: Option<RunNetwork>,
+    /// The kv this run reads and writes instead of the runtime's (the
+    /// scheduler's [`HeldKv`](taskhost_model::effects::HeldKv), which holds
+    /// the run's writes until its result is saved).
+    pub kv: Option<RunKv>,
+}
+
+/// A run's own kv (see [`RunRequest::kv`]).
+#[derive(Clone)]
+pub struct RunKv(pub Arc<dyn KvStore>);
+
+impl std::fmt::Debug for RunKv {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("RunKv")
+    }
 }
 
 impl RunRequest {
@@ -71,6 +85,7 @@ impl RunRequest {
             secrets: Arc::default(),
             kv_quota: None,
             network: None,
+            kv: None,
         }
     }
 }

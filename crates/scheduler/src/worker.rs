@@ -14,6 +14,7 @@ use super::{Node, PluginMeta};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
+use taskhost_model::effects::{HeldKv, KvEffects};
 use taskhost_model::{Execution, RetryDecision};
 use taskhost_runtime::{KvNamespace, KvQuota, Outcome, Plugin, RunRequest, Status};
 use taskhost_store::{Completion, Lease, LeaseRenewal, Release, StoreError};
@@ -62,7 +63,7 @@ impl Node {
             },
             Err(unready) => Err(unready),
         };
-        let outcome = match ready {
+        let (outcome, effects) = match ready {
             Ok((plugin, name, secrets)) => {
                 if let Some(observer) = &self.inner.observer {
                     observer(&execution);
@@ -74,10 +75,11 @@ impl Node {
                     .run_with_lease(&execution, &mut held, plugin, name, secrets)
                     .await
                 {
-                    Ok(outcome) => outcome,
+                    Ok(ran) => ran,
+                    // A run cut short keeps none of its kv writes.
                     Err(Interrupted::Cancelled) => {
-                        self.finish(&execution, &mut held, Completion::Cancelled(None))
-                            .await;
+                        let (cancelled, none) = (Completion::Cancelled(None), KvEffects::default());
+                        self.finish(&execution, &mut held, cancelled, none).await;
                         return;
                     }
                     Err(Interrupted::LeaseLost) => {
@@ -93,7 +95,7 @@ impl Node {
                     }
                 }
             }
-            Err(Unready::Plugin(outcome)) => *outcome,
+            Err(Unready::Plugin(outcome)) => (*outcome, KvEffects::default()),
             Err(Unready::Host(why)) => {
                 self.host_fault(&execution, &held, &why).await;
                 return;
@@ -118,7 +120,8 @@ impl Node {
             "run finished"
         );
         let completion = decide(&execution, outcome, self.inner.store.now());
-        self.finish(&execution, &mut held, completion).await;
+        self.finish(&execution, &mut held, completion, effects)
+            .await;
     }
 
     /// The host could not run this execution: back to the queue after the
@@ -145,14 +148,32 @@ impl Node {
     /// Records how the run ended, retrying while the lease is surely ours
     /// (and renewing it meanwhile). Gives up only when it no longer is: then
     /// the execution runs again, and this result is never written.
-    async fn finish(&self, execution: &Execution, held: &mut HeldLease, completion: Completion) {
+    ///
+    /// The run's kv writes (`effects`) are written with its result. If they
+    /// now break a quota (other runs wrote meanwhile), the run fails with
+    /// that reason and none of them is kept.
+    async fn finish(
+        &self,
+        execution: &Execution,
+        held: &mut HeldLease,
+        mut completion: Completion,
+        mut effects: KvEffects,
+    ) {
         let store = &self.inner.store;
         let mut backoff = SAVE_BACKOFF;
         loop {
-            let error = match store
-                .complete_claimed(execution, &held.lease, completion.clone())
-                .await
-            {
+            let saved = store
+                .complete_committing(execution, &held.lease, completion.clone(), &effects)
+                .await;
+            let error = match saved {
+                Err(StoreError::Quota(q)) if !effects.is_empty() => {
+                    let why =
+                        format!("the run's kv writes were refused when its result was saved: {q}");
+                    tracing::warn!(execution = %execution.id, "{why}");
+                    completion = kv_refused(completion, why);
+                    effects = KvEffects::default();
+                    continue;
+                }
                 Ok(Some(done)) => {
                     if done.status == taskhost_model::ExecutionStatus::Queued {
                         self.offer(&done);
@@ -324,7 +345,7 @@ impl Node {
         plugin: Plugin,
         name: String,
         secrets: Secrets,
-    ) -> Result<Outcome, Interrupted> {
+    ) -> Result<(Outcome, KvEffects), Interrupted> {
         let mut request = RunRequest::new(if e.policy.input.is_null() {
             Vec::new()
         } else {
@@ -354,6 +375,10 @@ impl Node {
             keys: quotas.kv_keys,
             bytes: quotas.kv_bytes,
         });
+        // The run's kv writes are held until its result is saved.
+        let store: Arc<dyn taskhost_model::kv::KvStore> = Arc::new(self.inner.store.clone());
+        let kv = Arc::new(HeldKv::new(store));
+        request.kv = Some(taskhost_runtime::RunKv(kv.clone()));
         let run = self.inner.runtime.run(&plugin, request);
         tokio::pin!(run);
         let every = self.inner.config.lease / 3;
@@ -362,7 +387,7 @@ impl Node {
         let mut renew_at = Instant::now() + every;
         loop {
             tokio::select! {
-                outcome = &mut run => return Ok(outcome),
+                outcome = &mut run => return Ok((outcome, kv.take())),
                 () = tokio::time::sleep_until(renew_at) => {
                     match self.renew(e, held).await {
                         Ok(LeaseRenewal::Renewed(_)) => renew_at = Instant::now() + every,
@@ -394,4 +419,22 @@ pub(crate) fn decide(e: &Execution, outcome: Outcome, now: DateTime<Utc>) -> Com
         RetryDecision::GiveUp => Completion::Dead(outcome),
         RetryDecision::RetryAt(at) => Completion::RetryAt(at, outcome),
     }
+}
+
+/// `completion` with its run failed because its kv writes were refused at
+/// the save: final (trying again would not fit them either).
+fn kv_refused(completion: Completion, why: String) -> Completion {
+    let outcome = match completion {
+        Completion::Finished(o) | Completion::RetryAt(_, o) | Completion::Dead(o) => o,
+        Completion::Cancelled(o) => return Completion::Cancelled(o),
+    };
+    Completion::Finished(Outcome {
+        status: Status::Failed,
+        error: Some(taskhost_model::RunError {
+            message: why,
+            retryable: false,
+            backtrace: None,
+        }),
+        ..outcome
+    })
 }

@@ -16,6 +16,7 @@ use super::{ClaimOrder, ExecutionFilter, Page, PageRequest, Queued, Store, Store
 use chrono::{DateTime, Utc};
 use std::collections::HashSet;
 use std::time::Duration;
+use taskhost_model::effects::KvEffects;
 use taskhost_model::time::add_saturating;
 use taskhost_model::{Execution, ExecutionStatus, RetryDecision};
 use taskhost_model::{Outcome, Status};
@@ -286,6 +287,35 @@ impl Store {
                 e.version = version;
                 e
             }))
+    }
+
+    /// [`Store::complete_claimed`] with the run's held kv writes, written in
+    /// the same transaction as its result (see `taskhost_model::effects`):
+    /// both or neither, fenced by the lease. A quota the writes now break is
+    /// `Quota`, and nothing is written.
+    pub async fn complete_committing(
+        &self,
+        claimed: &Execution,
+        held: &Lease,
+        completion: Completion,
+        effects: &KvEffects,
+    ) -> Result<Option<Execution>, StoreError> {
+        if effects.is_empty() {
+            return self.complete_claimed(claimed, held, completion).await;
+        }
+        self.faults.check(super::faults::Op::Complete)?;
+        let (now, held) = (self.now(), held.clone());
+        let change = move |e: &mut Execution| {
+            if !holds_lease(e, &held) {
+                return false;
+            }
+            drop_lease(e);
+            apply(e, completion.clone(), now);
+            true
+        };
+        self.backend
+            .execution_update_committing(&claimed.id, Box::new(change), effects)
+            .await
     }
 
     async fn complete_by_cas(

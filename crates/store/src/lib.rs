@@ -513,4 +513,8 @@ impl KvStore for Store {
             .await
             .map_err(kv_error)
     }
+
+    async fn kv_usage(&self, tenant: &str) -> Result<(u64, u64), KvError> {
+        self.backend.kv_usage(tenant).await.map_err(kv_error)
+    }
 }

@@ -16,6 +16,7 @@ use crate::backend::{
 use chrono::{DateTime, Utc};
 use taskhost_model::apikey::ApiKeyRecord;
 use taskhost_model::audit::AuditRecord;
+use taskhost_model::effects::KvEffects;
 use taskhost_model::kv::KvQuota;
 use taskhost_model::quota::Quotas;
 use taskhost_model::{
@@ -129,6 +130,16 @@ pub trait ExecutionStore: Send + Sync {
         id: &str,
         change: ExecutionChange,
     ) -> Result<Option<Execution>>;
+    /// [`ExecutionStore::execution_update`] that also writes a run's held
+    /// kv writes (see `taskhost_model::effects`), in one transaction:
+    /// neither is written if `change` refuses, and a quota the writes now
+    /// break (`Quota`) undoes both.
+    async fn execution_update_committing(
+        &self,
+        id: &str,
+        change: ExecutionChange,
+        effects: &KvEffects,
+    ) -> Result<Option<Execution>>;
     async fn execution_list(
         &self,
         tenant: &str,
@@ -207,6 +218,8 @@ pub trait StateStore: Send + Sync {
         quota: Option<KvQuota>,
     ) -> Result<()>;
     async fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool>;
+    /// The tenant's kv keys and bytes.
+    async fn kv_usage(&self, tenant: &str) -> Result<(u64, u64)>;
 }
 
 /// Tenant secrets, sealed (see `taskhost_model::secrets`): the store never

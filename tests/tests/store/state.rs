@@ -5,6 +5,7 @@ use super::*;
 taskhost_tests::conformance!(
     kv_scoped_and_backing_the_runtime,
     kv_quota_counts_keys_and_bytes,
+    held_kv_writes_are_committed_with_the_result_or_not_at_all,
 );
 
 async fn kv_scoped_and_backing_the_runtime(h: Harness) {
@@ -101,4 +102,76 @@ async fn kv_quota_counts_keys_and_bytes(h: Harness) {
         .kv_set(&other, "k", &[0; 90], quota)
         .await
         .expect("own quota");
+}
+
+/// A run's held kv writes go in with its result, fenced by its lease: a
+/// stale lease writes neither, a quota the writes break writes neither,
+/// and the lease's own completion writes both.
+async fn held_kv_writes_are_committed_with_the_result_or_not_at_all(h: Harness) {
+    use std::collections::BTreeMap;
+    use taskhost_model::effects::KvEffects;
+    use taskhost_runtime::KvQuota;
+    let store = &h.store;
+    let ns = KvNamespace::new("acme", "counter");
+    store.kv_set(&ns, "gone", b"x", None).await.expect("set");
+    let e = queued(&h, "acme").await;
+    let lease = claim(&h, &e.id, "node-a").await;
+    let claimed = store
+        .get_execution("acme", &e.id)
+        .await
+        .expect("get")
+        .expect("it");
+    let effects = |quota| KvEffects {
+        namespace: Some(ns.clone()),
+        writes: BTreeMap::from([
+            ("count".to_owned(), Some(b"1".to_vec())),
+            ("gone".to_owned(), None),
+        ]),
+        quota,
+    };
+    let done = || Completion::Finished(Outcome::not_run(Status::Succeeded, "ok"));
+    let stale = Lease {
+        owner: "node-a".into(),
+        token: "an-earlier-claim".into(),
+    };
+    let written = store
+        .complete_committing(&claimed, &stale, done(), &effects(None))
+        .await
+        .expect("a stale lease");
+    assert!(written.is_none());
+    let tight = Some(KvQuota { keys: 1, bytes: 2 });
+    let refused = store
+        .complete_committing(&claimed, &lease, done(), &effects(tight))
+        .await;
+    assert!(matches!(refused, Err(StoreError::Quota(_))), "{refused:?}");
+    for (what, key, value) in [
+        ("stale", "count", None),
+        ("refused", "gone", Some(b"x".to_vec())),
+    ] {
+        assert_eq!(store.kv_get(&ns, key).await.expect("get"), value, "{what}");
+    }
+    let running = store
+        .get_execution("acme", &e.id)
+        .await
+        .expect("get")
+        .expect("it");
+    assert_eq!(
+        running.status,
+        ExecutionStatus::Running,
+        "no result written"
+    );
+
+    let done = store
+        .complete_committing(&claimed, &lease, done(), &effects(None))
+        .await
+        .expect("complete")
+        .expect("its lease");
+    assert_eq!(done.status, ExecutionStatus::Succeeded);
+    assert_eq!(
+        store.kv_get(&ns, "count").await.expect("get"),
+        Some(b"1".to_vec())
+    );
+    assert_eq!(store.kv_get(&ns, "gone").await.expect("get"), None);
+    // The usage counts the committed writes: one key of 6 bytes.
+    assert_eq!(store.kv_usage("acme").await.expect("usage"), (1, 6));
 }

@@ -17,6 +17,7 @@ use mongodb::bson::{Bson, Document, doc};
 use mongodb::error::ErrorKind;
 use std::time::Duration;
 use taskhost_model::Execution;
+use taskhost_model::effects::KvEffects;
 
 #[async_trait::async_trait]
 impl ExecutionStore for MongoBackend {
@@ -71,6 +72,18 @@ impl ExecutionStore for MongoBackend {
             }
         }
         Err(StoreError::Contention(format!("execution {id}")))
+    }
+
+    async fn execution_update_committing(
+        &self,
+        id: &str,
+        change: ExecutionChange,
+        effects: &KvEffects,
+    ) -> Result<Option<Execution>> {
+        if effects.is_empty() {
+            return self.execution_update(id, change).await;
+        }
+        self.update_committing(id, change, effects).await
     }
 
     async fn executions_claim(&self, ids: &[String], order: &ClaimOrder) -> Result<Vec<Execution>> {

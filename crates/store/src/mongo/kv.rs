@@ -19,7 +19,7 @@ fn kv_id(tenant: &str, plugin: &str, key: &str) -> Document {
 
 impl MongoBackend {
     /// A tenant's kv keys and bytes.
-    async fn kv_usage(&self, tenant: &str) -> Result<(u64, u64)> {
+    async fn usage_of(&self, tenant: &str) -> Result<(u64, u64)> {
         let usage = self
             .coll("kv_usage")
             .find_one(doc! { "_id": tenant })
@@ -72,7 +72,7 @@ impl StateStore for MongoBackend {
             .await?
             .map(|v| (v.len() + key.len()) as u64);
         let usage = match quota {
-            Some(_) => Some(self.kv_usage(tenant).await?),
+            Some(_) => Some(self.usage_of(tenant).await?),
             None => None,
         };
         let (keys, bytes) = KvQuota::admit(quota, usage, old, (key.len() + value.len()) as u64)?;
@@ -105,5 +105,9 @@ impl StateStore for MongoBackend {
             .map_or(0, |v| v.len() + key.len());
         self.add_kv_usage(tenant, -1, -(len as i64)).await?;
         Ok(true)
+    }
+
+    async fn kv_usage(&self, tenant: &str) -> Result<(u64, u64)> {
+        self.usage_of(tenant).await
     }
 }

@@ -16,6 +16,7 @@
 mod audit;
 mod cluster;
 mod debounce;
+mod effects;
 mod errors;
 mod executions;
 mod hooks;

@@ -26,6 +26,7 @@ use chrono::{DateTime, Utc};
 use rusqlite::params;
 use rusqlite::{Connection, ToSql};
 use std::sync::LazyLock;
+use taskhost_model::effects::KvEffects;
 use taskhost_model::{Execution, ExecutionStatus};
 
 /// The columns a read of an execution selects, in [`State`]'s order.
@@ -300,9 +301,19 @@ impl ExecutionStore for SqliteBackend {
     async fn execution_update(
         &self,
         id: &str,
-        mut change: ExecutionChange,
+        change: ExecutionChange,
     ) -> Result<Option<Execution>> {
-        let id = id.to_owned();
+        self.execution_update_committing(id, change, &KvEffects::default())
+            .await
+    }
+
+    async fn execution_update_committing(
+        &self,
+        id: &str,
+        mut change: ExecutionChange,
+        effects: &KvEffects,
+    ) -> Result<Option<Execution>> {
+        let (id, effects) = (id.to_owned(), effects.clone());
         self.call(move |c| {
             // Inside the batch's IMMEDIATE transaction: no other writer, in this
             // process or another, can come between the read and the write.
@@ -315,9 +326,12 @@ impl ExecutionStore for SqliteBackend {
             }
             execution.version += 1;
             let row = execution_row(&execution)?;
-            Ok(replace_row(c, "executions", &row, expected)
-                .map_err(sql)?
-                .then_some(execution))
+            if !replace_row(c, "executions", &row, expected).map_err(sql)? {
+                return Ok(None);
+            }
+            // In the job's savepoint: a refused write undoes the record too.
+            super::kv::commit_in(c, &effects)?;
+            Ok(Some(execution))
         })
         .await
     }

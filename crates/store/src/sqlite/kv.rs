@@ -6,6 +6,7 @@ use super::{SqliteBackend, sql};
 use crate::backend::Result;
 use crate::traits::StateStore;
 use rusqlite::{Connection, OptionalExtension, params};
+use taskhost_model::effects::KvEffects;
 use taskhost_model::kv::KvQuota;
 
 /// A tenant's kv keys and bytes.
@@ -30,6 +31,72 @@ fn add_kv_usage(c: &Connection, tenant: &str, keys: i64, bytes: i64) -> Result<(
     )
     .map(drop)
     .map_err(sql)
+}
+
+/// Sets `key` in the caller's transaction: the usage read, the check and
+/// both writes with no other writer in between.
+fn set_in(
+    c: &Connection,
+    t: &str,
+    p: &str,
+    k: &str,
+    v: &[u8],
+    quota: Option<KvQuota>,
+) -> Result<()> {
+    let old: Option<i64> = c
+        .query_row(
+            "SELECT length(value) FROM kv WHERE tenant = ? AND plugin = ? AND key = ?",
+            params![t, p, k],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    let old = old.map(|v| v as u64 + k.len() as u64);
+    let usage = quota.map(|_| kv_usage(c, t)).transpose()?;
+    let (keys, bytes) = KvQuota::admit(quota, usage, old, (k.len() + v.len()) as u64)?;
+    c.execute(
+        "INSERT INTO kv (tenant, plugin, key, value) VALUES (?, ?, ?, ?)
+         ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
+        params![t, p, k, v],
+    )
+    .map_err(sql)?;
+    add_kv_usage(c, t, keys, bytes)
+}
+
+/// Deletes `key` in the caller's transaction; whether it was there.
+fn delete_in(c: &Connection, t: &str, p: &str, k: &str) -> Result<bool> {
+    let old: Option<i64> = c
+        .query_row(
+            "DELETE FROM kv WHERE tenant = ? AND plugin = ? AND key = ? RETURNING length(value)",
+            params![t, p, k],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(sql)?;
+    match old {
+        Some(len) => {
+            add_kv_usage(c, t, -1, -(len + k.len() as i64))?;
+            Ok(true)
+        }
+        None => Ok(false),
+    }
+}
+
+/// Writes a run's held kv writes in the caller's transaction (that of its
+/// result); a quota they now break fails it all.
+pub(super) fn commit_in(c: &Connection, effects: &KvEffects) -> Result<()> {
+    let Some(ns) = &effects.namespace else {
+        return Ok(());
+    };
+    for (key, value) in &effects.writes {
+        match value {
+            Some(v) => set_in(c, &ns.tenant, &ns.plugin, key, v, effects.quota)?,
+            None => {
+                delete_in(c, &ns.tenant, &ns.plugin, key)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 #[async_trait::async_trait]
@@ -62,50 +129,16 @@ impl StateStore for SqliteBackend {
             key.to_owned(),
             value.to_vec(),
         );
-        self.call(move |c| {
-            // In the batch's transaction: the usage read, the check and both
-            // writes happen with no other writer in between.
-            let old: Option<i64> = c
-                .query_row(
-                    "SELECT length(value) FROM kv WHERE tenant = ? AND plugin = ? AND key = ?",
-                    params![t, p, k],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql)?;
-            let old = old.map(|v| v as u64 + k.len() as u64);
-            let usage = quota.map(|_| kv_usage(c, &t)).transpose()?;
-            let (keys, bytes) = KvQuota::admit(quota, usage, old, (k.len() + v.len()) as u64)?;
-            c.execute(
-                "INSERT INTO kv (tenant, plugin, key, value) VALUES (?, ?, ?, ?)
-                 ON CONFLICT (tenant, plugin, key) DO UPDATE SET value = excluded.value",
-                params![t, p, k, v],
-            )
-            .map_err(sql)?;
-            add_kv_usage(c, &t, keys, bytes)
-        })
-        .await
+        self.call(move |c| set_in(c, &t, &p, &k, &v, quota)).await
     }
 
     async fn kv_delete(&self, tenant: &str, plugin: &str, key: &str) -> Result<bool> {
         let (t, p, k) = (tenant.to_owned(), plugin.to_owned(), key.to_owned());
-        self.call(move |c| {
-            let old: Option<i64> = c
-                .query_row(
-                    "DELETE FROM kv WHERE tenant = ? AND plugin = ? AND key = ? RETURNING length(value)",
-                    params![t, p, k],
-                    |r| r.get(0),
-                )
-                .optional()
-                .map_err(sql)?;
-            match old {
-                Some(len) => {
-                    add_kv_usage(c, &t, -1, -(len + k.len() as i64))?;
-                    Ok(true)
-                }
-                None => Ok(false),
-            }
-        })
-        .await
+        self.call(move |c| delete_in(c, &t, &p, &k)).await
+    }
+
+    async fn kv_usage(&self, tenant: &str) -> Result<(u64, u64)> {
+        let tenant = tenant.to_owned();
+        self.call_statement(move |c| kv_usage(c, &tenant)).await
     }
 }
