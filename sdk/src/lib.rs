@@ -41,6 +41,19 @@
 //!     .json()?;
 //! ```
 //!
+//! # Workflows
+//!
+//! [`Context::step`] makes a piece of work durable: done once per execution,
+//! its result recorded before the next step; [`Context::sleep`] waits for
+//! minutes or days without holding a worker. A failed, crashed or woken run
+//! replays the recorded steps and goes on from the first that is not.
+//!
+//! ```ignore
+//! let order: Order = ctx.step("fetch", || fetch_order(&input.id))?;
+//! ctx.sleep("cool-off", Duration::from_secs(3600));
+//! let receipt: String = ctx.step("charge", || charge(&order))?;
+//! ```
+//!
 //! # Errors
 //!
 //! [`Error::retryable`] failures are retried by the host according to the
@@ -255,6 +268,45 @@ impl Context {
     /// Report progress (0–100, clamped) with an optional note; also a heartbeat.
     pub fn progress(&self, percent: u8, note: Option<&str>) {
         host::progress(percent.min(100), note);
+    }
+
+    /// A durable step: runs `work` once per execution. Its result (JSON) is
+    /// recorded, with the kv writes made so far, before the workflow goes
+    /// on; a later run of the execution (after a retry, a crash or a sleep)
+    /// gets the recorded result and does not run `work` again. Run the same
+    /// steps in the same order on every run: a replay that asks for another
+    /// step than the record ends the run with a "non-deterministic
+    /// workflow" error.
+    pub fn step<T, F>(&self, name: &str, work: F) -> Result<T>
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce() -> Result<T>,
+    {
+        if let Some(recorded) = host::step_get(name) {
+            return serde_json::from_slice(&recorded).map_err(|e| {
+                Error::fatal(format!(
+                    "step {name:?}'s record is not the expected JSON: {e}"
+                ))
+            });
+        }
+        let value = work()?;
+        host::step_done(name, &serde_json::to_vec(&value).fatal()?);
+        Ok(value)
+    }
+
+    /// A durable sleep, itself a step named `name`: the run ends here,
+    /// holding no worker, and the execution runs again (replaying its
+    /// steps) once `duration` has passed since the sleep was first reached.
+    pub fn sleep(&self, name: &str, duration: std::time::Duration) {
+        host::sleep(
+            name,
+            u64::try_from(duration.as_millis()).unwrap_or(u64::MAX),
+        );
+    }
+
+    /// A durable sleep until `at_ms` (Unix milliseconds): see [`Context::sleep`].
+    pub fn sleep_until(&self, name: &str, at_ms: i64) {
+        host::sleep_until(name, at_ms);
     }
 }
 

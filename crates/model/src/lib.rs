@@ -15,6 +15,7 @@
 //! - [`secrets`]: sealing, scrubbing and naming of tenant secrets;
 //! - [`kv`]: the key-value trait plugins' state lives behind;
 //! - [`effects`]: a run's kv writes, held until its result is written;
+//! - [`workflow`]: durable steps and sleep;
 //! - [`audit`]: the record of each write request;
 //! - [`apikey`]: API keys for machines, stored hashed;
 //! - [`flow`]: concurrency keys, rate-limit keys and debounce;
@@ -39,6 +40,7 @@ pub mod secrets;
 pub mod time;
 pub mod trigger;
 mod webhook;
+pub mod workflow;
 
 pub use fire::{
     FireCounts, FireFate, FireInfo, FireReason, FireRecord, FireWas, LATEST, PluginAlias,

@@ -23,6 +23,9 @@ pub enum Status {
     /// The plugin could not be loaded: not a component, wrong world, or it
     /// imports something it is not granted.
     InvalidPlugin,
+    /// A workflow's run ended in a durable sleep: neither success nor
+    /// failure; the execution is due again at `suspended_until`.
+    Suspended,
 }
 
 impl Status {
@@ -37,6 +40,7 @@ impl Status {
             Status::Trapped => "trapped",
             Status::OutputTooLarge => "output_too_large",
             Status::InvalidPlugin => "invalid_plugin",
+            Status::Suspended => "suspended",
         }
     }
 }
@@ -140,6 +144,13 @@ pub struct Outcome {
     /// Requests past the records kept, counted only.
     #[serde(default, skip_serializing_if = "is_zero")]
     pub http_unrecorded: u64,
+    /// `suspended`: when the execution is due again (its durable sleep's end).
+    #[serde(
+        default,
+        with = "crate::time::option_utc",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub suspended_until: Option<chrono::DateTime<chrono::Utc>>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -192,6 +203,7 @@ impl Outcome {
             progress: None,
             http: Vec::new(),
             http_unrecorded: 0,
+            suspended_until: None,
         }
     }
 

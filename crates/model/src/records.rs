@@ -439,6 +439,9 @@ pub struct Execution {
     /// request that made it, or its schedule's fire.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub trace: Option<TraceIds>,
+    /// A workflow's completed steps, in order (see [`crate::workflow`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub steps: Vec<crate::workflow::StepRecord>,
     #[serde(default)]
     pub version: u64,
 }
@@ -500,6 +503,7 @@ impl Execution {
             deliveries: Vec::new(),
             notify_due_at: None,
             trace: TraceIds::current(),
+            steps: Vec::new(),
             debounced_into: None,
             fire: None,
             version: 0,

@@ -10,8 +10,10 @@ use super::limiter::MemoryLimiter;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
+use taskhost_model::clock::SharedClock;
 use taskhost_model::kv::{self, KvNamespace, KvQuota, KvStore};
 use taskhost_model::outcome::{LogLevel, LogLine, Progress};
+use taskhost_model::workflow::{Sleep, StepLog, StepRecord, StepSink};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -19,7 +21,15 @@ use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 wasmtime::component::bindgen!({
     path: "../../sdk/wit",
     world: "task",
-    imports: { default: async },
+    // A workflow's step calls may end the run: a replay that departs from
+    // the record, or a durable sleep.
+    imports: {
+        "taskhost:plugin/host.step-get": async | trappable,
+        "taskhost:plugin/host.step-done": async | trappable,
+        "taskhost:plugin/host.sleep-until": async | trappable,
+        "taskhost:plugin/host.sleep": async | trappable,
+        default: async,
+    },
     exports: { default: async },
     // The world imports `wasi:http/outgoing-handler`; these come from
     // wasmtime-wasi(-http), linked by `Runtime::with_stores`.
@@ -48,9 +58,19 @@ pub(crate) struct RunState {
     namespace: KvNamespace,
     kv_quota: Option<KvQuota>,
     secrets: Arc<BTreeMap<String, Result<String, String>>>,
+    /// The execution's steps (a workflow's) and where they are recorded.
+    steps: StepLog,
+    sink: Arc<dyn StepSink>,
+    /// The node's clock: step times and sleeps' wake times.
+    clock: SharedClock,
     /// Fuel our host functions charged that the call hook has not taken yet.
     pub(crate) fuel_debt: u64,
 }
+
+/// The trap that ends a run in a durable sleep, until this Unix ms.
+#[derive(Debug, thiserror::Error)]
+#[error("suspended until {0} (a durable sleep)")]
+pub(crate) struct Suspend(pub i64);
 
 pub(crate) struct RunStateInit {
     pub memory_bytes: u64,
@@ -61,6 +81,9 @@ pub(crate) struct RunStateInit {
     pub kv_quota: Option<KvQuota>,
     pub secrets: Arc<BTreeMap<String, Result<String, String>>>,
     pub hooks: HttpHooks,
+    pub steps: StepLog,
+    pub sink: Arc<dyn StepSink>,
+    pub clock: SharedClock,
 }
 
 impl RunState {
@@ -100,6 +123,9 @@ impl RunState {
             namespace: init.namespace,
             kv_quota: init.kv_quota,
             secrets: init.secrets,
+            steps: init.steps,
+            sink: init.sink,
+            clock: init.clock,
             fuel_debt: 0,
         }
     }
@@ -240,5 +266,64 @@ impl host::Host for RunState {
             percent: percent.min(100),
             note,
         });
+    }
+
+    async fn step_get(&mut self, name: String) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.charge(name.len());
+        let found = self.steps.get(&name).map_err(wasmtime::Error::new)?;
+        if let Some(result) = &found {
+            self.charge(result.len());
+        }
+        Ok(found.map(String::into_bytes))
+    }
+
+    async fn step_done(&mut self, name: String, result: Vec<u8>) -> wasmtime::Result<()> {
+        self.charge(name.len() + result.len());
+        let now = self.clock.now();
+        let step = self
+            .steps
+            .done(&name, result, now)
+            .map_err(wasmtime::Error::new)?;
+        self.record(step).await
+    }
+
+    async fn sleep(&mut self, name: String, ms: u64) -> wasmtime::Result<()> {
+        let ms = i64::try_from(ms).unwrap_or(i64::MAX);
+        let at = self.clock.now().timestamp_millis().saturating_add(ms);
+        self.sleep_until(name, at).await
+    }
+
+    async fn sleep_until(&mut self, name: String, at_ms: i64) -> wasmtime::Result<()> {
+        self.charge(name.len());
+        let now = self.clock.now();
+        let (sleep, step) = self
+            .steps
+            .sleep(&name, at_ms, now)
+            .map_err(wasmtime::Error::new)?;
+        if let Some(step) = step {
+            self.record(step).await?;
+        }
+        match sleep {
+            Sleep::Over => Ok(()),
+            Sleep::Until(at) => Err(wasmtime::Error::new(Suspend(at))),
+        }
+    }
+}
+
+impl RunState {
+    /// Writes a completed step through the sink; a failure ends the run.
+    async fn record(&mut self, step: StepRecord) -> wasmtime::Result<()> {
+        match self.sink.record(&step).await {
+            Ok(()) => {
+                self.steps.recorded(step);
+                Ok(())
+            }
+            Err(why) => Err(wasmtime::Error::new(
+                taskhost_model::workflow::StepError::NotRecorded {
+                    name: step.name,
+                    why,
+                },
+            )),
+        }
     }
 }

@@ -46,7 +46,7 @@ pub use bounds::{
 };
 pub use cache::{ArtifactCache, DEFAULT_ARTIFACT_BYTES, DirArtifacts, MemoryArtifacts, sha256_hex};
 pub use http::RunNetwork;
-pub use run::{RunKv, RunRequest};
+pub use run::{RunKv, RunRequest, RunWorkflow};
 pub use taskhost_model::kv::{
     KvError, KvNamespace, KvQuota, KvStore, MAX_KEY_BYTES, MAX_VALUE_BYTES, MemoryKv,
 };

@@ -7,15 +7,17 @@
 use super::RuntimeConfig;
 use super::bounds::{self, HOST_CALL_FUEL};
 use super::capture::CaptureOverflow;
-use super::host::{Invocation, RunState, RunStateInit, TaskError, TaskPre};
+use super::host::{Invocation, RunState, RunStateInit, Suspend, TaskError, TaskPre};
 use super::http::{HttpHooks, RunNetwork};
 use super::limiter::MemoryLimitExceeded;
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use taskhost_model::Limits;
+use taskhost_model::clock::SharedClock;
 use taskhost_model::kv::{KvNamespace, KvQuota, KvStore};
 use taskhost_model::outcome::{Outcome, RunError, Status};
+use taskhost_model::workflow::{NoSink, StepError, StepLog, StepRecord, StepSink};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 
 /// Extra time the outer timer gives a run beyond its timeout. Epoch
@@ -56,6 +58,24 @@ pub struct RunRequest {
     /// scheduler's [`HeldKv`](taskhost_model::effects::HeldKv), which holds
     /// the run's writes until its result is saved).
     pub kv: Option<RunKv>,
+    /// A workflow's recorded steps and where new ones are recorded (none:
+    /// no steps yet, and new ones are kept nowhere).
+    pub workflow: Option<RunWorkflow>,
+}
+
+/// A run's steps (see [`RunRequest::workflow`]).
+#[derive(Clone)]
+pub struct RunWorkflow {
+    pub steps: Vec<StepRecord>,
+    pub sink: Arc<dyn StepSink>,
+    /// The node's clock (step times, sleeps).
+    pub clock: SharedClock,
+}
+
+impl std::fmt::Debug for RunWorkflow {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RunWorkflow({} steps)", self.steps.len())
+    }
 }
 
 /// A run's own kv (see [`RunRequest::kv`]).
@@ -86,6 +106,7 @@ impl RunRequest {
             kv_quota: None,
             network: None,
             kv: None,
+            workflow: None,
         }
     }
 }
@@ -125,6 +146,7 @@ pub(crate) async fn execute(
     let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let state = store.into_data();
+    let suspended_until = suspended(&result);
     let (status, output, error) = classify(result, &state, &limits);
     let (http, http_unrecorded) = state.hooks.records.take();
     let mut outcome = Outcome {
@@ -141,6 +163,7 @@ pub(crate) async fn execute(
         progress: state.progress,
         http,
         http_unrecorded,
+        suspended_until,
     };
     let values: Vec<(String, String)> = secrets
         .iter()
@@ -163,6 +186,13 @@ fn sandbox(
     deadline: Instant,
 ) -> Store<RunState> {
     let limits = request.limits;
+    let (steps, sink, clock) = match request.workflow {
+        Some(w) => (w.steps, w.sink, w.clock),
+        None => {
+            let clock: SharedClock = Arc::new(taskhost_model::clock::SystemClock);
+            (Vec::new(), Arc::new(NoSink) as Arc<dyn StepSink>, clock)
+        }
+    };
     let mut store = Store::new(
         engine,
         RunState::new(RunStateInit {
@@ -174,6 +204,9 @@ fn sandbox(
             kv_quota: request.kv_quota,
             secrets: request.secrets,
             hooks: HttpHooks::new(request.network, limits, deadline),
+            steps: StepLog::new(steps, request.attempt),
+            sink,
+            clock,
         }),
     );
     store.limiter(|state| &mut state.limiter);
@@ -216,6 +249,15 @@ fn charge_host_calls(
 }
 
 type Classified = (Status, Option<Vec<u8>>, Option<RunError>);
+
+/// The wake time of a run that ended in a durable sleep.
+fn suspended(
+    result: &wasmtime::Result<Result<Vec<u8>, TaskError>>,
+) -> Option<chrono::DateTime<chrono::Utc>> {
+    let Err(error) = result else { return None };
+    let at = error.downcast_ref::<Suspend>()?.0;
+    chrono::DateTime::from_timestamp_millis(at)
+}
 
 fn classify(
     result: wasmtime::Result<Result<Vec<u8>, TaskError>>,
@@ -319,6 +361,14 @@ fn trap_kind(error: &wasmtime::Error, state: &RunState, limits: &Limits) -> Ende
             exit.0
         );
         return (Status::Failed, message, false);
+    }
+    if let Some(at) = error.downcast_ref::<Suspend>() {
+        return (Status::Suspended, at.to_string(), false);
+    }
+    if let Some(step) = error.downcast_ref::<StepError>() {
+        // A lost record (its node lost the store) may be better on another try.
+        let retryable = matches!(step, StepError::NotRecorded { .. });
+        return (Status::Failed, step.to_string(), retryable);
     }
     let Some(trap) = error.downcast_ref::<Trap>() else {
         return (Status::Trapped, format!("{error:#}"), true);

@@ -15,6 +15,7 @@ use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 use taskhost_model::effects::{HeldKv, KvEffects};
+use taskhost_model::workflow::{StepRecord, StepSink};
 use taskhost_model::{Execution, RetryDecision};
 use taskhost_runtime::{KvNamespace, KvQuota, Outcome, Plugin, RunRequest, Status};
 use taskhost_store::{Completion, Lease, LeaseRenewal, Release, StoreError};
@@ -48,7 +49,7 @@ const SAVE_BACKOFF_MAX: Duration = Duration::from_secs(2);
 impl Node {
     /// Runs an execution claimed by a request sent at `asked`, to the end,
     /// and records the result.
-    pub(crate) async fn run_claimed(&self, execution: Execution, asked: Instant) {
+    pub(crate) async fn run_claimed(&self, mut execution: Execution, asked: Instant) {
         let Some(lease) = Lease::of(&execution) else {
             tracing::error!(execution = %execution.id, "claimed without a lease; not run");
             return;
@@ -75,7 +76,12 @@ impl Node {
                     .run_with_lease(&execution, &mut held, plugin, name, secrets)
                     .await
                 {
-                    Ok(ran) => ran,
+                    Ok((outcome, effects, steps)) => {
+                        // The steps it recorded, so that its result (written
+                        // from this copy) keeps them.
+                        execution.steps.extend(steps);
+                        (outcome, effects)
+                    }
                     // A run cut short keeps none of its kv writes.
                     Err(Interrupted::Cancelled) => {
                         let (cancelled, none) = (Completion::Cancelled(None), KvEffects::default());
@@ -345,7 +351,7 @@ impl Node {
         plugin: Plugin,
         name: String,
         secrets: Secrets,
-    ) -> Result<(Outcome, KvEffects), Interrupted> {
+    ) -> Result<(Outcome, KvEffects, Vec<StepRecord>), Interrupted> {
         let mut request = RunRequest::new(if e.policy.input.is_null() {
             Vec::new()
         } else {
@@ -379,6 +385,18 @@ impl Node {
         let store: Arc<dyn taskhost_model::kv::KvStore> = Arc::new(self.inner.store.clone());
         let kv = Arc::new(HeldKv::new(store));
         request.kv = Some(taskhost_runtime::RunKv(kv.clone()));
+        let sink = Arc::new(StepWriter {
+            store: self.inner.store.clone(),
+            id: e.id.clone(),
+            lease: held.lease.clone(),
+            kv: kv.clone(),
+            recorded: std::sync::Mutex::default(),
+        });
+        request.workflow = Some(taskhost_runtime::RunWorkflow {
+            steps: e.steps.clone(),
+            sink: sink.clone(),
+            clock: self.inner.store.clock().clone(),
+        });
         let run = self.inner.runtime.run(&plugin, request);
         tokio::pin!(run);
         let every = self.inner.config.lease / 3;
@@ -387,7 +405,7 @@ impl Node {
         let mut renew_at = Instant::now() + every;
         loop {
             tokio::select! {
-                outcome = &mut run => return Ok((outcome, kv.take())),
+                outcome = &mut run => return Ok((outcome, kv.take(), sink.take())),
                 () = tokio::time::sleep_until(renew_at) => {
                     match self.renew(e, held).await {
                         Ok(LeaseRenewal::Renewed(_)) => renew_at = Instant::now() + every,
@@ -410,6 +428,10 @@ impl Node {
 /// What to record for an attempt's outcome: done, retry after backoff, or
 /// dead. The retry decision itself is [`RetryPolicy::after_attempt`](taskhost_model::RetryPolicy::after_attempt).
 pub(crate) fn decide(e: &Execution, outcome: Outcome, now: DateTime<Utc>) -> Completion {
+    if outcome.status == Status::Suspended {
+        let at = outcome.suspended_until.unwrap_or(now);
+        return Completion::Suspend(at, outcome);
+    }
     let retryable = outcome.status != Status::Succeeded
         && outcome.error.as_ref().is_some_and(|err| err.retryable);
     if !retryable {
@@ -425,7 +447,10 @@ pub(crate) fn decide(e: &Execution, outcome: Outcome, now: DateTime<Utc>) -> Com
 /// the save: final (trying again would not fit them either).
 fn kv_refused(completion: Completion, why: String) -> Completion {
     let outcome = match completion {
-        Completion::Finished(o) | Completion::RetryAt(_, o) | Completion::Dead(o) => o,
+        Completion::Finished(o)
+        | Completion::RetryAt(_, o)
+        | Completion::Suspend(_, o)
+        | Completion::Dead(o) => o,
         Completion::Cancelled(o) => return Completion::Cancelled(o),
     };
     Completion::Finished(Outcome {
@@ -437,4 +462,41 @@ fn kv_refused(completion: Completion, why: String) -> Completion {
         }),
         ..outcome
     })
+}
+
+/// Writes a workflow's completed steps to the store, each with the run's
+/// kv writes since the one before, fenced by the run's lease.
+struct StepWriter {
+    store: taskhost_store::Store,
+    id: String,
+    lease: Lease,
+    kv: Arc<HeldKv>,
+    /// The steps this run recorded.
+    recorded: std::sync::Mutex<Vec<StepRecord>>,
+}
+
+impl StepWriter {
+    fn take(&self) -> Vec<StepRecord> {
+        std::mem::take(&mut *self.recorded.lock().unwrap_or_else(|p| p.into_inner()))
+    }
+}
+
+#[async_trait::async_trait]
+impl StepSink for StepWriter {
+    async fn record(&self, step: &StepRecord) -> Result<(), String> {
+        let effects = self.kv.take();
+        match self
+            .store
+            .record_step(&self.id, &self.lease, step, &effects)
+            .await
+        {
+            Ok(true) => {
+                let mut recorded = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
+                recorded.push(step.clone());
+                Ok(())
+            }
+            Ok(false) => Err("the run's lease was lost".into()),
+            Err(e) => Err(e.to_string()),
+        }
+    }
 }

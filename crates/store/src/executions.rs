@@ -18,6 +18,7 @@ use std::collections::HashSet;
 use std::time::Duration;
 use taskhost_model::effects::KvEffects;
 use taskhost_model::time::add_saturating;
+use taskhost_model::workflow::StepRecord;
 use taskhost_model::{Execution, ExecutionStatus, RetryDecision};
 use taskhost_model::{Outcome, Status};
 
@@ -28,6 +29,9 @@ pub enum Completion {
     Finished(Outcome),
     /// Try again at the given time (attempt + 1).
     RetryAt(DateTime<Utc>, Outcome),
+    /// A workflow's durable sleep: due again at the given time, same
+    /// attempt (a suspend uses none).
+    Suspend(DateTime<Utc>, Outcome),
     /// No attempts left.
     Dead(Outcome),
     /// Stopped because of a cancel request.
@@ -270,7 +274,10 @@ impl Store {
         completion: Completion,
     ) -> Result<Option<Execution>, StoreError> {
         self.faults.check(super::faults::Op::Complete)?;
-        if matches!(completion, Completion::RetryAt(..)) {
+        if matches!(
+            completion,
+            Completion::RetryAt(..) | Completion::Suspend(..)
+        ) {
             return self.complete_by_cas(&claimed.id, held, completion).await;
         }
         if !holds_lease(claimed, held) {
@@ -316,6 +323,33 @@ impl Store {
         self.backend
             .execution_update_committing(&claimed.id, Box::new(change), effects)
             .await
+    }
+
+    /// Records a workflow's completed step on its running execution, with
+    /// the run's kv writes since the last one, in one transaction fenced
+    /// by the lease (see `taskhost_model::workflow`). `false` if the lease
+    /// is no longer `held`.
+    pub async fn record_step(
+        &self,
+        id: &str,
+        held: &Lease,
+        step: &StepRecord,
+        effects: &KvEffects,
+    ) -> Result<bool, StoreError> {
+        self.faults.check(super::faults::Op::Complete)?;
+        let (held, step) = (held.clone(), step.clone());
+        let change = move |e: &mut Execution| {
+            if !holds_lease(e, &held) {
+                return false;
+            }
+            e.steps.push(step.clone());
+            true
+        };
+        let written = self
+            .backend
+            .execution_update_committing(id, Box::new(change), effects)
+            .await?;
+        Ok(written.is_some())
     }
 
     async fn complete_by_cas(
@@ -459,6 +493,11 @@ fn apply(e: &mut Execution, completion: Completion, now: DateTime<Utc>) {
         Completion::RetryAt(at, outcome) => {
             e.status = ExecutionStatus::Queued;
             e.attempt += 1;
+            e.due_at = at;
+            e.outcome = Some(outcome);
+        }
+        Completion::Suspend(at, outcome) => {
+            e.status = ExecutionStatus::Queued;
             e.due_at = at;
             e.outcome = Some(outcome);
         }

@@ -1,0 +1,272 @@
+//! Durable workflows: steps recorded as they complete, and durable sleep.
+//!
+//! A plugin wraps each piece of work in a named step (`ctx.step("charge",
+//! || …)` in the SDKs). The host answers `step-get` with the step's
+//! recorded result if this execution completed it in an earlier run (a
+//! replay), and records the result on `step-done` — in the store, with the
+//! run's kv writes so far, before the plugin goes on. So a run that fails,
+//! is retried, or is cut by a crash resumes after its last completed step,
+//! and a completed step's effects happen once.
+//!
+//! `sleep-until` is a step too: the first time, the host records the wake
+//! time and ends the run *suspended* (no attempt used, no worker held); the
+//! execution is due again at that time, and its next run replays the steps
+//! before the sleep and goes on past it.
+//!
+//! Replay must ask for the same steps in the same order: a run whose step
+//! at some position has another name than the record fails, not retried,
+//! with a "non-deterministic workflow" error naming both.
+
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// Most steps one execution may record.
+pub const MAX_STEPS: usize = 1_000;
+/// The largest result of one step, in bytes.
+pub const MAX_STEP_RESULT_BYTES: usize = 256 * 1024;
+/// The most bytes of step results one execution may keep.
+pub const MAX_STEPS_BYTES: usize = 1 << 20;
+/// The longest step name, in bytes.
+pub const MAX_STEP_NAME_BYTES: usize = 200;
+
+/// One completed step of an execution.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct StepRecord {
+    pub name: String,
+    /// What the step returned (JSON by the SDKs' convention); for a sleep,
+    /// its wake time in Unix milliseconds.
+    pub result: String,
+    #[serde(with = "crate::time::utc")]
+    pub completed_at: DateTime<Utc>,
+    /// The attempt that completed it.
+    pub attempt: u32,
+}
+
+/// Where a run's completed steps are recorded (the scheduler writes them
+/// to the store, fenced by the run's lease).
+#[async_trait::async_trait]
+pub trait StepSink: Send + Sync {
+    /// Records `step`; an error stops the run (it runs again from its last
+    /// recorded step).
+    async fn record(&self, step: &StepRecord) -> Result<(), String>;
+}
+
+/// A sink that keeps nothing (`taskhost run`, tests).
+pub struct NoSink;
+
+#[async_trait::async_trait]
+impl StepSink for NoSink {
+    async fn record(&self, _: &StepRecord) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// Why a step call cannot be taken; each ends the run `failed`, not retried.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum StepError {
+    #[error(
+        "non-deterministic workflow: step {position} was recorded as `{recorded}`, and this run asks for `{asked}`; a workflow must ask for the same steps in the same order on every run"
+    )]
+    NonDeterministic {
+        position: usize,
+        recorded: String,
+        asked: String,
+    },
+    #[error("step-done for `{0}` without a step-get of it that found no record")]
+    NotStarted(String),
+    #[error("step name `{0}` is empty or longer than {MAX_STEP_NAME_BYTES} bytes")]
+    BadName(String),
+    #[error(
+        "step `{name}` returned {bytes} bytes; a step's result may have {MAX_STEP_RESULT_BYTES}"
+    )]
+    ResultTooLarge { name: String, bytes: usize },
+    #[error("the execution's step results would pass {MAX_STEPS_BYTES} bytes")]
+    TooManyBytes,
+    #[error("the execution would pass {MAX_STEPS} steps")]
+    TooManySteps,
+    #[error("step `{0}`'s result is not UTF-8 text (JSON by convention)")]
+    NotText(String),
+    #[error("could not record step `{name}`: {why}")]
+    NotRecorded { name: String, why: String },
+}
+
+/// A run's view of its execution's steps: the record, and where the replay is.
+pub struct StepLog {
+    recorded: Vec<StepRecord>,
+    position: usize,
+    /// The step a `step-get` found no record of, awaiting its `step-done`.
+    pending: Option<String>,
+    attempt: u32,
+}
+
+/// What a sleep asks of the run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sleep {
+    /// The wake time has passed: go on.
+    Over,
+    /// End the run suspended until this time (Unix ms).
+    Until(i64),
+}
+
+impl StepLog {
+    pub fn new(recorded: Vec<StepRecord>, attempt: u32) -> StepLog {
+        StepLog {
+            recorded,
+            position: 0,
+            pending: None,
+            attempt,
+        }
+    }
+
+    /// The recorded result of step `name` at this position, if the replay
+    /// has one; `None`: run it, then [`StepLog::done`].
+    pub fn get(&mut self, name: &str) -> Result<Option<String>, StepError> {
+        check_name(name)?;
+        match self.recorded.get(self.position) {
+            Some(step) if step.name == name => {
+                self.position += 1;
+                Ok(Some(step.result.clone()))
+            }
+            Some(step) => Err(StepError::NonDeterministic {
+                position: self.position + 1,
+                recorded: step.name.clone(),
+                asked: name.to_owned(),
+            }),
+            None => {
+                self.pending = Some(name.to_owned());
+                Ok(None)
+            }
+        }
+    }
+
+    /// The record of step `name` completed with `result` at `now`, to write
+    /// (then [`StepLog::recorded`]).
+    pub fn done(
+        &mut self,
+        name: &str,
+        result: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> Result<StepRecord, StepError> {
+        if self.pending.as_deref() != Some(name) {
+            return Err(StepError::NotStarted(name.to_owned()));
+        }
+        self.make(name, result, now)
+    }
+
+    /// A sleep named `name` until `at_ms`: the recorded wake time on a
+    /// replay, else the record to write first (`Some`).
+    pub fn sleep(
+        &mut self,
+        name: &str,
+        at_ms: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(Sleep, Option<StepRecord>), StepError> {
+        let (wake, record) = match self.get(name)? {
+            Some(result) => (result.parse::<i64>().unwrap_or(at_ms), None),
+            None => {
+                let record = self.make(name, at_ms.to_string().into_bytes(), now)?;
+                (at_ms, Some(record))
+            }
+        };
+        let sleep = if now.timestamp_millis() >= wake {
+            Sleep::Over
+        } else {
+            Sleep::Until(wake)
+        };
+        Ok((sleep, record))
+    }
+
+    /// Notes that `step` is in the store: the replay moves past it.
+    pub fn recorded(&mut self, step: StepRecord) {
+        self.pending = None;
+        self.recorded.push(step);
+        self.position = self.recorded.len();
+    }
+
+    fn make(
+        &self,
+        name: &str,
+        result: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> Result<StepRecord, StepError> {
+        if result.len() > MAX_STEP_RESULT_BYTES {
+            return Err(StepError::ResultTooLarge {
+                name: name.to_owned(),
+                bytes: result.len(),
+            });
+        }
+        if self.recorded.len() >= MAX_STEPS {
+            return Err(StepError::TooManySteps);
+        }
+        let used: usize = self.recorded.iter().map(|s| s.result.len()).sum();
+        if used + result.len() > MAX_STEPS_BYTES {
+            return Err(StepError::TooManyBytes);
+        }
+        let result = String::from_utf8(result).map_err(|_| StepError::NotText(name.to_owned()))?;
+        Ok(StepRecord {
+            name: name.to_owned(),
+            result,
+            completed_at: now,
+            attempt: self.attempt,
+        })
+    }
+}
+
+fn check_name(name: &str) -> Result<(), StepError> {
+    if name.is_empty() || name.len() > MAX_STEP_NAME_BYTES {
+        return Err(StepError::BadName(name.chars().take(40).collect()));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_replay_returns_recorded_steps_and_refuses_another_order() {
+        let now = Utc::now();
+        let mut first = StepLog::new(Vec::new(), 1);
+        assert_eq!(first.get("one").expect("get"), None);
+        let one = first.done("one", b"1".to_vec(), now).expect("done");
+        first.recorded(one.clone());
+        assert!(matches!(
+            first.done("two", b"2".to_vec(), now),
+            Err(StepError::NotStarted(_))
+        ));
+
+        let mut replay = StepLog::new(vec![one.clone()], 2);
+        assert_eq!(replay.get("one").expect("replayed"), Some("1".to_owned()));
+        assert_eq!(replay.get("two").expect("new"), None);
+
+        let mut changed = StepLog::new(vec![one], 2);
+        let err = changed.get("uno").expect_err("renamed");
+        assert!(
+            err.to_string().contains("non-deterministic workflow"),
+            "{err}"
+        );
+        assert!(err.to_string().contains("`one`") && err.to_string().contains("`uno`"));
+    }
+
+    #[test]
+    fn a_sleep_is_recorded_once_and_over_when_its_time_has_come() {
+        let now = Utc::now();
+        let wake = now.timestamp_millis() + 2_000;
+        let mut log = StepLog::new(Vec::new(), 1);
+        let (sleep, record) = log.sleep("nap", wake, now).expect("sleep");
+        assert_eq!(sleep, Sleep::Until(wake));
+        let record = record.expect("to record");
+        log.recorded(record.clone());
+        // The next run, before and after the wake time.
+        let mut early = StepLog::new(vec![record.clone()], 1);
+        let (sleep, again) = early.sleep("nap", wake + 5_000, now).expect("sleep");
+        assert_eq!(
+            (sleep, again),
+            (Sleep::Until(wake), None),
+            "the recorded time"
+        );
+        let later = now + chrono::Duration::seconds(3);
+        let mut woken = StepLog::new(vec![record], 1);
+        assert_eq!(woken.sleep("nap", 0, later).expect("sleep").0, Sleep::Over);
+    }
+}

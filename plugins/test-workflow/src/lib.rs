@@ -1,0 +1,39 @@
+//! A three-step durable workflow. Each step counts its runs in kv (`one`,
+//! `two`, `three`). Input:
+//! - `{"fail_two_once": true}`: step two fails (retryable) on attempt 1;
+//! - `{"sleep_ms": N}`: a durable sleep `nap` between steps two and three;
+//! - `{"rename_on_retry": true}`: attempt 2 and later call step one `uno`
+//!   (a non-deterministic workflow), after failing on attempt 1.
+use serde_json::{Value, json};
+use std::time::Duration;
+use taskhost_sdk::{Context, Error, Result, export_task};
+
+fn count(ctx: &Context, key: &str) -> Result<u64> {
+    let n: u64 = ctx.kv_get(key)?.unwrap_or(0) + 1;
+    ctx.kv_set(key, &n)?;
+    Ok(n)
+}
+
+fn workflow(ctx: &Context, input: Value) -> Result<Value> {
+    let flag = |name: &str| input.get(name).and_then(Value::as_bool) == Some(true);
+    let first = if flag("rename_on_retry") && ctx.attempt() > 1 {
+        "uno"
+    } else {
+        "one"
+    };
+    let one: u64 = ctx.step(first, || count(ctx, "one"))?;
+    let two: u64 = ctx.step("two", || {
+        let n = count(ctx, "two")?;
+        if (flag("fail_two_once") || flag("rename_on_retry")) && ctx.attempt() == 1 {
+            return Err(Error::retryable("step two fails on the first attempt"));
+        }
+        Ok(n)
+    })?;
+    if let Some(ms) = input.get("sleep_ms").and_then(Value::as_u64) {
+        ctx.sleep("nap", Duration::from_millis(ms));
+    }
+    let three: u64 = ctx.step("three", || count(ctx, "three"))?;
+    Ok(json!({ "one": one, "two": two, "three": three, "attempt": ctx.attempt() }))
+}
+
+export_task!(workflow);
