@@ -304,6 +304,28 @@ impl Context {
         );
     }
 
+    /// A step that waits for event `event` sent to this execution
+    /// (`POST /v1/executions/{id}/events`) whose data has the fields of
+    /// `filter` (`Value::Null` for any): the event (`id`, `name`, `data`,
+    /// `received_at`), or `None` once `timeout` has passed since the wait
+    /// began. Meanwhile the run ends, holding no worker, and the execution
+    /// runs again (replaying its steps) when the event comes or time is up.
+    pub fn wait_for_event(
+        &self,
+        name: &str,
+        event: &str,
+        filter: &serde_json::Value,
+        timeout: std::time::Duration,
+    ) -> Result<Option<serde_json::Value>> {
+        let ms = u64::try_from(timeout.as_millis()).unwrap_or(u64::MAX);
+        match host::wait_for_event(name, event, &filter.to_string(), ms) {
+            Some(bytes) => serde_json::from_slice(&bytes)
+                .map(Some)
+                .map_err(|e| Error::fatal(format!("event of step {name:?} is not JSON: {e}"))),
+            None => Ok(None),
+        }
+    }
+
     /// A durable sleep until `at_ms` (Unix milliseconds): see [`Context::sleep`].
     pub fn sleep_until(&self, name: &str, at_ms: i64) {
         host::sleep_until(name, at_ms);

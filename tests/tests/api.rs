@@ -834,6 +834,7 @@ async fn openapi_lists_every_route_the_router_serves() {
         "DELETE /v1/secrets/{name}",
         "POST /v1/tokens/revocations",
         "GET /v1/tokens/revocations",
+        "POST /v1/executions/{id}/events",
         "POST /v1/api-keys",
         "GET /v1/api-keys",
         "GET /v1/api-keys/{id}",

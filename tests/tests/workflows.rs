@@ -7,9 +7,10 @@
 //! The plugin (`plugins/test-workflow`) counts each step's runs in kv.
 
 use std::time::Duration;
+use taskhost_model::event::Event;
 use taskhost_model::{Execution, ExecutionStatus, RetryPolicy};
 use taskhost_runtime::{KvNamespace, KvStore};
-use taskhost_scheduler::{Node, Work};
+use taskhost_scheduler::{Delivered, DeliveryError, Node, Work};
 use taskhost_tests::cluster::{Cluster, test_config, upload};
 use taskhost_tests::metric_value;
 use taskhost_tests::stores::Harness;
@@ -18,6 +19,7 @@ taskhost_tests::conformance!(
     a_failed_step_is_retried_from_that_step,
     a_durable_sleep_frees_its_worker_and_wakes_on_time,
     a_replay_that_renames_a_step_fails_as_non_deterministic,
+    an_event_resumes_a_waiting_run_and_a_timeout_the_other,
 );
 
 /// A run of the workflow with `input`, two attempts, retried at once.
@@ -152,4 +154,163 @@ async fn a_replay_that_renames_a_step_fails_as_non_deterministic(h: Harness) {
         error.message
     );
     assert!(!error.retryable);
+}
+
+fn event(name: &str, data: serde_json::Value) -> Event {
+    Event {
+        id: taskhost_model::new_id(),
+        name: name.into(),
+        tenant: "acme".into(),
+        data,
+        received_at: chrono::Utc::now(),
+        hook: None,
+    }
+}
+
+async fn an_event_resumes_a_waiting_run_and_a_timeout_the_other(h: Harness) {
+    let cluster = Cluster::new(&h.url, &h.clock, 1, test_config()).await;
+    let node = &cluster.nodes[0];
+    let plugin = upload(&h.store, "acme", "test-workflow").await;
+    let input = serde_json::json!({ "wait": {
+        "event": "approved", "filter": { "order": 1 }, "timeout_ms": 5000 } });
+    let approved = submit(node, workflow(&plugin.id, input.clone())).await;
+    let ignored = submit(node, workflow(&plugin.id, input)).await;
+    let began = h.store.now();
+    cluster.tick().await;
+    for e in [&approved, &ignored] {
+        let waiting = get(&h, &e.id).await;
+        assert_eq!(waiting.status, ExecutionStatus::Queued, "{waiting:?}");
+        let wait = waiting
+            .waiting
+            .clone()
+            .unwrap_or_else(|| panic!("what it waits for: {waiting:?}"));
+        assert_eq!(
+            (wait.step.as_str(), wait.event.as_str()),
+            ("approval", "approved")
+        );
+        assert_eq!(
+            waiting.due_at,
+            began + chrono::Duration::seconds(5),
+            "its timeout"
+        );
+    }
+    // Another order's approval is kept, and wakes nothing; this order's does.
+    let other = node
+        .send_to_execution(
+            "acme",
+            &approved.id,
+            event("approved", serde_json::json!({"order": 2})),
+        )
+        .await
+        .expect("sent");
+    assert_eq!(other, Delivered::Kept { woke: false });
+    let mine = event("approved", serde_json::json!({"order": 1, "by": "ada"}));
+    let sent = node
+        .send_to_execution("acme", &approved.id, mine.clone())
+        .await;
+    assert_eq!(sent.expect("sent"), Delivered::Kept { woke: true });
+    let again = node.send_to_execution("acme", &approved.id, mine).await;
+    assert_eq!(again.expect("sent"), Delivered::Duplicate);
+    cluster.tick().await;
+    let done = get(&h, &approved.id).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    assert_eq!(output(&done)["approval"]["data"]["by"], "ada");
+    assert_eq!(done.inbox.len(), 1, "the other order's event is not taken");
+    assert!(done.waiting.is_none());
+    let ended = node
+        .send_to_execution(
+            "acme",
+            &approved.id,
+            event("approved", serde_json::json!({})),
+        )
+        .await;
+    assert!(matches!(ended, Err(DeliveryError::Ended(_))), "{ended:?}");
+
+    // The other times out: its step's result is null.
+    assert_eq!(get(&h, &ignored.id).await.status, ExecutionStatus::Queued);
+    h.clock.advance(Duration::from_secs(5));
+    cluster.tick().await;
+    let timed_out = get(&h, &ignored.id).await;
+    assert_eq!(
+        timed_out.status,
+        ExecutionStatus::Succeeded,
+        "{timed_out:?}"
+    );
+    assert_eq!(output(&timed_out)["approval"], serde_json::Value::Null);
+    let names: Vec<&str> = timed_out.steps.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["one", "two", "approval", "three"]);
+}
+
+/// The same through the real binary and HTTP: `POST
+/// /v1/executions/{id}/events` wakes a workflow waiting for that event.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_event_sent_through_the_api_resumes_a_waiting_run() {
+    use reqwest::{Method, StatusCode};
+    use serde_json::json;
+    let s = taskhost_tests::server::Server::start(None);
+    let token = s.admin("acme");
+    let plugin = s.upload(&token, "test-workflow").await;
+    let body = json!({ "plugin_id": plugin["id"], "input": { "wait": {
+        "event": "approved", "timeout_ms": 600_000 } } });
+    let (code, e) = s
+        .call(Method::POST, "/v1/executions", Some(&token), Some(body))
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{e}");
+    let path = format!("/v1/executions/{}", e["id"].as_str().expect("id"));
+    let until = |want: &'static str| {
+        let (s, token, path) = (&s, &token, &path);
+        async move {
+            let started = std::time::Instant::now();
+            loop {
+                let (_, e) = s.call(Method::GET, path, Some(token), None).await;
+                let done = match want {
+                    "waiting" => e.get("waiting").is_some(),
+                    _ => e["status"] == want,
+                };
+                if done || started.elapsed() > Duration::from_secs(30) {
+                    return e;
+                }
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+        }
+    };
+    let waiting = until("waiting").await;
+    assert_eq!(waiting["waiting"]["event"], "approved", "{waiting}");
+    assert_eq!(waiting["outcome"]["status"], "suspended");
+    let event = json!({ "name": "approved", "data": { "by": "ada" } });
+    let (code, sent) = s
+        .call(
+            Method::POST,
+            &format!("{path}/events"),
+            Some(&token),
+            Some(event),
+        )
+        .await;
+    assert_eq!(code, StatusCode::ACCEPTED, "{sent}");
+    assert_eq!(sent["woke"], true);
+    let done = until("succeeded").await;
+    assert_eq!(
+        done["outcome"]["output"]["approval"]["data"]["by"], "ada",
+        "{done}"
+    );
+    // Unknown executions are 404, ended ones 409.
+    let event = json!({ "name": "approved" });
+    let (code, _) = s
+        .call(
+            Method::POST,
+            "/v1/executions/nope/events",
+            Some(&token),
+            Some(event.clone()),
+        )
+        .await;
+    assert_eq!(code, StatusCode::NOT_FOUND);
+    let (code, body) = s
+        .call(
+            Method::POST,
+            &format!("{path}/events"),
+            Some(&token),
+            Some(event),
+        )
+        .await;
+    assert_eq!(code, StatusCode::CONFLICT, "{body}");
 }

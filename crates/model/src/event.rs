@@ -87,7 +87,7 @@ pub fn matches(filter: &Value, data: &Value) -> bool {
 }
 
 /// One event, as the schedules it fires receive it.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Event {
     pub id: String,
     pub name: String,

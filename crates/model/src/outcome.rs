@@ -151,6 +151,9 @@ pub struct Outcome {
         skip_serializing_if = "Option::is_none"
     )]
     pub suspended_until: Option<chrono::DateTime<chrono::Utc>>,
+    /// `suspended` waiting for an event: what it waits for.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<crate::workflow::Wait>,
 }
 
 fn is_zero(n: &u64) -> bool {
@@ -204,6 +207,7 @@ impl Outcome {
             http: Vec::new(),
             http_unrecorded: 0,
             suspended_until: None,
+            waiting: None,
         }
     }
 

@@ -442,6 +442,12 @@ pub struct Execution {
     /// A workflow's completed steps, in order (see [`crate::workflow`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<crate::workflow::StepRecord>,
+    /// A suspended workflow's wait for an event.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub waiting: Option<crate::workflow::Wait>,
+    /// Events sent to it (`POST /v1/executions/{id}/events`) not taken yet.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub inbox: Vec<crate::event::Event>,
     #[serde(default)]
     pub version: u64,
 }
@@ -504,6 +510,8 @@ impl Execution {
             notify_due_at: None,
             trace: TraceIds::current(),
             steps: Vec::new(),
+            waiting: None,
+            inbox: Vec::new(),
             debounced_into: None,
             fire: None,
             version: 0,
@@ -655,5 +663,23 @@ impl Role {
     /// Whether it serves the `/v1` API.
     pub fn serves_api(self) -> bool {
         self != Role::Worker
+    }
+}
+
+impl Execution {
+    /// Notes step `step` recorded: it joins the steps; if it took an event
+    /// (its result names the event's id), that event leaves the inbox; a
+    /// wait it ends is over.
+    pub fn step_recorded(&mut self, step: &crate::workflow::StepRecord) {
+        if self.waiting.as_ref().is_some_and(|w| w.step == step.name) {
+            self.waiting = None;
+        }
+        let taken = serde_json::from_str::<serde_json::Value>(&step.result)
+            .ok()
+            .and_then(|v| v.get("id").and_then(|id| id.as_str()).map(str::to_owned));
+        if let Some(id) = taken {
+            self.inbox.retain(|e| e.id != id);
+        }
+        self.steps.push(step.clone());
     }
 }

@@ -17,8 +17,10 @@
 //! at some position has another name than the record fails, not retried,
 //! with a "non-deterministic workflow" error naming both.
 
+use crate::event::Event;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+use serde_json::Value;
 
 /// Most steps one execution may record.
 pub const MAX_STEPS: usize = 1_000;
@@ -40,6 +42,43 @@ pub struct StepRecord {
     pub completed_at: DateTime<Utc>,
     /// The attempt that completed it.
     pub attempt: u32,
+}
+
+/// The most events an execution keeps waiting to be taken.
+pub const MAX_INBOX: usize = 100;
+
+/// What a suspended workflow waits for: an event (or the time), taken by
+/// its step `step`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
+pub struct Wait {
+    /// The step that takes the event.
+    pub step: String,
+    /// The event's name.
+    pub event: String,
+    /// Fields the event's data must have (as schedules' event filters).
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub filter: Value,
+    /// When it stops waiting: the step's result is then `null`.
+    #[serde(with = "crate::time::utc")]
+    pub until: DateTime<Utc>,
+}
+
+impl Wait {
+    /// Whether `event` is what it waits for (any data, without a filter).
+    pub fn takes(&self, event: &Event) -> bool {
+        event.name == self.event
+            && (self.filter.is_null() || crate::event::matches(&self.filter, &event.data))
+    }
+}
+
+/// What a wait-for-event call comes to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Waited {
+    /// The recorded or newly taken result: the event's JSON, or `null`
+    /// (timed out).
+    Result(String),
+    /// End the run suspended, waiting for this.
+    Suspend(Wait),
 }
 
 /// Where a run's completed steps are recorded (the scheduler writes them
@@ -86,6 +125,8 @@ pub enum StepError {
     TooManySteps,
     #[error("step `{0}`'s result is not UTF-8 text (JSON by convention)")]
     NotText(String),
+    #[error("wait-for-event {0} (its filter must be JSON)")]
+    BadFilter(String),
     #[error("could not record step `{name}`: {why}")]
     NotRecorded { name: String, why: String },
 }
@@ -97,6 +138,10 @@ pub struct StepLog {
     /// The step a `step-get` found no record of, awaiting its `step-done`.
     pending: Option<String>,
     attempt: u32,
+    /// Events sent to the execution, not taken yet.
+    inbox: Vec<Event>,
+    /// What the execution waited for when this run began.
+    waiting: Option<Wait>,
 }
 
 /// What a sleep asks of the run.
@@ -115,7 +160,54 @@ impl StepLog {
             position: 0,
             pending: None,
             attempt,
+            inbox: Vec::new(),
+            waiting: None,
         }
+    }
+
+    /// With the execution's undelivered events and what it waited for.
+    #[must_use]
+    pub fn with_events(mut self, inbox: Vec<Event>, waiting: Option<Wait>) -> StepLog {
+        self.inbox = inbox;
+        self.waiting = waiting;
+        self
+    }
+
+    /// Wait-for-event step `name`: the recorded result on a replay; else a
+    /// matching event sent meanwhile, or `null` once `timeout_ms` has passed
+    /// since the wait began (a record to write first, `Some`); else suspend.
+    pub fn wait(
+        &mut self,
+        name: &str,
+        event: &str,
+        filter: Value,
+        timeout_ms: i64,
+        now: DateTime<Utc>,
+    ) -> Result<(Waited, Option<StepRecord>), StepError> {
+        if let Some(result) = self.get(name)? {
+            return Ok((Waited::Result(result), None));
+        }
+        let until = match &self.waiting {
+            Some(w) if w.step == name => w.until,
+            _ => crate::time::add_saturating(
+                now,
+                std::time::Duration::from_millis(u64::try_from(timeout_ms).unwrap_or(0)),
+            ),
+        };
+        let wait = Wait {
+            step: name.to_owned(),
+            event: event.to_owned(),
+            filter,
+            until,
+        };
+        let taken = self.inbox.iter().find(|e| wait.takes(e));
+        let result = match taken {
+            Some(e) => e.input().to_string(),
+            None if now >= until => "null".to_owned(),
+            None => return Ok((Waited::Suspend(wait), None)),
+        };
+        let record = self.make(name, result.clone().into_bytes(), now)?;
+        Ok((Waited::Result(result), Some(record)))
     }
 
     /// The recorded result of step `name` at this position, if the replay

@@ -13,7 +13,7 @@ use std::time::Instant;
 use taskhost_model::clock::SharedClock;
 use taskhost_model::kv::{self, KvNamespace, KvQuota, KvStore};
 use taskhost_model::outcome::{LogLevel, LogLine, Progress};
-use taskhost_model::workflow::{Sleep, StepLog, StepRecord, StepSink};
+use taskhost_model::workflow::{Sleep, StepError, StepLog, StepRecord, StepSink, Wait, Waited};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -28,6 +28,7 @@ wasmtime::component::bindgen!({
         "taskhost:plugin/host.step-done": async | trappable,
         "taskhost:plugin/host.sleep-until": async | trappable,
         "taskhost:plugin/host.sleep": async | trappable,
+        "taskhost:plugin/host.wait-for-event": async | trappable,
         default: async,
     },
     exports: { default: async },
@@ -67,10 +68,14 @@ pub(crate) struct RunState {
     pub(crate) fuel_debt: u64,
 }
 
-/// The trap that ends a run in a durable sleep, until this Unix ms.
+/// The trap that ends a run suspended: in a durable sleep until this Unix
+/// ms, or waiting for an event (until at most then).
 #[derive(Debug, thiserror::Error)]
-#[error("suspended until {0} (a durable sleep)")]
-pub(crate) struct Suspend(pub i64);
+#[error("suspended until {until} (a durable sleep or a wait for an event)")]
+pub(crate) struct Suspend {
+    pub until: i64,
+    pub waiting: Option<Wait>,
+}
 
 pub(crate) struct RunStateInit {
     pub memory_bytes: u64,
@@ -305,7 +310,42 @@ impl host::Host for RunState {
         }
         match sleep {
             Sleep::Over => Ok(()),
-            Sleep::Until(at) => Err(wasmtime::Error::new(Suspend(at))),
+            Sleep::Until(at) => Err(wasmtime::Error::new(Suspend {
+                until: at,
+                waiting: None,
+            })),
+        }
+    }
+
+    async fn wait_for_event(
+        &mut self,
+        name: String,
+        event: String,
+        filter: String,
+        timeout_ms: u64,
+    ) -> wasmtime::Result<Option<Vec<u8>>> {
+        self.charge(name.len() + event.len() + filter.len());
+        let filter: serde_json::Value = serde_json::from_str(&filter)
+            .map_err(|e| wasmtime::Error::new(StepError::BadFilter(format!("{name}: {e}"))))?;
+        let timeout = i64::try_from(timeout_ms).unwrap_or(i64::MAX);
+        let now = self.clock.now();
+        let (waited, step) = self
+            .steps
+            .wait(&name, &event, filter, timeout, now)
+            .map_err(wasmtime::Error::new)?;
+        if let Some(step) = step {
+            self.record(step).await?;
+        }
+        match waited {
+            Waited::Result(result) if result == "null" => Ok(None),
+            Waited::Result(result) => {
+                self.charge(result.len());
+                Ok(Some(result.into_bytes()))
+            }
+            Waited::Suspend(wait) => Err(wasmtime::Error::new(Suspend {
+                until: wait.until.timestamp_millis(),
+                waiting: Some(wait),
+            })),
         }
     }
 }
@@ -318,12 +358,10 @@ impl RunState {
                 self.steps.recorded(step);
                 Ok(())
             }
-            Err(why) => Err(wasmtime::Error::new(
-                taskhost_model::workflow::StepError::NotRecorded {
-                    name: step.name,
-                    why,
-                },
-            )),
+            Err(why) => Err(wasmtime::Error::new(StepError::NotRecorded {
+                name: step.name,
+                why,
+            })),
         }
     }
 }

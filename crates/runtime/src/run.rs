@@ -17,7 +17,7 @@ use taskhost_model::Limits;
 use taskhost_model::clock::SharedClock;
 use taskhost_model::kv::{KvNamespace, KvQuota, KvStore};
 use taskhost_model::outcome::{Outcome, RunError, Status};
-use taskhost_model::workflow::{NoSink, StepError, StepLog, StepRecord, StepSink};
+use taskhost_model::workflow::{NoSink, StepError, StepLog, StepRecord, StepSink, Wait};
 use wasmtime::{Engine, Store, Trap, UpdateDeadline, WasmBacktrace};
 
 /// Extra time the outer timer gives a run beyond its timeout. Epoch
@@ -70,6 +70,10 @@ pub struct RunWorkflow {
     pub sink: Arc<dyn StepSink>,
     /// The node's clock (step times, sleeps).
     pub clock: SharedClock,
+    /// Events sent to the execution, not taken yet.
+    pub inbox: Vec<taskhost_model::event::Event>,
+    /// What the execution waited for when this run began.
+    pub waiting: Option<Wait>,
 }
 
 impl std::fmt::Debug for RunWorkflow {
@@ -146,7 +150,7 @@ pub(crate) async fn execute(
     let fuel_used = limits.fuel.saturating_sub(store.get_fuel().unwrap_or(0));
     let duration_us = u64::try_from(started.elapsed().as_micros()).unwrap_or(u64::MAX);
     let state = store.into_data();
-    let suspended_until = suspended(&result);
+    let (suspended_until, waiting) = suspended(&result);
     let (status, output, error) = classify(result, &state, &limits);
     let (http, http_unrecorded) = state.hooks.records.take();
     let mut outcome = Outcome {
@@ -164,6 +168,7 @@ pub(crate) async fn execute(
         http,
         http_unrecorded,
         suspended_until,
+        waiting,
     };
     let values: Vec<(String, String)> = secrets
         .iter()
@@ -187,10 +192,14 @@ fn sandbox(
 ) -> Store<RunState> {
     let limits = request.limits;
     let (steps, sink, clock) = match request.workflow {
-        Some(w) => (w.steps, w.sink, w.clock),
+        Some(w) => {
+            let steps = StepLog::new(w.steps, request.attempt).with_events(w.inbox, w.waiting);
+            (steps, w.sink, w.clock)
+        }
         None => {
             let clock: SharedClock = Arc::new(taskhost_model::clock::SystemClock);
-            (Vec::new(), Arc::new(NoSink) as Arc<dyn StepSink>, clock)
+            let steps = StepLog::new(Vec::new(), request.attempt);
+            (steps, Arc::new(NoSink) as Arc<dyn StepSink>, clock)
         }
     };
     let mut store = Store::new(
@@ -204,7 +213,7 @@ fn sandbox(
             kv_quota: request.kv_quota,
             secrets: request.secrets,
             hooks: HttpHooks::new(request.network, limits, deadline),
-            steps: StepLog::new(steps, request.attempt),
+            steps,
             sink,
             clock,
         }),
@@ -250,13 +259,20 @@ fn charge_host_calls(
 
 type Classified = (Status, Option<Vec<u8>>, Option<RunError>);
 
-/// The wake time of a run that ended in a durable sleep.
+/// When a run that ended suspended is due again, and what it waits for.
 fn suspended(
     result: &wasmtime::Result<Result<Vec<u8>, TaskError>>,
-) -> Option<chrono::DateTime<chrono::Utc>> {
-    let Err(error) = result else { return None };
-    let at = error.downcast_ref::<Suspend>()?.0;
-    chrono::DateTime::from_timestamp_millis(at)
+) -> (Option<chrono::DateTime<chrono::Utc>>, Option<Wait>) {
+    let Err(error) = result else {
+        return (None, None);
+    };
+    match error.downcast_ref::<Suspend>() {
+        Some(s) => (
+            chrono::DateTime::from_timestamp_millis(s.until),
+            s.waiting.clone(),
+        ),
+        None => (None, None),
+    }
 }
 
 fn classify(

@@ -42,6 +42,8 @@ mod retention;
 mod watch;
 pub mod webhooks;
 mod worker;
+mod workflows;
+pub use workflows::{Delivered, DeliveryError};
 
 pub use events::EventFire;
 pub use fires::{BackfillError, BackfillReport, MAX_BACKFILL_FIRES};

@@ -41,10 +41,19 @@ pub(crate) struct Queue {
 }
 
 impl Queue {
-    /// Adds an execution unless it is already held. Returns whether it was new.
+    /// Adds an execution unless it is already held — then only makes it due
+    /// sooner, if it now is (a workflow woken by an event). Returns whether
+    /// it changed anything.
     pub fn offer(&mut self, e: &Queued) -> bool {
-        if self.entries.contains_key(&e.id) {
-            return false;
+        if let Some(entry) = self.entries.get_mut(&e.id) {
+            let due = e.due_at.timestamp_millis();
+            // A promoted entry is due already: never sooner than this.
+            if due >= entry.due_ms {
+                return false;
+            }
+            entry.due_ms = due;
+            self.waiting.push(Reverse((due, e.id.clone())));
+            return true;
         }
         let entry = Entry {
             id: e.id.clone(),
@@ -67,7 +76,9 @@ impl Queue {
             let Some(Reverse((due, id))) = self.waiting.pop() else {
                 break;
             };
-            if let Some(entry) = self.entries.get(&id) {
+            // (A waiting item left behind when its entry was made due
+            // sooner is stale: its due time is not the entry's.)
+            if let Some(entry) = self.entries.get(&id).filter(|e| e.due_ms == due) {
                 self.ready.entry(entry.tenant.clone()).or_default().push((
                     entry.priority,
                     Reverse(due),

@@ -396,6 +396,8 @@ impl Node {
             steps: e.steps.clone(),
             sink: sink.clone(),
             clock: self.inner.store.clock().clone(),
+            inbox: e.inbox.clone(),
+            waiting: e.waiting.clone(),
         });
         let run = self.inner.runtime.run(&plugin, request);
         tokio::pin!(run);

@@ -307,7 +307,11 @@ impl Store {
         completion: Completion,
         effects: &KvEffects,
     ) -> Result<Option<Execution>, StoreError> {
-        if effects.is_empty() {
+        // A workflow's record changed while it ran (its steps, events sent
+        // to it): written from the stored record, not from the claimed copy.
+        let workflow =
+            !claimed.steps.is_empty() || claimed.waiting.is_some() || !claimed.inbox.is_empty();
+        if effects.is_empty() && !workflow {
             return self.complete_claimed(claimed, held, completion).await;
         }
         self.faults.check(super::faults::Op::Complete)?;
@@ -342,7 +346,7 @@ impl Store {
             if !holds_lease(e, &held) {
                 return false;
             }
-            e.steps.push(step.clone());
+            e.step_recorded(&step);
             true
         };
         let written = self
@@ -498,7 +502,13 @@ fn apply(e: &mut Execution, completion: Completion, now: DateTime<Utc>) {
         }
         Completion::Suspend(at, outcome) => {
             e.status = ExecutionStatus::Queued;
-            e.due_at = at;
+            e.waiting = outcome.waiting.clone();
+            // An event sent while it ran, that it waits for: due at once.
+            let sent = e
+                .waiting
+                .as_ref()
+                .is_some_and(|w| e.inbox.iter().any(|ev| w.takes(ev)));
+            e.due_at = if sent { now } else { at };
             e.outcome = Some(outcome);
         }
         Completion::Dead(outcome) => {

@@ -3,7 +3,10 @@
 //! - `{"fail_two_once": true}`: step two fails (retryable) on attempt 1;
 //! - `{"sleep_ms": N}`: a durable sleep `nap` between steps two and three;
 //! - `{"rename_on_retry": true}`: attempt 2 and later call step one `uno`
-//!   (a non-deterministic workflow), after failing on attempt 1.
+//!   (a non-deterministic workflow), after failing on attempt 1;
+//! - `{"wait": {"event": E, "filter": F, "timeout_ms": N}}`: step `approval`
+//!   waits for event E between steps two and three; the output's
+//!   `approval` is the event, or null on timeout.
 use serde_json::{Value, json};
 use std::time::Duration;
 use taskhost_sdk::{Context, Error, Result, export_task};
@@ -32,8 +35,18 @@ fn workflow(ctx: &Context, input: Value) -> Result<Value> {
     if let Some(ms) = input.get("sleep_ms").and_then(Value::as_u64) {
         ctx.sleep("nap", Duration::from_millis(ms));
     }
+    let approval = match input.get("wait") {
+        Some(wait) => {
+            let event = wait["event"].as_str().unwrap_or("approved");
+            let timeout = Duration::from_millis(wait["timeout_ms"].as_u64().unwrap_or(60_000));
+            ctx.wait_for_event("approval", event, &wait["filter"], timeout)?
+        }
+        None => None,
+    };
     let three: u64 = ctx.step("three", || count(ctx, "three"))?;
-    Ok(json!({ "one": one, "two": two, "three": three, "attempt": ctx.attempt() }))
+    Ok(json!({
+        "one": one, "two": two, "three": three, "attempt": ctx.attempt(), "approval": approval,
+    }))
 }
 
 export_task!(workflow);

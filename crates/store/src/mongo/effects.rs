@@ -28,7 +28,13 @@ impl MongoBackend {
         mut change: ExecutionChange,
         effects: &KvEffects,
     ) -> Result<Option<Execution>> {
-        for _ in 0..crate::CAS_ATTEMPTS {
+        for attempt in 0..crate::CAS_ATTEMPTS {
+            if attempt > 0 {
+                // Transactions writing the same keys (a tenant's kv usage)
+                // conflict: a short, growing pause lets one through.
+                let pause = 2u64.saturating_mul(attempt as u64).min(50);
+                tokio::time::sleep(std::time::Duration::from_millis(pause)).await;
+            }
             let mut session = self.db.client().start_session().await.map_err(db_err)?;
             session.start_transaction().await.map_err(db_err)?;
             let tried = self.try_once(&mut session, id, &mut change, effects).await;
@@ -93,8 +99,15 @@ impl MongoBackend {
         }
         if let Some(ns) = &effects.namespace {
             for (key, value) in &effects.writes {
-                self.write_in(session, ns, key, value.as_deref(), effects.quota)
-                    .await?;
+                let wrote = self
+                    .write_in(session, ns, key, value.as_deref(), effects.quota)
+                    .await;
+                match wrote {
+                    Ok(()) => {}
+                    // Another transaction wrote the same key or usage: again.
+                    Err(StoreError::Contention(_)) => return Ok(Err(Try::Again)),
+                    Err(e) => return Err(e),
+                }
             }
         }
         Ok(Ok(execution))
@@ -116,7 +129,7 @@ impl MongoBackend {
             .find_one(doc! { "_id": id.clone() })
             .session(&mut *session)
             .await
-            .map_err(db_err)?
+            .map_err(tx_err)?
             .and_then(|d| d.get_binary_generic("value").ok().map(Vec::len))
             .map(|len| (len + key.len()) as u64);
         let (keys, bytes) = match value {
@@ -134,7 +147,7 @@ impl MongoBackend {
                     .upsert(true)
                     .session(&mut *session)
                     .await
-                    .map_err(db_err)?;
+                    .map_err(tx_err)?;
                 change
             }
             None => {
@@ -142,7 +155,7 @@ impl MongoBackend {
                 kv.delete_one(doc! { "_id": id })
                     .session(&mut *session)
                     .await
-                    .map_err(db_err)?;
+                    .map_err(tx_err)?;
                 (-1, -(old as i64))
             }
         };
@@ -155,7 +168,7 @@ impl MongoBackend {
             .session(&mut *session)
             .await
             .map(drop)
-            .map_err(db_err)
+            .map_err(tx_err)
     }
 
     async fn usage_in(&self, session: &mut ClientSession, tenant: &str) -> Result<(u64, u64)> {
@@ -164,7 +177,7 @@ impl MongoBackend {
             .find_one(doc! { "_id": tenant })
             .session(&mut *session)
             .await
-            .map_err(db_err)?;
+            .map_err(tx_err)?;
         let number = |d: &Document, k: &str| d.get_i64(k).unwrap_or(0).max(0) as u64;
         Ok(found.map_or((0, 0), |d| (number(&d, "keys"), number(&d, "bytes"))))
     }
@@ -184,6 +197,16 @@ async fn commit(session: &mut ClientSession) -> Result<bool> {
     Err(StoreError::unavailable(
         "the commit's result stayed unknown",
     ))
+}
+
+/// A write's error in the transaction: `Contention` when the server asks
+/// for the transaction to be tried again.
+fn tx_err(e: mongodb::error::Error) -> StoreError {
+    if transient(&e) {
+        StoreError::Contention("a transaction's write conflicted".into())
+    } else {
+        db_err(e)
+    }
 }
 
 /// Whether the server asks for the transaction to be tried again.

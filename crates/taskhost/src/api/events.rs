@@ -10,7 +10,7 @@ use super::error::{ApiError, ApiResult, Json};
 use super::idempotency::{self, IdempotencyHeader, Keyed};
 use super::scoped::{Caller, need};
 use super::{AppState, ErrorBody};
-use axum::extract::State;
+use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
@@ -18,13 +18,15 @@ use serde_json::Value;
 use taskhost_model::error::ErrorCode;
 use taskhost_model::event::{self, Event, EventError};
 use taskhost_model::{FireRecord, new_id};
-use taskhost_scheduler::EventFire;
+use taskhost_scheduler::{Delivered, DeliveryError, EventFire};
 use utoipa::ToSchema;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 pub(super) fn routes() -> OpenApiRouter<AppState> {
-    OpenApiRouter::new().routes(routes!(send))
+    OpenApiRouter::new()
+        .routes(routes!(send))
+        .routes(routes!(send_to_execution))
 }
 
 /// An event to send.
@@ -109,6 +111,59 @@ async fn send(
         }
     }
     Ok((status, Json(publish(&state, event).await?)))
+}
+
+/// What an event sent to one execution did.
+#[derive(Debug, Serialize, ToSchema)]
+pub(super) struct ExecutionEventAccepted {
+    pub id: String,
+    /// The execution was suspended waiting for this event: it is due now.
+    pub woke: bool,
+    /// An event with this id was sent to it before: nothing changed.
+    pub duplicate: bool,
+}
+
+/// Send an event to one workflow execution: kept until a `wait-for-event`
+/// step of it takes it, and waking it at once if it waits for it.
+#[utoipa::path(post, path = "/v1/executions/{id}/events", tag = "events", request_body = NewEvent,
+    responses((status = 202, body = ExecutionEventAccepted),
+        (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody),
+        (status = 409, body = ErrorBody, description = "the execution has ended, or holds 100 events not taken"),
+        (status = 422, body = ErrorBody, description = "a bad event name or id")))]
+async fn send_to_execution(
+    State(state): State<AppState>,
+    principal: Caller<need::EventsWrite>,
+    Path(execution): Path<String>,
+    Json(body): Json<NewEvent>,
+) -> ApiResult<(StatusCode, Json<ExecutionEventAccepted>)> {
+    let event = Event {
+        id: body.id.unwrap_or_else(new_id),
+        name: body.name,
+        tenant: principal.tenant.clone(),
+        data: body.data,
+        received_at: state.store.now(),
+        hook: None,
+    };
+    checked(&event)?;
+    let id = event.id.clone();
+    let sent = state
+        .node
+        .send_to_execution(&principal.tenant, &execution, event)
+        .await;
+    let (woke, duplicate) = match sent {
+        Ok(Delivered::Kept { woke }) => (woke, false),
+        Ok(Delivered::Duplicate) => (false, true),
+        Err(DeliveryError::NotFound) => return Err(ApiError::not_found("execution")),
+        Err(DeliveryError::Store(e)) => return Err(e.into()),
+        Err(e) => return Err(ApiError::new(ErrorCode::Conflict, e.to_string())),
+    };
+    let answer = ExecutionEventAccepted {
+        id,
+        woke,
+        duplicate,
+    };
+    Ok((StatusCode::ACCEPTED, Json(answer)))
 }
 
 /// Checks an event's name and id.

@@ -1,0 +1,84 @@
+//! Events sent to one workflow execution (`POST /v1/executions/{id}/events`):
+//! kept in its inbox until a `wait-for-event` step takes one, and waking it
+//! at once if it is suspended waiting for that event.
+
+use super::Node;
+use taskhost_model::event::Event;
+use taskhost_model::workflow::MAX_INBOX;
+use taskhost_model::{Execution, ExecutionStatus};
+use taskhost_store::StoreError;
+
+/// What sending an event to an execution did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Delivered {
+    /// Kept in the inbox; `woke`: the execution waited for it and is due now.
+    Kept { woke: bool },
+    /// An event with this id was sent before: nothing changed.
+    Duplicate,
+}
+
+/// Why an event was not delivered.
+#[derive(Debug, thiserror::Error)]
+pub enum DeliveryError {
+    #[error("no such execution")]
+    NotFound,
+    #[error("the execution has ended ({0}); it takes no more events")]
+    Ended(&'static str),
+    #[error("the execution already holds {MAX_INBOX} events it has not taken")]
+    InboxFull,
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl Node {
+    /// Sends `event` to `tenant`'s execution `id` (see the module docs).
+    pub async fn send_to_execution(
+        &self,
+        tenant: &str,
+        id: &str,
+        event: Event,
+    ) -> Result<Delivered, DeliveryError> {
+        let store = &self.inner.store;
+        let current = store
+            .get_execution(tenant, id)
+            .await?
+            .ok_or(DeliveryError::NotFound)?;
+        if current.status.is_final() {
+            return Err(DeliveryError::Ended(current.status.as_str()));
+        }
+        if current.inbox.iter().any(|e| e.id == event.id) {
+            return Ok(Delivered::Duplicate);
+        }
+        if current.inbox.len() >= MAX_INBOX {
+            return Err(DeliveryError::InboxFull);
+        }
+        let now = store.now();
+        let kept = event.clone();
+        let updated = store
+            .modify_execution(id, move |e| {
+                let room = e.inbox.len() < MAX_INBOX;
+                if e.status.is_final() || !room || e.inbox.iter().any(|x| x.id == kept.id) {
+                    return false;
+                }
+                e.inbox.push(kept.clone());
+                if e.status == ExecutionStatus::Queued && waits_for(e, &kept) {
+                    e.due_at = now;
+                }
+                true
+            })
+            .await?;
+        let Some(e) = updated else {
+            // It changed meanwhile (ended, filled, or took this id): say how.
+            return Box::pin(self.send_to_execution(tenant, id, event)).await;
+        };
+        let woke = e.status == ExecutionStatus::Queued && e.due_at == now && waits_for(&e, &event);
+        if woke {
+            self.offer(&e);
+        }
+        Ok(Delivered::Kept { woke })
+    }
+}
+
+fn waits_for(e: &Execution, event: &Event) -> bool {
+    e.waiting.as_ref().is_some_and(|w| w.takes(event))
+}
