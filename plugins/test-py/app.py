@@ -16,6 +16,9 @@
   `taskhost_sdk.http` and returns {"status", "body" (text), "url",
   "content_type"}. A failed request raises `HttpError` (retryable), or with
   "catch": true returns {"error": TEXT, "retryable": BOOL}.
+- {"mode": "workflow", "fail_two_once"?: BOOL, "sleep_ms"?: N}: three
+  durable steps counting their runs in kv (`one`, `two`, `three`); step two
+  fails on attempt 1 if asked; a durable sleep `nap` between two and three.
 - anything else (or no input): returns "Hello from Python!".
 """
 import sys
@@ -49,6 +52,8 @@ def run(ctx, input):
         hoard = []
         while True:
             hoard.append(bytearray(b"\xa5" * (1 << 20)))
+    if mode == "workflow":
+        return workflow(ctx, input)
     if mode == "context":
         ctx.kv_set_bytes("scratch", b"temp")
         deleted = ctx.kv_delete("scratch")
@@ -87,3 +92,22 @@ def run(ctx, input):
             "content_type": response.header("content-type"),
         }
     return "Hello from Python!"
+
+
+def workflow(ctx, input):
+    def count(key):
+        n = (ctx.kv_get(key) or 0) + 1
+        ctx.kv_set(key, n)
+        return n
+
+    def two():
+        n = count("two")
+        if input.get("fail_two_once") and ctx.attempt == 1:
+            raise Retryable("step two fails on the first attempt")
+        return n
+
+    result = {"one": ctx.step("one", lambda: count("one")), "two": ctx.step("two", two)}
+    if input.get("sleep_ms"):
+        ctx.sleep("nap", input["sleep_ms"] / 1000)
+    result["three"] = ctx.step("three", lambda: count("three"))
+    return result

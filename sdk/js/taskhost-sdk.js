@@ -49,6 +49,10 @@ import {
   configGet as hostConfigGet,
   secretGet as hostSecretGet,
   progress as hostProgress,
+  stepGet as hostStepGet,
+  stepDone as hostStepDone,
+  sleep as hostSleep,
+  waitForEvent as hostWaitForEvent,
 } from 'taskhost:plugin/host@0.1.0';
 
 /** @typedef {'trace' | 'debug' | 'info' | 'warn' | 'error'} LogLevel */
@@ -270,6 +274,60 @@ export class Context {
    */
   kvDelete(key) {
     return call(Retryable, hostKvDelete, String(key));
+  }
+
+  // Workflows --------------------------------------------------------------
+
+  /**
+   * A durable step: `work()` (which may be async) runs once per execution.
+   * Its result (JSON) is recorded, with the kv writes made so far, before
+   * the workflow goes on; a later run of the execution (after a retry, a
+   * crash or a sleep) gets the recorded result without calling `work`. Ask
+   * for the same steps in the same order on every run: a replay that
+   * departs from the record fails as a non-deterministic workflow.
+   * @template T
+   * @param {string} name
+   * @param {() => T | Promise<T>} work
+   * @returns {Promise<T>}
+   */
+  async step(name, work) {
+    const recorded = hostStepGet(String(name));
+    if (recorded !== undefined && recorded !== null) {
+      return JSON.parse(decoder.decode(recorded));
+    }
+    const value = await work();
+    const text = JSON.stringify(value === undefined ? null : value);
+    hostStepDone(String(name), encoder.encode(text));
+    return value;
+  }
+
+  /**
+   * A durable sleep, itself a step named `name`: the run ends here, holding
+   * no worker, and the execution runs again (replaying its steps) once `ms`
+   * milliseconds have passed since the sleep was reached.
+   * @param {string} name
+   * @param {number} ms
+   */
+  async sleep(name, ms) {
+    hostSleep(String(name), BigInt(Math.max(0, Math.trunc(Number(ms) || 0))));
+  }
+
+  /**
+   * A step that waits for event `event` sent to this execution
+   * (`POST /v1/executions/{id}/events`) whose data has the fields of
+   * `filter`: the event (`id`, `name`, `data`, `received_at`), or `null`
+   * once `timeoutMs` has passed since the wait began. Meanwhile the run
+   * ends, holding no worker.
+   * @param {string} name
+   * @param {string} event
+   * @param {unknown} [filter]
+   * @param {number} [timeoutMs]
+   * @returns {Promise<unknown>}
+   */
+  async waitForEvent(name, event, filter = null, timeoutMs = 3_600_000) {
+    const ms = BigInt(Math.max(0, Math.trunc(Number(timeoutMs) || 0)));
+    const raw = hostWaitForEvent(String(name), String(event), JSON.stringify(filter ?? null), ms);
+    return raw === undefined || raw === null ? null : JSON.parse(decoder.decode(raw));
   }
 
   // Progress ---------------------------------------------------------------

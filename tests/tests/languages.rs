@@ -215,6 +215,42 @@ async fn on_a_schedule_through_the_api(lang: Lang) {
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["attempt"], 2, "{run}");
     assert_eq!(run["outcome"]["output"], json!({"attempt": 2}), "{run}");
+    workflow_through_the_api(&s, &token, &plugin_id).await;
+}
+
+/// The SDK's durable steps and sleep: step two fails once and is retried
+/// from there (steps one and three run once), with a sleep between two and
+/// three.
+async fn workflow_through_the_api(s: &Server, token: &str, plugin_id: &str) {
+    let body = json!({
+        "plugin_id": plugin_id,
+        "input": {"mode": "workflow", "fail_two_once": true, "sleep_ms": 300},
+        "retry": {"max_attempts": 2, "initial_backoff": "100ms", "max_backoff": "100ms"},
+    });
+    let (status, run) = s
+        .call(Method::POST, "/v1/executions", Some(token), Some(body))
+        .await;
+    assert!(status.is_success(), "{run}");
+    let path = format!("/v1/executions/{}", run["id"].as_str().expect("id"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let done = loop {
+        let (_, e) = s.call(Method::GET, &path, Some(token), None).await;
+        if e["status"] == "succeeded" || e["status"] == "failed" {
+            break e;
+        }
+        assert!(Instant::now() < deadline, "not done in 60 s: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(done["status"], "succeeded", "{done}");
+    let output = &done["outcome"]["output"];
+    assert_eq!(*output, json!({"one": 1, "two": 2, "three": 1}), "{done}");
+    let names: Vec<&str> = done["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["one", "two", "nap", "three"], "{done}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

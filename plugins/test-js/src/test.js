@@ -14,12 +14,17 @@
 // - {"mode": "async"}: awaits a timer, then returns "async done".
 // - {"mode": "fetch", "url": URL}: GETs URL with `fetch` (wasi:http) and
 //   returns {"status", "body"} (the run must be granted the host).
+// - {"mode": "workflow", "fail_two_once"?: BOOL, "sleep_ms"?: N}: three
+//   durable steps counting their runs in kv (`one`, `two`, `three`); step two
+//   fails on attempt 1 if asked; a durable sleep `nap` between two and three.
 // - anything else (or no input): returns "Hello from JavaScript!".
 import { Fatal, Retryable, task } from 'taskhost-sdk';
 
 export const run = task((ctx, input) => {
   const mode = input !== null && typeof input === 'object' ? input.mode : undefined;
   switch (mode) {
+    case 'workflow':
+      return workflow(ctx, input);
     case 'count': {
       const count = (ctx.kvGet('count') ?? 0) + 1;
       ctx.kvSet('count', count);
@@ -78,3 +83,24 @@ export const run = task((ctx, input) => {
       return 'Hello from JavaScript!';
   }
 });
+
+async function workflow(ctx, input) {
+  const count = (key) => {
+    const n = (ctx.kvGet(key) ?? 0) + 1;
+    ctx.kvSet(key, n);
+    return n;
+  };
+  const one = await ctx.step('one', () => count('one'));
+  const two = await ctx.step('two', () => {
+    const n = count('two');
+    if (input.fail_two_once && ctx.attempt === 1) {
+      throw new Retryable('step two fails on the first attempt');
+    }
+    return n;
+  });
+  if (input.sleep_ms) {
+    await ctx.sleep('nap', input.sleep_ms);
+  }
+  const three = await ctx.step('three', () => count('three'));
+  return { one, two, three };
+}

@@ -185,6 +185,43 @@ class Context:
         """Delete a key; returns whether it existed."""
         return _call(_wit_host.kv_delete, key)
 
+    # Workflows ---------------------------------------------------------
+
+    def step(self, name: str, work: Callable[[], Any]) -> Any:
+        """A durable step: ``work()`` runs once per execution. Its result
+        (JSON) is recorded, with the kv writes made so far, before the
+        workflow goes on; a later run of the execution (after a retry, a
+        crash or a sleep) gets the recorded result without calling ``work``.
+        Ask for the same steps in the same order on every run: a replay that
+        departs from the record fails as a non-deterministic workflow."""
+        recorded = _wit_host.step_get(name)
+        if recorded is not None:
+            return json.loads(bytes(recorded))
+        value = work()
+        try:
+            raw = json.dumps(value, default=_to_json, separators=(",", ":"), allow_nan=False)
+        except (TypeError, ValueError) as e:
+            raise Fatal(f"step {name!r} returned what is not JSON: {e}") from None
+        _wit_host.step_done(name, raw.encode())
+        return value
+
+    def sleep(self, name: str, seconds: float) -> None:
+        """A durable sleep, itself a step named ``name``: the run ends here,
+        holding no worker, and the execution runs again (replaying its
+        steps) once ``seconds`` have passed since the sleep was reached."""
+        _wit_host.sleep(name, max(0, int(seconds * 1000)))
+
+    def wait_for_event(
+        self, name: str, event: str, filter: Any = None, timeout: float = 3600.0
+    ) -> Any:
+        """A step that waits for event ``event`` sent to this execution
+        (``POST /v1/executions/{id}/events``) whose data has the fields of
+        ``filter``: the event (``id``, ``name``, ``data``, ``received_at``),
+        or ``None`` once ``timeout`` seconds have passed since the wait
+        began. Meanwhile the run ends, holding no worker."""
+        raw = _wit_host.wait_for_event(name, event, json.dumps(filter), max(0, int(timeout * 1000)))
+        return None if raw is None else json.loads(bytes(raw))
+
     # Progress ----------------------------------------------------------
 
     def progress(self, percent: int, note: Optional[str] = None) -> None:
