@@ -309,8 +309,11 @@ impl Store {
     ) -> Result<Option<Execution>, StoreError> {
         // A workflow's record changed while it ran (its steps, events sent
         // to it): written from the stored record, not from the claimed copy.
-        let workflow =
-            !claimed.steps.is_empty() || claimed.waiting.is_some() || !claimed.inbox.is_empty();
+        // (A cancel, too: the run may have recorded steps before it.)
+        let workflow = !claimed.steps.is_empty()
+            || claimed.waiting.is_some()
+            || !claimed.inbox.is_empty()
+            || matches!(completion, Completion::Cancelled(_));
         if effects.is_empty() && !workflow {
             return self.complete_claimed(claimed, held, completion).await;
         }

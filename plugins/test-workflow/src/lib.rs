@@ -6,7 +6,8 @@
 //!   (a non-deterministic workflow), after failing on attempt 1;
 //! - `{"wait": {"event": E, "filter": F, "timeout_ms": N}}`: step `approval`
 //!   waits for event E between steps two and three; the output's
-//!   `approval` is the event, or null on timeout.
+//!   `approval` is the event, or null on timeout;
+//! - `{"steps": N}`: only N trivial steps `s0`… (for benchmarks).
 use serde_json::{Value, json};
 use std::time::Duration;
 use taskhost_sdk::{Context, Error, Result, export_task};
@@ -18,6 +19,12 @@ fn count(ctx: &Context, key: &str) -> Result<u64> {
 }
 
 fn workflow(ctx: &Context, input: Value) -> Result<Value> {
+    if let Some(n) = input.get("steps").and_then(Value::as_u64) {
+        for i in 0..n {
+            ctx.step(&format!("s{i}"), || Ok(i))?;
+        }
+        return Ok(json!(n));
+    }
     let flag = |name: &str| input.get(name).and_then(Value::as_bool) == Some(true);
     let first = if flag("rename_on_retry") && ctx.attempt() > 1 {
         "uno"
