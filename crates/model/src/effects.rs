@@ -2,8 +2,8 @@
 //!
 //! A run's kv writes are not written as the plugin makes them: [`HeldKv`]
 //! keeps them, answering the run's own reads from them, and they are
-//! committed in the same store write as the run's result ([`KvEffects`]),
-//! fenced by its lease. So a run whose result could not be saved — its
+//! committed with the run's result ([`KvEffects`]), fenced by its lease: in
+//! its transaction on SQLite, right after it on MongoDB (see the store). So a run whose result could not be saved — its
 //! lease lapsed during a store outage, and it runs again — leaves none of
 //! its writes behind, and the next try sees the state as it was.
 //!
