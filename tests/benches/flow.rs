@@ -13,6 +13,7 @@ use taskhost_model::clock::SystemClock;
 use taskhost_model::flow::Concurrency;
 use taskhost_model::{Execution, Outcome, Status};
 use taskhost_store::{Completion, Lease, Store};
+use taskhost_tests::median;
 
 const LEASE: Duration = Duration::from_secs(30);
 
@@ -45,11 +46,6 @@ async fn round(store: &Store, runs: usize, key: Option<&str>) -> f64 {
             .expect("completed");
     }
     started.elapsed().as_secs_f64() * 1e6 / runs as f64
-}
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
 }
 
 async fn compare(store: &Store, label: &str, runs: usize, rounds: usize) {

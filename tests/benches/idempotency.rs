@@ -11,10 +11,11 @@
 
 use chrono::Utc;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 use taskhost_model::IdempotencyRecord;
 use taskhost_model::clock::SystemClock;
 use taskhost_store::Store;
+use taskhost_tests::median;
 use taskhost_tests::server::Server;
 
 const KEYS: usize = 5_000;
@@ -54,11 +55,6 @@ async fn keys(store: &Store, label: &str, callers: usize) {
         let each = started.elapsed().as_secs_f64() * 1e6 / KEYS as f64;
         println!("{label:8} {what:13} {callers:>3} callers: {each:>8.1} µs per key");
     }
-}
-
-fn median(mut v: Vec<Duration>) -> Duration {
-    v.sort();
-    v[v.len() / 2]
 }
 
 async fn api() {

@@ -16,13 +16,9 @@ use taskhost_model::workflow::{NoSink, StepRecord};
 use taskhost_runtime::{RunRequest, RunWorkflow, Runtime, RuntimeConfig};
 use taskhost_scheduler::Work;
 use taskhost_tests::cluster::{Cluster, test_config, upload};
+use taskhost_tests::median;
 
 const STEPS: usize = 200;
-
-fn median(mut v: Vec<f64>) -> f64 {
-    v.sort_by(f64::total_cmp);
-    v[v.len() / 2]
-}
 
 async fn run_ms(
     runtime: &Runtime,

@@ -194,3 +194,10 @@ pub fn variant(bytes: &[u8], n: usize) -> Vec<u8> {
     out.extend(section);
     out
 }
+
+/// The middle value of a benchmark's rounds (the upper middle of an even
+/// count), which one disturbed round cannot move far.
+pub fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {
+    values.sort_by(|a, b| a.partial_cmp(b).unwrap_or(std::cmp::Ordering::Equal));
+    values[values.len() / 2]
+}
