@@ -46,6 +46,10 @@ pub struct StepRecord {
 
 /// The most events an execution keeps waiting to be taken.
 pub const MAX_INBOX: usize = 100;
+/// The most bytes (as JSON) of events an execution keeps waiting to be taken.
+pub const MAX_INBOX_BYTES: usize = 256 * 1024;
+/// The largest filter of a wait for an event, as JSON.
+pub const MAX_FILTER_BYTES: usize = 16 * 1024;
 
 /// What a suspended workflow waits for: an event (or the time), taken by
 /// its step `step`.
@@ -184,6 +188,11 @@ impl StepLog {
         timeout_ms: i64,
         now: DateTime<Utc>,
     ) -> Result<(Waited, Option<StepRecord>), StepError> {
+        if filter.to_string().len() > MAX_FILTER_BYTES {
+            return Err(StepError::BadFilter(format!(
+                "{name}: longer than {MAX_FILTER_BYTES} bytes"
+            )));
+        }
         if let Some(result) = self.get(name)? {
             return Ok((Waited::Result(result), None));
         }
@@ -311,6 +320,14 @@ fn check_name(name: &str) -> Result<(), StepError> {
     Ok(())
 }
 
+/// Whether an inbox holding `inbox` has room for `event`: under
+/// [`MAX_INBOX`] events and [`MAX_INBOX_BYTES`] in all.
+pub fn inbox_has_room(inbox: &[Event], event: &Event) -> bool {
+    let size = |e: &Event| serde_json::to_vec(e).map_or(usize::MAX, |v| v.len());
+    let used: usize = inbox.iter().map(size).sum();
+    inbox.len() < MAX_INBOX && used.saturating_add(size(event)) <= MAX_INBOX_BYTES
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -360,5 +377,27 @@ mod tests {
         let later = now + chrono::Duration::seconds(3);
         let mut woken = StepLog::new(vec![record], 1);
         assert_eq!(woken.sleep("nap", 0, later).expect("sleep").0, Sleep::Over);
+    }
+
+    #[test]
+    fn an_inbox_is_bounded_in_events_and_bytes() {
+        let event = |bytes: usize| Event {
+            id: crate::new_id(),
+            name: "approved".into(),
+            tenant: "acme".into(),
+            data: serde_json::Value::String("x".repeat(bytes)),
+            received_at: Utc::now(),
+            hook: None,
+        };
+        let small: Vec<Event> = (0..MAX_INBOX).map(|_| event(1)).collect();
+        assert!(inbox_has_room(&small[..MAX_INBOX - 1], &event(1)));
+        assert!(!inbox_has_room(&small, &event(1)), "past the count");
+        assert!(
+            !inbox_has_room(&[], &event(MAX_INBOX_BYTES)),
+            "past the bytes"
+        );
+        let half = event(MAX_INBOX_BYTES / 2);
+        assert!(inbox_has_room(&[], &half));
+        assert!(!inbox_has_room(std::slice::from_ref(&half), &half));
     }
 }

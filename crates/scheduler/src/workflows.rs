@@ -4,7 +4,7 @@
 
 use super::Node;
 use taskhost_model::event::Event;
-use taskhost_model::workflow::MAX_INBOX;
+use taskhost_model::workflow::{MAX_INBOX, MAX_INBOX_BYTES, inbox_has_room};
 use taskhost_model::{Execution, ExecutionStatus};
 use taskhost_store::StoreError;
 
@@ -24,7 +24,9 @@ pub enum DeliveryError {
     NotFound,
     #[error("the execution has ended ({0}); it takes no more events")]
     Ended(&'static str),
-    #[error("the execution already holds {MAX_INBOX} events it has not taken")]
+    #[error(
+        "the execution's events not taken yet are at their most ({MAX_INBOX} events, {MAX_INBOX_BYTES} bytes)"
+    )]
     InboxFull,
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -49,14 +51,14 @@ impl Node {
         if current.inbox.iter().any(|e| e.id == event.id) {
             return Ok(Delivered::Duplicate);
         }
-        if current.inbox.len() >= MAX_INBOX {
+        if !inbox_has_room(&current.inbox, &event) {
             return Err(DeliveryError::InboxFull);
         }
         let now = store.now();
         let kept = event.clone();
         let updated = store
             .modify_execution(id, move |e| {
-                let room = e.inbox.len() < MAX_INBOX;
+                let room = inbox_has_room(&e.inbox, &kept);
                 if e.status.is_final() || !room || e.inbox.iter().any(|x| x.id == kept.id) {
                     return false;
                 }

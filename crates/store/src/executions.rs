@@ -296,10 +296,10 @@ impl Store {
             }))
     }
 
-    /// [`Store::complete_claimed`] with the run's held kv writes, written in
-    /// the same transaction as its result (see `taskhost_model::effects`):
-    /// both or neither, fenced by the lease. A quota the writes now break is
-    /// `Quota`, and nothing is written.
+    /// [`Store::complete_claimed`] with the run's held kv writes, written
+    /// with its result and fenced by the lease (see `taskhost_model::effects`):
+    /// in one transaction on SQLite, where a quota the writes now break is
+    /// `Quota` and nothing is written; right after the record on MongoDB.
     pub async fn complete_committing(
         &self,
         claimed: &Execution,
@@ -333,8 +333,8 @@ impl Store {
     }
 
     /// Records a workflow's completed step on its running execution, with
-    /// the run's kv writes since the last one, in one transaction fenced
-    /// by the lease (see `taskhost_model::workflow`). `false` if the lease
+    /// the run's kv writes since the last one, fenced by the lease (as in
+    /// [`Store::complete_committing`]) (see `taskhost_model::workflow`). `false` if the lease
     /// is no longer `held`.
     pub async fn record_step(
         &self,
@@ -503,9 +503,10 @@ fn apply(e: &mut Execution, completion: Completion, now: DateTime<Utc>) {
             e.due_at = at;
             e.outcome = Some(outcome);
         }
-        Completion::Suspend(at, outcome) => {
+        Completion::Suspend(at, mut outcome) => {
             e.status = ExecutionStatus::Queued;
-            e.waiting = outcome.waiting.clone();
+            // Kept once, on the execution (the outcome only carried it here).
+            e.waiting = outcome.waiting.take();
             // An event sent while it ran, that it waits for: due at once.
             let sent = e
                 .waiting

@@ -80,9 +80,6 @@ impl ExecutionStore for MongoBackend {
         change: ExecutionChange,
         effects: &KvEffects,
     ) -> Result<Option<Execution>> {
-        if effects.is_empty() {
-            return self.execution_update(id, change).await;
-        }
         self.update_committing(id, change, effects).await
     }
 

@@ -129,7 +129,7 @@ pub(super) struct ExecutionEventAccepted {
     responses((status = 202, body = ExecutionEventAccepted),
         (status = 400, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody),
-        (status = 409, body = ErrorBody, description = "the execution has ended, or holds 100 events not taken"),
+        (status = 409, body = ErrorBody, description = "the execution has ended, or holds its most events not taken (100, 256 KiB)"),
         (status = 422, body = ErrorBody, description = "a bad event name or id")))]
 async fn send_to_execution(
     State(state): State<AppState>,
