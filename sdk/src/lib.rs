@@ -67,7 +67,10 @@
 //! A panic ends the run with the status `trapped`; the host reports the panic
 //! message. Prefer returning an [`Error`].
 
+mod children;
 pub mod http;
+
+pub use children::{Child, ChildOutcome};
 
 // Lets the generated bindings name this crate the same way from inside and outside.
 extern crate self as taskhost_sdk;

@@ -47,6 +47,7 @@ async fn replayed_step() {
     let recorded: Vec<StepRecord> = (0..STEPS)
         .map(|i| StepRecord {
             name: format!("s{i}"),
+            kind: Default::default(),
             result: i.to_string(),
             completed_at: chrono::Utc::now(),
             attempt: 1,

@@ -442,9 +442,13 @@ pub struct Execution {
     /// A workflow's completed steps, in order (see [`crate::workflow`]).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub steps: Vec<crate::workflow::StepRecord>,
-    /// A suspended workflow's wait for an event.
+    /// A suspended workflow's wait: for an event, or for children a join
+    /// waits on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<crate::workflow::Wait>,
+    /// The workflow that spawned it, if it is a child run.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<crate::workflow::Parent>,
     /// Events sent to it (`POST /v1/executions/{id}/events`) not taken yet.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub inbox: Vec<crate::event::Event>,
@@ -511,6 +515,7 @@ impl Execution {
             trace: TraceIds::current(),
             steps: Vec::new(),
             waiting: None,
+            parent: None,
             inbox: Vec::new(),
             debounced_into: None,
             fire: None,

@@ -16,6 +16,12 @@
 //! Replay must ask for the same steps in the same order: a run whose step
 //! at some position has another name than the record fails, not retried,
 //! with a "non-deterministic workflow" error naming both.
+//!
+//! Child runs (`spawn` and `join`) are steps as well: see [`children`].
+
+pub mod children;
+
+pub use children::{ChildOutcome, ChildRun, Parent, SpawnError};
 
 use crate::event::Event;
 use chrono::{DateTime, Utc};
@@ -31,10 +37,35 @@ pub const MAX_STEPS_BYTES: usize = 1 << 20;
 /// The longest step name, in bytes.
 pub const MAX_STEP_NAME_BYTES: usize = 200;
 
+/// What kind of step a record is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum StepKind {
+    /// `step`: work the plugin did.
+    #[default]
+    Step,
+    /// `sleep` / `sleep-until`: its result is the wake time.
+    Sleep,
+    /// `wait-for-event`: its result is the event, or `null`.
+    Event,
+    /// `spawn`: its result is the children's ids.
+    Spawn,
+    /// `join`: its result is the children's outcomes.
+    Join,
+}
+
+impl StepKind {
+    fn is_step(&self) -> bool {
+        *self == StepKind::Step
+    }
+}
+
 /// One completed step of an execution.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct StepRecord {
     pub name: String,
+    #[serde(default, skip_serializing_if = "StepKind::is_step")]
+    pub kind: StepKind,
     /// What the step returned (JSON by the SDKs' convention); for a sleep,
     /// its wake time in Unix milliseconds.
     pub result: String,
@@ -52,17 +83,22 @@ pub const MAX_INBOX_BYTES: usize = 256 * 1024;
 pub const MAX_FILTER_BYTES: usize = 16 * 1024;
 
 /// What a suspended workflow waits for: an event (or the time), taken by
-/// its step `step`.
+/// its step `step`, or the end of children it joins.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, utoipa::ToSchema)]
 pub struct Wait {
-    /// The step that takes the event.
+    /// The step that takes the event (or joins).
     pub step: String,
-    /// The event's name.
+    /// The event's name (none for a join).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub event: String,
     /// Fields the event's data must have (as schedules' event filters).
     #[serde(default, skip_serializing_if = "Value::is_null")]
     pub filter: Value,
-    /// When it stops waiting: the step's result is then `null`.
+    /// The children a join waits for: those not ended when it last looked.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub children: Vec<String>,
+    /// When it stops waiting: the step's result is then `null` (a join
+    /// looks at its children again).
     #[serde(with = "crate::time::utc")]
     pub until: DateTime<Utc>,
 }
@@ -70,7 +106,8 @@ pub struct Wait {
 impl Wait {
     /// Whether `event` is what it waits for (any data, without a filter).
     pub fn takes(&self, event: &Event) -> bool {
-        event.name == self.event
+        !self.event.is_empty()
+            && event.name == self.event
             && (self.filter.is_null() || crate::event::matches(&self.filter, &event.data))
     }
 }
@@ -85,13 +122,30 @@ pub enum Waited {
     Suspend(Wait),
 }
 
-/// Where a run's completed steps are recorded (the scheduler writes them
-/// to the store, fenced by the run's lease).
+/// Where a run's completed steps are recorded and its children made (the
+/// scheduler writes them to the store, fenced by the run's lease).
 #[async_trait::async_trait]
 pub trait StepSink: Send + Sync {
     /// Records `step`; an error stops the run (it runs again from its last
     /// recorded step).
     async fn record(&self, step: &StepRecord) -> Result<(), String>;
+
+    /// Makes the children of spawn step `name` at `position`, with the ids
+    /// [`children::child_id`] gives (finding them made if a run before
+    /// this one made them). Their ids, or why not (the plugin gets it).
+    async fn spawn(
+        &self,
+        _position: usize,
+        _name: &str,
+        _children: Vec<ChildRun>,
+    ) -> Result<Vec<String>, String> {
+        Err("this host runs no child runs".into())
+    }
+
+    /// How the execution's children `ids` stand now.
+    async fn outcomes(&self, _ids: &[String]) -> Result<Vec<ChildOutcome>, String> {
+        Err("this host runs no child runs".into())
+    }
 }
 
 /// A sink that keeps nothing (`taskhost run`, tests).
@@ -133,6 +187,8 @@ pub enum StepError {
     BadFilter(String),
     #[error("could not record step `{name}`: {why}")]
     NotRecorded { name: String, why: String },
+    #[error("join `{step}`: {id} is not a child this execution spawned")]
+    NotAChild { step: String, id: String },
 }
 
 /// A run's view of its execution's steps: the record, and where the replay is.
@@ -207,6 +263,7 @@ impl StepLog {
             step: name.to_owned(),
             event: event.to_owned(),
             filter,
+            children: Vec::new(),
             until,
         };
         let taken = self.inbox.iter().find(|e| wait.takes(e));
@@ -215,7 +272,7 @@ impl StepLog {
             None if now >= until => "null".to_owned(),
             None => return Ok((Waited::Suspend(wait), None)),
         };
-        let record = self.make(name, result.clone().into_bytes(), now)?;
+        let record = self.make_kind(StepKind::Event, name, result.clone().into_bytes(), now)?;
         Ok((Waited::Result(result), Some(record)))
     }
 
@@ -265,7 +322,8 @@ impl StepLog {
         let (wake, record) = match self.get(name)? {
             Some(result) => (result.parse::<i64>().unwrap_or(at_ms), None),
             None => {
-                let record = self.make(name, at_ms.to_string().into_bytes(), now)?;
+                let wake = at_ms.to_string().into_bytes();
+                let record = self.make_kind(StepKind::Sleep, name, wake, now)?;
                 (at_ms, Some(record))
             }
         };
@@ -290,6 +348,16 @@ impl StepLog {
         result: Vec<u8>,
         now: DateTime<Utc>,
     ) -> Result<StepRecord, StepError> {
+        self.make_kind(StepKind::Step, name, result, now)
+    }
+
+    fn make_kind(
+        &self,
+        kind: StepKind,
+        name: &str,
+        result: Vec<u8>,
+        now: DateTime<Utc>,
+    ) -> Result<StepRecord, StepError> {
         if result.len() > MAX_STEP_RESULT_BYTES {
             return Err(StepError::ResultTooLarge {
                 name: name.to_owned(),
@@ -306,6 +374,7 @@ impl StepLog {
         let result = String::from_utf8(result).map_err(|_| StepError::NotText(name.to_owned()))?;
         Ok(StepRecord {
             name: name.to_owned(),
+            kind,
             result,
             completed_at: now,
             attempt: self.attempt,

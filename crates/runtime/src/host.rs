@@ -13,7 +13,10 @@ use std::time::Instant;
 use taskhost_model::clock::SharedClock;
 use taskhost_model::kv::{self, KvNamespace, KvQuota, KvStore};
 use taskhost_model::outcome::{LogLevel, LogLine, Progress};
-use taskhost_model::workflow::{Sleep, StepError, StepLog, StepRecord, StepSink, Wait, Waited};
+use taskhost_model::workflow::children::JOIN_RECHECK;
+use taskhost_model::workflow::{
+    ChildRun, Sleep, StepError, StepLog, StepRecord, StepSink, Wait, Waited,
+};
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
@@ -29,6 +32,8 @@ wasmtime::component::bindgen!({
         "taskhost:plugin/host.sleep-until": async | trappable,
         "taskhost:plugin/host.sleep": async | trappable,
         "taskhost:plugin/host.wait-for-event": async | trappable,
+        "taskhost:plugin/host.spawn": async | trappable,
+        "taskhost:plugin/host.join": async | trappable,
         default: async,
     },
     exports: { default: async },
@@ -347,6 +352,79 @@ impl host::Host for RunState {
                 waiting: Some(wait),
             })),
         }
+    }
+
+    async fn spawn(
+        &mut self,
+        name: String,
+        children: Vec<types::ChildRun>,
+    ) -> wasmtime::Result<Result<Vec<String>, String>> {
+        let bytes: usize = children
+            .iter()
+            .map(|c| c.plugin.len() + c.input.len() + c.options.len())
+            .sum();
+        self.charge(name.len() + bytes);
+        let position = match self.steps.spawn(&name, children.len())? {
+            Ok(Ok(recorded)) => return Ok(Ok(recorded)),
+            Ok(Err(position)) => position,
+            Err(refused) => return Ok(Err(refused.to_string())),
+        };
+        let parsed: Result<Vec<ChildRun>, _> = children
+            .into_iter()
+            .enumerate()
+            .map(|(i, c)| ChildRun::parse(i, c.plugin, &c.input, &c.options))
+            .collect();
+        let parsed = match parsed {
+            Ok(parsed) => parsed,
+            Err(refused) => return Ok(Err(refused.to_string())),
+        };
+        let ids = match self.sink.spawn(position, &name, parsed).await {
+            Ok(ids) => ids,
+            Err(refused) => return Ok(Err(refused)),
+        };
+        let step = self.steps.spawned(&name, &ids, self.clock.now())?;
+        self.record(step).await?;
+        Ok(Ok(ids))
+    }
+
+    async fn join(&mut self, name: String, children: Vec<String>) -> wasmtime::Result<Vec<u8>> {
+        self.charge(name.len() + children.iter().map(String::len).sum::<usize>());
+        if let Some(result) = self.steps.join(&name, &children)? {
+            self.charge(result.len());
+            return Ok(result.into_bytes());
+        }
+        let outcomes =
+            self.sink
+                .outcomes(&children)
+                .await
+                .map_err(|why| StepError::NotRecorded {
+                    name: name.clone(),
+                    why,
+                })?;
+        let now = self.clock.now();
+        let running: Vec<String> = outcomes
+            .iter()
+            .filter(|o| !o.ended())
+            .map(|o| o.id.clone())
+            .collect();
+        if !running.is_empty() {
+            let until = taskhost_model::time::add_saturating(now, JOIN_RECHECK);
+            return Err(wasmtime::Error::new(Suspend {
+                until: until.timestamp_millis(),
+                waiting: Some(Wait {
+                    step: name,
+                    event: String::new(),
+                    filter: serde_json::Value::Null,
+                    children: running,
+                    until,
+                }),
+            }));
+        }
+        let step = self.steps.joined(&name, &outcomes, now)?;
+        let result = step.result.clone().into_bytes();
+        self.record(step).await?;
+        self.charge(result.len());
+        Ok(result)
     }
 }
 

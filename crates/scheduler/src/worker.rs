@@ -10,12 +10,13 @@
 //! recorded exactly once: every write names the claim's fencing token.
 
 use super::lease::HeldLease;
+use super::workflows::StepWriter;
 use super::{Node, PluginMeta};
 use chrono::{DateTime, Utc};
 use std::sync::Arc;
 use std::time::Duration;
 use taskhost_model::effects::{HeldKv, KvEffects};
-use taskhost_model::workflow::{StepRecord, StepSink};
+use taskhost_model::workflow::StepRecord;
 use taskhost_model::{Execution, RetryDecision};
 use taskhost_runtime::{KvNamespace, KvQuota, Outcome, Plugin, RunRequest, Status};
 use taskhost_store::{Completion, Lease, LeaseRenewal, Release, StoreError};
@@ -186,6 +187,7 @@ impl Node {
                     } else {
                         self.ended(&done);
                     }
+                    self.after_saved(&done).await;
                     return;
                 }
                 Ok(None) => {
@@ -385,13 +387,7 @@ impl Node {
         let store: Arc<dyn taskhost_model::kv::KvStore> = Arc::new(self.inner.store.clone());
         let kv = Arc::new(HeldKv::new(store));
         request.kv = Some(taskhost_runtime::RunKv(kv.clone()));
-        let sink = Arc::new(StepWriter {
-            store: self.inner.store.clone(),
-            id: e.id.clone(),
-            lease: held.lease.clone(),
-            kv: kv.clone(),
-            recorded: std::sync::Mutex::default(),
-        });
+        let sink = Arc::new(StepWriter::new(self, e, held.lease.clone(), kv.clone()));
         request.workflow = Some(taskhost_runtime::RunWorkflow {
             steps: e.steps.clone(),
             sink: sink.clone(),
@@ -464,41 +460,4 @@ fn kv_refused(completion: Completion, why: String) -> Completion {
         }),
         ..outcome
     })
-}
-
-/// Writes a workflow's completed steps to the store, each with the run's
-/// kv writes since the one before, fenced by the run's lease.
-struct StepWriter {
-    store: taskhost_store::Store,
-    id: String,
-    lease: Lease,
-    kv: Arc<HeldKv>,
-    /// The steps this run recorded.
-    recorded: std::sync::Mutex<Vec<StepRecord>>,
-}
-
-impl StepWriter {
-    fn take(&self) -> Vec<StepRecord> {
-        std::mem::take(&mut *self.recorded.lock().unwrap_or_else(|p| p.into_inner()))
-    }
-}
-
-#[async_trait::async_trait]
-impl StepSink for StepWriter {
-    async fn record(&self, step: &StepRecord) -> Result<(), String> {
-        let effects = self.kv.take();
-        match self
-            .store
-            .record_step(&self.id, &self.lease, step, &effects)
-            .await
-        {
-            Ok(true) => {
-                let mut recorded = self.recorded.lock().unwrap_or_else(|p| p.into_inner());
-                recorded.push(step.clone());
-                Ok(())
-            }
-            Ok(false) => Err("the run's lease was lost".into()),
-            Err(e) => Err(e.to_string()),
-        }
-    }
 }

@@ -104,6 +104,8 @@ pub struct Work {
     /// The id of the `skipped` record of this fire, which runs in its place
     /// (a backfill of a fire that did not run).
     pub replaces: Option<String>,
+    /// The workflow that spawns it (a child run).
+    pub parent: Option<taskhost_model::workflow::Parent>,
 }
 
 impl Work {
@@ -122,6 +124,7 @@ impl Work {
             delay: Duration::ZERO,
             fire: None,
             replaces: None,
+            parent: None,
         }
     }
 
@@ -139,6 +142,7 @@ impl Work {
             delay: jitter(schedule, at),
             fire: None,
             replaces: None,
+            parent: None,
         }
     }
 
@@ -216,6 +220,7 @@ impl Work {
             delay: Duration::ZERO,
             fire: None,
             replaces: None,
+            parent: None,
         }
     }
 

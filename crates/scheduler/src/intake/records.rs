@@ -28,6 +28,7 @@ impl Node {
                 e.schedule_id = w.origin.schedule_id().map(str::to_owned);
                 e.fire_time = fire_at;
                 e.policy = w.policy.clone();
+                e.parent = w.parent.clone();
                 e.policy.retry.get_or_insert(RetryPolicy::ONCE);
                 e.policy.retention.get_or_insert(node_retention);
                 // Its flow-control keys, as checked (see `check`).

@@ -297,7 +297,7 @@ async fn cancel(
     principal: Caller<need::ExecutionsWrite>,
     Path(id): Path<String>,
 ) -> ApiResult<Json<Execution>> {
-    if let Some(cancelled) = state.store.cancel(&principal.tenant, &id).await? {
+    if let Some(cancelled) = state.node.cancel(&principal.tenant, &id).await? {
         return Ok(Json(cancelled));
     }
     match state.store.get_execution(&principal.tenant, &id).await? {

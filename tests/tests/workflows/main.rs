@@ -15,7 +15,15 @@ use taskhost_tests::cluster::{Cluster, test_config, upload};
 use taskhost_tests::metric_value;
 use taskhost_tests::stores::Harness;
 
+mod children;
+
+use children::*;
+
 taskhost_tests::conformance!(
+    a_fan_out_joins_its_children_and_aggregates,
+    cancelling_a_parent_cancels_its_children_but_detached_ones,
+    nesting_is_refused_past_its_depth,
+    a_spawn_past_the_children_bound_is_refused,
     a_failed_step_is_retried_from_that_step,
     a_durable_sleep_frees_its_worker_and_wakes_on_time,
     a_replay_that_renames_a_step_fails_as_non_deterministic,

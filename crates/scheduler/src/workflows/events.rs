@@ -2,7 +2,7 @@
 //! kept in its inbox until a `wait-for-event` step takes one, and waking it
 //! at once if it is suspended waiting for that event.
 
-use super::Node;
+use crate::Node;
 use taskhost_model::event::Event;
 use taskhost_model::workflow::{MAX_INBOX, MAX_INBOX_BYTES, inbox_has_room};
 use taskhost_model::{Execution, ExecutionStatus};

@@ -1,0 +1,251 @@
+//! Child runs: made by a workflow's spawn step, read by its join, waking
+//! their parent as they end, cancelled with it (see
+//! [`taskhost_model::workflow::children`] for the rules).
+//!
+//! A child is made by the intake like any submission — the tenant's queue
+//! quota, its run limits and the dispatcher's fairness between tenants
+//! apply to it as to any run — with an id derived from its spawn step, so a
+//! spawn made again after a crash finds its children made.
+
+use super::steps::Spawner;
+use crate::Node;
+use crate::intake::{Admission, IntakeError, PluginRef, Work};
+use taskhost_model::time::add_saturating;
+use taskhost_model::workflow::children::{
+    MAX_DEPTH, SpawnError, WAKE_COALESCE, child_id, spawned_by,
+};
+use taskhost_model::workflow::{ChildOutcome, ChildRun, Parent};
+use taskhost_model::{Execution, ExecutionStatus, RetryPolicy, RunPolicy};
+use taskhost_store::StoreError;
+
+impl Node {
+    /// Makes the children of `parent`'s spawn step `name` at `position`:
+    /// their ids, or why none was made (the plugin gets the message).
+    pub(crate) async fn spawn_children(
+        &self,
+        parent: &Spawner,
+        position: usize,
+        name: &str,
+        children: Vec<ChildRun>,
+    ) -> Result<Vec<String>, String> {
+        if parent.depth >= MAX_DEPTH {
+            return Err(SpawnError::TooDeep(parent.depth).to_string());
+        }
+        check_grants(parent, &children)?;
+        let ids: Vec<String> = (0..children.len())
+            .map(|i| child_id(&parent.id, position, name, i))
+            .collect();
+        let store = &self.inner.store;
+        let first = ids.first().ok_or_else(|| SpawnError::Empty.to_string())?;
+        // Made by an earlier run of this step, cut before its record: all
+        // of them were (a spawn's children are written all or none).
+        if store
+            .get_execution(&parent.tenant, first)
+            .await
+            .map_err(|e| e.to_string())?
+            .is_some()
+        {
+            return Ok(ids);
+        }
+        let work = children
+            .into_iter()
+            .zip(&ids)
+            .map(|(child, id)| child_work(parent, child, id))
+            .collect();
+        match self.intake(work, Admission::Submit).await {
+            Ok(_) => Ok(ids),
+            Err(IntakeError::Refused(refused)) => Err(refused
+                .iter()
+                .map(|(i, why)| format!("child {i}: {why}"))
+                .collect::<Vec<_>>()
+                .join("; ")),
+            Err(e) => Err(e.to_string()),
+        }
+    }
+
+    /// How `tenant`'s executions `ids` stand, in order.
+    pub(crate) async fn child_outcomes(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<Vec<ChildOutcome>, StoreError> {
+        let store = &self.inner.store;
+        let mut outcomes = Vec::with_capacity(ids.len());
+        for id in ids {
+            let found = store.get_execution(tenant, id).await?;
+            outcomes.push(outcome_of(id, found.as_ref()));
+        }
+        Ok(outcomes)
+    }
+
+    /// After `e` was saved ended or suspended: a child that ended wakes its
+    /// parent's join; a join that suspended looks once more at its children
+    /// (one may have ended while it looked); a cancelled parent's children
+    /// are cancelled. Failures are logged: a join looks again after
+    /// [`JOIN_RECHECK`](taskhost_model::workflow::children::JOIN_RECHECK).
+    pub(crate) async fn after_saved(&self, e: &Execution) {
+        let done = async {
+            if e.status.is_final()
+                && let Some(parent) = &e.parent
+            {
+                self.wake_join(&parent.id, &e.id).await?;
+            }
+            if e.status == ExecutionStatus::Cancelled {
+                self.cancel_children(e).await?;
+            }
+            let joining = e.waiting.as_ref().map(|w| w.children.as_slice());
+            if e.status == ExecutionStatus::Queued
+                && let Some(children) = joining.filter(|c| !c.is_empty())
+            {
+                let now = self.child_outcomes(&e.tenant, children).await?;
+                if let Some(ended) = now.iter().find(|o| o.ended()) {
+                    self.wake_join(&e.id, &ended.id).await?;
+                }
+            }
+            Ok::<_, StoreError>(())
+        };
+        if let Err(error) = done.await {
+            tracing::warn!(execution = %e.id, %error, "could not wake or cancel a workflow's relatives");
+        }
+    }
+
+    /// Makes `parent` due within [`WAKE_COALESCE`] if it waits on `child`.
+    async fn wake_join(&self, parent: &str, child: &str) -> Result<(), StoreError> {
+        let store = &self.inner.store;
+        let soon = add_saturating(store.now(), WAKE_COALESCE);
+        let child = child.to_owned();
+        let woken = store
+            .modify_execution(parent, move |p| {
+                let waits = p
+                    .waiting
+                    .as_ref()
+                    .is_some_and(|w| w.children.contains(&child));
+                if p.status != ExecutionStatus::Queued || !waits || p.due_at <= soon {
+                    return false;
+                }
+                p.due_at = soon;
+                true
+            })
+            .await?;
+        if let Some(p) = woken {
+            self.offer(&p);
+        }
+        Ok(())
+    }
+
+    /// Cancels `tenant`'s execution `id`: a queued one at once, a running
+    /// one by request (see [`taskhost_store::Store::cancel`]); with it, its
+    /// children not spawned detached, and theirs. `None` if it is unknown or
+    /// already ended.
+    pub async fn cancel(&self, tenant: &str, id: &str) -> Result<Option<Execution>, StoreError> {
+        let cancelled = self.inner.store.cancel(tenant, id).await?;
+        if let Some(e) = &cancelled
+            && e.status.is_final()
+        {
+            self.ended(e);
+            Box::pin(self.after_saved(e)).await;
+        }
+        Ok(cancelled)
+    }
+
+    /// Cancels the children `e` spawned, but those detached.
+    async fn cancel_children(&self, e: &Execution) -> Result<(), StoreError> {
+        for id in spawned_by(&e.steps) {
+            let child = self.inner.store.get_execution(&e.tenant, &id).await?;
+            let attached = child.as_ref().is_some_and(|c| {
+                !c.status.is_final() && c.parent.as_ref().is_some_and(|p| !p.detached)
+            });
+            if attached {
+                Box::pin(self.cancel(&e.tenant, &id)).await?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A child may be granted only secrets and hosts its parent's run holds.
+fn check_grants(parent: &Spawner, children: &[ChildRun]) -> Result<(), String> {
+    for (i, child) in children.iter().enumerate() {
+        if let Some(s) = child
+            .policy
+            .secrets
+            .iter()
+            .find(|s| !parent.secrets.contains(s))
+        {
+            return Err(format!(
+                "child {i}: secret `{s}` is not granted to this run, so it cannot grant it"
+            ));
+        }
+        let allow = child.policy.network.iter().flat_map(|g| &g.allow);
+        if let Some(host) = allow.into_iter().find(|h| !parent.allow.contains(h)) {
+            return Err(format!(
+                "child {i}: host `{host}` is not granted to this run, so it cannot grant it"
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The work of one child: a single attempt unless its options ask more.
+fn child_work(parent: &Spawner, child: ChildRun, id: &str) -> Work {
+    let mut work = Work::ad_hoc(&parent.tenant, "");
+    work.id = id.to_owned();
+    work.plugin = plugin_ref(&child.plugin);
+    let retry = child.policy.retry.unwrap_or(RetryPolicy::ONCE);
+    work.policy = RunPolicy {
+        retry: Some(retry),
+        ..child.policy
+    };
+    work.parent = Some(Parent {
+        id: parent.id.clone(),
+        depth: parent.depth + 1,
+        detached: child.detach,
+    });
+    work
+}
+
+/// A plugin named by id, `name@…`, or name alone (its latest version).
+fn plugin_ref(text: &str) -> PluginRef {
+    if text.contains('@') {
+        PluginRef::Ref(text.to_owned())
+    } else if uuid::Uuid::parse_str(text).is_ok() {
+        PluginRef::Id(text.to_owned())
+    } else {
+        PluginRef::Ref(format!("{text}@latest"))
+    }
+}
+
+/// What a join returns of child `id`.
+fn outcome_of(id: &str, found: Option<&Execution>) -> ChildOutcome {
+    let Some(e) = found else {
+        return ChildOutcome {
+            id: id.to_owned(),
+            status: "missing".into(),
+            output: serde_json::Value::Null,
+            error: None,
+        };
+    };
+    let status = match e.status {
+        s if s.is_final() => s.as_str(),
+        ExecutionStatus::Running => "running",
+        _ => "queued",
+    };
+    let outcome = e.outcome.as_ref().filter(|_| e.status.is_final());
+    let output = outcome
+        .and_then(|o| o.output.as_deref())
+        .map(|bytes| {
+            serde_json::from_slice(bytes).unwrap_or_else(|_| {
+                serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
+            })
+        })
+        .unwrap_or_default();
+    let error = outcome
+        .and_then(|o| o.error.as_ref())
+        .map(|r| r.message.clone());
+    ChildOutcome {
+        id: id.to_owned(),
+        status: status.to_owned(),
+        output,
+        error,
+    }
+}

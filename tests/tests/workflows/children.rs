@@ -1,0 +1,155 @@
+//! Child runs: a fan-out joined and aggregated, a cancel that reaches the
+//! children (but detached ones), nesting refused past its depth, and the
+//! children bound — on both stores, on an injected clock.
+//!
+//! The plugin is `plugins/fanout`; children that wait are `test-workflow`
+//! runs in a long durable sleep.
+
+use super::{get, output, submit, workflow};
+use std::time::Duration;
+use taskhost_model::workflow::StepKind;
+use taskhost_model::{Execution, ExecutionStatus};
+use taskhost_tests::cluster::{Cluster, test_config, upload};
+use taskhost_tests::stores::Harness;
+
+/// Ticks (a second of the clock apart) until `id` has ended; its runs.
+async fn until_ended(h: &Harness, cluster: &Cluster, id: &str, ticks: usize) -> Execution {
+    for _ in 0..ticks {
+        cluster.tick().await;
+        let e = get(h, id).await;
+        if e.status.is_final() {
+            return e;
+        }
+        h.clock.advance(Duration::from_secs(1));
+    }
+    panic!("not ended after {ticks} ticks: {:?}", get(h, id).await);
+}
+
+/// How many executions `acme` has.
+async fn count(h: &Harness) -> usize {
+    let request = taskhost_store::PageRequest {
+        cursor: None,
+        limit: Some(1000),
+    };
+    let filter = taskhost_store::ExecutionFilter::default();
+    let page = h.store.list_executions("acme", &filter, &request).await;
+    page.expect("list").items.len()
+}
+
+pub(crate) async fn a_fan_out_joins_its_children_and_aggregates(h: Harness) {
+    let cluster = Cluster::new(&h.url, &h.clock, 2, test_config()).await;
+    let plugin = upload(&h.store, "acme", "fanout").await;
+    let input = serde_json::json!({ "count": 20, "fail": [3] });
+    let parent = submit(&cluster.nodes[0], workflow(&plugin.id, input)).await;
+    let done = until_ended(&h, &cluster, &parent.id, 10).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    let sum: i64 = (0..20i64).filter(|&i| i != 3).map(|i| i * i).sum();
+    assert_eq!(
+        output(&done),
+        serde_json::json!({ "children": 20, "succeeded": 19, "sum": sum })
+    );
+    let kinds: Vec<(&str, StepKind)> = done
+        .steps
+        .iter()
+        .map(|s| (s.name.as_str(), s.kind))
+        .collect();
+    assert_eq!(
+        kinds,
+        [("fan-out", StepKind::Spawn), ("join", StepKind::Join)]
+    );
+    let ids: Vec<String> = serde_json::from_str(&done.steps[0].result).expect("ids");
+    assert_eq!(ids.len(), 20);
+    for (i, id) in ids.iter().enumerate() {
+        let child = get(&h, id).await;
+        let link = child.parent.clone().expect("a parent");
+        assert_eq!((link.id.as_str(), link.depth), (parent.id.as_str(), 1));
+        let expected = if i == 3 {
+            ExecutionStatus::Failed
+        } else {
+            ExecutionStatus::Succeeded
+        };
+        assert_eq!(child.status, expected, "{child:?}");
+        assert_eq!(cluster.starts.counts()[id], 1, "each child ran once");
+    }
+    // Replays returned the recorded children: no child was made twice.
+    assert_eq!(count(&h).await, 21, "the parent and its 20 children");
+    let runs = cluster.starts.counts()[&parent.id];
+    assert!(
+        (2..=6).contains(&runs),
+        "the parent replayed a few times, not per child: {runs}"
+    );
+}
+
+pub(crate) async fn cancelling_a_parent_cancels_its_children_but_detached_ones(h: Harness) {
+    let cluster = Cluster::new(&h.url, &h.clock, 1, test_config()).await;
+    let node = &cluster.nodes[0];
+    let plugin = upload(&h.store, "acme", "fanout").await;
+    upload(&h.store, "acme", "test-workflow").await;
+    let input = serde_json::json!({
+        "count": 3, "plugin": "test-workflow", "detach": [0],
+        "child_input": { "sleep_ms": 3_600_000 },
+    });
+    let parent = submit(node, workflow(&plugin.id, input)).await;
+    for _ in 0..3 {
+        cluster.tick().await;
+    }
+    let waiting = get(&h, &parent.id).await;
+    let wait = waiting.waiting.clone().expect("joining");
+    assert_eq!(
+        (waiting.status, wait.children.len()),
+        (ExecutionStatus::Queued, 3),
+        "{waiting:?}"
+    );
+    node.cancel("acme", &parent.id)
+        .await
+        .expect("cancel")
+        .expect("cancelled");
+    assert_eq!(get(&h, &parent.id).await.status, ExecutionStatus::Cancelled);
+    let children: Vec<Execution> =
+        futures::future::join_all(wait.children.iter().map(|id| get(&h, id))).await;
+    let statuses: Vec<(bool, ExecutionStatus)> = children
+        .iter()
+        .map(|c| (c.parent.as_ref().is_some_and(|p| p.detached), c.status))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            (true, ExecutionStatus::Queued),
+            (false, ExecutionStatus::Cancelled),
+            (false, ExecutionStatus::Cancelled),
+        ],
+        "the detached child sleeps on"
+    );
+}
+
+pub(crate) async fn nesting_is_refused_past_its_depth(h: Harness) {
+    let cluster = Cluster::new(&h.url, &h.clock, 1, test_config()).await;
+    let plugin = upload(&h.store, "acme", "fanout").await;
+    let input = serde_json::json!({ "nest": true });
+    let top = submit(&cluster.nodes[0], workflow(&plugin.id, input)).await;
+    let done = until_ended(&h, &cluster, &top.id, 30).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    let out = output(&done);
+    assert_eq!(out["depth"], 4, "{out}");
+    let refused = out["refused"].as_str().unwrap_or_default();
+    assert!(refused.contains("4 deep"), "{refused}");
+}
+
+pub(crate) async fn a_spawn_past_the_children_bound_is_refused(h: Harness) {
+    let cluster = Cluster::new(&h.url, &h.clock, 1, test_config()).await;
+    let plugin = upload(&h.store, "acme", "fanout").await;
+    let input = serde_json::json!({ "count": 1001 });
+    let mut work = workflow(&plugin.id, input);
+    work.policy.retry = Some(taskhost_model::RetryPolicy::ONCE);
+    let e = submit(&cluster.nodes[0], work).await;
+    cluster.tick().await;
+    let done = get(&h, &e.id).await;
+    assert_eq!(done.status, ExecutionStatus::Dead, "{done:?}");
+    let error = done.outcome.and_then(|o| o.error).expect("an error");
+    assert!(
+        error.message.contains("would pass 1000 children"),
+        "{}",
+        error.message
+    );
+    assert_eq!(count(&h).await, 1, "no child was made");
+}
