@@ -16,6 +16,7 @@ use taskhost_tests::metric_value;
 use taskhost_tests::stores::Harness;
 
 mod children;
+mod fanout;
 
 use children::*;
 
