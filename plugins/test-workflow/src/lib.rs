@@ -7,7 +7,9 @@
 //! - `{"wait": {"event": E, "filter": F, "timeout_ms": N}}`: step `approval`
 //!   waits for event E between steps two and three; the output's
 //!   `approval` is the event, or null on timeout;
-//! - `{"steps": N}`: only N trivial steps `s0`… (for benchmarks).
+//! - `{"steps": N}`: only N trivial steps `s0`… (for benchmarks); with
+//!   `"step_ms": M`, each step counts its runs in kv (`s0`…) and takes M ms,
+//!   and the output is `{"counts": [runs of s0, …]}` (for the chaos test).
 use serde_json::{Value, json};
 use std::time::Duration;
 use taskhost_sdk::{Context, Error, Result, export_task};
@@ -20,10 +22,24 @@ fn count(ctx: &Context, key: &str) -> Result<u64> {
 
 fn workflow(ctx: &Context, input: Value) -> Result<Value> {
     if let Some(n) = input.get("steps").and_then(Value::as_u64) {
+        let Some(ms) = input.get("step_ms").and_then(Value::as_u64) else {
+            for i in 0..n {
+                ctx.step(&format!("s{i}"), || Ok(i))?;
+            }
+            return Ok(json!(n));
+        };
         for i in 0..n {
-            ctx.step(&format!("s{i}"), || Ok(i))?;
+            let name = format!("s{i}");
+            ctx.step(&name, || {
+                count(ctx, &name)?;
+                std::thread::sleep(Duration::from_millis(ms));
+                Ok(i)
+            })?;
         }
-        return Ok(json!(n));
+        let counts: Vec<u64> = (0..n)
+            .map(|i| ctx.kv_get(&format!("s{i}")).map(Option::unwrap_or_default))
+            .collect::<Result<_>>()?;
+        return Ok(json!({ "counts": counts }));
     }
     let flag = |name: &str| input.get(name).and_then(Value::as_bool) == Some(true);
     let first = if flag("rename_on_retry") && ctx.attempt() > 1 {

@@ -15,6 +15,7 @@ use taskhost_tests::cluster::{Cluster, test_config, upload};
 use taskhost_tests::metric_value;
 use taskhost_tests::stores::Harness;
 
+mod chaos;
 mod children;
 mod fanout;
 
