@@ -19,6 +19,10 @@
 - {"mode": "workflow", "fail_two_once"?: BOOL, "sleep_ms"?: N}: three
   durable steps counting their runs in kv (`one`, `two`, `three`); step two
   fails on attempt 1 if asked; a durable sleep `nap` between two and three.
+- {"mode": "fanout", "count": N}: spawns N children of this plugin
+  (`{"mode": "square", "x": i}`), joins them and returns the sum of their
+  outputs.
+- {"mode": "square", "x": X}: returns X * X.
 - anything else (or no input): returns "Hello from Python!".
 """
 import sys
@@ -54,6 +58,15 @@ def run(ctx, input):
             hoard.append(bytearray(b"\xa5" * (1 << 20)))
     if mode == "workflow":
         return workflow(ctx, input)
+    if mode == "square":
+        return input["x"] * input["x"]
+    if mode == "fanout":
+        children = [
+            {"plugin": input["plugin"], "input": {"mode": "square", "x": i}}
+            for i in range(int(input["count"]))
+        ]
+        ids = ctx.spawn("fan-out", children)
+        return sum(o["output"] for o in ctx.join("join", ids))
     if mode == "context":
         ctx.kv_set_bytes("scratch", b"temp")
         deleted = ctx.kv_delete("scratch")

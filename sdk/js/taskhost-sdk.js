@@ -53,6 +53,8 @@ import {
   stepDone as hostStepDone,
   sleep as hostSleep,
   waitForEvent as hostWaitForEvent,
+  spawn as hostSpawn,
+  join as hostJoin,
 } from 'taskhost:plugin/host@0.1.0';
 
 /** @typedef {'trace' | 'debug' | 'info' | 'warn' | 'error'} LogLevel */
@@ -328,6 +330,40 @@ export class Context {
     const ms = BigInt(Math.max(0, Math.trunc(Number(timeoutMs) || 0)));
     const raw = hostWaitForEvent(String(name), String(event), JSON.stringify(filter ?? null), ms);
     return raw === undefined || raw === null ? null : JSON.parse(decoder.decode(raw));
+  }
+
+  /**
+   * A step that makes child runs, linked to this execution and queued at
+   * once; their ids. Each child is `{plugin, input, options, detach}`:
+   * `plugin` an id, `name@version`, `name@alias` or a name (its latest
+   * version); `options` run options as `POST /v1/executions` takes them;
+   * `detach` not cancelled with this execution. A replay returns the
+   * recorded ids and makes nothing again. Refused (a {@link Retryable}) for
+   * an unknown plugin, a bad option, past 1,000 children per execution or
+   * 4 levels deep, or past the queue quota.
+   * @param {string} name
+   * @param {{plugin: string, input?: unknown, options?: object, detach?: boolean}[]} children
+   * @returns {Promise<string[]>}
+   */
+  async spawn(name, children) {
+    const runs = children.map((c) => ({
+      plugin: String(c.plugin),
+      input: encoder.encode(JSON.stringify(c.input ?? null)),
+      options: JSON.stringify({ ...(c.options ?? {}), ...(c.detach ? { detach: true } : {}) }),
+    }));
+    return call(Retryable, hostSpawn, String(name), runs);
+  }
+
+  /**
+   * A step that waits until `children` (ids this execution spawned) have
+   * all ended — the run ends meanwhile, holding no worker — and returns how
+   * each ended, in order: `{id, status, output, error}`.
+   * @param {string} name
+   * @param {string[]} children
+   * @returns {Promise<{id: string, status: string, output?: unknown, error?: string}[]>}
+   */
+  async join(name, children) {
+    return JSON.parse(decoder.decode(hostJoin(String(name), children.map(String))));
   }
 
   // Progress ---------------------------------------------------------------

@@ -220,7 +220,7 @@ async fn on_a_schedule_through_the_api(lang: Lang) {
 
 /// The SDK's durable steps and sleep: step two fails once and is retried
 /// from there (steps one and three run once), with a sleep between two and
-/// three.
+/// three; then a fan-out to three children, joined.
 async fn workflow_through_the_api(s: &Server, token: &str, plugin_id: &str) {
     let body = json!({
         "plugin_id": plugin_id,
@@ -251,6 +251,18 @@ async fn workflow_through_the_api(s: &Server, token: &str, plugin_id: &str) {
         .filter_map(|s| s["name"].as_str())
         .collect();
     assert_eq!(names, ["one", "two", "nap", "three"], "{done}");
+    // Child runs: three children of the same plugin, joined.
+    let body = json!({
+        "plugin_id": plugin_id,
+        "input": {"mode": "fanout", "count": 3, "plugin": plugin_id},
+        "wait": "50s",
+    });
+    let (status, run) = s
+        .call(Method::POST, "/v1/executions", Some(token), Some(body))
+        .await;
+    assert_eq!(status, reqwest::StatusCode::OK, "{run}");
+    assert_eq!(run["status"], "succeeded", "{run}");
+    assert_eq!(run["outcome"]["output"], json!(5), "0 + 1 + 4: {run}");
 }
 
 #[tokio::test(flavor = "multi_thread")]

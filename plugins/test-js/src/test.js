@@ -17,6 +17,10 @@
 // - {"mode": "workflow", "fail_two_once"?: BOOL, "sleep_ms"?: N}: three
 //   durable steps counting their runs in kv (`one`, `two`, `three`); step two
 //   fails on attempt 1 if asked; a durable sleep `nap` between two and three.
+// - {"mode": "fanout", "count": N, "plugin": P}: spawns N children of P
+//   (`{"mode": "square", "x": i}`), joins them and returns the sum of their
+//   outputs.
+// - {"mode": "square", "x": X}: returns X * X.
 // - anything else (or no input): returns "Hello from JavaScript!".
 import { Fatal, Retryable, task } from 'taskhost-sdk';
 
@@ -25,6 +29,10 @@ export const run = task((ctx, input) => {
   switch (mode) {
     case 'workflow':
       return workflow(ctx, input);
+    case 'square':
+      return input.x * input.x;
+    case 'fanout':
+      return fanout(ctx, input);
     case 'count': {
       const count = (ctx.kvGet('count') ?? 0) + 1;
       ctx.kvSet('count', count);
@@ -83,6 +91,16 @@ export const run = task((ctx, input) => {
       return 'Hello from JavaScript!';
   }
 });
+
+async function fanout(ctx, input) {
+  const children = [];
+  for (let i = 0; i < Number(input.count); i += 1) {
+    children.push({ plugin: input.plugin, input: { mode: 'square', x: i } });
+  }
+  const ids = await ctx.spawn('fan-out', children);
+  const outcomes = await ctx.join('join', ids);
+  return outcomes.reduce((sum, o) => sum + Number(o.output), 0);
+}
 
 async function workflow(ctx, input) {
   const count = (key) => {

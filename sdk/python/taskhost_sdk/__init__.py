@@ -75,6 +75,7 @@ try:
     from componentize_py_types import Err
     from wit_world.imports import host as _wit_host
     from wit_world.imports.taskhost_plugin_types import (
+        ChildRun,
         LogLevel,
         TaskError_Fatal,
         TaskError_Retryable,
@@ -221,6 +222,37 @@ class Context:
         began. Meanwhile the run ends, holding no worker."""
         raw = _wit_host.wait_for_event(name, event, json.dumps(filter), max(0, int(timeout * 1000)))
         return None if raw is None else json.loads(bytes(raw))
+
+    def spawn(self, name: str, children: list) -> list:
+        """A step that makes child runs, linked to this execution and queued
+        at once; their ids. Each child is a dict: ``plugin`` (an id,
+        ``name@version``, ``name@alias`` or a name for its latest version),
+        ``input``, ``options`` (run options as ``POST /v1/executions`` takes
+        them) and ``detach`` (not cancelled with this execution). A replay
+        returns the recorded ids and makes nothing again. Refused
+        (``Retryable``) for an unknown plugin, a bad option, past 1,000
+        children per execution or 4 levels deep, or past the queue quota."""
+        runs = []
+        for child in children:
+            options = dict(child.get("options") or {})
+            if child.get("detach"):
+                options["detach"] = True
+            runs.append(
+                ChildRun(
+                    plugin=str(child["plugin"]),
+                    input=json.dumps(child.get("input"), default=_to_json).encode(),
+                    options=json.dumps(options),
+                )
+            )
+        return list(_call(_wit_host.spawn, name, runs))
+
+    def join(self, name: str, children: list) -> list:
+        """A step that waits until ``children`` (ids this execution spawned)
+        have all ended — the run ends meanwhile, holding no worker — and
+        returns how each ended, in order: dicts with ``id``, ``status``
+        (``succeeded``, ``failed``, ``dead``, ``cancelled``), ``output`` and
+        ``error``."""
+        return json.loads(bytes(_wit_host.join(name, [str(c) for c in children])))
 
     # Progress ----------------------------------------------------------
 
