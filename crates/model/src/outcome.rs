@@ -156,7 +156,7 @@ pub struct Outcome {
     pub waiting: Option<crate::workflow::Wait>,
 }
 
-fn is_zero(n: &u64) -> bool {
+pub(crate) fn is_zero(n: &u64) -> bool {
     *n == 0
 }
 

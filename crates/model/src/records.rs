@@ -446,6 +446,10 @@ pub struct Execution {
     /// waits on.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub waiting: Option<crate::workflow::Wait>,
+    /// A workflow's fuel over its suspended runs so far (see
+    /// [`crate::workflow::TOTAL_FUEL_RUNS`]).
+    #[serde(default, skip_serializing_if = "crate::outcome::is_zero")]
+    pub workflow_fuel: u64,
     /// The workflow that spawned it, if it is a child run.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub parent: Option<crate::workflow::Parent>,
@@ -515,6 +519,7 @@ impl Execution {
             trace: TraceIds::current(),
             steps: Vec::new(),
             waiting: None,
+            workflow_fuel: 0,
             parent: None,
             inbox: Vec::new(),
             debounced_into: None,

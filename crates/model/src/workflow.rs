@@ -75,6 +75,51 @@ pub struct StepRecord {
     pub attempt: u32,
 }
 
+/// The longest a workflow lives, from its creation: a sleep or wait past it
+/// wakes at it, and a run that would suspend again then ends `failed`.
+pub const MAX_LIFETIME: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+/// A workflow's fuel over all its runs, as a multiple of its per-run fuel
+/// limit (`limits.fuel`): a suspension past it ends the execution `failed`.
+pub const TOTAL_FUEL_RUNS: u64 = 100;
+
+/// Why a workflow that would suspend ends instead.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WorkflowBound {
+    #[error(
+        "the workflow reached its lifetime of {} days (since {created}) and would wait on",
+        MAX_LIFETIME.as_secs() / 86_400
+    )]
+    Lifetime { created: DateTime<Utc> },
+    #[error(
+        "the workflow used {used} fuel over its runs; it may use {TOTAL_FUEL_RUNS} times its fuel limit, {limit}"
+    )]
+    TotalFuel { used: u64, limit: u64 },
+}
+
+/// When a workflow that suspends wakes — `until`, or its lifetime's end if
+/// sooner — or why it ends instead: it has lived its lifetime, or its runs
+/// used more than [`TOTAL_FUEL_RUNS`] times its fuel limit with this one's
+/// `fuel`.
+pub fn suspension(
+    e: &crate::Execution,
+    fuel: u64,
+    until: DateTime<Utc>,
+    now: DateTime<Utc>,
+) -> Result<DateTime<Utc>, WorkflowBound> {
+    let used = e.workflow_fuel.saturating_add(fuel);
+    let limit = e.policy.limits.fuel.saturating_mul(TOTAL_FUEL_RUNS);
+    if used > limit {
+        return Err(WorkflowBound::TotalFuel { used, limit });
+    }
+    let end = crate::time::add_saturating(e.created_at, MAX_LIFETIME);
+    if now >= end {
+        return Err(WorkflowBound::Lifetime {
+            created: e.created_at,
+        });
+    }
+    Ok(until.min(end))
+}
+
 /// The most events an execution keeps waiting to be taken.
 pub const MAX_INBOX: usize = 100;
 /// The most bytes (as JSON) of events an execution keeps waiting to be taken.
@@ -446,6 +491,79 @@ mod tests {
         let later = now + chrono::Duration::seconds(3);
         let mut woken = StepLog::new(vec![record], 1);
         assert_eq!(woken.sleep("nap", 0, later).expect("sleep").0, Sleep::Over);
+    }
+
+    #[test]
+    fn every_step_bound_is_refused_saying_which() {
+        let now = Utc::now();
+        let mut log = StepLog::new(Vec::new(), 1);
+        assert!(matches!(log.get(""), Err(StepError::BadName(_))));
+        assert!(matches!(
+            log.get(&"n".repeat(MAX_STEP_NAME_BYTES + 1)),
+            Err(StepError::BadName(_))
+        ));
+        assert_eq!(log.get("big").expect("get"), None);
+        let big = vec![b'x'; MAX_STEP_RESULT_BYTES + 1];
+        assert!(matches!(
+            log.done("big", big, now),
+            Err(StepError::ResultTooLarge { .. })
+        ));
+        assert!(matches!(
+            log.done("big", vec![0xff], now),
+            Err(StepError::NotText(_))
+        ));
+        let step = |i: usize, bytes: usize| StepRecord {
+            name: format!("s{i}"),
+            kind: StepKind::Step,
+            result: "x".repeat(bytes),
+            completed_at: now,
+            attempt: 1,
+        };
+        let full: Vec<StepRecord> = (0..MAX_STEPS).map(|i| step(i, 1)).collect();
+        let mut log = StepLog::new(full, 1);
+        for i in 0..MAX_STEPS {
+            log.get(&format!("s{i}")).expect("replay");
+        }
+        assert_eq!(log.get("one-more").expect("get"), None);
+        assert!(matches!(
+            log.done("one-more", b"1".to_vec(), now),
+            Err(StepError::TooManySteps)
+        ));
+        let heavy: Vec<StepRecord> = (0..4).map(|i| step(i, MAX_STEPS_BYTES / 4)).collect();
+        let mut log = StepLog::new(heavy, 1);
+        for i in 0..4 {
+            log.get(&format!("s{i}")).expect("replay");
+        }
+        assert_eq!(log.get("more").expect("get"), None);
+        assert!(matches!(
+            log.done("more", b"1".to_vec(), now),
+            Err(StepError::TooManyBytes)
+        ));
+    }
+
+    #[test]
+    fn a_suspension_is_bounded_by_lifetime_and_total_fuel() {
+        let created = Utc::now();
+        let mut e = crate::Execution::queued("acme", "p", created, created);
+        let fuel = e.policy.limits.fuel;
+        let later = created + chrono::Duration::days(40);
+        let end = created + chrono::Duration::days(30);
+        assert_eq!(
+            suspension(&e, 1, later, created),
+            Ok(end),
+            "woken at its end"
+        );
+        assert!(matches!(
+            suspension(&e, 1, later, end),
+            Err(WorkflowBound::Lifetime { .. })
+        ));
+        e.workflow_fuel = fuel * TOTAL_FUEL_RUNS - 10;
+        assert_eq!(suspension(&e, 10, created, created), Ok(created));
+        let err = suspension(&e, 11, created, created).expect_err("past the total");
+        assert!(
+            err.to_string().contains("100 times its fuel limit"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -428,7 +428,10 @@ impl Node {
 pub(crate) fn decide(e: &Execution, outcome: Outcome, now: DateTime<Utc>) -> Completion {
     if outcome.status == Status::Suspended {
         let at = outcome.suspended_until.unwrap_or(now);
-        return Completion::Suspend(at, outcome);
+        return match taskhost_model::workflow::suspension(e, outcome.fuel_used, at, now) {
+            Ok(at) => Completion::Suspend(at, outcome),
+            Err(bound) => Completion::Finished(ended_by(outcome, bound.to_string())),
+        };
     }
     let retryable = outcome.status != Status::Succeeded
         && outcome.error.as_ref().is_some_and(|err| err.retryable);
@@ -451,13 +454,20 @@ fn kv_refused(completion: Completion, why: String) -> Completion {
         | Completion::Dead(o) => o,
         Completion::Cancelled(o) => return Completion::Cancelled(o),
     };
-    Completion::Finished(Outcome {
+    Completion::Finished(ended_by(outcome, why))
+}
+
+/// `outcome` failed for `why`, not to be retried.
+fn ended_by(outcome: Outcome, why: String) -> Outcome {
+    Outcome {
         status: Status::Failed,
         error: Some(taskhost_model::RunError {
             message: why,
             retryable: false,
             backtrace: None,
         }),
+        suspended_until: None,
+        waiting: None,
         ..outcome
-    })
+    }
 }

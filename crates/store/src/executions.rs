@@ -505,6 +505,7 @@ fn apply(e: &mut Execution, completion: Completion, now: DateTime<Utc>) {
         }
         Completion::Suspend(at, mut outcome) => {
             e.status = ExecutionStatus::Queued;
+            e.workflow_fuel = e.workflow_fuel.saturating_add(outcome.fuel_used);
             // Kept once, on the execution (the outcome only carried it here).
             e.waiting = outcome.waiting.take();
             // An event sent while it ran, that it waits for: due at once.

@@ -153,3 +153,30 @@ pub(crate) async fn a_spawn_past_the_children_bound_is_refused(h: Harness) {
     );
     assert_eq!(count(&h).await, 1, "no child was made");
 }
+
+pub(crate) async fn a_workflow_that_would_outlive_its_lifetime_ends_failed(h: Harness) {
+    let cluster = Cluster::new(&h.url, &h.clock, 1, test_config()).await;
+    let plugin = upload(&h.store, "acme", "test-workflow").await;
+    let days = |n: i64| chrono::Duration::days(n);
+    let input = serde_json::json!({ "sleep_ms": days(31).num_milliseconds() });
+    let e = submit(&cluster.nodes[0], workflow(&plugin.id, input)).await;
+    cluster.tick().await;
+    let asleep = get(&h, &e.id).await;
+    assert_eq!(asleep.status, ExecutionStatus::Queued);
+    assert_eq!(
+        asleep.due_at,
+        e.created_at + days(30),
+        "woken at its lifetime's end"
+    );
+    h.clock.advance(Duration::from_secs(30 * 86_400));
+    cluster.tick().await;
+    let done = get(&h, &e.id).await;
+    assert_eq!(done.status, ExecutionStatus::Failed, "{done:?}");
+    let error = done.outcome.and_then(|o| o.error).expect("an error");
+    assert!(
+        error.message.contains("lifetime of 30 days"),
+        "{}",
+        error.message
+    );
+    assert!(!error.retryable);
+}

@@ -26,6 +26,7 @@ taskhost_tests::conformance!(
     cancelling_a_parent_cancels_its_children_but_detached_ones,
     nesting_is_refused_past_its_depth,
     a_spawn_past_the_children_bound_is_refused,
+    a_workflow_that_would_outlive_its_lifetime_ends_failed,
     a_failed_step_is_retried_from_that_step,
     a_durable_sleep_frees_its_worker_and_wakes_on_time,
     a_replay_that_renames_a_step_fails_as_non_deterministic,
