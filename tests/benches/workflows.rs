@@ -48,6 +48,7 @@ async fn replayed_step() {
         .map(|i| StepRecord {
             name: format!("s{i}"),
             kind: Default::default(),
+            bytes: 1,
             result: i.to_string(),
             completed_at: chrono::Utc::now(),
             attempt: 1,

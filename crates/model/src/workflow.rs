@@ -67,8 +67,13 @@ pub struct StepRecord {
     #[serde(default, skip_serializing_if = "StepKind::is_step")]
     pub kind: StepKind,
     /// What the step returned (JSON by the SDKs' convention); for a sleep,
-    /// its wake time in Unix milliseconds.
+    /// its wake time in Unix milliseconds. Lists of executions leave it out
+    /// (see `bytes`); one execution's record shows it.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub result: String,
+    /// The size of `result`, in bytes.
+    #[serde(default)]
+    pub bytes: u64,
     #[serde(with = "crate::time::utc")]
     pub completed_at: DateTime<Utc>,
     /// The attempt that completed it.
@@ -420,6 +425,7 @@ impl StepLog {
         Ok(StepRecord {
             name: name.to_owned(),
             kind,
+            bytes: result.len() as u64,
             result,
             completed_at: now,
             attempt: self.attempt,
@@ -515,6 +521,7 @@ mod tests {
         let step = |i: usize, bytes: usize| StepRecord {
             name: format!("s{i}"),
             kind: StepKind::Step,
+            bytes: bytes as u64,
             result: "x".repeat(bytes),
             completed_at: now,
             attempt: 1,

@@ -324,4 +324,31 @@ async fn an_event_sent_through_the_api_resumes_a_waiting_run() {
         )
         .await;
     assert_eq!(code, StatusCode::CONFLICT, "{body}");
+    // A list shows each step's size, not its result; the record shows both.
+    let (_, page) = s
+        .call(Method::GET, "/v1/executions", Some(&token), None)
+        .await;
+    let listed = &page["items"][0]["steps"];
+    assert_eq!(listed[2]["name"], "approval", "{page}");
+    assert!(
+        listed[2]["result"].is_null() && listed[2]["bytes"].as_u64() > Some(10),
+        "{listed}"
+    );
+    assert_eq!(done["steps"][2]["kind"], "event", "{done}");
+    assert!(
+        done["steps"][2]["result"]
+            .as_str()
+            .is_some_and(|r| r.contains("ada"))
+    );
+    // The console's execution page draws the timeline.
+    let page = reqwest::Client::new()
+        .get(s.at(&format!("/executions/{}", done["id"].as_str().expect("id"))))
+        .header("cookie", format!("taskhost_session={token}"))
+        .send()
+        .await
+        .expect("console");
+    let html = page.text().await.expect("html");
+    for shown in ["Workflow", "approval", ">event<", ">one<", ">three<"] {
+        assert!(html.contains(shown), "{shown} not on the page");
+    }
 }

@@ -21,6 +21,7 @@ mod html;
 mod ledger;
 mod pages;
 mod runs;
+mod workflow;
 
 use super::AppState;
 use super::auth::{Principal, SECURE_SESSION_COOKIE, SESSION_COOKIE, session_token};

@@ -219,6 +219,7 @@ pub(super) async fn execution(
             }
             h2 { "Input" }
             (html::json(&e.policy.input))
+            (super::workflow::timeline(&e))
             @if let Some(o) = &e.outcome { (outcome(o)) }
         }
     };
