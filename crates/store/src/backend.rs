@@ -33,6 +33,8 @@ pub struct ExecutionFilter {
     pub since: Option<DateTime<Utc>>,
     /// Created before.
     pub until: Option<DateTime<Utc>>,
+    /// Suspended waiting for an event of this name.
+    pub waiting_for: Option<String>,
 }
 
 /// Filters for listing a schedule's fire ledger.
@@ -289,6 +291,15 @@ pub(crate) fn execution_row(e: &Execution) -> Result<Row> {
             (
                 "fire_reason",
                 Field::text(fate.and_then(|(_, r)| r).map(|r| r.as_str())),
+            ),
+            (
+                "waiting_event",
+                Field::text(
+                    e.waiting
+                        .as_ref()
+                        .map(|w| w.event.as_str())
+                        .filter(|name| !name.is_empty()),
+                ),
             ),
             ("version", Field::Int(e.version as i64)),
         ],

@@ -27,6 +27,7 @@ taskhost_tests::conformance!(
     nesting_is_refused_past_its_depth,
     a_spawn_past_the_children_bound_is_refused,
     a_workflow_that_would_outlive_its_lifetime_ends_failed,
+    a_tenant_event_wakes_the_runs_waiting_for_it,
     a_failed_step_is_retried_from_that_step,
     a_durable_sleep_frees_its_worker_and_wakes_on_time,
     a_replay_that_renames_a_step_fails_as_non_deterministic,
@@ -176,6 +177,38 @@ fn event(name: &str, data: serde_json::Value) -> Event {
         received_at: chrono::Utc::now(),
         hook: None,
     }
+}
+
+async fn a_tenant_event_wakes_the_runs_waiting_for_it(h: Harness) {
+    let cluster = Cluster::new(&h.url, &h.clock, 1, test_config()).await;
+    let node = &cluster.nodes[0];
+    let plugin = upload(&h.store, "acme", "test-workflow").await;
+    let waiting = |order: u32| {
+        serde_json::json!({ "wait": {
+            "event": "approved", "filter": { "order": order }, "timeout_ms": 60_000 } })
+    };
+    let first = submit(node, workflow(&plugin.id, waiting(1))).await;
+    let second = submit(node, workflow(&plugin.id, waiting(2))).await;
+    cluster.tick().await;
+    let sent = event("approved", serde_json::json!({ "order": 1, "by": "ada" }));
+    let woke = node.deliver_to_waiting(&sent).await.expect("deliver");
+    assert_eq!(
+        woke,
+        vec![first.id.clone()],
+        "only the run whose filter it matches"
+    );
+    let again = node.deliver_to_waiting(&sent).await.expect("deliver again");
+    assert!(again.is_empty(), "the same event wakes nothing twice");
+    cluster.tick().await;
+    let done = get(&h, &first.id).await;
+    assert_eq!(done.status, ExecutionStatus::Succeeded, "{done:?}");
+    assert_eq!(output(&done)["approval"]["data"]["by"], "ada");
+    let other = get(&h, &second.id).await;
+    assert_eq!(other.status, ExecutionStatus::Queued);
+    assert!(
+        other.inbox.is_empty(),
+        "an event it does not wait for is not kept"
+    );
 }
 
 async fn an_event_resumes_a_waiting_run_and_a_timeout_the_other(h: Harness) {

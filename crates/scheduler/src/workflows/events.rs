@@ -1,12 +1,14 @@
 //! Events sent to one workflow execution (`POST /v1/executions/{id}/events`):
 //! kept in its inbox until a `wait-for-event` step takes one, and waking it
-//! at once if it is suspended waiting for that event.
+//! at once if it is suspended waiting for that event. An event sent to the
+//! tenant (`POST /v1/events`, a hook) goes to every execution of the tenant
+//! suspended waiting for it ([`Node::deliver_to_waiting`]).
 
 use crate::Node;
 use taskhost_model::event::Event;
 use taskhost_model::workflow::{MAX_INBOX, MAX_INBOX_BYTES, inbox_has_room};
 use taskhost_model::{Execution, ExecutionStatus};
-use taskhost_store::StoreError;
+use taskhost_store::{ExecutionFilter, PageRequest, StoreError};
 
 /// What sending an event to an execution did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -78,6 +80,47 @@ impl Node {
             self.offer(&e);
         }
         Ok(Delivered::Kept { woke })
+    }
+}
+
+impl Node {
+    /// Sends the tenant's `event` to each of its executions suspended
+    /// waiting for it (its name, and its data the wait's filter): the ids
+    /// it woke. An execution that reaches its wait later does not see it.
+    pub async fn deliver_to_waiting(&self, event: &Event) -> Result<Vec<String>, StoreError> {
+        let filter = ExecutionFilter {
+            status: Some(ExecutionStatus::Queued),
+            waiting_for: Some(event.name.clone()),
+            ..ExecutionFilter::default()
+        };
+        let (mut woke, mut cursor) = (Vec::new(), None);
+        loop {
+            let request = PageRequest {
+                cursor: cursor.take(),
+                limit: Some(taskhost_store::MAX_PAGE),
+            };
+            let store = &self.inner.store;
+            let page = store
+                .list_executions(&event.tenant, &filter, &request)
+                .await?;
+            for e in page.items.iter().filter(|e| waits_for(e, event)) {
+                match self
+                    .send_to_execution(&event.tenant, &e.id, event.clone())
+                    .await
+                {
+                    Ok(Delivered::Kept { woke: true }) => woke.push(e.id.clone()),
+                    Ok(_) | Err(DeliveryError::NotFound | DeliveryError::Ended(_)) => {}
+                    Err(DeliveryError::InboxFull) => {
+                        tracing::warn!(execution = %e.id, event = %event.name, "inbox full; event not delivered");
+                    }
+                    Err(DeliveryError::Store(err)) => return Err(err),
+                }
+            }
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(woke),
+            }
+        }
     }
 }
 

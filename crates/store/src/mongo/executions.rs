@@ -155,6 +155,7 @@ impl ExecutionStore for MongoBackend {
         let mut query = doc! { "tenant": tenant };
         set_if(&mut query, "schedule_id", filter.schedule_id.clone());
         set_if(&mut query, "plugin_id", filter.plugin_id.clone());
+        set_if(&mut query, "waiting_event", filter.waiting_for.clone());
         match filter.status {
             Some(s) => query.insert("status", s.as_str()),
             None => query.insert("status", doc! { "$ne": "skipped" }),

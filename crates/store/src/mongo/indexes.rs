@@ -57,6 +57,7 @@ impl MongoBackend {
             ),
             ("schedules", doc! { "tenant": 1, "plugin_alias": 1 }, None),
             ("schedules", doc! { "tenant": 1, "event_name": 1 }, None),
+            ("executions", doc! { "tenant": 1, "waiting_event": 1 }, None),
             ("hooks", doc! { "tenant": 1, "_id": -1 }, None),
             ("api_keys", doc! { "tenant": 1, "_id": -1 }, None),
             ("plugin_aliases", doc! { "plugin_id": 1 }, None),

@@ -172,6 +172,15 @@ CREATE INDEX audit_expiry ON audit (expires_at);
 CREATE TABLE api_keys (id TEXT PRIMARY KEY, tenant TEXT NOT NULL, doc TEXT NOT NULL);
 CREATE INDEX api_keys_tenant ON api_keys (tenant, id);
 "#,
+    // Workflows suspended waiting for an event, found by the tenant's
+    // events (see `taskhost_model::workflow::Wait`).
+    r#"
+ALTER TABLE executions ADD COLUMN waiting_event TEXT;
+UPDATE executions SET waiting_event = json_extract(doc, '$.waiting.event')
+    WHERE json_extract(doc, '$.waiting.event') IS NOT NULL;
+CREATE INDEX executions_waiting ON executions (tenant, waiting_event)
+    WHERE waiting_event IS NOT NULL;
+"#,
 ];
 
 /// Jobs the connection thread runs together in one transaction.

@@ -363,6 +363,9 @@ impl ExecutionStore for SqliteBackend {
         if let Some(v) = filter.until {
             add(" AND created_at < ?", Box::new(ms(v)));
         }
+        if let Some(v) = &filter.waiting_for {
+            add(" AND waiting_event = ?", Box::new(v.clone()));
+        }
         let text = super::paged(text, &mut args, page);
         self.call(move |c| {
             let refs: Vec<&dyn ToSql> = args.iter().map(|a| a.as_ref() as &dyn ToSql).collect();

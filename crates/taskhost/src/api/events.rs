@@ -56,6 +56,10 @@ pub(crate) struct EventAccepted {
     pub received_at: DateTime<Utc>,
     /// One per schedule it matched.
     pub fires: Vec<EventMatch>,
+    /// The workflow executions it woke: those suspended waiting for it
+    /// (`wait-for-event` with its name, its data matching their filter).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub woke: Vec<String>,
 }
 
 /// What an event did to one schedule.
@@ -178,13 +182,15 @@ pub(super) fn checked(event: &Event) -> Result<(), ApiError> {
 /// Fires the schedules `event` matches, and says what became of each.
 pub(super) async fn publish(state: &AppState, event: Event) -> ApiResult<EventAccepted> {
     let fires = state.node.publish(&event).await?;
+    let woke = state.node.deliver_to_waiting(&event).await?;
     tracing::info!(tenant = %event.tenant, event = %event.name, id = %event.id,
-        matched = fires.len(), "event");
+        matched = fires.len(), woke = woke.len(), "event");
     Ok(EventAccepted {
         id: event.id,
         name: event.name,
         received_at: event.received_at,
         fires: fires.into_iter().map(matched).collect(),
+        woke,
     })
 }
 

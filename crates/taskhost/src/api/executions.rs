@@ -261,6 +261,7 @@ async fn list(
         status: p.status,
         since: p.since,
         until: p.until,
+        waiting_for: None,
     };
     let page = PageRequest {
         cursor: p.cursor,

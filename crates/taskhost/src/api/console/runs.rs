@@ -54,6 +54,7 @@ pub(super) async fn executions(
         status: q.status.as_deref().and_then(ExecutionStatus::parse),
         since: parse_time(&q.since),
         until: parse_time(&q.until),
+        waiting_for: None,
     };
     let request = PageRequest {
         cursor: some(&q.cursor),
