@@ -1,6 +1,8 @@
-//! `taskhost new NAME --lang rust|python|js`, then the commands it prints,
-//! verbatim, in a temporary folder outside the repository: the project builds
-//! and `taskhost run` succeeds with the template's hello.
+//! `taskhost new NAME --lang rust|python|js --template workflow`, then the
+//! commands it prints, verbatim, in a temporary folder outside the
+//! repository: the project builds and `taskhost run` succeeds with the
+//! template's output, waiting out its durable sleep. (The hello template
+//! differs in its one source file; the SDKs' own plugins cover its calls.)
 
 use serde_json::Value;
 use std::process::Command;
@@ -22,7 +24,7 @@ fn printed_commands(stdout: &str) -> Vec<String> {
 fn new_project_builds_and_runs(lang: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
     let output = Command::new(taskhost_bin())
-        .args(["new", "demo", "--lang", lang])
+        .args(["new", "demo", "--lang", lang, "--template", "workflow"])
         .current_dir(dir.path())
         .output()
         .expect("taskhost new");
@@ -73,8 +75,12 @@ fn new_project_builds_and_runs(lang: &str) {
     let json_start = stdout.rfind("\n{").map_or(0, |i| i + 1);
     let outcome: Value = serde_json::from_str(&stdout[json_start..]).expect("outcome JSON");
     assert_eq!(outcome["status"], "succeeded", "{outcome}");
+    // The workflow template: two steps, a durable sleep between them that
+    // `taskhost run` waits out, replaying the first step.
     assert_eq!(outcome["output"]["greeting"], "Hello, Ada!", "{outcome}");
-    assert_eq!(outcome["output"]["runs_before"], 0, "{outcome}");
+    assert_eq!(outcome["output"]["shout"], "HELLO, ADA!", "{outcome}");
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("suspended until"), "{stderr}");
 }
 
 #[test]

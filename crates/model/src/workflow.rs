@@ -198,12 +198,35 @@ pub trait StepSink: Send + Sync {
     }
 }
 
-/// A sink that keeps nothing (`taskhost run`, tests).
+/// A sink that keeps nothing (runs that are not workflows, tests).
 pub struct NoSink;
 
 #[async_trait::async_trait]
 impl StepSink for NoSink {
     async fn record(&self, _: &StepRecord) -> Result<(), String> {
+        Ok(())
+    }
+}
+
+/// A sink that keeps the steps in memory: `taskhost run` replays a local
+/// workflow from it after a sleep.
+#[derive(Default)]
+pub struct MemorySink(std::sync::Mutex<Vec<StepRecord>>);
+
+impl MemorySink {
+    /// The steps recorded so far.
+    pub fn steps(&self) -> Vec<StepRecord> {
+        self.0.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+#[async_trait::async_trait]
+impl StepSink for MemorySink {
+    async fn record(&self, step: &StepRecord) -> Result<(), String> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push(step.clone());
         Ok(())
     }
 }

@@ -7,10 +7,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
+use taskhost_model::clock::{SharedClock, SystemClock};
+use taskhost_model::workflow::MemorySink;
 use taskhost_net::{Egress, NetworkConfig, NetworkPolicy};
 use taskhost_runtime::{
-    ArtifactCache, DirArtifacts, Limits, MemoryArtifacts, MemoryKv, RunNetwork, RunRequest,
-    Runtime, RuntimeConfig, Status,
+    ArtifactCache, DirArtifacts, Limits, MemoryArtifacts, MemoryKv, Outcome, RunNetwork,
+    RunRequest, RunWorkflow, Runtime, RuntimeConfig, Status,
 };
 
 /// Run a plugin once, locally, and print its outcome as JSON.
@@ -20,6 +22,12 @@ use taskhost_runtime::{
 /// one of succeeded, failed, out_of_fuel, memory_limit, timed_out, trapped,
 /// output_too_large or invalid_plugin. The exit code is 0 only when the
 /// status is `succeeded` (1 otherwise, 2 for a usage error).
+///
+/// A durable workflow runs as on a node: its steps are kept (in memory), and
+/// when it suspends — a sleep, a wait for an event (none comes here) — it is
+/// run again at its wake time, replaying its steps, if that is within
+/// --max-wait; otherwise the suspended outcome is printed. Child runs
+/// (`spawn`) need a node.
 ///
 /// Example: taskhost run hello.wasm --input '{"name":"Ada"}'
 #[derive(Debug, clap::Args)]
@@ -70,6 +78,11 @@ pub(crate) struct RunArgs {
     #[arg(long)]
     allow_http: bool,
 
+    /// The longest a workflow's sleep or wait is waited out here; one that
+    /// suspends for longer ends the command, printing the suspended outcome.
+    #[arg(long, value_name = "DURATION", default_value = "60s", value_parser = taskhost_model::time::parse_duration)]
+    max_wait: Duration,
+
     /// Print the outcome on one line instead of indented.
     #[arg(long)]
     compact: bool,
@@ -83,6 +96,46 @@ pub(crate) struct RunArgs {
     /// Compile afresh and keep nothing.
     #[arg(long, conflicts_with = "cache_dir")]
     no_cache: bool,
+}
+
+/// Runs the plugin, and again (replaying its steps) each time it suspends
+/// until a time within `max_wait`.
+async fn run_workflow(
+    runtime: &Runtime,
+    wasm: &[u8],
+    request: RunRequest,
+    max_wait: Duration,
+) -> Outcome {
+    let sink = Arc::new(MemorySink::default());
+    let clock: SharedClock = Arc::new(SystemClock);
+    let mut waiting = None;
+    loop {
+        let mut this = request.clone();
+        this.workflow = Some(RunWorkflow {
+            steps: sink.steps(),
+            sink: sink.clone(),
+            clock: clock.clone(),
+            inbox: Vec::new(),
+            waiting: waiting.take(),
+        });
+        let outcome = runtime.run_wasm(wasm, this).await;
+        let until = outcome
+            .suspended_until
+            .filter(|_| outcome.status == Status::Suspended);
+        let Some(until) = until else {
+            return outcome;
+        };
+        let wait = (until - clock.now()).to_std().unwrap_or_default();
+        if wait > max_wait {
+            return outcome;
+        }
+        eprintln!(
+            "taskhost run: suspended until {until} ({} steps recorded); running it again then",
+            sink.steps().len()
+        );
+        waiting = outcome.waiting;
+        tokio::time::sleep(wait).await;
+    }
 }
 
 /// Bytes of compiled plugins `taskhost run` keeps (least recently used go).
@@ -168,7 +221,7 @@ pub(crate) async fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         });
     }
     request.config = Arc::new(args.config.into_iter().collect::<BTreeMap<_, _>>());
-    let outcome = runtime.run_wasm(&wasm, request).await;
+    let outcome = run_workflow(&runtime, &wasm, request, args.max_wait).await;
     let json = if args.compact {
         serde_json::to_string(&outcome)?
     } else {

@@ -1,6 +1,6 @@
 //! The files of a new plugin project, per language.
 
-use super::Lang;
+use super::{Lang, Template};
 
 /// One file to write, relative to the project folder.
 pub(super) struct File {
@@ -21,16 +21,22 @@ pub(super) struct Project {
 /// The input the hello example and its README use.
 const EXAMPLE_INPUT: &str = r#"'{"name":"Ada"}'"#;
 
-pub(super) fn project_files(lang: Lang, name: &str, sdk_dependency: &str) -> Project {
+pub(super) fn project_files(
+    lang: Lang,
+    template: Template,
+    name: &str,
+    sdk_dependency: &str,
+) -> Project {
     let fill = |template: &str| {
         template
             .replace("{{name}}", name)
             .replace("{{sdk_dependency}}", sdk_dependency)
     };
+    let task = fill(source(lang, template));
     let mut project = match lang {
-        Lang::Rust => rust(name, &fill),
-        Lang::Python => python(name, &fill),
-        Lang::Js => js(name, &fill),
+        Lang::Rust => rust(name, task, &fill),
+        Lang::Python => python(name, task),
+        Lang::Js => js(name, task, &fill),
     };
     project.commands.push(format!(
         "taskhost run {} --input {EXAMPLE_INPUT}",
@@ -42,7 +48,19 @@ pub(super) fn project_files(lang: Lang, name: &str, sdk_dependency: &str) -> Pro
     project
 }
 
-fn rust(name: &str, fill: &dyn Fn(&str) -> String) -> Project {
+/// The task's source: a template per language.
+fn source(lang: Lang, template: Template) -> &'static str {
+    match (lang, template) {
+        (Lang::Rust, Template::Hello) => include_str!("templates/rust/lib.rs.in"),
+        (Lang::Rust, Template::Workflow) => include_str!("templates/rust/workflow.rs.in"),
+        (Lang::Python, Template::Hello) => include_str!("templates/python/app.py.in"),
+        (Lang::Python, Template::Workflow) => include_str!("templates/python/workflow.py.in"),
+        (Lang::Js, Template::Hello) => include_str!("templates/js/app.js.in"),
+        (Lang::Js, Template::Workflow) => include_str!("templates/js/workflow.js.in"),
+    }
+}
+
+fn rust(name: &str, task: String, fill: &dyn Fn(&str) -> String) -> Project {
     Project {
         language: "Rust",
         files: vec![
@@ -54,7 +72,7 @@ fn rust(name: &str, fill: &dyn Fn(&str) -> String) -> Project {
                 ".cargo/config.toml",
                 fill(include_str!("templates/rust/config.toml.in")),
             ),
-            text("src/lib.rs", fill(include_str!("templates/rust/lib.rs.in"))),
+            text("src/lib.rs", task),
             text(".gitignore", "/target\n".into()),
         ],
         commands: vec![
@@ -112,13 +130,10 @@ fn wit() -> impl Iterator<Item = File> {
 /// The Python SDK's pinned componentize-py, as in `sdk/python/requirements.txt`.
 const PYTHON_REQUIREMENTS: &str = include_str!("../../../../../sdk/python/requirements.txt");
 
-fn python(name: &str, fill: &dyn Fn(&str) -> String) -> Project {
+fn python(name: &str, task: String) -> Project {
     let artifact = format!("{name}.wasm");
     let mut files = vec![
-        text(
-            "src/app.py",
-            fill(include_str!("templates/python/app.py.in")),
-        ),
+        text("src/app.py", task),
         text(
             "src/taskhost_sdk/__init__.py",
             include_str!("../../../../../sdk/python/taskhost_sdk/__init__.py").into(),
@@ -151,7 +166,7 @@ fn python(name: &str, fill: &dyn Fn(&str) -> String) -> Project {
 const JS_PACKAGE: &str = include_str!("../../../../../sdk/js/package.json");
 const JS_LOCK: &str = include_str!("../../../../../sdk/js/package-lock.json");
 
-fn js(name: &str, fill: &dyn Fn(&str) -> String) -> Project {
+fn js(name: &str, task: String, fill: &dyn Fn(&str) -> String) -> Project {
     let artifact = format!("{name}.wasm");
     let pinned = |package: &str| js_pinned(JS_PACKAGE, package).unwrap_or_default();
     let package = fill(include_str!("templates/js/package.json.in"))
@@ -170,7 +185,7 @@ fn js(name: &str, fill: &dyn Fn(&str) -> String) -> Project {
             "package-lock.json",
             js_lock(JS_LOCK, name).unwrap_or_default(),
         ),
-        text("src/app.js", fill(include_str!("templates/js/app.js.in"))),
+        text("src/app.js", task),
         text(
             "sdk/taskhost-sdk.js",
             include_str!("../../../../../sdk/js/taskhost-sdk.js").into(),

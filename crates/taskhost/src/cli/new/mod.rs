@@ -21,10 +21,19 @@ pub(crate) enum Lang {
     Js,
 }
 
-/// Start a plugin project: a manifest, a hello-world task, a README with the
-/// build and run commands, and a .gitignore.
+/// What the new project's task does.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Template {
+    /// A greeting that counts its runs in kv.
+    Hello,
+    /// A durable workflow: two steps with a durable sleep between them.
+    Workflow,
+}
+
+/// Start a plugin project: a manifest, a task (hello world, or a durable
+/// workflow), a README with the build and run commands, and a .gitignore.
 ///
-/// Example: taskhost new greeter --lang python
+/// Example: taskhost new greeter --lang python --template workflow
 #[derive(Debug, clap::Args)]
 pub(crate) struct NewArgs {
     /// The plugin's name: lowercase letters, digits and `-`, starting with a
@@ -33,6 +42,9 @@ pub(crate) struct NewArgs {
     /// The language to write it in.
     #[arg(long, value_enum, default_value_t = Lang::Rust)]
     lang: Lang,
+    /// What the task does.
+    #[arg(long, value_enum, default_value_t = Template::Hello)]
+    template: Template,
     /// Where to make the project (default: ./NAME). Must not exist, or be empty.
     #[arg(long)]
     dir: Option<PathBuf>,
@@ -55,7 +67,7 @@ pub(crate) fn new(args: NewArgs) -> anyhow::Result<ExitCode> {
         _ if args.sdk.is_some() => bail!("--sdk is for Rust projects only"),
         _ => String::new(),
     };
-    let project = project_files(args.lang, &args.name, &sdk);
+    let project = project_files(args.lang, args.template, &args.name, &sdk);
     write_all(&dir, &project.files)?;
     println!("Made {} (a {} plugin).\n", dir.display(), project.language);
     println!("Build it and run it once:\n");
