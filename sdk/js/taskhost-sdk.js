@@ -342,7 +342,7 @@ export class Context {
    * an unknown plugin, a bad option, past 1,000 children per execution or
    * 4 levels deep, or past the queue quota.
    * @param {string} name
-   * @param {{plugin: string, input?: unknown, options?: object, detach?: boolean}[]} children
+   * @param {Array<{plugin: string, input?: unknown, options?: object, detach?: boolean}>} children
    * @returns {Promise<string[]>}
    */
   async spawn(name, children) {

@@ -272,7 +272,7 @@ mod tests {
                 "{package} {version}"
             );
         }
-        let project = project_files(Lang::Js, "demo", "");
+        let project = project_files(Lang::Js, Template::Hello, "demo", "");
         let package = &project.files[0].contents;
         assert!(!package.contains("{{"), "{package}");
         let package: serde_json::Value =
@@ -291,7 +291,7 @@ mod tests {
     fn a_python_project_carries_every_module_of_the_sdk() {
         let sdk =
             std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../sdk/python/taskhost_sdk");
-        let project = project_files(Lang::Python, "demo", "");
+        let project = project_files(Lang::Python, Template::Hello, "demo", "");
         for entry in std::fs::read_dir(&sdk).expect("sdk/python/taskhost_sdk") {
             let name = entry
                 .expect("entry")
@@ -310,8 +310,12 @@ mod tests {
 
     #[test]
     fn every_project_has_a_readme_with_its_commands() {
-        for lang in [Lang::Rust, Lang::Python, Lang::Js] {
-            let project = project_files(lang, "demo", "taskhost-sdk = { path = \"/sdk\" }");
+        let sdk = "taskhost-sdk = { path = \"/sdk\" }";
+        let every = [Lang::Rust, Lang::Python, Lang::Js]
+            .into_iter()
+            .flat_map(|lang| [(lang, Template::Hello), (lang, Template::Workflow)]);
+        for (lang, template) in every {
+            let project = project_files(lang, template, "demo", sdk);
             let readme = project
                 .files
                 .iter()
