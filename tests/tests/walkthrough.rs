@@ -87,6 +87,20 @@ fn the_events_walkthrough_works_as_written() {
     assert_eq!(runs.count(), 2, "two runs, one per event: {stdout}");
 }
 
+/// The README's workflows walkthrough: a run waiting for an approval woken
+/// by the tenant's event, and a fan-out of 100 children joined.
+#[test]
+fn the_workflows_walkthrough_works_as_written() {
+    let stdout = run_block(&block("workflows-walkthrough"));
+    assert!(stdout.contains("order.approved"), "it waits: {stdout}");
+    assert!(stdout.contains("woke workflow"), "the event woke it: {stdout}");
+    assert!(stdout.contains("succeeded"), "it went on: {stdout}");
+    assert!(
+        stdout.contains(r#""sum": 328350"#),
+        "the squares of 0..100, summed: {stdout}"
+    );
+}
+
 /// The README's outbound HTTP walkthrough: `http-check` on a schedule
 /// against a local server the node's policy opens.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

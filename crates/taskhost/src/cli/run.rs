@@ -20,7 +20,8 @@ use taskhost_runtime::{
 /// The plugin runs in the same sandbox and under the same limits as on a
 /// node. The outcome is printed as one JSON object on stdout; its `status` is
 /// one of succeeded, failed, out_of_fuel, memory_limit, timed_out, trapped,
-/// output_too_large or invalid_plugin. The exit code is 0 only when the
+/// output_too_large, invalid_plugin, or suspended (a workflow that waits
+/// longer than --max-wait). The exit code is 0 only when the
 /// status is `succeeded` (1 otherwise, 2 for a usage error).
 ///
 /// A durable workflow runs as on a node: its steps are kept (in memory), and

@@ -6,7 +6,9 @@ use super::*;
 #[derive(Debug, clap::Subcommand)]
 pub(crate) enum EventCommand {
     /// Send an event: every schedule whose trigger is this event (and whose
-    /// filter its data matches) fires once.
+    /// filter its data matches) fires once, and every workflow waiting for
+    /// it (its name, its data the wait's filter) wakes. With --to, only that
+    /// execution gets it.
     Send {
         /// The event's name, e.g. github.push.
         name: String,
@@ -16,6 +18,10 @@ pub(crate) enum EventCommand {
         /// Its id: an event with the id of one sent before fires nothing again.
         #[arg(long)]
         id: Option<String>,
+        /// Send it to this workflow execution only (kept until a wait takes
+        /// it).
+        #[arg(long, value_name = "EXECUTION")]
+        to: Option<String>,
     },
 }
 
@@ -59,18 +65,30 @@ const HOOK_COLUMNS: (&[&str], &[&str]) = (
 
 pub(crate) async fn event(conn: Conn, command: EventCommand) -> anyhow::Result<ExitCode> {
     let client = Client::new(conn.clone())?;
-    let EventCommand::Send { name, data, id } = command;
+    let EventCommand::Send { name, data, id, to } = command;
     let data: Value = serde_json::from_str(&data).context("--data is not valid JSON")?;
     let mut body = json!({"name": name, "data": data});
     if let Some(id) = id {
         body["id"] = Value::String(id);
     }
-    let answer = client.post("/v1/events", Some(body)).await?;
+    let path = match &to {
+        Some(execution) => format!("/v1/executions/{execution}/events"),
+        None => "/v1/events".to_owned(),
+    };
+    let answer = client.post(&path, Some(body)).await?;
     if conn.json {
         println!("{}", serde_json::to_string_pretty(&answer)?);
         return Ok(ExitCode::SUCCESS);
     }
+    if let Some(execution) = to {
+        let woke = if answer["woke"] == Value::Bool(true) { "woke it" } else { "kept until a wait takes it" };
+        println!("event {} to {execution}: {woke}", text(&answer["id"]));
+        return Ok(ExitCode::SUCCESS);
+    }
     println!("event {}", text(&answer["id"]));
+    for woken in answer["woke"].as_array().into_iter().flatten() {
+        println!("woke workflow {}", text(woken));
+    }
     let (headers, fields) = FIRED_COLUMNS;
     let fires = json!({ "items": answer["fires"] });
     print(&conn, &fires, headers, fields)
