@@ -8,6 +8,11 @@
 //!   with a durable sleep (its run to the sleep, then its run after it)
 //!   against the same workflow without the sleep (one run); the difference
 //!   is what the suspend and the resume add.
+//! - A fan-out: on SQLite, in-process, one node of 64 workers, `fanout`
+//!   spawning 1,000 children and joining them, end to end, against the same
+//!   1,000 runs submitted as one batch and run to their end (no parent);
+//!   the difference is what the workflow adds. The clock moves a second a
+//!   tick, so the join's coalesced wake costs no wall time.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -106,6 +111,79 @@ async fn suspend_and_resume() {
     );
 }
 
+/// Ticks `cluster` (the clock a second a tick) until `done` says so.
+async fn until(cluster: &Cluster, clock: &ManualClock, done: impl AsyncFn() -> bool) {
+    for _ in 0..1_000 {
+        cluster.tick().await;
+        if done().await {
+            return;
+        }
+        clock.advance(Duration::from_secs(1));
+    }
+    panic!("not done in 1,000 ticks");
+}
+
+async fn fan_out() {
+    const CHILDREN: usize = 1_000;
+    let (mut batch, mut workflow) = (Vec::new(), Vec::new());
+    for _ in 0..3 {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
+        let clock = ManualClock::new(chrono::Utc::now());
+        let cluster = Cluster::new(&url, &clock, 1, test_config()).await;
+        let node = &cluster.nodes[0];
+        let store = node.store().clone();
+        let plugin = upload(&store, "acme", "fanout").await;
+
+        let started = Instant::now();
+        let work: Vec<Work> = (0..CHILDREN)
+            .map(|i| {
+                let mut w = Work::ad_hoc("acme", &plugin.id);
+                w.policy.input = serde_json::json!({ "item": i });
+                w
+            })
+            .collect();
+        let ids: Vec<String> = node
+            .intake(work, taskhost_scheduler::Admission::Submit)
+            .await
+            .expect("batch")
+            .into_iter()
+            .filter_map(|d| d.run().map(|e| e.id))
+            .collect();
+        let last = ids.last().expect("ids").clone();
+        until(&cluster, &clock, async || {
+            let e = store.get_execution("acme", &last).await.expect("get");
+            e.is_some_and(|e| e.status.is_final())
+        })
+        .await;
+        batch.push(started.elapsed().as_secs_f64() * 1e3);
+
+        let started = Instant::now();
+        let mut work = Work::ad_hoc("acme", &plugin.id);
+        work.policy.input = serde_json::json!({ "count": CHILDREN });
+        let parent = node.submit(work).await.expect("submit");
+        until(&cluster, &clock, async || {
+            let e = store.get_execution("acme", &parent.id).await.expect("get");
+            e.is_some_and(|e| e.status.is_final())
+        })
+        .await;
+        workflow.push(started.elapsed().as_secs_f64() * 1e3);
+        let e = store
+            .get_execution("acme", &parent.id)
+            .await
+            .expect("get")
+            .expect("parent");
+        assert_eq!(e.status.as_str(), "succeeded", "{:?}", e.outcome);
+    }
+    let (batch, workflow) = (median(batch), median(workflow));
+    println!(
+        "sqlite: {CHILDREN} runs as one batch, to their end, {batch:.0} ms; as the children of one \
+         workflow (spawn, join, sum) {workflow:.0} ms: the workflow adds {:.0} ms ({:.2} ms a child)",
+        workflow - batch,
+        (workflow - batch) / CHILDREN as f64
+    );
+}
+
 fn main() {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -115,5 +193,6 @@ fn main() {
     rt.block_on(async {
         replayed_step().await;
         suspend_and_resume().await;
+        fan_out().await;
     });
 }

@@ -93,7 +93,10 @@ fn the_events_walkthrough_works_as_written() {
 fn the_workflows_walkthrough_works_as_written() {
     let stdout = run_block(&block("workflows-walkthrough"));
     assert!(stdout.contains("order.approved"), "it waits: {stdout}");
-    assert!(stdout.contains("woke workflow"), "the event woke it: {stdout}");
+    assert!(
+        stdout.contains("woke workflow"),
+        "the event woke it: {stdout}"
+    );
     assert!(stdout.contains("succeeded"), "it went on: {stdout}");
     assert!(
         stdout.contains(r#""sum": 328350"#),

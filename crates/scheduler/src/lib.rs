@@ -215,6 +215,9 @@ struct NodeInner {
     partitions: partitions::Partitions,
     /// Who waits for which run's end.
     watchers: watch::Watchers,
+    /// Joining parents this node made due, and when: a child ending before
+    /// then need not wake its parent again.
+    woken: Mutex<LruCache<String, DateTime<Utc>>>,
     /// The last heartbeat's outcome: readiness.
     health: health::Health,
     /// Plugins being loaded now (single flight); removed once loaded.
@@ -296,6 +299,9 @@ impl Node {
                 intake: intake::memory::Memory::new(cache),
                 partitions: partitions::Partitions::default(),
                 watchers: watch::Watchers::default(),
+                woken: Mutex::new(LruCache::new(
+                    std::num::NonZeroUsize::new(4096).expect("non-zero"),
+                )),
                 health: health::Health::default(),
                 running: TaskTracker::new(),
                 stop_runs: CancellationToken::new(),

@@ -157,6 +157,24 @@ impl Store {
             .filter(|e| e.tenant == tenant))
     }
 
+    /// `tenant`'s executions of `ids`, in the order of `ids`: `None` for
+    /// one unknown or another tenant's.
+    pub async fn get_executions(
+        &self,
+        tenant: &str,
+        ids: &[String],
+    ) -> Result<Vec<Option<Execution>>, StoreError> {
+        let found: std::collections::HashMap<String, Execution> = self
+            .backend
+            .execution_get_many(ids)
+            .await?
+            .into_iter()
+            .filter(|e| e.tenant == tenant)
+            .map(|e| (e.id.clone(), e))
+            .collect();
+        Ok(ids.iter().map(|id| found.get(id).cloned()).collect())
+    }
+
     pub async fn list_executions(
         &self,
         tenant: &str,

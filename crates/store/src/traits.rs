@@ -122,6 +122,8 @@ pub trait ScheduleStore: Send + Sync {
 pub trait ExecutionStore: Send + Sync {
     async fn execution_insert(&self, execution: &Execution) -> Result<bool>;
     async fn execution_get(&self, id: &str) -> Result<Option<Execution>>;
+    /// The executions of `ids` that exist, in any order (one store call).
+    async fn execution_get_many(&self, ids: &[String]) -> Result<Vec<Execution>>;
     /// Applies `change` to an execution atomically (read, change and
     /// write as one: a transaction on SQLite, a compare-and-swap on the
     /// version on MongoDB); `None` if it is unknown or `change` refused.

@@ -11,7 +11,41 @@ taskhost_tests::conformance!(
     expired_executions_are_deleted,
     webhooks_marked_with_the_end_and_claimed_once,
     a_poison_record_does_not_stop_a_list,
+    many_are_read_at_once_in_order,
 );
+
+/// `get_executions`: the tenant's executions of the ids, in their order;
+/// none for an unknown id or another tenant's.
+async fn many_are_read_at_once_in_order(h: Harness) {
+    let (a, b) = (queued(&h, "acme").await, queued(&h, "acme").await);
+    let theirs = queued(&h, "globex").await;
+    let ids = [
+        b.id.clone(),
+        "nope".into(),
+        theirs.id.clone(),
+        a.id.clone(),
+        b.id.clone(),
+    ];
+    let found = h
+        .store
+        .get_executions("acme", &ids)
+        .await
+        .expect("get many");
+    let got: Vec<Option<&str>> = found
+        .iter()
+        .map(|e| e.as_ref().map(|e| e.id.as_str()))
+        .collect();
+    assert_eq!(
+        got,
+        [
+            Some(b.id.as_str()),
+            None,
+            None,
+            Some(a.id.as_str()),
+            Some(b.id.as_str())
+        ]
+    );
+}
 
 /// A stored execution no reader can parse is left out of lists (and
 /// counted), not a failure of the whole list; read by its id, it says so.

@@ -69,13 +69,12 @@ impl Node {
         tenant: &str,
         ids: &[String],
     ) -> Result<Vec<ChildOutcome>, StoreError> {
-        let store = &self.inner.store;
-        let mut outcomes = Vec::with_capacity(ids.len());
-        for id in ids {
-            let found = store.get_execution(tenant, id).await?;
-            outcomes.push(outcome_of(id, found.as_ref()));
-        }
-        Ok(outcomes)
+        let found = self.inner.store.get_executions(tenant, ids).await?;
+        Ok(ids
+            .iter()
+            .zip(&found)
+            .map(|(id, e)| outcome_of(id, e.as_ref()))
+            .collect())
     }
 
     /// After `e` was saved ended or suspended: a child that ended wakes its
@@ -109,10 +108,18 @@ impl Node {
         }
     }
 
-    /// Makes `parent` due within [`WAKE_COALESCE`] if it waits on `child`.
+    /// Makes `parent` due within [`WAKE_COALESCE`] if it waits on `child`
+    /// — unless this node made it due already and that time has not come
+    /// (then its run will see this child ended): so the children that end
+    /// together cost the store one parent write, not one each.
     async fn wake_join(&self, parent: &str, child: &str) -> Result<(), StoreError> {
         let store = &self.inner.store;
-        let soon = add_saturating(store.now(), WAKE_COALESCE);
+        let now = store.now();
+        let pending = self.woken().get(parent).copied();
+        if pending.is_some_and(|at| now < at) {
+            return Ok(());
+        }
+        let soon = add_saturating(now, WAKE_COALESCE);
         let child = child.to_owned();
         let woken = store
             .modify_execution(parent, move |p| {
@@ -128,9 +135,16 @@ impl Node {
             })
             .await?;
         if let Some(p) = woken {
+            self.woken().put(p.id.clone(), p.due_at);
             self.offer(&p);
         }
         Ok(())
+    }
+
+    fn woken(
+        &self,
+    ) -> std::sync::MutexGuard<'_, lru::LruCache<String, chrono::DateTime<chrono::Utc>>> {
+        self.inner.woken.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Cancels `tenant`'s execution `id`: a queued one at once, a running

@@ -45,6 +45,13 @@ impl ExecutionStore for MongoBackend {
         self.get("executions", id).await
     }
 
+    async fn execution_get_many(&self, ids: &[String]) -> Result<Vec<Execution>> {
+        let limit = u32::try_from(ids.len()).unwrap_or(u32::MAX);
+        let filter = doc! { "_id": { "$in": ids } };
+        self.find("executions", filter, doc! { "_id": 1 }, limit)
+            .await
+    }
+
     async fn execution_update(
         &self,
         id: &str,

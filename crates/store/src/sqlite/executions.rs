@@ -241,6 +241,18 @@ impl ExecutionStore for SqliteBackend {
         self.call(move |c| get(c, &id)).await
     }
 
+    async fn execution_get_many(&self, ids: &[String]) -> Result<Vec<Execution>> {
+        let ids = ids.to_vec();
+        self.call(move |c| {
+            let mut found = Vec::with_capacity(ids.len());
+            for id in &ids {
+                found.extend(get(c, id)?);
+            }
+            Ok(found)
+        })
+        .await
+    }
+
     async fn execution_insert_many(&self, executions: &[Execution]) -> Result<()> {
         let rows = executions
             .iter()

@@ -81,7 +81,11 @@ pub(crate) async fn event(conn: Conn, command: EventCommand) -> anyhow::Result<E
         return Ok(ExitCode::SUCCESS);
     }
     if let Some(execution) = to {
-        let woke = if answer["woke"] == Value::Bool(true) { "woke it" } else { "kept until a wait takes it" };
+        let woke = if answer["woke"] == Value::Bool(true) {
+            "woke it"
+        } else {
+            "kept until a wait takes it"
+        };
         println!("event {} to {execution}: {woke}", text(&answer["id"]));
         return Ok(ExitCode::SUCCESS);
     }
