@@ -16,9 +16,11 @@
   `taskhost_sdk.http` and returns {"status", "body" (text), "url",
   "content_type"}. A failed request raises `HttpError` (retryable), or with
   "catch": true returns {"error": TEXT, "retryable": BOOL}.
-- {"mode": "workflow", "fail_two_once"?: BOOL, "sleep_ms"?: N}: three
-  durable steps counting their runs in kv (`one`, `two`, `three`); step two
-  fails on attempt 1 if asked; a durable sleep `nap` between two and three.
+- {"mode": "workflow", "fail_two_once"?: BOOL, "sleep_ms"?: N, "wait"?:
+  {"event", "filter", "timeout_ms"}}: three durable steps counting their
+  runs in kv (`one`, `two`, `three`); step two fails on attempt 1 if asked;
+  a durable sleep `nap`, then a wait for the event (`approval`, in the
+  output), between two and three.
 - {"mode": "fanout", "count": N}: spawns N children of this plugin
   (`{"mode": "square", "x": i}`), joins them and returns the sum of their
   outputs.
@@ -122,5 +124,10 @@ def workflow(ctx, input):
     result = {"one": ctx.step("one", lambda: count("one")), "two": ctx.step("two", two)}
     if input.get("sleep_ms"):
         ctx.sleep("nap", input["sleep_ms"] / 1000)
+    wait = input.get("wait")
+    if wait:
+        result["approval"] = ctx.wait_for_event(
+            "approval", wait["event"], wait.get("filter"), wait["timeout_ms"] / 1000
+        )
     result["three"] = ctx.step("three", lambda: count("three"))
     return result

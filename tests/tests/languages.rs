@@ -215,54 +215,6 @@ async fn on_a_schedule_through_the_api(lang: Lang) {
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["attempt"], 2, "{run}");
     assert_eq!(run["outcome"]["output"], json!({"attempt": 2}), "{run}");
-    workflow_through_the_api(&s, &token, &plugin_id).await;
-}
-
-/// The SDK's durable steps and sleep: step two fails once and is retried
-/// from there (steps one and three run once), with a sleep between two and
-/// three; then a fan-out to three children, joined.
-async fn workflow_through_the_api(s: &Server, token: &str, plugin_id: &str) {
-    let body = json!({
-        "plugin_id": plugin_id,
-        "input": {"mode": "workflow", "fail_two_once": true, "sleep_ms": 300},
-        "retry": {"max_attempts": 2, "initial_backoff": "100ms", "max_backoff": "100ms"},
-    });
-    let (status, run) = s
-        .call(Method::POST, "/v1/executions", Some(token), Some(body))
-        .await;
-    assert!(status.is_success(), "{run}");
-    let path = format!("/v1/executions/{}", run["id"].as_str().expect("id"));
-    let deadline = Instant::now() + Duration::from_secs(60);
-    let done = loop {
-        let (_, e) = s.call(Method::GET, &path, Some(token), None).await;
-        if e["status"] == "succeeded" || e["status"] == "failed" {
-            break e;
-        }
-        assert!(Instant::now() < deadline, "not done in 60 s: {e}");
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    };
-    assert_eq!(done["status"], "succeeded", "{done}");
-    let output = &done["outcome"]["output"];
-    assert_eq!(*output, json!({"one": 1, "two": 2, "three": 1}), "{done}");
-    let names: Vec<&str> = done["steps"]
-        .as_array()
-        .expect("steps")
-        .iter()
-        .filter_map(|s| s["name"].as_str())
-        .collect();
-    assert_eq!(names, ["one", "two", "nap", "three"], "{done}");
-    // Child runs: three children of the same plugin, joined.
-    let body = json!({
-        "plugin_id": plugin_id,
-        "input": {"mode": "fanout", "count": 3, "plugin": plugin_id},
-        "wait": "50s",
-    });
-    let (status, run) = s
-        .call(Method::POST, "/v1/executions", Some(token), Some(body))
-        .await;
-    assert_eq!(status, reqwest::StatusCode::OK, "{run}");
-    assert_eq!(run["status"], "succeeded", "{run}");
-    assert_eq!(run["outcome"]["output"], json!(5), "0 + 1 + 4: {run}");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -328,4 +280,140 @@ async fn python_outbound_http() {
 #[tokio::test(flavor = "multi_thread")]
 async fn js_outbound_http() {
     outbound_http(Lang::Js).await;
+}
+
+taskhost_tests::both_stores!(python_workflows, js_workflows);
+
+async fn python_workflows(s: Server) {
+    workflows_through_the_api(s, Lang::Python).await;
+}
+
+async fn js_workflows(s: Server) {
+    workflows_through_the_api(s, Lang::Js).await;
+}
+
+/// Polls `id` until `done` holds (or 60 s pass): the execution.
+async fn until(s: &Server, token: &str, id: &Value, done: impl Fn(&Value) -> bool) -> Value {
+    let path = format!("/v1/executions/{}", id.as_str().expect("id"));
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let (_, e) = s.call(Method::GET, &path, Some(token), None).await;
+        if done(&e) {
+            return e;
+        }
+        assert!(Instant::now() < deadline, "not so in 60 s: {e}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The SDK's workflows through the API, on each store: step two fails once
+/// and is retried from there (steps one and three run once), with a sleep
+/// between two and three; a sleep holds no worker; an event sent to the
+/// tenant resumes the run waiting for it and a timeout the other; a fan-out
+/// to three children, joined.
+async fn workflows_through_the_api(s: Server, lang: Lang) {
+    if !langs::tools_or_skip("workflows_through_the_api") {
+        return;
+    }
+    let wasm = std::fs::read(langs::build(lang, &format!("test-{}", lang.suffix()))).expect("read");
+    let token = s.admin("team");
+    let response = s
+        .client
+        .post(s.at("/v1/plugins?name=flow&version=1.0.0"))
+        .bearer_auth(&token)
+        .body(wasm)
+        .send()
+        .await
+        .expect("upload");
+    assert_eq!(response.status(), StatusCode::CREATED);
+    let plugin: Value = response.json().await.expect("json");
+    let plugin_id = plugin["id"].as_str().expect("id").to_owned();
+    let submit = |input: Value, retry: bool| {
+        let mut body = json!({ "plugin_id": plugin_id, "input": input });
+        if retry {
+            body["retry"] =
+                json!({"max_attempts": 2, "initial_backoff": "100ms", "max_backoff": "100ms"});
+        }
+        let (s, token) = (&s, &token);
+        async move {
+            let (status, run) = s
+                .call(Method::POST, "/v1/executions", Some(token), Some(body))
+                .await;
+            assert!(status.is_success(), "{run}");
+            run["id"].clone()
+        }
+    };
+    let ended = |e: &Value| e["status"] == "succeeded" || e["status"] == "failed";
+
+    let id = submit(
+        json!({"mode": "workflow", "fail_two_once": true, "sleep_ms": 300}),
+        true,
+    )
+    .await;
+    let done = until(&s, &token, &id, ended).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(
+        done["outcome"]["output"],
+        json!({"one": 1, "two": 2, "three": 1}),
+        "{done}"
+    );
+    let names: Vec<&str> = done["steps"]
+        .as_array()
+        .expect("steps")
+        .iter()
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    assert_eq!(names, ["one", "two", "nap", "three"], "{done}");
+
+    // A sleep holds no worker.
+    let id = submit(json!({"mode": "workflow", "sleep_ms": 3000}), false).await;
+    let asleep = until(&s, &token, &id, |e| e["outcome"]["status"] == "suspended").await;
+    assert_eq!(asleep["status"], "queued", "{asleep}");
+    let metrics = s
+        .client
+        .get(s.at("/metrics"))
+        .send()
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    assert_eq!(
+        taskhost_tests::metric_value(&metrics, "taskhost_runs_in_flight"),
+        0.0
+    );
+    until(&s, &token, &id, |e| e["status"] == "succeeded").await;
+
+    // The tenant's event wakes the run waiting for it; the other times out.
+    let wait = |order: u32, timeout_ms: u64| json!({"mode": "workflow", "wait": {"event": "approved", "filter": {"order": order}, "timeout_ms": timeout_ms}});
+    let approved = submit(wait(1, 60_000), false).await;
+    let timed_out = submit(wait(2, 1_500), false).await;
+    until(&s, &token, &approved, |e| {
+        e["waiting"]["event"] == "approved"
+    })
+    .await;
+    let event = json!({"name": "approved", "data": {"order": 1, "by": "ada"}});
+    let (status, sent) = s
+        .call(Method::POST, "/v1/events", Some(&token), Some(event))
+        .await;
+    assert_eq!(status, StatusCode::ACCEPTED, "{sent}");
+    assert_eq!(sent["woke"], json!([approved]), "{sent}");
+    let done = until(&s, &token, &approved, ended).await;
+    assert_eq!(
+        done["outcome"]["output"]["approval"]["data"]["by"], "ada",
+        "{done}"
+    );
+    let done = until(&s, &token, &timed_out, ended).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["outcome"]["output"]["approval"], Value::Null, "{done}");
+
+    // Child runs: three children of the same plugin, joined.
+    let id = submit(
+        json!({"mode": "fanout", "count": 3, "plugin": plugin_id}),
+        false,
+    )
+    .await;
+    let done = until(&s, &token, &id, ended).await;
+    assert_eq!(done["status"], "succeeded", "{done}");
+    assert_eq!(done["outcome"]["output"], json!(5), "0 + 1 + 4: {done}");
 }

@@ -14,9 +14,11 @@
 // - {"mode": "async"}: awaits a timer, then returns "async done".
 // - {"mode": "fetch", "url": URL}: GETs URL with `fetch` (wasi:http) and
 //   returns {"status", "body"} (the run must be granted the host).
-// - {"mode": "workflow", "fail_two_once"?: BOOL, "sleep_ms"?: N}: three
-//   durable steps counting their runs in kv (`one`, `two`, `three`); step two
-//   fails on attempt 1 if asked; a durable sleep `nap` between two and three.
+// - {"mode": "workflow", "fail_two_once"?: BOOL, "sleep_ms"?: N, "wait"?:
+//   {"event", "filter", "timeout_ms"}}: three durable steps counting their
+//   runs in kv (`one`, `two`, `three`); step two fails on attempt 1 if asked;
+//   a durable sleep `nap`, then a wait for the event (`approval`, in the
+//   output), between two and three.
 // - {"mode": "fanout", "count": N, "plugin": P}: spawns N children of P
 //   (`{"mode": "square", "x": i}`), joins them and returns the sum of their
 //   outputs.
@@ -119,6 +121,11 @@ async function workflow(ctx, input) {
   if (input.sleep_ms) {
     await ctx.sleep('nap', input.sleep_ms);
   }
-  const three = await ctx.step('three', () => count('three'));
-  return { one, two, three };
+  const result = { one, two };
+  if (input.wait) {
+    const { event, filter, timeout_ms: timeoutMs } = input.wait;
+    result.approval = await ctx.waitForEvent('approval', event, filter ?? null, timeoutMs);
+  }
+  result.three = await ctx.step('three', () => count('three'));
+  return result;
 }
