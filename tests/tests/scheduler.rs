@@ -62,7 +62,11 @@ fn fire_times(executions: &[Execution]) -> Vec<DateTime<Utc>> {
 
 /// Several nodes on one store run a 1-second cron for 10 simulated minutes
 /// plus 500 run-now executions: every fire runs exactly once.
-async fn every_fire_exactly_once(harness: Harness, nodes: usize) {
+/// `nodes` nodes on one store for `seconds` of the injected clock (a fire a
+/// second, and an ad hoc run a second for the first five sixths): every
+/// fire and run once. MongoDB runs a shorter window: the same checks,
+/// within what SecantusDB (in Python) serves in a CI-sized time.
+async fn every_fire_exactly_once(harness: Harness, nodes: usize, seconds: u32) {
     let clock = harness.clock.clone();
     let cluster = Cluster::new(&harness.url, &clock, nodes, test_config()).await;
     let store = &harness.store;
@@ -83,11 +87,10 @@ async fn every_fire_exactly_once(harness: Harness, nodes: usize) {
         .expect("schedule");
 
     let mut adhoc = Vec::new();
-    for step in 1..=600u32 {
+    let adhoc_until = seconds * 5 / 6;
+    for step in 1..=seconds {
         clock.advance(Duration::from_secs(1));
-        if step <= 500 {
-            let now = store.now();
-            let _ = now;
+        if step <= adhoc_until {
             let mut e = run_of("acme", &hello.id);
             e.policy.input = serde_json::json!({"name": format!("adhoc-{step}")});
             let e = submit(&cluster.nodes[step as usize % nodes], e).await;
@@ -98,21 +101,24 @@ async fn every_fire_exactly_once(harness: Harness, nodes: usize) {
     cluster.tick().await;
 
     let fired = executions_of(store, "acme", Some(&every_second.id)).await;
-    let expected: Vec<DateTime<Utc>> = (0..=600).map(|s| start + Span::seconds(s)).collect();
+    let expected: Vec<DateTime<Utc>> = (0..=i64::from(seconds))
+        .map(|s| start + Span::seconds(s))
+        .collect();
     assert_eq!(
         fire_times(&fired),
         expected,
         "one execution per fire, none missing"
     );
     let all = executions_of(store, "acme", None).await;
-    assert_eq!(all.len(), 601 + 500);
+    let total = (seconds + 1 + adhoc_until) as usize;
+    assert_eq!(all.len(), total);
     assert!(
         all.iter()
             .all(|e| e.status == ExecutionStatus::Succeeded && e.attempt == 1),
         "all succeeded once"
     );
     let starts = cluster.starts.counts();
-    assert_eq!(starts.len(), 1101, "every execution ran");
+    assert_eq!(starts.len(), total, "every execution ran");
     assert!(starts.values().all(|&n| n == 1), "no execution ran twice");
     let ran: HashSet<&String> = starts.keys().collect();
     assert!(adhoc.iter().all(|id| ran.contains(id)));
@@ -120,25 +126,25 @@ async fn every_fire_exactly_once(harness: Harness, nodes: usize) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_on_sqlite_run_every_fire_once() {
-    every_fire_exactly_once(Harness::sqlite().await, 2).await;
+    every_fire_exactly_once(Harness::sqlite().await, 2, 600).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_on_sqlite_run_every_fire_once() {
-    every_fire_exactly_once(Harness::sqlite().await, 3).await;
+    every_fire_exactly_once(Harness::sqlite().await, 3, 600).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn two_nodes_on_mongodb_run_every_fire_once() {
     if let Some(h) = Harness::mongodb().await {
-        every_fire_exactly_once(h, 2).await;
+        every_fire_exactly_once(h, 2, 240).await;
     }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn three_nodes_on_mongodb_run_every_fire_once() {
     if let Some(h) = Harness::mongodb().await {
-        every_fire_exactly_once(h, 3).await;
+        every_fire_exactly_once(h, 3, 240).await;
     }
 }
 
