@@ -386,7 +386,7 @@ impl Node {
             .flat_map(|a| a.queued.iter().map(|(id, _)| id).chain(a.running.iter()));
         let ids: Vec<&String> = before.chain(new.iter().map(|e| &e.id)).collect();
         for id in ids.into_iter().filter(|id| *id != keep) {
-            self.inner.store.cancel(&schedule.tenant, id).await?;
+            self.cancel(&schedule.tenant, id).await?;
         }
         Ok(())
     }
