@@ -546,6 +546,12 @@ impl Execution {
         self.status = status;
         self.finished_at = Some(now);
         self.expires_at = Some(add_saturating(now, self.retention()));
+        if self.parent.is_some() {
+            // A child is kept while its parent may still join it: a
+            // workflow lives at most its lifetime, and began before it.
+            let parent_may_live = add_saturating(self.created_at, crate::workflow::MAX_LIFETIME);
+            self.expires_at = self.expires_at.max(Some(parent_may_live));
+        }
         self.lease_owner = None;
         self.lease_expires_at = None;
         if !self.policy.notify.is_empty() && self.deliveries.is_empty() {

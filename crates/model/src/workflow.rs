@@ -69,9 +69,9 @@ pub struct StepRecord {
     #[serde(default, skip_serializing_if = "StepKind::is_step")]
     pub kind: StepKind,
     /// What the step returned (JSON by the SDKs' convention); for a sleep,
-    /// its wake time in Unix milliseconds. Lists of executions leave it out
-    /// (see `bytes`); one execution's record shows it.
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// its wake time in Unix milliseconds. Lists of executions leave it
+    /// empty (see `bytes`); one execution's record shows it.
+    #[serde(default)]
     pub result: String,
     /// The size of `result`, in bytes.
     #[serde(default)]
@@ -95,8 +95,8 @@ pub const MAX_FILTER_BYTES: usize = 16 * 1024;
 pub struct Wait {
     /// The step that takes the event (or joins).
     pub step: String,
-    /// The event's name (none for a join).
-    #[serde(default, skip_serializing_if = "String::is_empty")]
+    /// The event's name (empty for a join).
+    #[serde(default)]
     pub event: String,
     /// Fields the event's data must have (as schedules' event filters).
     #[serde(default, skip_serializing_if = "Value::is_null")]
@@ -219,6 +219,17 @@ pub enum StepError {
     NotRecorded { name: String, why: String },
     #[error("join `{step}`: {id} is not a child this execution spawned")]
     NotAChild { step: String, id: String },
+    #[error("a join may name at most {max} children; this one names {0}", max = children::MAX_CHILDREN)]
+    JoinTooLarge(usize),
+    #[error(
+        "non-deterministic workflow: step {position} `{name}` was recorded as a {recorded:?} step, and this run asks for a {asked:?} step"
+    )]
+    KindChanged {
+        position: usize,
+        name: String,
+        recorded: StepKind,
+        asked: StepKind,
+    },
 }
 
 /// A run's view of its execution's steps: the record, and where the replay is.
@@ -376,6 +387,45 @@ impl StepLog {
         Ok((sleep, record))
     }
 
+    /// Whether the step just replayed was recorded as a `kind` step.
+    fn replayed_as(&self, kind: StepKind) -> Result<(), StepError> {
+        let Some(step) = self
+            .position
+            .checked_sub(1)
+            .and_then(|i| self.recorded.get(i))
+        else {
+            return Ok(());
+        };
+        if step.kind == kind {
+            return Ok(());
+        }
+        Err(StepError::KindChanged {
+            position: self.position,
+            name: step.name.clone(),
+            recorded: step.kind,
+            asked: kind,
+        })
+    }
+
+    /// Whether a step named `name` with a result of `bytes` fits the
+    /// execution's step bounds.
+    fn has_room(&self, name: &str, bytes: usize) -> Result<(), StepError> {
+        if bytes > MAX_STEP_RESULT_BYTES {
+            return Err(StepError::ResultTooLarge {
+                name: name.to_owned(),
+                bytes,
+            });
+        }
+        if self.recorded.len() >= MAX_STEPS {
+            return Err(StepError::TooManySteps);
+        }
+        let used: usize = self.recorded.iter().map(|s| s.result.len()).sum();
+        if used + bytes > MAX_STEPS_BYTES {
+            return Err(StepError::TooManyBytes);
+        }
+        Ok(())
+    }
+
     /// Notes that `step` is in the store: the replay moves past it.
     pub fn recorded(&mut self, step: StepRecord) {
         self.pending = None;
@@ -390,19 +440,7 @@ impl StepLog {
         result: Vec<u8>,
         now: DateTime<Utc>,
     ) -> Result<StepRecord, StepError> {
-        if result.len() > MAX_STEP_RESULT_BYTES {
-            return Err(StepError::ResultTooLarge {
-                name: name.to_owned(),
-                bytes: result.len(),
-            });
-        }
-        if self.recorded.len() >= MAX_STEPS {
-            return Err(StepError::TooManySteps);
-        }
-        let used: usize = self.recorded.iter().map(|s| s.result.len()).sum();
-        if used + result.len() > MAX_STEPS_BYTES {
-            return Err(StepError::TooManyBytes);
-        }
+        self.has_room(name, result.len())?;
         let result = String::from_utf8(result).map_err(|_| StepError::NotText(name.to_owned()))?;
         Ok(StepRecord {
             name: name.to_owned(),

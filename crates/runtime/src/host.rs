@@ -7,6 +7,7 @@ use super::bounds::{
 use super::capture::CapturePipe;
 use super::http::{HttpHooks, MAX_FIELDS_BYTES, MAX_RESOURCES};
 use super::limiter::MemoryLimiter;
+use chrono::{DateTime, Utc};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
@@ -15,7 +16,7 @@ use taskhost_model::kv::{self, KvNamespace, KvQuota, KvStore};
 use taskhost_model::outcome::{LogLevel, LogLine, Progress};
 use taskhost_model::workflow::children::JOIN_RECHECK;
 use taskhost_model::workflow::{
-    ChildRun, Sleep, StepError, StepLog, StepRecord, StepSink, Wait, Waited,
+    ChildOutcome, ChildRun, Sleep, StepError, StepLog, StepRecord, StepSink, Wait, Waited,
 };
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -393,32 +394,20 @@ impl host::Host for RunState {
             self.charge(result.len());
             return Ok(result.into_bytes());
         }
-        let outcomes =
-            self.sink
-                .outcomes(&children)
-                .await
-                .map_err(|why| StepError::NotRecorded {
-                    name: name.clone(),
-                    why,
-                })?;
+        // First those still running when it last looked: while one of
+        // them runs, the others need not be read.
+        let before = self.steps.still_running(&name).map(<[String]>::to_vec);
+        if let Some(before) = before {
+            let running = still_running(&children_now(self.sink.clone(), &name, &before).await?);
+            if !running.is_empty() {
+                return Err(join_wait(name, running, self.clock.now()));
+            }
+        }
+        let outcomes = children_now(self.sink.clone(), &name, &children).await?;
         let now = self.clock.now();
-        let running: Vec<String> = outcomes
-            .iter()
-            .filter(|o| !o.ended())
-            .map(|o| o.id.clone())
-            .collect();
+        let running = still_running(&outcomes);
         if !running.is_empty() {
-            let until = taskhost_model::time::add_saturating(now, JOIN_RECHECK);
-            return Err(wasmtime::Error::new(Suspend {
-                until: until.timestamp_millis(),
-                waiting: Some(Wait {
-                    step: name,
-                    event: String::new(),
-                    filter: serde_json::Value::Null,
-                    children: running,
-                    until,
-                }),
-            }));
+            return Err(join_wait(name, running, now));
         }
         let step = self.steps.joined(&name, &outcomes, now)?;
         let result = step.result.clone().into_bytes();
@@ -426,6 +415,44 @@ impl host::Host for RunState {
         self.charge(result.len());
         Ok(result)
     }
+}
+
+/// The ids of `outcomes` not ended.
+fn still_running(outcomes: &[ChildOutcome]) -> Vec<String> {
+    outcomes
+        .iter()
+        .filter(|o| !o.ended())
+        .map(|o| o.id.clone())
+        .collect()
+}
+
+/// The trap that ends a join's run suspended, waiting for `running`.
+fn join_wait(step: String, running: Vec<String>, now: DateTime<Utc>) -> wasmtime::Error {
+    let until = taskhost_model::time::add_saturating(now, JOIN_RECHECK);
+    wasmtime::Error::new(Suspend {
+        until: until.timestamp_millis(),
+        waiting: Some(Wait {
+            step,
+            event: String::new(),
+            filter: serde_json::Value::Null,
+            children: running,
+            until,
+        }),
+    })
+}
+
+/// How children `ids` of join `name` stand now.
+async fn children_now(
+    sink: Arc<dyn StepSink>,
+    name: &str,
+    ids: &[String],
+) -> wasmtime::Result<Vec<ChildOutcome>> {
+    sink.outcomes(ids).await.map_err(|why| {
+        wasmtime::Error::new(StepError::NotRecorded {
+            name: name.to_owned(),
+            why,
+        })
+    })
 }
 
 impl RunState {

@@ -143,6 +143,10 @@ impl Node {
             .release(&execution.id, &held.lease, Release::HostFault)
             .await
         {
+            Ok(Some(e)) if e.status.is_final() => {
+                self.ended(&e);
+                self.after_saved(&e).await;
+            }
             Ok(Some(e)) => self.offer(&e),
             Ok(None) => self.inner.metrics.lease_lost("at_completion"),
             Err(e) => {

@@ -1,7 +1,8 @@
 //! A 20-step workflow on two `taskhost serve` nodes sharing one store, with
 //! the node running it SIGKILLed between its steps, again and again: the
 //! execution ends succeeded, every step is recorded once and in order, and
-//! by its kv counter each step's work was done to completion once. A kill
+//! by its kv counter each step's work was kept once (on MongoDB at most
+//! once: see the README's "Crashes"). A kill
 //! cuts a step in flight; that step runs again on the next run (its cut
 //! try's kv write is never kept): the re-runs are counted in the runs.
 
@@ -141,17 +142,31 @@ async fn kills_between_steps(store: &str, dir: &std::path::Path) {
         .collect();
     let expected: Vec<String> = (0..STEPS).map(|i| format!("s{i}")).collect();
     assert_eq!(names, expected, "every step recorded once, in order");
-    let counts = &done["outcome"]["output"]["counts"];
-    assert_eq!(
-        counts,
-        &json!(vec![1; STEPS]),
-        "each step's work kept once: {done}"
+    let counts: Vec<u64> = done["outcome"]["output"]["counts"]
+        .as_array()
+        .expect("counts")
+        .iter()
+        .filter_map(Value::as_u64)
+        .collect();
+    assert_eq!(counts.len(), STEPS, "{done}");
+    // No step's work was kept twice. On SQLite a step's kv writes are in its
+    // record's transaction: each is kept once. On MongoDB they follow the
+    // record in a second write, kept at most once (README, "Crashes"): a
+    // kill, or an answer lost, between the two loses them.
+    assert!(
+        counts.iter().all(|&n| n <= 1),
+        "a step's work kept twice: {counts:?}"
     );
+    let lost = counts.iter().filter(|&&n| n == 0).count();
+    if store.starts_with("sqlite") {
+        assert_eq!(lost, 0, "each step's work kept once: {counts:?}");
+    }
     let runs =
         1 + done["host_faults"].as_u64().unwrap_or(0) + done["attempt"].as_u64().unwrap_or(1) - 1;
     let owners: std::collections::BTreeSet<&str> = kills.iter().map(|(_, o)| o.as_str()).collect();
     eprintln!(
-        "{STEPS}-step workflow on {store:.9}: {} kills at steps {:?} on {owners:?}; {runs} runs; {:?}",
+        "{STEPS}-step workflow on {store:.9}: {} kills at steps {:?} on {owners:?}; {runs} runs; \
+         {lost} steps' kv writes lost; {:?}",
         kills.len(),
         kills.iter().map(|k| k.0).collect::<Vec<_>>(),
         began.elapsed()

@@ -170,6 +170,7 @@ impl StepLog {
         asked: usize,
     ) -> Result<Result<Result<Vec<String>, usize>, SpawnError>, StepError> {
         if let Some(ids) = self.get(name)? {
+            self.replayed_as(StepKind::Spawn)?;
             return Ok(Ok(Ok(serde_json::from_str(&ids).unwrap_or_default())));
         }
         let spawned = self.children().len();
@@ -179,6 +180,9 @@ impl StepLog {
         if spawned + asked > MAX_CHILDREN {
             return Ok(Err(SpawnError::TooMany { spawned, asked }));
         }
+        // The step bounds its record must fit, checked before any child is
+        // made: a UUID of 36 characters, quoted, and a comma each.
+        self.has_room(name, asked * 39 + 2)?;
         Ok(Ok(Err(self.position)))
     }
 
@@ -202,14 +206,28 @@ impl StepLog {
     /// replay; `None`: look at them, then [`StepLog::joined`] once all
     /// have ended. Each id must be a child this execution spawned.
     pub fn join(&mut self, name: &str, ids: &[String]) -> Result<Option<String>, StepError> {
-        let ours = self.children();
-        if let Some(stranger) = ids.iter().find(|id| !ours.contains(id)) {
+        if ids.len() > MAX_CHILDREN {
+            return Err(StepError::JoinTooLarge(ids.len()));
+        }
+        let ours: std::collections::HashSet<String> = self.children().into_iter().collect();
+        if let Some(stranger) = ids.iter().find(|id| !ours.contains(*id)) {
             return Err(StepError::NotAChild {
                 step: name.to_owned(),
                 id: stranger.chars().take(64).collect(),
             });
         }
-        self.get(name)
+        let found = self.get(name)?;
+        if found.is_some() {
+            self.replayed_as(StepKind::Join)?;
+        }
+        Ok(found)
+    }
+
+    /// The children a join named `name` found still running when it last
+    /// looked (this execution's wait), if that is where the replay is.
+    pub fn still_running(&self, name: &str) -> Option<&[String]> {
+        let wait = self.waiting.as_ref()?;
+        (wait.step == name && !wait.children.is_empty()).then_some(wait.children.as_slice())
     }
 
     /// The record of join step `name`, whose children all ended so.
@@ -273,6 +291,49 @@ mod tests {
             replay.spawn("none", 0).expect("checked"),
             Err(SpawnError::Empty)
         ));
+    }
+
+    #[test]
+    fn a_replay_that_changes_a_step_into_a_spawn_or_a_join_fails() {
+        let now = Utc::now();
+        let mut log = StepLog::new(Vec::new(), 1);
+        assert_eq!(log.get("fan").expect("get"), None);
+        let plain = log.done("fan", b"[]".to_vec(), now).expect("done");
+        let mut replay = StepLog::new(vec![plain.clone()], 1);
+        assert!(matches!(
+            replay.spawn("fan", 1),
+            Err(StepError::KindChanged { .. })
+        ));
+        let mut replay = StepLog::new(vec![plain], 1);
+        assert!(matches!(
+            replay.join("fan", &[]),
+            Err(StepError::KindChanged { .. })
+        ));
+        let many = vec![String::new(); MAX_CHILDREN + 1];
+        assert!(matches!(
+            log.join("all", &many),
+            Err(StepError::JoinTooLarge(_))
+        ));
+    }
+
+    #[test]
+    fn a_spawn_whose_record_would_not_fit_makes_no_child() {
+        let now = Utc::now();
+        let full: Vec<StepRecord> = (0..super::super::MAX_STEPS)
+            .map(|i| StepRecord {
+                name: format!("s{i}"),
+                kind: StepKind::Step,
+                bytes: 1,
+                result: "1".into(),
+                completed_at: now,
+                attempt: 1,
+            })
+            .collect();
+        let mut log = StepLog::new(full, 1);
+        for i in 0..super::super::MAX_STEPS {
+            log.get(&format!("s{i}")).expect("replay");
+        }
+        assert!(matches!(log.spawn("fan", 1), Err(StepError::TooManySteps)));
     }
 
     #[test]

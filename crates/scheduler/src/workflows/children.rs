@@ -10,6 +10,7 @@
 use super::steps::Spawner;
 use crate::Node;
 use crate::intake::{Admission, IntakeError, PluginRef, Work};
+use taskhost_model::outcome::Status;
 use taskhost_model::time::add_saturating;
 use taskhost_model::workflow::children::{
     MAX_DEPTH, SpawnError, WAKE_COALESCE, child_id, spawned_by,
@@ -35,32 +36,41 @@ impl Node {
         let ids: Vec<String> = (0..children.len())
             .map(|i| child_id(&parent.id, position, name, i))
             .collect();
-        let store = &self.inner.store;
-        let first = ids.first().ok_or_else(|| SpawnError::Empty.to_string())?;
-        // Made by an earlier run of this step, cut before its record: all
-        // of them were (a spawn's children are written all or none).
-        if store
-            .get_execution(&parent.tenant, first)
-            .await
-            .map_err(|e| e.to_string())?
-            .is_some()
-        {
-            return Ok(ids);
-        }
-        let work = children
-            .into_iter()
-            .zip(&ids)
-            .map(|(child, id)| child_work(parent, child, id))
-            .collect();
-        match self.intake(work, Admission::Submit).await {
-            Ok(_) => Ok(ids),
-            Err(IntakeError::Refused(refused)) => Err(refused
+        // Some or all made by an earlier run of this step, cut before its
+        // record (on MongoDB a batch's writes are not one transaction, so
+        // some may be): make only those missing. Once more after a
+        // conflict: another run of this step (its lease lost) made them.
+        for _ in 0..2 {
+            let made = self
+                .inner
+                .store
+                .get_executions(&parent.tenant, &ids)
+                .await
+                .map_err(|e| e.to_string())?;
+            let work: Vec<Work> = children
                 .iter()
-                .map(|(i, why)| format!("child {i}: {why}"))
-                .collect::<Vec<_>>()
-                .join("; ")),
-            Err(e) => Err(e.to_string()),
+                .zip(&ids)
+                .zip(&made)
+                .filter(|(_, found)| found.is_none())
+                .map(|((child, id), _)| child_work(parent, child.clone(), id))
+                .collect();
+            if work.is_empty() {
+                return Ok(ids);
+            }
+            match self.intake(work, Admission::Submit).await {
+                Ok(_) => return Ok(ids),
+                Err(IntakeError::Refused(refused)) => {
+                    return Err(refused
+                        .iter()
+                        .map(|(i, why)| format!("child {i}: {why}"))
+                        .collect::<Vec<_>>()
+                        .join("; "));
+                }
+                Err(IntakeError::Store(StoreError::Conflict(_))) => continue,
+                Err(e) => return Err(e.to_string()),
+            }
         }
+        Err("the children were being made by another run of this step; try again".into())
     }
 
     /// How `tenant`'s executions `ids` stand, in order.
@@ -93,7 +103,12 @@ impl Node {
                 self.cancel_children(e).await?;
             }
             let joining = e.waiting.as_ref().map(|w| w.children.as_slice());
+            let suspended = e
+                .outcome
+                .as_ref()
+                .is_some_and(|o| o.status == Status::Suspended);
             if e.status == ExecutionStatus::Queued
+                && suspended
                 && let Some(children) = joining.filter(|c| !c.is_empty())
             {
                 let now = self.child_outcomes(&e.tenant, children).await?;
@@ -157,27 +172,46 @@ impl Node {
             && e.status.is_final()
         {
             self.ended(e);
-            Box::pin(self.after_saved(e)).await;
+            // In a task of its own, so that a caller that goes away (an
+            // API client hanging up) does not cut the cascade halfway.
+            let (node, e) = (self.clone(), e.clone());
+            let cascade = tokio::spawn(async move { node.after_saved(&e).await });
+            if let Err(e) = cascade.await {
+                tracing::warn!(error = %e, "the cancel's cascade to the children stopped");
+            }
         }
         Ok(cancelled)
     }
 
-    /// Cancels the children `e` spawned, but those detached.
+    /// Cancels the children `e` spawned, but those detached, and theirs: a
+    /// queued one at once, a running one by request (its node cancels its
+    /// own children when its run stops).
     async fn cancel_children(&self, e: &Execution) -> Result<(), StoreError> {
-        for id in spawned_by(&e.steps) {
-            let child = self.inner.store.get_execution(&e.tenant, &id).await?;
-            let attached = child.as_ref().is_some_and(|c| {
-                !c.status.is_final() && c.parent.as_ref().is_some_and(|p| !p.detached)
-            });
-            if attached {
-                Box::pin(self.cancel(&e.tenant, &id)).await?;
+        let store = &self.inner.store;
+        let mut parents = vec![e.clone()];
+        while let Some(parent) = parents.pop() {
+            for id in spawned_by(&parent.steps) {
+                let child = store.get_execution(&parent.tenant, &id).await?;
+                let attached = child.as_ref().is_some_and(|c| {
+                    !c.status.is_final() && c.parent.as_ref().is_some_and(|p| !p.detached)
+                });
+                if !attached {
+                    continue;
+                }
+                if let Some(c) = store.cancel(&parent.tenant, &id).await?
+                    && c.status.is_final()
+                {
+                    self.ended(&c);
+                    parents.push(c);
+                }
             }
         }
         Ok(())
     }
 }
 
-/// A child may be granted only secrets and hosts its parent's run holds.
+/// A child may be granted only secrets, hosts and webhooks its parent's run
+/// holds.
 fn check_grants(parent: &Spawner, children: &[ChildRun]) -> Result<(), String> {
     for (i, child) in children.iter().enumerate() {
         if let Some(s) = child
@@ -188,6 +222,17 @@ fn check_grants(parent: &Spawner, children: &[ChildRun]) -> Result<(), String> {
         {
             return Err(format!(
                 "child {i}: secret `{s}` is not granted to this run, so it cannot grant it"
+            ));
+        }
+        if let Some(target) = child
+            .policy
+            .notify
+            .iter()
+            .find(|t| !parent.notify.contains(t))
+        {
+            return Err(format!(
+                "child {i}: webhook {} is not one of this run's, so it cannot give it",
+                target.url
             ));
         }
         let allow = child.policy.network.iter().flat_map(|g| &g.allow);

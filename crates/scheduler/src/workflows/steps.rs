@@ -30,6 +30,8 @@ pub(crate) struct Spawner {
     pub secrets: Vec<String>,
     /// The hosts it may reach: a child may be granted no others.
     pub allow: Vec<String>,
+    /// Where its end is told: a child may be given no others.
+    pub notify: Vec<taskhost_model::NotifyTarget>,
 }
 
 impl StepWriter {
@@ -45,6 +47,7 @@ impl StepWriter {
                 .as_ref()
                 .map(|g| g.allow.clone())
                 .unwrap_or_default(),
+            notify: e.policy.notify.clone(),
         };
         StepWriter {
             node: node.clone(),
