@@ -292,16 +292,17 @@ async fn js_workflows(s: Server) {
     workflows_through_the_api(s, Lang::Js).await;
 }
 
-/// Polls `id` until `done` holds (or 60 s pass): the execution.
+/// Polls `id` until `done` holds (or 180 s pass: the MongoDB leg runs on
+/// SecantusDB, slow under the whole suite): the execution.
 async fn until(s: &Server, token: &str, id: &Value, done: impl Fn(&Value) -> bool) -> Value {
     let path = format!("/v1/executions/{}", id.as_str().expect("id"));
-    let deadline = Instant::now() + Duration::from_secs(60);
+    let deadline = Instant::now() + Duration::from_secs(180);
     loop {
         let (_, e) = s.call(Method::GET, &path, Some(token), None).await;
         if done(&e) {
             return e;
         }
-        assert!(Instant::now() < deadline, "not so in 60 s: {e}");
+        assert!(Instant::now() < deadline, "not so in 180 s: {e}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
