@@ -63,11 +63,7 @@ async fn compare(store: &Store, label: &str, runs: usize, rounds: usize) {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
+    let rt = taskhost_tests::bench_runtime();
     rt.block_on(async {
         let dir = tempfile::tempdir().expect("tempdir");
         let url = format!("sqlite://{}", dir.path().join("bench.db").display());

@@ -28,11 +28,7 @@ fn schedule(tenant: &str, plugin: &str, now: chrono::DateTime<Utc>) -> Schedule 
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
+    let rt = taskhost_tests::bench_runtime();
     rt.block_on(run());
 }
 

@@ -75,11 +75,18 @@ async fn replayed_step() {
     );
 }
 
-async fn suspend_and_resume() {
+/// One node on a fresh SQLite file (kept while the folder lives), on an
+/// injected clock.
+async fn one_node() -> (tempfile::TempDir, ManualClock, Cluster) {
     let dir = tempfile::tempdir().expect("tempdir");
     let url = format!("sqlite://{}", dir.path().join("bench.db").display());
     let clock = ManualClock::new(chrono::Utc::now());
     let cluster = Cluster::new(&url, &clock, 1, test_config()).await;
+    (dir, clock, cluster)
+}
+
+async fn suspend_and_resume() {
+    let (_dir, clock, cluster) = one_node().await;
     let node = &cluster.nodes[0];
     let store = node.store().clone();
     let plugin = upload(&store, "acme", "test-workflow").await;
@@ -127,10 +134,7 @@ async fn fan_out() {
     const CHILDREN: usize = 1_000;
     let (mut batch, mut workflow) = (Vec::new(), Vec::new());
     for _ in 0..3 {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("bench.db").display());
-        let clock = ManualClock::new(chrono::Utc::now());
-        let cluster = Cluster::new(&url, &clock, 1, test_config()).await;
+        let (_dir, clock, cluster) = one_node().await;
         let node = &cluster.nodes[0];
         let store = node.store().clone();
         let plugin = upload(&store, "acme", "fanout").await;
@@ -185,11 +189,7 @@ async fn fan_out() {
 }
 
 fn main() {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .expect("tokio");
+    let rt = taskhost_tests::bench_runtime();
     rt.block_on(async {
         replayed_step().await;
         suspend_and_resume().await;

@@ -195,6 +195,16 @@ pub fn variant(bytes: &[u8], n: usize) -> Vec<u8> {
     out
 }
 
+/// The runtime a benchmark runs on: two worker threads, as the machine's
+/// two cores.
+pub fn bench_runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("tokio")
+}
+
 /// The middle value of a benchmark's rounds (the upper middle of an even
 /// count), which one disturbed round cannot move far.
 pub fn median<T: PartialOrd + Copy>(mut values: Vec<T>) -> T {

@@ -248,6 +248,17 @@ impl Outcome {
             .as_deref()
             .and_then(|b| serde_json::from_slice(b).ok())
     }
+
+    /// The output as it is shown: the JSON it contains, else its text.
+    pub fn output_value(&self) -> Option<serde_json::Value> {
+        self.output.as_deref().map(shown)
+    }
+}
+
+/// Output bytes as shown: the JSON they contain, else their text.
+fn shown(bytes: &[u8]) -> serde_json::Value {
+    serde_json::from_slice(bytes)
+        .unwrap_or_else(|_| serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned()))
 }
 
 /// Output bytes are shown as the JSON they (by convention) contain.
@@ -255,12 +266,9 @@ mod output_repr {
     use super::*;
 
     pub fn serialize<S: Serializer>(output: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
-        let Some(bytes) = output else {
-            return s.serialize_none();
-        };
-        match serde_json::from_slice::<serde_json::Value>(bytes) {
-            Ok(value) => value.serialize(s),
-            Err(_) => String::from_utf8_lossy(bytes).serialize(s),
+        match output {
+            Some(bytes) => shown(bytes).serialize(s),
+            None => s.serialize_none(),
         }
     }
 

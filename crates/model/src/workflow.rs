@@ -22,7 +22,7 @@
 pub mod children;
 mod lifetime;
 
-pub use children::{ChildOutcome, ChildRun, Parent, SpawnError};
+pub use children::{ChildOutcome, ChildRun, Parent, Spawn, SpawnError};
 pub use lifetime::{MAX_LIFETIME, TOTAL_FUEL_RUNS, WorkflowBound, suspension};
 
 use crate::event::Event;

@@ -16,7 +16,7 @@ use taskhost_model::kv::{self, KvNamespace, KvQuota, KvStore};
 use taskhost_model::outcome::{LogLevel, LogLine, Progress};
 use taskhost_model::workflow::children::JOIN_RECHECK;
 use taskhost_model::workflow::{
-    ChildOutcome, ChildRun, Sleep, StepError, StepLog, StepRecord, StepSink, Wait, Waited,
+    ChildOutcome, ChildRun, Sleep, Spawn, StepError, StepLog, StepRecord, StepSink, Wait, Waited,
 };
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -366,9 +366,9 @@ impl host::Host for RunState {
             .sum();
         self.charge(name.len() + bytes);
         let position = match self.steps.spawn(&name, children.len())? {
-            Ok(Ok(recorded)) => return Ok(Ok(recorded)),
-            Ok(Err(position)) => position,
-            Err(refused) => return Ok(Err(refused.to_string())),
+            Spawn::Recorded(ids) => return Ok(Ok(ids)),
+            Spawn::At(position) => position,
+            Spawn::Refused(why) => return Ok(Err(why.to_string())),
         };
         let parsed: Result<Vec<ChildRun>, _> = children
             .into_iter()

@@ -53,10 +53,9 @@ pub struct Parent {
 pub struct ChildRun {
     /// A plugin id, `name@version`, `name@alias`, or a name (its latest).
     pub plugin: String,
-    /// Its input (the plugin gave JSON, or nothing: `null`).
-    pub input: Value,
     /// Its run policy (priority, retry, limits, config, secrets, network…),
-    /// as `POST /v1/executions` takes it; the input is `input`.
+    /// as `POST /v1/executions` takes it, and its input (the plugin gave
+    /// JSON, or nothing: `null`).
     pub policy: RunPolicy,
     /// Not cancelled with its parent.
     pub detach: bool,
@@ -110,10 +109,9 @@ impl ChildRun {
         };
         let mut policy: RunPolicy = serde_json::from_value(Value::Object(options))
             .map_err(|e| options_error(e.to_string()))?;
-        policy.input = input.clone();
+        policy.input = input;
         Ok(ChildRun {
             plugin,
-            input,
             policy,
             detach,
         })
@@ -158,32 +156,39 @@ impl ChildOutcome {
     }
 }
 
+/// What a spawn step comes to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Spawn {
+    /// A replay: the children the record names.
+    Recorded(Vec<String>),
+    /// Make them, as the step at this position.
+    At(usize),
+    /// They may not be made (the plugin gets why).
+    Refused(SpawnError),
+}
+
 impl StepLog {
-    /// Spawn step `name` of `asked` children: their recorded ids on a
-    /// replay (`Ok(Ok(ids))`); else the position to spawn them at
-    /// (`Ok(Err(position))`), or why they may not be (over
-    /// [`MAX_CHILDREN`]).
-    #[allow(clippy::type_complexity)]
-    pub fn spawn(
-        &mut self,
-        name: &str,
-        asked: usize,
-    ) -> Result<Result<Result<Vec<String>, usize>, SpawnError>, StepError> {
+    /// Spawn step `name` of `asked` children (see [`Spawn`]); an error
+    /// ends the run (a replay that departs from the record, or a record
+    /// that would not fit the step bounds).
+    pub fn spawn(&mut self, name: &str, asked: usize) -> Result<Spawn, StepError> {
         if let Some(ids) = self.get(name)? {
             self.replayed_as(StepKind::Spawn)?;
-            return Ok(Ok(Ok(serde_json::from_str(&ids).unwrap_or_default())));
+            return Ok(Spawn::Recorded(
+                serde_json::from_str(&ids).unwrap_or_default(),
+            ));
         }
         let spawned = self.children().len();
         if asked == 0 {
-            return Ok(Err(SpawnError::Empty));
+            return Ok(Spawn::Refused(SpawnError::Empty));
         }
         if spawned + asked > MAX_CHILDREN {
-            return Ok(Err(SpawnError::TooMany { spawned, asked }));
+            return Ok(Spawn::Refused(SpawnError::TooMany { spawned, asked }));
         }
         // The step bounds its record must fit, checked before any child is
         // made: a UUID of 36 characters, quoted, and a comma each.
         self.has_room(name, asked * 39 + 2)?;
-        Ok(Ok(Err(self.position)))
+        Ok(Spawn::At(self.position))
     }
 
     /// The record of spawn step `name`, which made children `ids`.
@@ -269,8 +274,8 @@ mod tests {
     fn a_spawn_is_recorded_once_and_a_join_takes_only_its_children() {
         let now = Utc::now();
         let mut log = StepLog::new(Vec::new(), 1);
-        let position = log.spawn("fan", 2).expect("spawn").expect("room");
-        assert_eq!(position, Err(0));
+        let position = log.spawn("fan", 2).expect("spawn");
+        assert_eq!(position, Spawn::At(0));
         let ids = vec![child_id("p", 0, "fan", 0), child_id("p", 0, "fan", 1)];
         let record = log.spawned("fan", &ids, now).expect("record");
         log.recorded(record.clone());
@@ -281,15 +286,18 @@ mod tests {
         assert_eq!(log.join("all", &ids).expect("join"), None);
 
         let mut replay = StepLog::new(vec![record], 1);
-        assert_eq!(replay.spawn("fan", 2).expect("replay"), Ok(Ok(ids.clone())));
+        assert_eq!(
+            replay.spawn("fan", 2).expect("replay"),
+            Spawn::Recorded(ids.clone())
+        );
         assert_eq!(replay.children(), ids);
         assert!(matches!(
             replay.spawn("more", MAX_CHILDREN - 1).expect("checked"),
-            Err(SpawnError::TooMany { spawned: 2, .. })
+            Spawn::Refused(SpawnError::TooMany { spawned: 2, .. })
         ));
         assert!(matches!(
             replay.spawn("none", 0).expect("checked"),
-            Err(SpawnError::Empty)
+            Spawn::Refused(SpawnError::Empty)
         ));
     }
 
@@ -348,7 +356,7 @@ mod tests {
         assert_eq!((c.policy.priority, c.detach), (5, true));
         assert_eq!(c.policy.input, serde_json::json!({"n": 1}));
         let plain = ChildRun::parse(0, "p".into(), b"", "").expect("defaults");
-        assert_eq!((plain.input, plain.detach), (Value::Null, false));
+        assert_eq!((plain.policy.input, plain.detach), (Value::Null, false));
         assert!(matches!(
             ChildRun::parse(3, "p".into(), b"{", ""),
             Err(SpawnError::Input { index: 3, .. })

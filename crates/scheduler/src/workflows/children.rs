@@ -290,14 +290,7 @@ fn outcome_of(id: &str, found: Option<&Execution>) -> ChildOutcome {
         _ => "queued",
     };
     let outcome = e.outcome.as_ref().filter(|_| e.status.is_final());
-    let output = outcome
-        .and_then(|o| o.output.as_deref())
-        .map(|bytes| {
-            serde_json::from_slice(bytes).unwrap_or_else(|_| {
-                serde_json::Value::String(String::from_utf8_lossy(bytes).into_owned())
-            })
-        })
-        .unwrap_or_default();
+    let output = outcome.and_then(|o| o.output_value()).unwrap_or_default();
     let error = outcome
         .and_then(|o| o.error.as_ref())
         .map(|r| r.message.clone());

@@ -56,9 +56,22 @@ impl Node {
         if !inbox_has_room(&current.inbox, &event) {
             return Err(DeliveryError::InboxFull);
         }
-        let now = store.now();
+        match self.keep(id, &event).await? {
+            Some(woke) => Ok(Delivered::Kept { woke }),
+            // It changed meanwhile (ended, filled, or took this id): say how.
+            None => Box::pin(self.send_to_execution(tenant, id, event)).await,
+        }
+    }
+
+    /// Puts `event` in execution `id`'s inbox, making it due now if it is
+    /// suspended waiting for it: whether it woke; `None` if the execution
+    /// has ended, has no room, or holds an event of this id.
+    async fn keep(&self, id: &str, event: &Event) -> Result<Option<bool>, StoreError> {
+        let now = self.inner.store.now();
         let kept = event.clone();
-        let updated = store
+        let updated = self
+            .inner
+            .store
             .modify_execution(id, move |e| {
                 let room = inbox_has_room(&e.inbox, &kept);
                 if e.status.is_final() || !room || e.inbox.iter().any(|x| x.id == kept.id) {
@@ -71,15 +84,14 @@ impl Node {
                 true
             })
             .await?;
-        let Some(e) = updated else {
-            // It changed meanwhile (ended, filled, or took this id): say how.
-            return Box::pin(self.send_to_execution(tenant, id, event)).await;
-        };
-        let woke = e.status == ExecutionStatus::Queued && e.due_at == now && waits_for(&e, &event);
-        if woke {
-            self.offer(&e);
-        }
-        Ok(Delivered::Kept { woke })
+        Ok(updated.map(|e| {
+            let woke =
+                e.status == ExecutionStatus::Queued && e.due_at == now && waits_for(&e, event);
+            if woke {
+                self.offer(&e);
+            }
+            woke
+        }))
     }
 }
 
@@ -103,17 +115,16 @@ impl Node {
             let page = store
                 .list_executions(&event.tenant, &filter, &request)
                 .await?;
+            // Listed just now (this tenant's): kept by one write each, with
+            // no second read. An execution that ended, is full or took the
+            // event meanwhile is left as it is.
             for e in page.items.iter().filter(|e| waits_for(e, event)) {
-                match self
-                    .send_to_execution(&event.tenant, &e.id, event.clone())
-                    .await
-                {
-                    Ok(Delivered::Kept { woke: true }) => woke.push(e.id.clone()),
-                    Ok(_) | Err(DeliveryError::NotFound | DeliveryError::Ended(_)) => {}
-                    Err(DeliveryError::InboxFull) => {
-                        tracing::warn!(execution = %e.id, event = %event.name, "inbox full; event not delivered");
+                match self.keep(&e.id, event).await? {
+                    Some(true) => woke.push(e.id.clone()),
+                    Some(false) => {}
+                    None => {
+                        tracing::debug!(execution = %e.id, event = %event.name, "not delivered: ended, full, or had it");
                     }
-                    Err(DeliveryError::Store(err)) => return Err(err),
                 }
             }
             match page.next {
