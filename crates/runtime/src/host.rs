@@ -14,9 +14,10 @@ use std::time::Instant;
 use taskhost_model::clock::SharedClock;
 use taskhost_model::kv::{self, KvNamespace, KvQuota, KvStore};
 use taskhost_model::outcome::{LogLevel, LogLine, Progress};
-use taskhost_model::workflow::children::JOIN_RECHECK;
+use taskhost_model::workflow::children::{JOIN_RECHECK, MAX_SPAWN_BYTES};
 use taskhost_model::workflow::{
-    ChildOutcome, ChildRun, Sleep, Spawn, StepError, StepLog, StepRecord, StepSink, Wait, Waited,
+    ChildOutcome, ChildRun, Sleep, Spawn, SpawnError, StepError, StepLog, StepRecord, StepSink,
+    Wait, Waited,
 };
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
@@ -365,6 +366,9 @@ impl host::Host for RunState {
             .map(|c| c.plugin.len() + c.input.len() + c.options.len())
             .sum();
         self.charge(name.len() + bytes);
+        if bytes > MAX_SPAWN_BYTES {
+            return Ok(Err(SpawnError::TooLarge(bytes).to_string()));
+        }
         let position = match self.steps.spawn(&name, children.len())? {
             Spawn::Recorded(ids) => return Ok(Ok(ids)),
             Spawn::At(position) => position,

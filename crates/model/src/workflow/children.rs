@@ -28,6 +28,12 @@ pub const MAX_CHILDREN: usize = 1_000;
 /// How deep children may nest: a top-level run is at depth 0, its children
 /// at 1; a run at this depth may not spawn.
 pub const MAX_DEPTH: u32 = 4;
+/// The most bytes of one child's input and options: an API request's
+/// default body.
+pub const MAX_CHILD_BYTES: usize = 1 << 20;
+/// The most bytes of one spawn's children in all (plugins, inputs,
+/// options): an API batch's default body.
+pub const MAX_SPAWN_BYTES: usize = 16 << 20;
 /// A waiting join checks its children again after this, even if no child's
 /// end woke it (the node that ran the last child may have died before it
 /// could).
@@ -78,6 +84,12 @@ pub enum SpawnError {
     TooMany { spawned: usize, asked: usize },
     #[error("children may nest {MAX_DEPTH} deep; this run is at depth {0}")]
     TooDeep(u32),
+    #[error(
+        "child {index}: its input and options are {bytes} bytes; a child's may be {MAX_CHILD_BYTES}"
+    )]
+    ChildTooLarge { index: usize, bytes: usize },
+    #[error("the spawn's children are {0} bytes; one spawn's may be {MAX_SPAWN_BYTES}")]
+    TooLarge(usize),
 }
 
 impl ChildRun {
@@ -90,6 +102,10 @@ impl ChildRun {
         input: &[u8],
         options: &str,
     ) -> Result<ChildRun, SpawnError> {
+        let bytes = input.len() + options.len();
+        if bytes > MAX_CHILD_BYTES {
+            return Err(SpawnError::ChildTooLarge { index, bytes });
+        }
         let input = match input {
             [] => Value::Null,
             bytes => serde_json::from_slice(bytes).map_err(|e| SpawnError::Input {
@@ -366,5 +382,10 @@ mod tests {
             Err(SpawnError::Options { .. })
         ));
         assert!(ChildRun::parse(0, "p".into(), b"", r#"{"priority":"high"}"#).is_err());
+        let big = vec![b' '; MAX_CHILD_BYTES + 1];
+        assert!(matches!(
+            ChildRun::parse(2, "p".into(), &big, ""),
+            Err(SpawnError::ChildTooLarge { index: 2, .. })
+        ));
     }
 }
