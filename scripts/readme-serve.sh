@@ -6,7 +6,7 @@
 #   scripts/readme-serve.sh            # used by .ci/run
 #
 # Environment: README_SERVE_TIMEOUT (seconds to wait for /healthz, including the
-# release build that `cargo run --release` does first; default 1800).
+# build that `cargo run` does first; default 1800).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 timeout_s="${README_SERVE_TIMEOUT:-1800}"
@@ -15,7 +15,7 @@ timeout_s="${README_SERVE_TIMEOUT:-1800}"
 # "## The two commands".
 cmd="$(awk '/^## The two commands/{s=1} s&&/^```sh/{getline; print; exit}' README.md)"
 case "$cmd" in
-  "cargo run --release -- serve"*) ;;
+  "cargo run -- serve"*|"cargo run --release -- serve"*) ;;
   *) echo "readme-serve: unexpected first command in README.md: '$cmd'" >&2; exit 1 ;;
 esac
 echo "readme-serve: running '$cmd'"

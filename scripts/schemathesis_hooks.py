@@ -1,15 +1,33 @@
 """How Schemathesis writes the values the API document gives a custom
 format: durations as taskhost reads them (`5s`, `250ms`, `7d`), within every
 range the server allows for that kind of field, and cron expressions."""
+import ast
+import threading
 import zoneinfo
 
 import schemathesis
 from hypothesis import strategies as st
 
+# Python 3.11 keeps the AST constructor's recursion depth in one per-process
+# counter, so two threads parsing at once can fail with "SystemError: AST
+# constructor recursion depth mismatch" (cpython#106905). Hypothesis parses
+# the source of Schemathesis's lambdas to describe them, and `--workers 2`
+# generates in two threads: a CI run failed on it. One parse at a time.
+_parse = ast.parse
+_parse_lock = threading.Lock()
+
+
+def _parse_one_at_a_time(*args, **kwargs):
+    with _parse_lock:
+        return _parse(*args, **kwargs)
+
+
+ast.parse = _parse_one_at_a_time
+
 
 def joined(number, unit):
     # A named function, not a lambda: Hypothesis reads a lambda's source to
-    # describe it, which fails deep inside a large schema.
+    # describe it (see the lock above).
     return f"{number}{unit}"
 
 
