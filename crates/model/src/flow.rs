@@ -7,12 +7,14 @@
 //! "limit": 1}` takes the string or number at that JSON pointer when the run
 //! is made (an event's runs: the event's fields, `/data/...`).
 //!
-//! A run holds its key's slot while it runs under a live lease: a claim of a
-//! keyed run succeeds only while fewer than `limit` runs of the key hold one
-//! (checked in the claim itself on SQLite; on MongoDB, slot documents taken
-//! by compare-and-swap). The others stay queued, in their order, and are
-//! claimed when a slot frees — when a run ends, or when a dead node's lease
-//! expires. Nothing is dropped.
+//! A run holds its key's slot while it runs: a claim of a keyed run
+//! succeeds only while fewer than `limit` runs of the key hold one (checked
+//! in the claim itself on SQLite; on MongoDB, slot documents taken by
+//! compare-and-swap). The others stay queued, in their order, and are
+//! claimed when a slot frees — when a run ends, or when a reaper re-queues a
+//! dead node's run after its lease expired (a lapsed lease alone frees
+//! nothing: a node whose claim came back late may still start the run, after
+//! confirming its lease). Nothing is dropped.
 //!
 //! `rate_limit: {"key": "partner-api", "limit": 5, "per": "1s"}` lets at
 //! most `limit` runs with that key start within any `per`, across the

@@ -167,7 +167,7 @@ impl Metrics {
         for op in STORE_OPS {
             drop(m.store_errors.get_or_create(&Op { op }));
         }
-        for when in ["mid_run", "at_completion", "unconfirmed"] {
+        for when in ["before_start", "mid_run", "at_completion", "unconfirmed"] {
             drop(m.lease_losses.get_or_create(&When { when }));
         }
         Metrics { registry, ..m }
@@ -389,8 +389,8 @@ impl Metrics {
         self.store_errors.get_or_create(&Op { op }).inc();
     }
 
-    /// A run's lease was found taken over (`mid_run`, `at_completion`), or
-    /// could not be renewed in time (`unconfirmed`).
+    /// A run's lease was found taken over (`before_start`, `mid_run`,
+    /// `at_completion`), or could not be renewed in time (`unconfirmed`).
     pub(crate) fn lease_lost(&self, when: &'static str) {
         self.lease_losses.get_or_create(&When { when }).inc();
     }

@@ -56,6 +56,9 @@ impl Node {
             return;
         };
         let mut held = HeldLease::new(lease, self.inner.config.lease, asked);
+        if !held.sure() && !self.confirm_lease(&execution, &mut held).await {
+            return;
+        }
         let ready = match self.plugin_for(&execution).await {
             Ok((plugin, name)) => match self.secrets_for(&execution).await {
                 Ok(secrets) => Ok((plugin, name, secrets)),
@@ -212,10 +215,28 @@ impl Node {
             tokio::time::sleep(backoff.min(held.remaining())).await;
             backoff = (backoff * 2).min(SAVE_BACKOFF_MAX);
             // (A cancel that comes after the run ended changes nothing.)
-            if let Ok(LeaseRenewal::Lost) = self.renew(execution, held).await {
+            if let Ok(LeaseRenewal::Lost) = self.renew(execution, held, held.remaining()).await {
                 self.inner.metrics.lease_lost("at_completion");
                 tracing::warn!(execution = %execution.id, "lease lost while saving; result dropped");
                 return;
+            }
+        }
+    }
+
+    /// Confirms a claim whose lease this node is no longer sure of before
+    /// its run starts. A claim batch that took long (a slow store) can hand
+    /// out a run whose lease already lapsed, which another node may have
+    /// re-queued and claimed, or whose concurrency slot it may have counted
+    /// free: such a run must not start. `false` if it must not.
+    async fn confirm_lease(&self, execution: &Execution, held: &mut HeldLease) -> bool {
+        let within = crate::lease::trusted(self.inner.config.lease);
+        match self.renew(execution, held, within).await {
+            Ok(LeaseRenewal::Renewed(_) | LeaseRenewal::CancelRequested) => true,
+            answer => {
+                self.inner.metrics.lease_lost("before_start");
+                tracing::warn!(execution = %execution.id, lost = matches!(answer, Ok(LeaseRenewal::Lost)),
+                    "the claim's lease lapsed before its run started and could not be confirmed; not run");
+                false
             }
         }
     }
@@ -225,13 +246,14 @@ impl Node {
         &self,
         execution: &Execution,
         held: &mut HeldLease,
+        within: Duration,
     ) -> Result<LeaseRenewal, StoreError> {
         let asked = Instant::now();
         let renewal =
             self.inner
                 .store
                 .renew_lease(&execution.id, &held.lease, self.inner.config.lease);
-        let answer = match tokio::time::timeout(held.remaining(), renewal).await {
+        let answer = match tokio::time::timeout(within, renewal).await {
             Ok(answer) => answer,
             Err(_) => Err(StoreError::unavailable("the lease renewal timed out")),
         };
@@ -409,7 +431,7 @@ impl Node {
             tokio::select! {
                 outcome = &mut run => return Ok((outcome, kv.take(), sink.take())),
                 () = tokio::time::sleep_until(renew_at) => {
-                    match self.renew(e, held).await {
+                    match self.renew(e, held, held.remaining()).await {
                         Ok(LeaseRenewal::Renewed(_)) => renew_at = Instant::now() + every,
                         Ok(LeaseRenewal::CancelRequested) => return Err(Interrupted::Cancelled),
                         Ok(LeaseRenewal::Lost) => return Err(Interrupted::LeaseLost),

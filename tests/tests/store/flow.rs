@@ -20,7 +20,7 @@ fn keyed(key: &str, limit: u32, now: DateTime<Utc>) -> Execution {
 }
 
 /// At most `limit` runs of a key are claimed at once, by one call or many;
-/// a slot frees when its run ends or its lease expires; other keys and
+/// a slot frees when its run ends or a reaper re-queues it; other keys and
 /// other tenants' keys of the same name are apart.
 async fn a_key_is_claimed_at_most_its_limit_at_once(h: Harness) {
     let store = &h.store;
@@ -85,13 +85,25 @@ async fn a_key_is_claimed_at_most_its_limit_at_once(h: Harness) {
             .is_none()
     );
 
-    // A dead node's run frees its slot when its lease expires.
+    // A dead node's run holds its slot past its lease (its node may yet
+    // start it: a claim that came back late) until a reaper re-queues it.
     h.clock.advance(LEASE + Duration::from_secs(1));
+    let early = store
+        .claim(&waiting[1].id, "node-b", LEASE)
+        .await
+        .expect("claim");
+    assert!(early.is_none(), "a lapsed lease still holds its slot");
+    let requeued = store
+        .requeue_expired(100, &Default::default())
+        .await
+        .expect("requeue");
+    // Two of the key's, another tenant's and another key's.
+    assert_eq!(requeued.len(), 4, "every lapsed run is re-queued");
     let fourth = store
         .claim(&waiting[1].id, "node-b", LEASE)
         .await
         .expect("claim");
-    assert!(fourth.is_some(), "expired leases hold no slot");
+    assert!(fourth.is_some(), "a re-queued run holds no slot");
 }
 
 /// At most `limit` runs of a rate-limited key start within its period; a

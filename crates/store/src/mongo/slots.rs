@@ -7,12 +7,15 @@
 //! two claims cannot take one slot), then is claimed; if the claim fails
 //! (another node claimed it), the slot is given back.
 //!
-//! A slot is held while its execution runs under a live lease, or ended
-//! after the instant of the claim that asks (whose start must come after
-//! that end), or — for [`PENDING`] after it was taken — while its execution
-//! is still queued (the claim that took it is under way). So a run that ended, was given back,
-//! or whose node died (its lease expired) frees its slot with no other
-//! write, and a run's start (its claim) comes after its slot was free.
+//! A slot is held while its execution runs, or ended after the instant of
+//! the claim that asks (whose start must come after that end), or — for
+//! [`PENDING`] after it was taken — while its execution is still queued (the
+//! claim that took it is under way). So a run that ended or was given back
+//! frees its slot with no other write, and a run's start (its claim) comes
+//! after its slot was free. A run whose node died holds its slot until a
+//! reaper re-queues it (its lease expired): a lapsed lease alone does not
+//! free the slot, since a node whose claim came back late may still start
+//! that run (it confirms its lease first, and the re-queue takes it away).
 //!
 //! A rate-limit key with limit `n` per period has `n` slot documents, each
 //! remembering the last start it allowed; a start takes a slot whose last
@@ -194,7 +197,7 @@ impl MongoBackend {
             return Ok(false);
         }
         let now_ms = now.timestamp_millis();
-        let running = doc! { "status": "running", "lease_expires_at": { "$gt": now_ms } };
+        let running = doc! { "status": "running" };
         // Ended after this claim's instant: its end must come before our start.
         let ended = doc! { "finished_at": { "$gt": now_ms } };
         let mut holds = vec![running, ended];

@@ -173,7 +173,7 @@ static CLAIM: LazyLock<String> = LazyLock::new(|| {
            AND (ckey IS NULL OR climit > (
              SELECT COUNT(*) FROM executions AS held
               WHERE held.tenant = executions.tenant AND held.ckey = executions.ckey
-                AND held.status = 'running' AND held.lease_expires_at > ?4) + (
+                AND held.status = 'running') + (
              SELECT COUNT(*) FROM executions AS ended
               WHERE ended.tenant = executions.tenant AND ended.ckey = executions.ckey
                 AND ended.finished_at > ?4))
@@ -197,7 +197,8 @@ static FINISH: LazyLock<String> = LazyLock::new(|| {
 
 /// Claims one execution by columns alone; the row as it is now, if claimed.
 /// A run with a concurrency key is claimed only while fewer than its limit
-/// of the key's runs are running under a live lease, or ended after this
+/// of the key's runs are running (a lapsed lease too, until a reaper
+/// re-queues the run: its node may still start it), or ended after this
 /// claim's instant (so a run's start never comes before the end of the run
 /// whose slot it takes); a run with a rate-limit key, only while fewer than
 /// its limit of the key's runs started within its period before (or after)
