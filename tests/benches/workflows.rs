@@ -38,6 +38,7 @@ async fn run_ms(
         clock: Arc::new(SystemClock),
         inbox: Vec::new(),
         waiting: None,
+        bounds: Default::default(),
     });
     let started = Instant::now();
     let outcome = runtime.run(plugin, request).await;

@@ -106,3 +106,23 @@ fn printed_configuration_masks_secrets() {
         Some("mongodb://********@db:27017/taskhost")
     );
 }
+
+#[test]
+fn workflow_bounds_may_be_set_tighter_not_looser() {
+    let tight = value(&print_config(
+        "[workflow]\nmax_children = 10\n",
+        &[],
+        &["--workflow-max-lifetime", "1d"],
+    ));
+    let workflow = &tight["workflow"];
+    assert_eq!(workflow["max_children"].as_integer(), Some(10));
+    assert_eq!(workflow["max_lifetime"].as_str(), Some("1day"));
+    assert_eq!(workflow["max_depth"].as_integer(), Some(4), "a default");
+    let loose = print_config("", &[], &["--workflow-max-children", "5000"]);
+    assert!(!loose.status.success());
+    let stderr = String::from_utf8_lossy(&loose.stderr);
+    assert!(
+        stderr.contains("--workflow-max-children is 5000") && stderr.contains("at most 1000"),
+        "{stderr}"
+    );
+}

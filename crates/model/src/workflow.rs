@@ -19,9 +19,11 @@
 //!
 //! Child runs (`spawn` and `join`) are steps as well: see [`children`].
 
+mod bounds;
 pub mod children;
 mod lifetime;
 
+pub use bounds::{BoundsError, WorkflowBounds};
 pub use children::{ChildOutcome, ChildRun, Parent, Spawn, SpawnError};
 pub use lifetime::{MAX_LIFETIME, TOTAL_FUEL_RUNS, WorkflowBound, suspension};
 
@@ -203,14 +205,16 @@ pub enum StepError {
     NotStarted(String),
     #[error("step name `{0}` is empty or longer than {MAX_STEP_NAME_BYTES} bytes")]
     BadName(String),
-    #[error(
-        "step `{name}` returned {bytes} bytes; a step's result may have {MAX_STEP_RESULT_BYTES}"
-    )]
-    ResultTooLarge { name: String, bytes: usize },
-    #[error("the execution's step results would pass {MAX_STEPS_BYTES} bytes")]
-    TooManyBytes,
-    #[error("the execution would pass {MAX_STEPS} steps")]
-    TooManySteps,
+    #[error("step `{name}` returned {bytes} bytes; a step's result may have {max}")]
+    ResultTooLarge {
+        name: String,
+        bytes: usize,
+        max: usize,
+    },
+    #[error("the execution's step results would pass {0} bytes")]
+    TooManyBytes(usize),
+    #[error("the execution would pass {0} steps")]
+    TooManySteps(usize),
     #[error("step `{0}`'s result is not UTF-8 text (JSON by convention)")]
     NotText(String),
     #[error("wait-for-event {0} (its filter must be JSON)")]
@@ -219,8 +223,8 @@ pub enum StepError {
     NotRecorded { name: String, why: String },
     #[error("join `{step}`: {id} is not a child this execution spawned")]
     NotAChild { step: String, id: String },
-    #[error("a join may name at most {max} children; this one names {0}", max = children::MAX_CHILDREN)]
-    JoinTooLarge(usize),
+    #[error("a join may name at most {max} children; this one names {names}")]
+    JoinTooLarge { names: usize, max: usize },
     #[error(
         "non-deterministic workflow: step {position} `{name}` was recorded as a {recorded:?} step, and this run asks for a {asked:?} step"
     )]
@@ -243,6 +247,8 @@ pub struct StepLog {
     inbox: Vec<Event>,
     /// What the execution waited for when this run began.
     waiting: Option<Wait>,
+    /// The node's bounds.
+    bounds: WorkflowBounds,
 }
 
 /// What a sleep asks of the run.
@@ -263,7 +269,20 @@ impl StepLog {
             attempt,
             inbox: Vec::new(),
             waiting: None,
+            bounds: WorkflowBounds::default(),
         }
+    }
+
+    /// Held to the node's `bounds` rather than the defaults.
+    #[must_use]
+    pub fn with_bounds(mut self, bounds: WorkflowBounds) -> StepLog {
+        self.bounds = bounds;
+        self
+    }
+
+    /// The bounds it is held to.
+    pub fn bounds(&self) -> &WorkflowBounds {
+        &self.bounds
     }
 
     /// With the execution's undelivered events and what it waited for.
@@ -410,18 +429,20 @@ impl StepLog {
     /// Whether a step named `name` with a result of `bytes` fits the
     /// execution's step bounds.
     fn has_room(&self, name: &str, bytes: usize) -> Result<(), StepError> {
-        if bytes > MAX_STEP_RESULT_BYTES {
+        let b = &self.bounds;
+        if bytes > b.max_step_result_bytes {
             return Err(StepError::ResultTooLarge {
                 name: name.to_owned(),
                 bytes,
+                max: b.max_step_result_bytes,
             });
         }
-        if self.recorded.len() >= MAX_STEPS {
-            return Err(StepError::TooManySteps);
+        if self.recorded.len() >= b.max_steps {
+            return Err(StepError::TooManySteps(b.max_steps));
         }
         let used: usize = self.recorded.iter().map(|s| s.result.len()).sum();
-        if used + bytes > MAX_STEPS_BYTES {
-            return Err(StepError::TooManyBytes);
+        if used + bytes > b.max_steps_bytes {
+            return Err(StepError::TooManyBytes(b.max_steps_bytes));
         }
         Ok(())
     }
@@ -554,7 +575,7 @@ mod tests {
         assert_eq!(log.get("one-more").expect("get"), None);
         assert!(matches!(
             log.done("one-more", b"1".to_vec(), now),
-            Err(StepError::TooManySteps)
+            Err(StepError::TooManySteps(_))
         ));
         let heavy: Vec<StepRecord> = (0..4).map(|i| step(i, MAX_STEPS_BYTES / 4)).collect();
         let mut log = StepLog::new(heavy, 1);
@@ -564,7 +585,7 @@ mod tests {
         assert_eq!(log.get("more").expect("get"), None);
         assert!(matches!(
             log.done("more", b"1".to_vec(), now),
-            Err(StepError::TooManyBytes)
+            Err(StepError::TooManyBytes(_))
         ));
     }
 

@@ -74,6 +74,8 @@ pub struct RunWorkflow {
     pub inbox: Vec<taskhost_model::event::Event>,
     /// What the execution waited for when this run began.
     pub waiting: Option<Wait>,
+    /// The node's workflow bounds.
+    pub bounds: taskhost_model::workflow::WorkflowBounds,
 }
 
 impl std::fmt::Debug for RunWorkflow {
@@ -193,7 +195,9 @@ fn sandbox(
     let limits = request.limits;
     let (steps, sink, clock) = match request.workflow {
         Some(w) => {
-            let steps = StepLog::new(w.steps, request.attempt).with_events(w.inbox, w.waiting);
+            let steps = StepLog::new(w.steps, request.attempt)
+                .with_events(w.inbox, w.waiting)
+                .with_bounds(w.bounds);
             (steps, w.sink, w.clock)
         }
         None => {

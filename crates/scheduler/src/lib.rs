@@ -111,6 +111,8 @@ pub struct SchedulerConfig {
     pub heartbeat_ttl: Duration,
     /// The most any run may ask for: per-run limits above these are refused.
     pub caps: Limits,
+    /// What workflows are held to: steps, children, depth, lifetime, fuel.
+    pub workflow_bounds: taskhost_model::workflow::WorkflowBounds,
     /// Per-tenant quotas.
     pub quotas: QuotaConfig,
     /// How long finished executions are kept unless their schedule says.
@@ -167,6 +169,7 @@ impl Default for SchedulerConfig {
             catch_up_grace: DEFAULT_GRACE,
             heartbeat_ttl: Duration::from_secs(15),
             caps: DEFAULT_CAPS,
+            workflow_bounds: Default::default(),
             quotas: QuotaConfig::default(),
             retention: DEFAULT_RETENTION,
             sweep_every: Duration::from_secs(60),

@@ -129,7 +129,8 @@ impl Node {
             attempt = execution.attempt,
             "run finished"
         );
-        let completion = decide(&execution, outcome, self.inner.store.now());
+        let bounds = &self.inner.config.workflow_bounds;
+        let completion = decide(&execution, outcome, self.inner.store.now(), bounds);
         self.finish(&execution, &mut held, completion, effects)
             .await;
     }
@@ -420,6 +421,7 @@ impl Node {
             clock: self.inner.store.clock().clone(),
             inbox: e.inbox.clone(),
             waiting: e.waiting.clone(),
+            bounds: self.inner.config.workflow_bounds,
         });
         let run = self.inner.runtime.run(&plugin, request);
         tokio::pin!(run);
@@ -451,10 +453,15 @@ impl Node {
 
 /// What to record for an attempt's outcome: done, retry after backoff, or
 /// dead. The retry decision itself is [`RetryPolicy::after_attempt`](taskhost_model::RetryPolicy::after_attempt).
-pub(crate) fn decide(e: &Execution, outcome: Outcome, now: DateTime<Utc>) -> Completion {
+pub(crate) fn decide(
+    e: &Execution,
+    outcome: Outcome,
+    now: DateTime<Utc>,
+    bounds: &taskhost_model::workflow::WorkflowBounds,
+) -> Completion {
     if outcome.status == Status::Suspended {
         let at = outcome.suspended_until.unwrap_or(now);
-        return match taskhost_model::workflow::suspension(e, outcome.fuel_used, at, now) {
+        return match taskhost_model::workflow::suspension(e, outcome.fuel_used, at, now, bounds) {
             Ok(at) => Completion::Suspend(at, outcome),
             Err(bound) => Completion::Finished(ended_by(outcome, bound.to_string())),
         };

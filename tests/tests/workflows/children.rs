@@ -154,6 +154,55 @@ pub(crate) async fn a_spawn_past_the_children_bound_is_refused(h: Harness) {
     assert_eq!(count(&h).await, 1, "no child was made");
 }
 
+/// A node set tighter than the defaults (`--workflow-max-depth 2`,
+/// `--workflow-max-children 3`, `--workflow-max-lifetime 1h`) holds its
+/// workflows to its own bounds, and says so.
+pub(crate) async fn a_node_holds_workflows_to_its_tighter_bounds(h: Harness) {
+    let mut config = test_config();
+    config.workflow_bounds = taskhost_model::workflow::WorkflowBounds {
+        max_depth: 2,
+        max_children: 3,
+        max_lifetime: Duration::from_secs(3600),
+        ..Default::default()
+    };
+    let cluster = Cluster::new(&h.url, &h.clock, 1, config).await;
+    let fanout = upload(&h.store, "acme", "fanout").await;
+    let nested = submit(
+        &cluster.nodes[0],
+        workflow(&fanout.id, serde_json::json!({ "nest": true })),
+    )
+    .await;
+    let done = until_ended(&h, &cluster, &nested.id, 30).await;
+    let out = output(&done);
+    assert_eq!(out["depth"], 2, "{out}");
+    let refused = out["refused"].as_str().unwrap_or_default();
+    assert!(refused.contains("nest 2 deep"), "{refused}");
+
+    let mut wide = workflow(&fanout.id, serde_json::json!({ "count": 4 }));
+    wide.policy.retry = Some(taskhost_model::RetryPolicy::ONCE);
+    let wide = submit(&cluster.nodes[0], wide).await;
+    cluster.tick().await;
+    let error = get(&h, &wide.id).await.outcome.and_then(|o| o.error);
+    let message = error.expect("an error").message;
+    assert!(message.contains("would pass 3 children"), "{message}");
+
+    let sleeper = upload(&h.store, "acme", "test-workflow").await;
+    let input = serde_json::json!({ "sleep_ms": 2 * 3_600_000 });
+    let long = submit(&cluster.nodes[0], workflow(&sleeper.id, input)).await;
+    cluster.tick().await;
+    let asleep = get(&h, &long.id).await;
+    assert_eq!(
+        asleep.due_at,
+        long.created_at + chrono::Duration::hours(1),
+        "woken at the node's lifetime"
+    );
+    h.clock.advance(Duration::from_secs(3600));
+    cluster.tick().await;
+    let error = get(&h, &long.id).await.outcome.and_then(|o| o.error);
+    let message = error.expect("an error").message;
+    assert!(message.contains("lifetime of 1 hour"), "{message}");
+}
+
 pub(crate) async fn a_workflow_that_would_outlive_its_lifetime_ends_failed(h: Harness) {
     let cluster = Cluster::new(&h.url, &h.clock, 1, test_config()).await;
     let plugin = upload(&h.store, "acme", "test-workflow").await;

@@ -27,6 +27,7 @@ taskhost_tests::conformance!(
     nesting_is_refused_past_its_depth,
     a_spawn_past_the_children_bound_is_refused,
     a_workflow_that_would_outlive_its_lifetime_ends_failed,
+    a_node_holds_workflows_to_its_tighter_bounds,
     a_tenant_event_wakes_the_runs_waiting_for_it,
     a_failed_step_is_retried_from_that_step,
     a_durable_sleep_frees_its_worker_and_wakes_on_time,

@@ -78,12 +78,14 @@ pub enum SpawnError {
     Options { index: usize, why: String },
     #[error("a spawn needs at least one child")]
     Empty,
-    #[error(
-        "the execution would pass {MAX_CHILDREN} children ({spawned} spawned, {asked} more asked)"
-    )]
-    TooMany { spawned: usize, asked: usize },
-    #[error("children may nest {MAX_DEPTH} deep; this run is at depth {0}")]
-    TooDeep(u32),
+    #[error("the execution would pass {max} children ({spawned} spawned, {asked} more asked)")]
+    TooMany {
+        spawned: usize,
+        asked: usize,
+        max: usize,
+    },
+    #[error("children may nest {max} deep; this run is at depth {depth}")]
+    TooDeep { depth: u32, max: u32 },
     #[error(
         "child {index}: its input and options are {bytes} bytes; a child's may be {MAX_CHILD_BYTES}"
     )]
@@ -198,8 +200,13 @@ impl StepLog {
         if asked == 0 {
             return Ok(Spawn::Refused(SpawnError::Empty));
         }
-        if spawned + asked > MAX_CHILDREN {
-            return Ok(Spawn::Refused(SpawnError::TooMany { spawned, asked }));
+        let max = self.bounds().max_children;
+        if spawned + asked > max {
+            return Ok(Spawn::Refused(SpawnError::TooMany {
+                spawned,
+                asked,
+                max,
+            }));
         }
         // The step bounds its record must fit, checked before any child is
         // made: a UUID of 36 characters, quoted, and a comma each.
@@ -227,8 +234,12 @@ impl StepLog {
     /// replay; `None`: look at them, then [`StepLog::joined`] once all
     /// have ended. Each id must be a child this execution spawned.
     pub fn join(&mut self, name: &str, ids: &[String]) -> Result<Option<String>, StepError> {
-        if ids.len() > MAX_CHILDREN {
-            return Err(StepError::JoinTooLarge(ids.len()));
+        let max = self.bounds().max_children;
+        if ids.len() > max {
+            return Err(StepError::JoinTooLarge {
+                names: ids.len(),
+                max,
+            });
         }
         let ours: std::collections::HashSet<String> = self.children().into_iter().collect();
         if let Some(stranger) = ids.iter().find(|id| !ours.contains(*id)) {
@@ -336,7 +347,7 @@ mod tests {
         let many = vec![String::new(); MAX_CHILDREN + 1];
         assert!(matches!(
             log.join("all", &many),
-            Err(StepError::JoinTooLarge(_))
+            Err(StepError::JoinTooLarge { .. })
         ));
     }
 
@@ -357,7 +368,10 @@ mod tests {
         for i in 0..super::super::MAX_STEPS {
             log.get(&format!("s{i}")).expect("replay");
         }
-        assert!(matches!(log.spawn("fan", 1), Err(StepError::TooManySteps)));
+        assert!(matches!(
+            log.spawn("fan", 1),
+            Err(StepError::TooManySteps(_))
+        ));
     }
 
     #[test]

@@ -12,9 +12,7 @@ use crate::Node;
 use crate::intake::{Admission, IntakeError, PluginRef, Work};
 use taskhost_model::outcome::Status;
 use taskhost_model::time::add_saturating;
-use taskhost_model::workflow::children::{
-    MAX_DEPTH, SpawnError, WAKE_COALESCE, child_id, spawned_by,
-};
+use taskhost_model::workflow::children::{SpawnError, WAKE_COALESCE, child_id, spawned_by};
 use taskhost_model::workflow::{ChildOutcome, ChildRun, Parent};
 use taskhost_model::{Execution, ExecutionStatus, RetryPolicy, RunPolicy};
 use taskhost_store::StoreError;
@@ -29,8 +27,10 @@ impl Node {
         name: &str,
         children: Vec<ChildRun>,
     ) -> Result<Vec<String>, String> {
-        if parent.depth >= MAX_DEPTH {
-            return Err(SpawnError::TooDeep(parent.depth).to_string());
+        let max = self.inner.config.workflow_bounds.max_depth;
+        if parent.depth >= max {
+            let depth = parent.depth;
+            return Err(SpawnError::TooDeep { depth, max }.to_string());
         }
         check_grants(parent, &children)?;
         let ids: Vec<String> = (0..children.len())

@@ -7,6 +7,7 @@
 //! `serve` runs with, and what `--print-config` prints (secrets masked), in
 //! the file's own format.
 
+use super::workflow_args::WorkflowArgs;
 use crate::api::ApiLimits;
 use crate::api::auth::DEFAULT_MAX_LIFETIME;
 use anyhow::{Context, bail};
@@ -214,6 +215,10 @@ pub struct ServeConfig {
     #[command(flatten)]
     #[serde(default)]
     pub oidc: OidcArgs,
+    /// The bounds of durable workflows: `[workflow]` in the file.
+    #[command(flatten)]
+    #[serde(default)]
+    pub workflow: WorkflowArgs,
     /// Per-tenant quotas: `[quotas.default]` and `[quotas.tenants.NAME]`.
     #[arg(skip)]
     #[serde(default, skip_serializing)]
@@ -399,6 +404,7 @@ impl ServeConfig {
             data_dir,
             otlp_endpoint: self.otlp_endpoint.clone(),
             oidc: self.oidc.clone(),
+            workflow: WorkflowArgs::of(&self.workflow.bounds()?),
             quotas: self.quotas.clone(),
             network: self.network.clone().unwrap_or_default(),
         })
@@ -458,6 +464,7 @@ pub struct Settings {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub otlp_endpoint: Option<String>,
     pub oidc: OidcArgs,
+    pub workflow: WorkflowArgs,
     pub quotas: QuotaConfig,
     pub network: taskhost_net::NetworkConfig,
 }

@@ -14,6 +14,7 @@ mod secret;
 mod serve;
 mod telemetry;
 mod token;
+mod workflow_args;
 
 use clap::{Parser, Subcommand};
 use std::process::ExitCode;

@@ -118,6 +118,7 @@ async fn run_workflow(
             clock: clock.clone(),
             inbox: Vec::new(),
             waiting: waiting.take(),
+            bounds: Default::default(),
         });
         let outcome = runtime.run_wasm(wasm, this).await;
         let until = outcome

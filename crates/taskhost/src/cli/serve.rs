@@ -261,6 +261,7 @@ fn node(settings: &Settings, store: &Store) -> anyhow::Result<(Node, Runtime)> {
         .map_err(|e| anyhow::anyhow!("invalid [network] settings: {e}"))?;
     let config = SchedulerConfig {
         caps,
+        workflow_bounds: settings.workflow.bounds()?,
         node_id: settings.node_id.clone(),
         workers: settings.workers,
         tenant_limit: settings.tenant_limit,
