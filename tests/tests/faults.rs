@@ -2,7 +2,8 @@
 //! fails for a while is retried and recorded once; a store error before the
 //! plugin starts costs no attempt; a node that cannot renew its lease stops
 //! its run and another node's claim wins; a stale claim's late write is
-//! refused; and a wall-clock step makes a node renew at once, not run twice.
+//! refused; a wall-clock step makes a node renew at once, not run twice; and
+//! a claim that comes back late is confirmed before its run starts.
 //!
 //! Faults are injected into the real store ([`taskhost_store::faults`]).
 
@@ -254,7 +255,64 @@ taskhost_tests::conformance!(
     a_clock_step_past_the_lease_makes_the_node_renew_not_run_twice,
     a_node_whose_store_refuses_writes_is_not_ready,
     a_run_whose_result_is_lost_leaves_none_of_its_kv_writes,
+    a_claim_that_comes_back_late_is_confirmed_before_its_run,
 );
+
+/// A claim whose answer came back later than the node trusts its lease (a
+/// slow store) is confirmed before its run starts: the run starts on the
+/// renewed lease if nobody took it, and not at all if another node
+/// re-queued it meanwhile (it may already run elsewhere).
+async fn a_claim_that_comes_back_late_is_confirmed_before_its_run(h: Harness) {
+    // A 3 s lease, trusted for 2 s; each claim's answer 2.5 s late.
+    let config = SchedulerConfig {
+        lease: Duration::from_secs(3),
+        ..test_config()
+    };
+    let cluster = Cluster::new(&h.url, &h.clock, 2, config).await;
+    let (a, b) = (&cluster.nodes[0], &cluster.nodes[1]);
+    let late = || {
+        let delay = Duration::from_millis(2500);
+        a.store().faults().slow_times(Op::Claim, delay, 1);
+    };
+    let before_start = r#"taskhost_lease_losses_total{when="before_start"}"#;
+    let hello = upload(&h.store, "acme", "hello").await;
+
+    let kept = submit(a, once(&hello.id, serde_json::json!({"name": "kept"}))).await;
+    late();
+    a.tick().await.expect("tick");
+    a.drain().await;
+    assert_eq!(get(&h, &kept.id).await.status, ExecutionStatus::Succeeded);
+    assert_eq!(metric(a, before_start), 0.0, "confirmed, and run");
+    assert_eq!(cluster.starts.total(), 1);
+
+    let taken = submit(a, once(&hello.id, serde_json::json!({"name": "taken"}))).await;
+    late();
+    let claiming = {
+        let a = a.clone();
+        tokio::spawn(async move {
+            a.tick().await.expect("tick");
+            a.drain().await;
+        })
+    };
+    let claimed_by = Instant::now() + Duration::from_secs(2);
+    while get(&h, &taken.id).await.status != ExecutionStatus::Running {
+        assert!(Instant::now() < claimed_by, "node A never claimed it");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    // While A waits for its claim's answer, the lease runs out by the
+    // store's clock, and node B re-queues the run.
+    h.clock.advance(Duration::from_secs(4));
+    assert_eq!(b.requeue_expired().await.expect("requeue"), 1);
+    claiming.await.expect("node A's tick");
+    assert_eq!(metric(a, before_start), 1.0, "A did not start it");
+    assert_eq!(cluster.starts.total(), 1, "the re-queued run never started");
+    let back = get(&h, &taken.id).await;
+    assert_eq!(
+        (back.status, back.attempt, back.host_faults),
+        (ExecutionStatus::Queued, 1, 1),
+        "{back:?}"
+    );
+}
 
 /// Readiness follows the heartbeat, the node's regular store write: not
 /// ready before the first, nor after one the store refused (a full disk),

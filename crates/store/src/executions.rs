@@ -238,7 +238,11 @@ impl Store {
             now,
             lease_until: add_saturating(now, lease),
         };
-        self.backend.executions_claim(ids, &order).await
+        let claimed = self.backend.executions_claim(ids, &order).await;
+        if let Some(delay) = self.faults.delay(super::faults::Op::Claim) {
+            tokio::time::sleep(delay).await;
+        }
+        claimed
     }
 
     /// Extends `held`'s lease on a running execution by `lease`.

@@ -34,6 +34,12 @@ pub enum Op {
 enum Plan {
     Until(Instant),
     Times(u32),
+    /// Answers that come late: the operation is done, its answer is not
+    /// back yet (a slow store).
+    Slow {
+        delay: Duration,
+        times: u32,
+    },
 }
 
 /// The armed faults of one store.
@@ -54,6 +60,12 @@ impl Faults {
         self.arm(op, Plan::Times(times));
     }
 
+    /// The next `times` answers of `op` come `delay` late: the operation
+    /// is done in the store, and its caller hears of it only then.
+    pub fn slow_times(&self, op: Op, delay: Duration, times: u32) {
+        self.arm(op, Plan::Slow { delay, times });
+    }
+
     /// Every fault is lifted.
     pub fn heal(&self) {
         self.plans().clear();
@@ -69,7 +81,21 @@ impl Faults {
         self.plans.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Fails if `op` is armed.
+    /// How late `op`'s answer is to come, if it is armed to be slow.
+    pub(crate) fn delay(&self, op: Op) -> Option<Duration> {
+        if !self.armed.load(Ordering::Acquire) {
+            return None;
+        }
+        match self.plans().get_mut(&op) {
+            Some(Plan::Slow { delay, times }) if *times > 0 => {
+                *times -= 1;
+                Some(*delay)
+            }
+            _ => None,
+        }
+    }
+
+    /// Fails if `op` is armed to fail.
     pub(crate) fn check(&self, op: Op) -> Result<(), StoreError> {
         if !self.armed.load(Ordering::Acquire) {
             return Ok(());
