@@ -92,6 +92,38 @@ fn uuid_like() -> String {
 }
 
 impl Harness {
+    /// Takes the store back to before executions had a `waiting_event`
+    /// (the event a suspended workflow waits for, found by the tenant's
+    /// events), as a node of an earlier release left it: on SQLite the
+    /// column, its index and its migration undone; on MongoDB the field
+    /// removed from every execution. Reopen the store to upgrade it.
+    pub async fn rewind_waiting_event(&self) {
+        if let Some(path) = self.url.strip_prefix("sqlite://") {
+            let c = rusqlite::Connection::open(path).expect("open the SQLite file");
+            let version: i64 = c
+                .query_row("PRAGMA user_version", [], |r| r.get(0))
+                .expect("version");
+            c.execute_batch(
+                "DROP INDEX executions_waiting; ALTER TABLE executions DROP COLUMN waiting_event;",
+            )
+            .expect("undo the migration");
+            c.pragma_update(None, "user_version", version - 1)
+                .expect("version");
+            return;
+        }
+        let client = mongodb::Client::with_uri_str(&self.url)
+            .await
+            .expect("connect");
+        let db = client.default_database().expect("a database in the URL");
+        db.collection::<mongodb::bson::Document>("executions")
+            .update_many(
+                mongodb::bson::doc! {},
+                mongodb::bson::doc! { "$unset": { "waiting_event": "" } },
+            )
+            .await
+            .expect("update");
+    }
+
     /// Overwrites one stored execution's document with text no reader can
     /// parse, through the backend's own client: a poison record.
     pub async fn corrupt_execution(&self, id: &str) {

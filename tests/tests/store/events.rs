@@ -8,7 +8,60 @@ use taskhost_model::hook::HookMode;
 taskhost_tests::conformance!(
     event_schedules_and_fires_are_found_by_event,
     hooks_are_kept_per_tenant,
+    waiting_workflows_are_found_by_their_event_also_after_an_upgrade,
 );
+
+/// The executions suspended waiting for an event are found by it (the
+/// tenant's events wake them), also those a node of an earlier release
+/// stored, once a node of this one has opened the store.
+async fn waiting_workflows_are_found_by_their_event_also_after_an_upgrade(mut h: Harness) {
+    let now = h.store.now();
+    let waiting = |event: &str| {
+        let mut e = Execution::queued("acme", "p1", now, now);
+        e.waiting = Some(taskhost_model::workflow::Wait {
+            step: "approve".into(),
+            event: event.into(),
+            filter: serde_json::Value::Null,
+            children: Vec::new(),
+            until: now + chrono::Duration::hours(1),
+        });
+        e
+    };
+    let (approval, other, plain) = (
+        waiting("approval"),
+        waiting("other"),
+        Execution::queued("acme", "p1", now, now),
+    );
+    for e in [&approval, &other, &plain] {
+        h.store.create_execution(e).await.expect("create");
+    }
+    let found = |store: taskhost_store::Store| async move {
+        let filter = taskhost_store::ExecutionFilter {
+            waiting_for: Some("approval".into()),
+            ..Default::default()
+        };
+        let request = taskhost_store::PageRequest {
+            cursor: None,
+            limit: Some(100),
+        };
+        let page = store.list_executions("acme", &filter, &request).await;
+        let ids: Vec<String> = page
+            .expect("list")
+            .items
+            .into_iter()
+            .map(|e| e.id)
+            .collect();
+        ids
+    };
+    assert_eq!(found(h.store.clone()).await, vec![approval.id.clone()]);
+    h.rewind_waiting_event().await;
+    h.reopen().await;
+    assert_eq!(
+        found(h.store.clone()).await,
+        vec![approval.id.clone()],
+        "found after the upgrade"
+    );
+}
 
 /// The schedules an event fires are found by tenant and name, page after
 /// page; one event fires a schedule once, whatever its arrival time.

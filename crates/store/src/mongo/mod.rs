@@ -124,6 +124,7 @@ impl MongoBackend {
         backend.check_format().await?;
         backend.create_indexes().await?;
         backend.fill_partitions().await?;
+        backend.fill_waiting_events().await?;
         Ok(backend)
     }
 
@@ -163,6 +164,33 @@ impl MongoBackend {
             let set = doc! { "$set": { "partition_no": partition } };
             self.coll("schedules")
                 .update_one(doc! { "_id": id }, set)
+                .await
+                .map_err(db_err)?;
+        }
+        Ok(())
+    }
+
+    /// Gives every queued execution stored before `waiting_event` existed
+    /// the field (the event it waits for, or null), so that the tenant's
+    /// events find the workflows among them that wait. Each is read once:
+    /// executions written since always carry the field.
+    async fn fill_waiting_events(&self) -> Result<()> {
+        let executions = self.coll("executions");
+        let old = doc! { "status": "queued", "waiting_event": { "$exists": false } };
+        let mut cursor = executions.find(old).await.map_err(db_err)?;
+        while let Some(d) = cursor.try_next().await.map_err(db_err)? {
+            let Ok(id) = d.get_str("_id") else { continue };
+            // An unreadable document is left as it is, for its readers to report.
+            let Ok(e) = record::<taskhost_model::Execution>(&d) else {
+                continue;
+            };
+            let event = e.waiting.map(|w| w.event).filter(|name| !name.is_empty());
+            let set = doc! { "$set": { "waiting_event": event.map_or(Bson::Null, Bson::String) } };
+            executions
+                .update_one(
+                    doc! { "_id": id, "waiting_event": { "$exists": false } },
+                    set,
+                )
                 .await
                 .map_err(db_err)?;
         }
