@@ -59,6 +59,11 @@ impl Node {
         if !held.sure() && !self.confirm_lease(&execution, &mut held).await {
             return;
         }
+        if self.orphaned(&execution).await {
+            let (cancelled, none) = (Completion::Cancelled(None), KvEffects::default());
+            self.finish(&execution, &mut held, cancelled, none).await;
+            return;
+        }
         let ready = match self.plugin_for(&execution).await {
             Ok((plugin, name)) => match self.secrets_for(&execution).await {
                 Ok(secrets) => Ok((plugin, name, secrets)),

@@ -154,6 +154,46 @@ pub(crate) async fn a_spawn_past_the_children_bound_is_refused(h: Harness) {
     assert_eq!(count(&h).await, 1, "no child was made");
 }
 
+/// A child the cancel's cascade cannot find — made by a spawn its parent
+/// had not recorded when the cancel came (a node killed between the two) —
+/// is cancelled when it would start; a detached one runs.
+pub(crate) async fn a_child_the_cancel_could_not_find_is_cancelled_when_it_would_start(h: Harness) {
+    let cluster = Cluster::new(&h.url, &h.clock, 1, test_config()).await;
+    let hello = upload(&h.store, "acme", "hello").await;
+    let now = h.store.now();
+    let parent = Execution::queued("acme", &hello.id, now + chrono::Duration::hours(1), now);
+    h.store.create_execution(&parent).await.expect("create");
+    let child = |detached: bool| {
+        let mut e = Execution::queued("acme", &hello.id, now, now);
+        e.policy.input = serde_json::json!({ "name": "child" });
+        e.parent = Some(taskhost_model::workflow::Parent {
+            id: parent.id.clone(),
+            depth: 1,
+            detached,
+        });
+        e
+    };
+    let (attached, detached) = (child(false), child(true));
+    for e in [&attached, &detached] {
+        h.store.create_execution(e).await.expect("create");
+    }
+    let cancelled = cluster.nodes[0].cancel("acme", &parent.id).await;
+    let cancelled = cancelled.expect("cancel").expect("a queued parent");
+    assert_eq!(cancelled.status, ExecutionStatus::Cancelled);
+    cluster.tick().await;
+    assert_eq!(
+        get(&h, &attached.id).await.status,
+        ExecutionStatus::Cancelled
+    );
+    assert_eq!(
+        get(&h, &detached.id).await.status,
+        ExecutionStatus::Succeeded
+    );
+    let starts = cluster.starts.counts();
+    assert_eq!(starts.get(&attached.id), None, "never started");
+    assert_eq!(starts.get(&detached.id), Some(&1));
+}
+
 /// A node set tighter than the defaults (`--workflow-max-depth 2`,
 /// `--workflow-max-children 3`, `--workflow-max-lifetime 1h`) holds its
 /// workflows to its own bounds, and says so.

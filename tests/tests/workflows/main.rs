@@ -28,6 +28,7 @@ taskhost_tests::conformance!(
     a_spawn_past_the_children_bound_is_refused,
     a_workflow_that_would_outlive_its_lifetime_ends_failed,
     a_node_holds_workflows_to_its_tighter_bounds,
+    a_child_the_cancel_could_not_find_is_cancelled_when_it_would_start,
     a_tenant_event_wakes_the_runs_waiting_for_it,
     a_failed_step_is_retried_from_that_step,
     a_durable_sleep_frees_its_worker_and_wakes_on_time,

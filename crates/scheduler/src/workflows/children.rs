@@ -5,7 +5,10 @@
 //! A child is made by the intake like any submission — the tenant's queue
 //! quota, its run limits and the dispatcher's fairness between tenants
 //! apply to it as to any run — with an id derived from its spawn step, so a
-//! spawn made again after a crash finds its children made.
+//! spawn made again after a crash finds its children made. A child whose
+//! parent was cancelled does not start: the cascade cancels the children
+//! its parent recorded, and a child it could not find is cancelled when it
+//! would start.
 
 use super::steps::Spawner;
 use crate::Node;
@@ -181,6 +184,19 @@ impl Node {
             }
         }
         Ok(cancelled)
+    }
+
+    /// Whether `e` is a child, not detached, whose parent was cancelled.
+    /// The cascade finds children by their parent's recorded spawns, so it
+    /// misses those of a spawn not recorded yet when the cancel came (a node
+    /// killed between making the children and recording the step): such a
+    /// child is cancelled when it would start. One read per child run.
+    pub(crate) async fn orphaned(&self, e: &Execution) -> bool {
+        let Some(parent) = e.parent.as_ref().filter(|p| !p.detached) else {
+            return false;
+        };
+        let parent = self.inner.store.get_execution(&e.tenant, &parent.id).await;
+        matches!(parent, Ok(Some(p)) if p.status == ExecutionStatus::Cancelled)
     }
 
     /// Cancels the children `e` spawned, but those detached, and theirs: a
