@@ -221,6 +221,9 @@ struct NodeInner {
     /// Joining parents this node made due, and when: a child ending before
     /// then need not wake its parent again.
     woken: Mutex<LruCache<String, DateTime<Utc>>>,
+    /// Parents this node read as not cancelled, and until when it trusts
+    /// that: the children of one fan-out read their parent about once.
+    live_parents: Mutex<LruCache<String, tokio::time::Instant>>,
     /// The last heartbeat's outcome: readiness.
     health: health::Health,
     /// Plugins being loaded now (single flight); removed once loaded.
@@ -303,6 +306,9 @@ impl Node {
                 partitions: partitions::Partitions::default(),
                 watchers: watch::Watchers::default(),
                 woken: Mutex::new(LruCache::new(
+                    std::num::NonZeroUsize::new(4096).expect("non-zero"),
+                )),
+                live_parents: Mutex::new(LruCache::new(
                     std::num::NonZeroUsize::new(4096).expect("non-zero"),
                 )),
                 health: health::Health::default(),

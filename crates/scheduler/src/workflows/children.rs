@@ -20,6 +20,9 @@ use taskhost_model::workflow::{ChildOutcome, ChildRun, Parent};
 use taskhost_model::{Execution, ExecutionStatus, RetryPolicy, RunPolicy};
 use taskhost_store::StoreError;
 
+/// How long a parent read as not cancelled is trusted by its children.
+const LIVE_PARENT: std::time::Duration = std::time::Duration::from_secs(1);
+
 impl Node {
     /// Makes the children of `parent`'s spawn step `name` at `position`:
     /// their ids, or why none was made (the plugin gets the message).
@@ -190,13 +193,34 @@ impl Node {
     /// The cascade finds children by their parent's recorded spawns, so it
     /// misses those of a spawn not recorded yet when the cancel came (a node
     /// killed between making the children and recording the step): such a
-    /// child is cancelled when it would start. One read per child run.
+    /// child is cancelled when it would start. A parent read as not
+    /// cancelled is trusted for [`LIVE_PARENT`], so the children of a
+    /// fan-out read it about once (a cancel the cascade missed is that rare).
     pub(crate) async fn orphaned(&self, e: &Execution) -> bool {
         let Some(parent) = e.parent.as_ref().filter(|p| !p.detached) else {
             return false;
         };
-        let parent = self.inner.store.get_execution(&e.tenant, &parent.id).await;
-        matches!(parent, Ok(Some(p)) if p.status == ExecutionStatus::Cancelled)
+        let now = tokio::time::Instant::now();
+        let trusted = self.live_parents().get(&parent.id).copied();
+        if trusted.is_some_and(|until| now < until) {
+            return false;
+        }
+        let read = self.inner.store.get_execution(&e.tenant, &parent.id).await;
+        if matches!(&read, Ok(Some(p)) if p.status == ExecutionStatus::Cancelled) {
+            return true;
+        }
+        self.live_parents()
+            .put(parent.id.clone(), now + LIVE_PARENT);
+        false
+    }
+
+    fn live_parents(
+        &self,
+    ) -> std::sync::MutexGuard<'_, lru::LruCache<String, tokio::time::Instant>> {
+        self.inner
+            .live_parents
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
     }
 
     /// Cancels the children `e` spawned, but those detached, and theirs: a
