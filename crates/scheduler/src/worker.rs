@@ -247,7 +247,8 @@ impl Node {
         }
     }
 
-    /// Renews `held`, bounded by how long it is surely ours.
+    /// Renews `held`, waiting at most `within` for the answer (mid-run:
+    /// as long as the lease is surely ours).
     async fn renew(
         &self,
         execution: &Execution,
